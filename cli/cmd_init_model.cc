@@ -1,0 +1,120 @@
+// `layerpipe init-model`: writes a random-weight checkpoint of a known shape (config.json,
+// generation_config.json, sharded safetensors with an index), for benchmarks and the demo.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "common/model_layout.h"
+#include "common/presets.h"
+#include "common/safetensors_writer.h"
+
+namespace lp::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+uint64_t HashName(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Element i of a tensor depends only on (seed, name, i), so any chunking writes the same file.
+// Norm weights are 1 (as at initialization); everything else uniform with std 0.02.
+TensorToWrite RandomTensor(const ExpectedTensor& t, DType dtype, uint64_t seed) {
+  TensorToWrite w;
+  w.name = t.name;
+  w.dtype = dtype;
+  w.shape = t.shape;
+  const bool is_norm = t.name.find("norm") != std::string::npos;
+  const uint64_t key = SplitMix64(seed ^ HashName(t.name));
+  const float amplitude = 0.02f * std::sqrt(3.0f);
+  w.fill = [=](uint64_t first, uint64_t count, void* out) {
+#pragma omp parallel for if (count > 65536)
+    for (uint64_t i = 0; i < count; ++i) {
+      const uint64_t r = SplitMix64(key + (first + i) * 0x9e3779b97f4a7c15ull);
+      const float u = float(r >> 40) * (1.0f / float(1 << 24));  // [0, 1)
+      const float v = is_norm ? 1.0f : (2.0f * u - 1.0f) * amplitude;
+      switch (dtype) {
+        case DType::kBF16: static_cast<uint16_t*>(out)[i] = F32ToBf16(v); break;
+        case DType::kF16: static_cast<uint16_t*>(out)[i] = F32ToF16(v); break;
+        default: static_cast<float*>(out)[i] = v; break;
+      }
+    }
+  };
+  return w;
+}
+
+void CopyTokenizer(const std::string& from, const std::string& to) {
+  bool any = false;
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    const fs::path src = fs::path(from) / name;
+    if (!fs::exists(src)) continue;
+    std::error_code ec;
+    fs::copy_file(src, fs::path(to) / name, fs::copy_options::overwrite_existing, ec);
+    if (ec) Fail(absl::InternalError(absl::StrCat(src.string(), ": ", ec.message())));
+    any = true;
+  }
+  if (!any) Fail(absl::NotFoundError(absl::StrCat(from, ": no tokenizer.json to copy")));
+}
+
+}  // namespace
+
+void AddInitModelCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("init-model", "write a random-weight checkpoint of a known shape");
+  struct Options {
+    std::string preset, out, dtype = "bf16", tokenizer;
+    uint64_t seed = 0;
+    double shard_mb = 0;
+  };
+  auto o = std::make_shared<Options>();
+  std::string names;
+  for (const auto& p : Presets()) names += "\n  " + p.name + ": " + p.description;
+  cmd->add_option("--preset", o->preset, "model shape:" + names)->required();
+  cmd->add_option("--out", o->out, "output directory (created)")->required();
+  cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "weight type")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bf16", "f16", "f32"}));
+  cmd->add_option("--shard-mb", o->shard_mb, "shard size in MiB (default: the preset's)");
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "copy tokenizer.json / tokenizer_config.json from this directory");
+  cmd->callback([o] {
+    auto preset = FindPreset(o->preset);
+    if (!preset.ok()) Fail(preset.status(), 2);
+    ModelConfig c = preset->config;
+    const DType dtype = o->dtype == "bf16" ? DType::kBF16 : o->dtype == "f16" ? DType::kF16 : DType::kF32;
+    c.torch_dtype = o->dtype == "bf16" ? "bfloat16" : o->dtype == "f16" ? "float16" : "float32";
+    std::error_code ec;
+    fs::create_directories(o->out, ec);
+    if (ec) Fail(absl::PermissionDeniedError(absl::StrCat(o->out, ": ", ec.message())));
+
+    std::vector<TensorToWrite> tensors;
+    for (const auto& t : AllTensors(c)) tensors.push_back(RandomTensor(t, dtype, o->seed));
+    const uint64_t shard = o->shard_mb > 0 ? uint64_t(o->shard_mb * (1 << 20)) : preset->shard_bytes;
+    std::fprintf(stderr, "writing %s (%s) to %s ...\n", preset->name.c_str(),
+                 preset->description.c_str(), o->out.c_str());
+    if (auto s = WriteShardedCheckpoint(o->out, tensors, shard); !s.ok()) Fail(s);
+    std::ofstream(fs::path(o->out) / "config.json") << ModelConfigToJson(c);
+    std::ofstream(fs::path(o->out) / "generation_config.json")
+        << "{\n  \"bos_token_id\": 151643,\n  \"eos_token_id\": [151645, 151643],\n"
+           "  \"pad_token_id\": 151643,\n  \"do_sample\": true,\n  \"temperature\": 0.6,\n"
+           "  \"top_k\": 20,\n  \"top_p\": 0.95\n}\n";
+    if (!o->tokenizer.empty()) CopyTokenizer(o->tokenizer, o->out);
+    std::printf("wrote %s: %lld parameters\n", o->out.c_str(), (long long)NumElements(
+        AllTensors(c)));
+  });
+}
+
+}  // namespace lp::cli

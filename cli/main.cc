@@ -1,0 +1,12 @@
+// `layerpipe`: the one program users run. Subcommands live in cmd_*.cc.
+#include "cli/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"layerpipe: serve a Qwen3 / Qwen2 model split by layers over several devices"};
+  app.require_subcommand(1);
+  lp::cli::AddLogitsCommand(app);
+  lp::cli::AddCheckModelCommand(app);
+  lp::cli::AddInitModelCommand(app);
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}

@@ -1,0 +1,166 @@
+// Checkpoint directories: index, lazy shard mapping, full validation.
+#include "common/checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+
+namespace lp {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+constexpr char kSingleFile[] = "model.safetensors";
+constexpr char kIndexFile[] = "model.safetensors.index.json";
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// Tensors some checkpoints carry that the model does not need.
+bool IsExplainedExtra(const ModelConfig& c, const std::string& name) {
+  if (absl::EndsWith(name, ".rotary_emb.inv_freq")) return true;  // old RoPE buffers
+  return c.tie_word_embeddings && name == "lm_head.weight";       // saved copy of tied head
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
+  if (!fs::is_directory(dir)) {
+    return absl::NotFoundError(absl::StrCat(dir, ": not a checkpoint directory"));
+  }
+  auto config = LoadModelConfig(dir);
+  if (!config.ok()) return config.status();
+  std::unique_ptr<Checkpoint> ckpt(new Checkpoint(dir, *config));
+
+  const fs::path index_path = fs::path(dir) / kIndexFile;
+  if (fs::exists(index_path)) {
+    std::ifstream in(index_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    json j = json::parse(ss.str(), nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
+        !j["weight_map"].is_object()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(index_path.string(), ": not JSON with a 'weight_map' object"));
+    }
+    for (const auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            index_path.string(), ": weight_map['", name, "'] must be a file name in the directory"));
+      }
+      ckpt->weight_map_[name] = file.get<std::string>();
+    }
+    ckpt->indexed_ = true;
+  } else if (fs::exists(fs::path(dir) / kSingleFile)) {
+    auto file = ckpt->File(kSingleFile);
+    if (!file.ok()) return file.status();
+    for (const auto& [name, info] : (*file)->tensors()) ckpt->weight_map_[name] = kSingleFile;
+  } else {
+    return absl::NotFoundError(
+        absl::StrCat(dir, ": neither ", kSingleFile, " nor ", kIndexFile, " is present"));
+  }
+  return ckpt;
+}
+
+absl::StatusOr<SafetensorsFile*> Checkpoint::File(const std::string& file_name) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = files_.find(file_name);
+  if (it != files_.end()) return it->second.get();
+  auto file = SafetensorsFile::Open((fs::path(dir_) / file_name).string());
+  if (!file.ok()) return file.status();
+  SafetensorsFile* raw = file->get();
+  files_[file_name] = std::move(*file);
+  return raw;
+}
+
+std::vector<std::string> Checkpoint::OpenedFiles() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, file] : files_) names.push_back(name);
+  return names;
+}
+
+absl::StatusOr<TensorView> Checkpoint::Get(const ExpectedTensor& expected) {
+  auto where = weight_map_.find(expected.name);
+  if (where == weight_map_.end()) {
+    return absl::NotFoundError(absl::StrCat(dir_, ": tensor '", expected.name, "' is missing"));
+  }
+  auto file = File(where->second);
+  if (!file.ok()) return file.status();
+  TensorView view = (*file)->Find(expected.name);
+  if (view.info == nullptr) {
+    return absl::NotFoundError(absl::StrCat((*file)->path(), ": tensor '", expected.name,
+                                            "' is listed in the index but not in the file"));
+  }
+  if (view.info->shape != expected.shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        (*file)->path(), ": tensor '", expected.name, "' has shape ", ShapeString(view.info->shape),
+        " but config.json implies ", ShapeString(expected.shape)));
+  }
+  if (!IsFloatWeightType(view.info->dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat((*file)->path(), ": tensor '", expected.name,
+                                                   "' has dtype ", std::string(DTypeName(view.info->dtype)),
+                                                   "; weights must be BF16, F16 or F32"));
+  }
+  return view;
+}
+
+absl::StatusOr<CheckpointSummary> Checkpoint::Validate() {
+  CheckpointSummary summary;
+  summary.architecture = config_.architecture_name;
+  summary.num_layers = config_.num_layers;
+
+  std::set<std::string> file_names;
+  for (const auto& [name, file] : weight_map_) file_names.insert(file);
+  // Every file well-formed, and with an index, index and files agree both ways.
+  std::set<std::string> in_files;
+  for (const auto& file_name : file_names) {
+    auto file = File(file_name);
+    if (!file.ok()) return file.status();
+    summary.files.push_back(file_name);
+    for (const auto& [name, info] : (*file)->tensors()) {
+      in_files.insert(name);
+      auto listed = weight_map_.find(name);
+      if (indexed_ && (listed == weight_map_.end() || listed->second != file_name)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            (*file)->path(), ": tensor '", name, "' is not listed for this file in ", kIndexFile));
+      }
+    }
+  }
+  for (const auto& [name, file_name] : weight_map_) {
+    if (!in_files.count(name)) {
+      return absl::NotFoundError(absl::StrCat(dir_, "/", file_name, ": tensor '", name,
+                                              "' is listed in the index but not in the file"));
+    }
+  }
+  // Every expected tensor present with its shape; nothing unexplained.
+  std::set<std::string> expected_names;
+  for (const auto& expected : AllTensors(config_)) {
+    auto view = Get(expected);
+    if (!view.ok()) return view.status();
+    expected_names.insert(expected.name);
+    summary.num_parameters += int64_t(view->info->num_elements());
+    summary.bytes_by_dtype[std::string(DTypeName(view->info->dtype))] += view->info->num_bytes();
+  }
+  for (const auto& [name, file_name] : weight_map_) {
+    if (expected_names.count(name)) continue;
+    if (IsExplainedExtra(config_, name)) {
+      summary.ignored.push_back(name);
+      continue;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(dir_, "/", file_name, ": tensor '", name,
+                                                   "' is not part of a ", config_.architecture_name,
+                                                   " with this config.json"));
+  }
+  return summary;
+}
+
+}  // namespace lp

@@ -1,0 +1,57 @@
+// A Hugging Face checkpoint directory: config.json, model.safetensors or shards with
+// model.safetensors.index.json. Shards are mapped on first use, so a worker that asks only for
+// its own layers' tensors maps only the files that hold them.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/model_config.h"
+#include "common/model_layout.h"
+#include "common/safetensors.h"
+
+namespace lp {
+
+struct CheckpointSummary {
+  std::string architecture;
+  int64_t num_layers = 0;
+  int64_t num_parameters = 0;
+  std::map<std::string, uint64_t> bytes_by_dtype;
+  std::vector<std::string> files;
+  std::vector<std::string> ignored;  // tensors present but not used (explained)
+};
+
+class Checkpoint {
+ public:
+  // Reads config.json and the index (or the single file's header); maps nothing else.
+  static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& dir);
+
+  const ModelConfig& config() const { return config_; }
+  const std::string& dir() const { return dir_; }
+
+  // The tensor `expected.name`, checked against `expected.shape` and for a float dtype.
+  absl::StatusOr<TensorView> Get(const ExpectedTensor& expected);
+  // Files mapped so far, by file name.
+  std::vector<std::string> OpenedFiles() const;
+
+  // Maps every file and checks the whole checkpoint: every tensor config.json implies present
+  // with its shape, nothing unexplained, the index agreeing with the files.
+  absl::StatusOr<CheckpointSummary> Validate();
+
+ private:
+  Checkpoint(std::string dir, ModelConfig config) : dir_(std::move(dir)), config_(config) {}
+  absl::StatusOr<SafetensorsFile*> File(const std::string& file_name);
+
+  std::string dir_;
+  ModelConfig config_;
+  std::map<std::string, std::string> weight_map_;  // tensor name -> file name
+  bool indexed_ = false;                           // true when sharded with an index
+  mutable std::mutex mu_;
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;
+};
+
+}  // namespace lp

@@ -1,0 +1,195 @@
+// Reading Hugging Face config.json / generation_config.json.
+#include "common/model_config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace lp {
+namespace {
+
+using json = nlohmann::json;
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<int64_t> PositiveInt(const json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: '", key, "' must be a positive integer"));
+  }
+  return it->get<int64_t>();
+}
+
+void IdsFrom(const json& j, std::vector<int64_t>* out) {
+  if (j.is_number_integer()) out->push_back(j.get<int64_t>());
+  if (j.is_array()) {
+    for (const auto& v : j) {
+      if (v.is_number_integer()) out->push_back(v.get<int64_t>());
+    }
+  }
+}
+
+absl::StatusOr<ModelConfig> ParseModelConfigJson(const json& j);
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("config.json: not a JSON object");
+  }
+  try {
+    return ParseModelConfigJson(j);
+  } catch (const json::exception& e) {  // a key of the wrong type
+    return absl::InvalidArgumentError(absl::StrCat("config.json: ", e.what()));
+  }
+}
+
+namespace {
+
+absl::StatusOr<ModelConfig> ParseModelConfigJson(const json& j) {
+  ModelConfig c;
+  auto archs = j.find("architectures");
+  if (archs == j.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string()) {
+    return absl::InvalidArgumentError("config.json: 'architectures' is missing");
+  }
+  c.architecture_name = (*archs)[0].get<std::string>();
+  if (c.architecture_name == "Qwen3ForCausalLM") {
+    c.arch = Architecture::kQwen3;
+  } else if (c.architecture_name == "Qwen2ForCausalLM") {
+    c.arch = Architecture::kQwen2;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json: architecture '", c.architecture_name,
+        "' is not supported (layerpipe serves Qwen3ForCausalLM and Qwen2ForCausalLM)"));
+  }
+  auto get = [&](const char* key, int64_t* out) -> absl::Status {
+    auto v = PositiveInt(j, key);
+    if (!v.ok()) return v.status();
+    *out = *v;
+    return absl::OkStatus();
+  };
+  for (auto [key, field] : {std::pair{"hidden_size", &c.hidden_size},
+                            {"intermediate_size", &c.intermediate_size},
+                            {"num_hidden_layers", &c.num_layers},
+                            {"num_attention_heads", &c.num_heads},
+                            {"vocab_size", &c.vocab_size}}) {
+    if (auto s = get(key, field); !s.ok()) return s;
+  }
+  c.num_kv_heads = j.value("num_key_value_heads", c.num_heads);
+  if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(
+        "config.json: num_attention_heads must be a multiple of num_key_value_heads");
+  }
+  if (j.contains("head_dim") && j["head_dim"].is_number_integer()) {
+    c.head_dim = j["head_dim"].get<int64_t>();
+  } else {
+    if (c.hidden_size % c.num_heads != 0) {
+      return absl::InvalidArgumentError(
+          "config.json: hidden_size is not a multiple of num_attention_heads and no head_dim");
+    }
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError("config.json: head_dim must be positive and even (RoPE)");
+  }
+  c.max_position_embeddings = j.value("max_position_embeddings", int64_t{32768});
+  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+  c.rope_theta = j.value("rope_theta", 10000.0);
+  c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
+  if (j.contains("torch_dtype") && j["torch_dtype"].is_string()) {
+    c.torch_dtype = j["torch_dtype"].get<std::string>();
+  } else if (j.contains("dtype") && j["dtype"].is_string()) {
+    c.torch_dtype = j["dtype"].get<std::string>();
+  }
+  if (c.arch == Architecture::kQwen3) {
+    c.attention_bias = j.value("attention_bias", false);
+    c.qk_norm = true;
+  } else {
+    c.attention_bias = true;
+    c.qk_norm = false;
+  }
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    return absl::UnimplementedError("config.json: rope_scaling is not supported yet");
+  }
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
+  const std::string path = (std::filesystem::path(model_dir) / "config.json").string();
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  auto c = ParseModelConfig(*text);
+  if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(model_dir, "/", c.status().message()));
+  return c;
+}
+
+std::string ModelConfigToJson(const ModelConfig& c) {
+  json j;
+  j["architectures"] = {c.architecture_name};
+  j["model_type"] = c.arch == Architecture::kQwen3 ? "qwen3" : "qwen2";
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_layers;
+  j["num_attention_heads"] = c.num_heads;
+  j["num_key_value_heads"] = c.num_kv_heads;
+  if (c.arch == Architecture::kQwen3) {
+    j["head_dim"] = c.head_dim;
+    j["attention_bias"] = c.attention_bias;
+  }
+  j["vocab_size"] = c.vocab_size;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["rope_theta"] = c.rope_theta;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["hidden_act"] = "silu";
+  j["torch_dtype"] = c.torch_dtype;
+  j["rope_scaling"] = nullptr;
+  j["bos_token_id"] = 151643;
+  j["eos_token_id"] = 151645;
+  return j.dump(2) + "\n";
+}
+
+absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_dir) {
+  GenerationConfig g;
+  const auto dir = std::filesystem::path(model_dir);
+  const std::string path = (dir / "generation_config.json").string();
+  json j;
+  if (std::filesystem::exists(path)) {
+    auto text = ReadFile(path);
+    if (!text.ok()) return text.status();
+    j = json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
+    }
+  } else {
+    auto text = ReadFile((dir / "config.json").string());
+    if (!text.ok()) return text.status();
+    j = json::parse(*text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) j = json::object();
+  }
+  if (j.contains("eos_token_id")) IdsFrom(j["eos_token_id"], &g.eos_token_ids);
+  g.bos_token_id = j.value("bos_token_id", int64_t{-1});
+  g.pad_token_id = j.contains("pad_token_id") && j["pad_token_id"].is_number_integer()
+                       ? j["pad_token_id"].get<int64_t>()
+                       : -1;
+  g.do_sample = j.value("do_sample", false);
+  g.temperature = j.value("temperature", 1.0);
+  g.top_k = j.value("top_k", int64_t{0});
+  g.top_p = j.value("top_p", 1.0);
+  return g;
+}
+
+}  // namespace lp

@@ -1,0 +1,88 @@
+// Checkpoint directories: config.json, single files and shards, and every kind of damage
+// reported as a clear error naming the file and the tensor.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "broken_checkpoints.h"
+#include "common/checkpoint.h"
+#include "common/model_config.h"
+#include "common/presets.h"
+
+namespace lp {
+namespace {
+
+using lp::testing::FixtureDir;
+
+TEST(Checkpoint, ValidFixturesPass) {
+  for (const char* name : {"qwen3-tiny", "qwen3-small-sharded", "qwen2-small"}) {
+    auto ckpt = Checkpoint::Open(FixtureDir(name));
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    auto summary = (*ckpt)->Validate();
+    ASSERT_TRUE(summary.ok()) << name << ": " << summary.status();
+    EXPECT_GT(summary->num_parameters, 0);
+    EXPECT_TRUE(summary->bytes_by_dtype.count("BF16"));
+  }
+}
+
+TEST(Checkpoint, ConfigFieldsAreRead) {
+  auto q3 = LoadModelConfig(FixtureDir("qwen3-tiny"));
+  ASSERT_TRUE(q3.ok());
+  EXPECT_EQ(q3->arch, Architecture::kQwen3);
+  EXPECT_EQ(q3->head_dim, 16);  // its own field, here 4 heads * 16 != hidden 32
+  EXPECT_TRUE(q3->tie_word_embeddings);
+  EXPECT_TRUE(q3->qk_norm);
+  auto q2 = LoadModelConfig(FixtureDir("qwen2-small"));
+  ASSERT_TRUE(q2.ok());
+  EXPECT_EQ(q2->head_dim, 16);  // hidden 64 / 4 heads
+  EXPECT_TRUE(q2->attention_bias);
+  EXPECT_FALSE(q2->qk_norm);
+}
+
+TEST(Checkpoint, GenerationConfigEosMayBeAList) {
+  auto g = LoadGenerationConfig(FixtureDir("qwen3-tiny"));
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->eos_token_ids, (std::vector<int64_t>{151645, 151643}));
+  auto fallback = LoadGenerationConfig(FixtureDir("qwen2-small"));  // none: config.json's eos
+  ASSERT_TRUE(fallback.ok());
+  EXPECT_EQ(fallback->eos_token_ids, (std::vector<int64_t>{151645}));
+}
+
+TEST(Checkpoint, WrongTypeInConfigIsAnErrorNotACrash) {
+  auto c = ParseModelConfig(R"({"architectures": ["Qwen3ForCausalLM"], "hidden_size": 8,
+      "intermediate_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+      "vocab_size": 10, "rope_theta": "fast"})");
+  EXPECT_FALSE(c.ok());
+}
+
+TEST(Checkpoint, PresetConfigsRoundTrip) {
+  for (const auto& p : Presets()) {
+    auto c = ParseModelConfig(ModelConfigToJson(p.config));
+    ASSERT_TRUE(c.ok()) << p.name << ": " << c.status();
+    EXPECT_EQ(c->num_layers, p.config.num_layers);
+    EXPECT_EQ(c->head_dim, p.config.head_dim);
+    EXPECT_EQ(c->tie_word_embeddings, p.config.tie_word_embeddings);
+  }
+}
+
+class BrokenCheckpoint : public ::testing::TestWithParam<lp::testing::Defect> {};
+
+TEST_P(BrokenCheckpoint, IsRefusedWithAClearMessage) {
+  const std::string root = ::testing::TempDir() + "/lp_broken_ckpt";
+  const std::string dir = lp::testing::MakeBroken(root, GetParam().name);
+  auto ckpt = Checkpoint::Open(dir);
+  absl::Status status = ckpt.status();
+  if (ckpt.ok()) {
+    auto summary = (*ckpt)->Validate();
+    status = summary.status();
+  }
+  ASSERT_FALSE(status.ok());
+  EXPECT_NE(status.message().find(GetParam().message), std::string::npos) << status;
+  EXPECT_NE(status.message().find(dir), std::string::npos) << "names the file: " << status;
+}
+
+INSTANTIATE_TEST_SUITE_P(Defects, BrokenCheckpoint, ::testing::ValuesIn(lp::testing::Defects()),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace lp

@@ -1,0 +1,103 @@
+// The `layerpipe` program as users run it: exact flags, exit codes, JSON output, and clean
+// failures (exit 1 with a message, never a crash) on every kind of broken checkpoint.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+
+#include "broken_checkpoints.h"
+#include "fixture_util.h"
+
+namespace lp {
+namespace {
+
+using lp::testing::FixtureDir;
+
+struct Result {
+  int exit_code;
+  std::string out;  // stdout and stderr together
+};
+
+Result RunLayerpipe(const std::string& args) {
+  const std::string cmd = std::string(LP_LAYERPIPE_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
+
+TEST(Cli, LogitsJsonMatchesReference) {
+  const auto expected = lp::testing::LoadJson(FixtureDir("qwen3-tiny") + "/expected.json");
+  const auto& c = expected["cases"][1];
+  std::string ids;
+  for (const auto& id : c["prompt"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
+  const std::string dump = ::testing::TempDir() + "/lp_cli_logits.f32";
+  Result r = RunLayerpipe("logits --model " + FixtureDir("qwen3-tiny") + " --prompt-ids " + ids +
+                 " --slices 3 --top 10 --json --dump " + dump);
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["argmax"], c["argmax"]);
+  ASSERT_EQ(j["top"].size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(j["top"][i]["id"], c["top10_ids"][i]);
+    EXPECT_NEAR(j["top"][i]["logit"].get<double>(), c["top10_logits"][i].get<double>(), 1e-3);
+  }
+  EXPECT_EQ(std::filesystem::file_size(dump), 151936u * 4);
+}
+
+TEST(Cli, CheckModelSummarizesAValidCheckpoint) {
+  Result r = RunLayerpipe("check-model " + FixtureDir("qwen3-small-sharded"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("Qwen3ForCausalLM"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("BF16"), std::string::npos) << r.out;
+}
+
+TEST(Cli, InitModelWritesACheckpointThatChecksAndRuns) {
+  const std::string dir = ::testing::TempDir() + "/lp_cli_demo";
+  std::filesystem::remove_all(dir);
+  Result init = RunLayerpipe("init-model --preset demo --out " + dir + " --seed 7 --shard-mb 20");
+  ASSERT_EQ(init.exit_code, 0) << init.out;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors.index.json"));
+  int shards = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    shards += e.path().extension() == ".safetensors";
+  }
+  EXPECT_GE(shards, 2) << "sharded";
+  Result check = RunLayerpipe("check-model " + dir);
+  EXPECT_EQ(check.exit_code, 0) << check.out;
+  Result one = RunLayerpipe("greedy --model " + dir + " --prompt-ids 1,2,3 --max-tokens 5 --json");
+  Result three = RunLayerpipe("greedy --model " + dir + " --prompt-ids 1,2,3 --max-tokens 5 --slices 3 --json");
+  ASSERT_EQ(one.exit_code, 0) << one.out;
+  ASSERT_EQ(three.exit_code, 0) << three.out;
+  EXPECT_EQ(nlohmann::json::parse(one.out)["token_ids"], nlohmann::json::parse(three.out)["token_ids"]);
+  std::filesystem::remove_all(dir);
+}
+
+TEST(Cli, BadArgumentsAreUsageErrors) {
+  EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1,x").exit_code, 0);
+  EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1 --slices 9").exit_code, 0);
+  EXPECT_NE(RunLayerpipe("init-model --preset nope --out /tmp/x").exit_code, 0);
+  EXPECT_NE(RunLayerpipe("logits --model /nonexistent --prompt-ids 1").exit_code, 0);
+  EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 99999").exit_code, 0);
+}
+
+class CliBroken : public ::testing::TestWithParam<lp::testing::Defect> {};
+
+TEST_P(CliBroken, CheckModelExitsOneWithAMessage) {
+  const std::string dir = lp::testing::MakeBroken(::testing::TempDir() + "/lp_cli_broken", GetParam().name);
+  Result r = RunLayerpipe("check-model " + dir);
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("error: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(GetParam().message), std::string::npos) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Defects, CliBroken, ::testing::ValuesIn(lp::testing::Defects()),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace lp

@@ -1,0 +1,253 @@
+// The decoder against Hugging Face's float64 reference (tests/fixtures/): logits, every
+// layer's output, greedy decoding with the KV cache, with the model in 1, 2 and 3 slices;
+// and batching that changes no result.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <set>
+
+#include "common/checkpoint.h"
+#include "fixture_util.h"
+#include "worker/cpu/cpu_backend.h"
+#include "worker/local_chain.h"
+
+namespace lp {
+namespace {
+
+using lp::testing::FixtureDir;
+using lp::testing::LoadJson;
+using lp::testing::LoadLogits;
+
+struct Param {
+  std::string fixture;
+  int64_t slices;
+};
+
+std::string ParamName(const ::testing::TestParamInfo<Param>& info) {
+  std::string name = info.param.fixture + "_" + std::to_string(info.param.slices) + "slices";
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+std::vector<int32_t> Ids(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
+
+std::vector<int32_t> TopK(const std::vector<float>& v, size_t k) {
+  std::vector<int32_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(),
+                    [&](int32_t a, int32_t b) { return v[a] > v[b]; });
+  idx.resize(k);
+  return idx;
+}
+
+double RelativeError(std::span<const float> got, const std::vector<double>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (got[i] - want[i]) * (got[i] - want[i]);
+    norm += want[i] * want[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+class ModelTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    dir_ = FixtureDir(GetParam().fixture);
+    expected_ = LoadJson(dir_ + "/expected.json");
+    auto ckpt = Checkpoint::Open(dir_);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    ckpt_ = std::move(*ckpt);
+  }
+
+  std::unique_ptr<LocalChain> Chain(const std::vector<SliceSpec>& specs, int64_t seqs = 1) {
+    SliceLimits limits{seqs, 256, 256};
+    auto chain = LocalChain::Load(*ckpt_, specs, limits, MakeCpuBackend);
+    EXPECT_TRUE(chain.ok()) << chain.status();
+    return chain.ok() ? std::move(*chain) : nullptr;
+  }
+
+  std::string dir_;
+  nlohmann::json expected_;
+  std::unique_ptr<Checkpoint> ckpt_;
+};
+
+TEST_P(ModelTest, LogitsMatchReference) {
+  const auto& cases = expected_["cases"];
+  const int64_t vocab = ckpt_->config().vocab_size;
+  const auto ref = LoadLogits(dir_, cases.size(), size_t(vocab));
+  auto chain = Chain(EvenSlices(ckpt_->config().num_layers, GetParam().slices));
+  ASSERT_NE(chain, nullptr);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const auto prompt = Ids(cases[c]["prompt"]);
+    StepLayout layout;
+    layout.seqs = {{0, 0, int32_t(prompt.size())}};
+    std::vector<float> logits;
+    ASSERT_TRUE(chain->Step(layout, prompt, &logits).ok());
+    ASSERT_EQ(logits.size(), size_t(vocab));
+    double max_diff = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      max_diff = std::max(max_diff, std::fabs(double(logits[i]) - ref[c * vocab + i]));
+    }
+    EXPECT_LT(max_diff, 1e-3) << "case " << c;
+    EXPECT_EQ(ArgMax(logits), cases[c]["argmax"].get<int32_t>()) << "case " << c;
+    EXPECT_EQ(TopK(logits, 10), Ids(cases[c]["top10_ids"])) << "case " << c;
+  }
+}
+
+TEST_P(ModelTest, EveryLayerOutputMatchesReference) {
+  // One slice per layer, so every layer's output crosses a slice boundary and can be read.
+  const int64_t layers = ckpt_->config().num_layers;
+  std::vector<SliceSpec> specs;
+  for (int64_t l = 0; l < layers; ++l) specs.push_back({l, l + 1, l == 0, false});
+  SliceLimits limits{1, 256, 256};
+  std::vector<std::unique_ptr<Slice>> slices;
+  for (const auto& spec : specs) {
+    auto s = Slice::Load(*ckpt_, spec, limits, MakeCpuBackend());
+    ASSERT_TRUE(s.ok()) << s.status();
+    slices.push_back(std::move(*s));
+  }
+  const int64_t h = ckpt_->config().hidden_size;
+  for (const auto& c : expected_["cases"]) {
+    const auto prompt = Ids(c["prompt"]);
+    const int64_t n = int64_t(prompt.size());
+    StepLayout layout;
+    layout.seqs = {{0, 0, int32_t(n)}};
+    std::vector<float> in, out;
+    for (int64_t l = 0; l < layers; ++l) {
+      ASSERT_TRUE(slices[l]->Forward(layout, l == 0 ? std::span<const int32_t>(prompt)
+                                                    : std::span<const int32_t>{},
+                                     in, &out).ok());
+      const auto want = c["layer_out_last_pos"][l].get<std::vector<double>>();
+      EXPECT_LT(RelativeError(std::span(out).subspan((n - 1) * h, h), want), 1e-4)
+          << "layer " << l << ", prompt of " << n;
+      if (c.contains("layer_out_all_pos")) {
+        for (int64_t p = 0; p < n; ++p) {
+          const auto all = c["layer_out_all_pos"][l][p].get<std::vector<double>>();
+          EXPECT_LT(RelativeError(std::span(out).subspan(p * h, h), all), 1e-4)
+              << "layer " << l << ", position " << p;
+        }
+      }
+      in.swap(out);
+    }
+  }
+}
+
+// The reference ran `generate(..., pad_token_id=0)`, and Hugging Face then masks every prompt
+// token equal to 0 as padding: its greedy20 is not the model's continuation for such a prompt
+// ("Hello, world!" ends in token 0, "!"). There the first token must still be the argmax.
+bool PromptHasReferencePadToken(const std::vector<int32_t>& prompt) {
+  return std::find(prompt.begin(), prompt.end(), 0) != prompt.end();
+}
+
+TEST_P(ModelTest, GreedyWithKvCacheMatchesReference) {
+  auto chain = Chain(EvenSlices(ckpt_->config().num_layers, GetParam().slices));
+  ASSERT_NE(chain, nullptr);
+  int compared = 0;
+  for (const auto& c : expected_["cases"]) {
+    const auto prompt = Ids(c["prompt"]);
+    auto got = chain->Greedy(prompt, 20);
+    ASSERT_TRUE(got.ok()) << got.status();
+    if (PromptHasReferencePadToken(prompt)) {
+      EXPECT_EQ((*got)[0], c["argmax"].get<int32_t>());
+      continue;
+    }
+    EXPECT_EQ(*got, Ids(c["greedy20"])) << "prompt of " << prompt.size();
+    ++compared;
+  }
+  EXPECT_GE(compared, 4);
+}
+
+TEST_P(ModelTest, BatchedStepEqualsSeparateSteps) {
+  // Every case in one step (each its own KV slot), then one decode step mixing all sequences
+  // with a fresh prefill: each sequence's logits equal what it gets alone.
+  const auto& cases = expected_["cases"];
+  const int64_t vocab = ckpt_->config().vocab_size;
+  const int64_t n = int64_t(cases.size());
+  auto chain = Chain(EvenSlices(ckpt_->config().num_layers, GetParam().slices), n + 1);
+  ASSERT_NE(chain, nullptr);
+  StepLayout layout;
+  std::vector<int32_t> ids;
+  for (int64_t c = 0; c < n; ++c) {
+    const auto prompt = Ids(cases[c]["prompt"]);
+    layout.seqs.push_back({int32_t(c), 0, int32_t(prompt.size())});
+    ids.insert(ids.end(), prompt.begin(), prompt.end());
+  }
+  std::vector<float> logits;
+  ASSERT_TRUE(chain->Step(layout, ids, &logits).ok());
+  const auto ref = LoadLogits(dir_, cases.size(), size_t(vocab));
+  StepLayout next;
+  std::vector<int32_t> next_ids;
+  for (int64_t c = 0; c < n; ++c) {
+    std::span<const float> row(logits.data() + c * vocab, size_t(vocab));
+    double max_diff = 0;
+    for (int64_t i = 0; i < vocab; ++i) max_diff = std::max(max_diff, std::fabs(double(row[i]) - ref[c * vocab + i]));
+    EXPECT_LT(max_diff, 1e-3) << "case " << c << " in a batch";
+    next.seqs.push_back({int32_t(c), layout.seqs[c].n_tokens, 1});
+    next_ids.push_back(ArgMax(row));
+  }
+  // Mixed step: one decode token for each sequence, plus case 0's prompt prefilled anew.
+  const auto p0 = Ids(cases[0]["prompt"]);
+  next.seqs.push_back({int32_t(n), 0, int32_t(p0.size())});
+  next_ids.insert(next_ids.end(), p0.begin(), p0.end());
+  ASSERT_TRUE(chain->Step(next, next_ids, &logits).ok());
+  for (int64_t c = 0; c < n; ++c) {
+    std::span<const float> row(logits.data() + c * vocab, size_t(vocab));
+    if (PromptHasReferencePadToken(Ids(cases[c]["prompt"]))) continue;
+    EXPECT_EQ(ArgMax(row), cases[c]["greedy20"][1].get<int32_t>()) << "case " << c;
+  }
+  std::span<const float> fresh(logits.data() + n * vocab, size_t(vocab));
+  EXPECT_EQ(ArgMax(fresh), cases[0]["argmax"].get<int32_t>());
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ModelTest,
+                         ::testing::Values(Param{"qwen3-tiny", 1}, Param{"qwen3-tiny", 2},
+                                           Param{"qwen3-tiny", 3}, Param{"qwen3-small-sharded", 1},
+                                           Param{"qwen3-small-sharded", 2},
+                                           Param{"qwen3-small-sharded", 3},
+                                           Param{"qwen2-small", 1}, Param{"qwen2-small", 2},
+                                           Param{"qwen2-small", 3}),
+                         ParamName);
+
+TEST(SliceLoading, ReadsOnlyTheShardsOfItsLayers) {
+  auto ckpt = Checkpoint::Open(FixtureDir("qwen3-small-sharded"));
+  ASSERT_TRUE(ckpt.ok());
+  const auto index = LoadJson(FixtureDir("qwen3-small-sharded") + "/model.safetensors.index.json");
+  // The last layer and the head.
+  const int64_t last = (*ckpt)->config().num_layers - 1;
+  auto slice = Slice::Load(**ckpt, {last, last + 1, false, true}, {1, 16, 16}, MakeCpuBackend());
+  ASSERT_TRUE(slice.ok()) << slice.status();
+  std::set<std::string> needed;
+  for (const auto& [name, file] : index["weight_map"].items()) {
+    if (name.rfind("model.layers." + std::to_string(last) + ".", 0) == 0 || name == "lm_head.weight" ||
+        name == "model.norm.weight") {
+      needed.insert(file.get<std::string>());
+    }
+  }
+  const auto opened = (*ckpt)->OpenedFiles();
+  EXPECT_EQ(std::set<std::string>(opened.begin(), opened.end()), needed);
+  EXPECT_LT(opened.size(), 3u);
+}
+
+TEST(SliceForward, RejectsBadSteps) {
+  auto ckpt = Checkpoint::Open(FixtureDir("qwen2-small"));
+  ASSERT_TRUE(ckpt.ok());
+  auto slice = Slice::Load(**ckpt, {0, 4, true, true}, {2, 8, 8}, MakeCpuBackend());
+  ASSERT_TRUE(slice.ok());
+  std::vector<float> out;
+  std::vector<int32_t> ids = {1, 2, 3};
+  StepLayout too_long{{{0, 6, 3}}};
+  EXPECT_EQ((*slice)->Forward(too_long, ids, {}, &out).code(), absl::StatusCode::kInvalidArgument);
+  StepLayout bad_slot{{{5, 0, 3}}};
+  EXPECT_EQ((*slice)->Forward(bad_slot, ids, {}, &out).code(), absl::StatusCode::kInvalidArgument);
+  StepLayout ok{{{0, 0, 3}}};
+  std::vector<int32_t> bad_ids = {1, 2, 99999};
+  EXPECT_EQ((*slice)->Forward(ok, bad_ids, {}, &out).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*slice)->Forward(ok, std::span<const int32_t>(ids).first(2), {}, &out).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE((*slice)->Forward(ok, ids, {}, &out).ok());
+}
+
+}  // namespace
+}  // namespace lp

@@ -1,0 +1,134 @@
+// The small op interface the decoder is written against. A backend owns memory on its device
+// (host RAM for the CPU backend, one GPU for the CUDA one) and implements each op there; the
+// model code in slice.cc never touches data directly, so Qwen3 / Qwen2 are written once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/dtype.h"
+#include "common/safetensors.h"
+
+namespace lp {
+
+// A dense row-major matrix in a backend's memory. Copies are cheap views of the same storage.
+struct Tensor {
+  std::shared_ptr<void> storage;  // keeps the memory alive
+  void* data = nullptr;
+  DType dtype = DType::kF32;
+  int64_t rows = 0;
+  int64_t cols = 0;
+
+  int64_t numel() const { return rows * cols; }
+  // The first `n` rows, sharing storage (workspaces are sized for the largest step).
+  Tensor Rows(int64_t n) const {
+    Tensor t = *this;
+    t.rows = n;
+    return t;
+  }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(data);
+  }
+};
+
+// One sequence's share of a step: `n_tokens` new tokens at positions
+// [start_pos, start_pos + n_tokens), attending to all earlier positions of KV-cache `slot`.
+// A prefill chunk and a single decode token are the same thing with different n_tokens, so
+// prefill and decode sequences may share a step.
+struct SeqChunk {
+  int32_t slot = 0;
+  int32_t start_pos = 0;
+  int32_t n_tokens = 0;
+};
+
+// The batch of one step: its sequences' chunks, whose tokens lie back to back in the
+// activation rows, in this order.
+struct StepLayout {
+  std::vector<SeqChunk> seqs;
+  int64_t total_tokens() const {
+    int64_t n = 0;
+    for (const auto& s : seqs) n += s.n_tokens;
+    return n;
+  }
+};
+
+struct KvCacheShape {
+  int64_t num_layers = 0;  // layers of this slice
+  int64_t num_slots = 0;   // sequences that may hold a cache at once
+  int64_t max_context = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+};
+
+// A backend's KV cache for the layers of one slice; opaque to the model code.
+class KvCache {
+ public:
+  virtual ~KvCache() = default;
+  const KvCacheShape& shape() const { return shape_; }
+  virtual uint64_t bytes() const = 0;
+
+ protected:
+  explicit KvCache(const KvCacheShape& shape) : shape_(shape) {}
+  KvCacheShape shape_;
+};
+
+struct AttentionParams {
+  int64_t num_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  double rope_theta = 10000.0;
+  float rms_norm_eps = 1e-6f;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // ---- memory
+  // An activation buffer in the backend's compute type.
+  virtual Tensor Alloc(int64_t rows, int64_t cols) = 0;
+  // A weight from checkpoint bytes (BF16 / F16 / F32), converted to the backend's weight type.
+  // 1-D weights (norms, biases) are given as rows = 1.
+  virtual Tensor LoadWeight(const TensorView& src, int64_t rows, int64_t cols) = 0;
+  virtual std::unique_ptr<KvCache> CreateKvCache(const KvCacheShape& shape) = 0;
+  // Host float32 <-> activation.
+  virtual void Upload(std::span<const float> host, Tensor& dst) = 0;
+  virtual void Download(const Tensor& src, std::span<float> host) = 0;
+
+  // ---- ops (outputs never alias inputs unless the comment says so)
+  // Sets the layout that the following ops of this step (RoPE, Attention) work on.
+  virtual void BeginStep(const StepLayout& layout) = 0;
+  // out[i] = table[ids[i]]
+  virtual void Embed(const Tensor& table, std::span<const int32_t> ids, Tensor& out) = 0;
+  // out = rmsnorm(x) * w
+  virtual void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) = 0;
+  // residual += x, then out = rmsnorm(residual) * w.
+  virtual void AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                          Tensor& out) = 0;
+  // out[n, m] = x[n, k] * w[m, k]^T (+ bias[m] when given)
+  virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
+  // In place: per-head RMSNorm of q and k when the norm weights are given (Qwen3), then RoPE
+  // (rotate-half form) at each token's position from the step layout.
+  virtual void QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
+                          const AttentionParams& p) = 0;
+  // Stores k and v in `cache` at each token's slot and position, then computes causal
+  // grouped-query attention of q over the cache for each sequence of the layout.
+  virtual void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
+                         int64_t layer, const AttentionParams& p, Tensor& out) = 0;
+  // out = silu(gate) * up
+  virtual void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // x += y (in place)
+  virtual void Add(Tensor& x, const Tensor& y) = 0;
+  // out[i] = x[rows[i]]
+  virtual void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) = 0;
+  // Waits for queued work (a no-op on the CPU).
+  virtual void Synchronize() {}
+};
+
+}  // namespace lp

@@ -1,0 +1,80 @@
+// CUDA device discovery and self-test (see device.h).
+#include "worker/cuda/device.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace lp::cuda {
+namespace {
+
+absl::Status CudaError(cudaError_t err, const char* call) {
+  return absl::InternalError(absl::StrCat(call, ": ", cudaGetErrorString(err)));
+}
+
+__global__ void FillIota(float* x, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) x[i] = float(i);
+}
+
+}  // namespace
+
+int DeviceCount() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky "no driver" error
+    return 0;
+  }
+  return n;
+}
+
+absl::StatusOr<std::string> DeviceDescription(int index) {
+  cudaDeviceProp prop;
+  if (auto err = cudaGetDeviceProperties(&prop, index); err != cudaSuccess) {
+    return CudaError(err, "cudaGetDeviceProperties");
+  }
+  return absl::StrFormat("%s, %.1f GiB, sm_%d%d", prop.name,
+                         double(prop.totalGlobalMem) / (1ull << 30), prop.major, prop.minor);
+}
+
+absl::Status PinDevice(int index) {
+  const int n = DeviceCount();
+  if (index < 0 || index >= n) {
+    return absl::NotFoundError(absl::StrCat("cuda:", index, " does not exist (", n, " visible)"));
+  }
+  if (auto err = cudaSetDevice(index); err != cudaSuccess) return CudaError(err, "cudaSetDevice");
+  return absl::OkStatus();
+}
+
+absl::Status SelfTest() {
+  constexpr int n = 1000;
+  float* x = nullptr;
+  if (auto err = cudaMalloc(&x, n * sizeof(float)); err != cudaSuccess) {
+    return CudaError(err, "cudaMalloc");
+  }
+  FillIota<<<(n + 255) / 256, 256>>>(x, n);
+  absl::Status status = absl::OkStatus();
+  cublasHandle_t handle = nullptr;
+  float dot = 0.0f;
+  if (auto err = cudaGetLastError(); err != cudaSuccess) {
+    status = CudaError(err, "FillIota launch");
+  } else if (cublasCreate(&handle) != CUBLAS_STATUS_SUCCESS) {
+    status = absl::InternalError("cublasCreate failed");
+  } else if (cublasSdot(handle, n, x, 1, x, 1, &dot) != CUBLAS_STATUS_SUCCESS) {
+    status = absl::InternalError("cublasSdot failed");
+  } else {
+    const double expected = double(n - 1) * n * (2 * n - 1) / 6;  // sum of i^2
+    if (std::abs(dot - expected) > 1e-4 * expected) {
+      status = absl::InternalError(absl::StrCat("self-test dot product ", dot, " != ", expected));
+    }
+  }
+  if (handle != nullptr) cublasDestroy(handle);
+  cudaFree(x);
+  return status;
+}
+
+}  // namespace lp::cuda

@@ -1,0 +1,234 @@
+// The Qwen3 / Qwen2 decoder, written once over the Backend interface (see slice.h).
+#include "worker/slice.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "common/model_layout.h"
+#include "common/status.h"
+
+namespace lp {
+
+std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n) {
+  std::vector<SliceSpec> slices;
+  int64_t begin = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t end = begin + num_layers / n + (i < num_layers % n ? 1 : 0);
+    slices.push_back({begin, end, i == 0, i == n - 1});
+    begin = end;
+  }
+  return slices;
+}
+
+Slice::Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits& limits,
+             std::unique_ptr<Backend> backend)
+    : config_(config), spec_(spec), limits_(limits), backend_(std::move(backend)) {
+  attn_.num_heads = config.num_heads;
+  attn_.num_kv_heads = config.num_kv_heads;
+  attn_.head_dim = config.head_dim;
+  attn_.rope_theta = config.rope_theta;
+  attn_.rms_norm_eps = float(config.rms_norm_eps);
+}
+
+absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const SliceSpec& spec,
+                                                   const SliceLimits& limits,
+                                                   std::unique_ptr<Backend> backend) {
+  const ModelConfig& c = ckpt.config();
+  if (spec.begin < 0 || spec.end < spec.begin || spec.end > c.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat("slice layers [", spec.begin, ", ", spec.end,
+                                                   ") outside the model's ", c.num_layers));
+  }
+  if (limits.max_seqs <= 0 || limits.max_context <= 0 || limits.max_step_tokens <= 0) {
+    return absl::InvalidArgumentError("slice limits must be positive");
+  }
+  std::unique_ptr<Slice> slice(new Slice(c, spec, limits, std::move(backend)));
+  RETURN_IF_ERROR(slice->LoadWeights(ckpt));
+  slice->AllocateWorkspace();
+  return slice;
+}
+
+absl::Status Slice::LoadWeights(Checkpoint& ckpt) {
+  Backend& b = *backend_;
+  auto load = [&](const ExpectedTensor& t, Tensor* out) -> absl::Status {
+    ASSIGN_OR_RETURN(TensorView view, ckpt.Get(t));
+    const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
+    *out = b.LoadWeight(view, rows, t.shape.back());
+    return absl::OkStatus();
+  };
+  auto find = [](const std::vector<ExpectedTensor>& ts, const std::string& suffix) {
+    return *std::find_if(ts.begin(), ts.end(), [&](const ExpectedTensor& t) {
+      return t.name.size() >= suffix.size() &&
+             t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    });
+  };
+  if (spec_.embed || (spec_.head && config_.tie_word_embeddings)) {
+    RETURN_IF_ERROR(load(EmbedTensors(config_)[0], &embed_));
+  }
+  for (int64_t l = spec_.begin; l < spec_.end; ++l) {
+    const auto ts = LayerTensors(config_, l);
+    Layer w;
+    RETURN_IF_ERROR(load(find(ts, "input_layernorm.weight"), &w.input_norm));
+    RETURN_IF_ERROR(load(find(ts, "post_attention_layernorm.weight"), &w.post_norm));
+    RETURN_IF_ERROR(load(find(ts, "q_proj.weight"), &w.q));
+    RETURN_IF_ERROR(load(find(ts, "k_proj.weight"), &w.k));
+    RETURN_IF_ERROR(load(find(ts, "v_proj.weight"), &w.v));
+    RETURN_IF_ERROR(load(find(ts, "o_proj.weight"), &w.o));
+    RETURN_IF_ERROR(load(find(ts, "gate_proj.weight"), &w.gate));
+    RETURN_IF_ERROR(load(find(ts, "up_proj.weight"), &w.up));
+    RETURN_IF_ERROR(load(find(ts, "down_proj.weight"), &w.down));
+    if (config_.attention_bias) {
+      RETURN_IF_ERROR(load(find(ts, "q_proj.bias"), &w.q_bias));
+      RETURN_IF_ERROR(load(find(ts, "k_proj.bias"), &w.k_bias));
+      RETURN_IF_ERROR(load(find(ts, "v_proj.bias"), &w.v_bias));
+    }
+    if (config_.qk_norm) {
+      RETURN_IF_ERROR(load(find(ts, "q_norm.weight"), &w.q_norm));
+      RETURN_IF_ERROR(load(find(ts, "k_norm.weight"), &w.k_norm));
+    }
+    layers_.push_back(std::move(w));
+  }
+  if (spec_.head) {
+    RETURN_IF_ERROR(load(NormTensors(config_)[0], &final_norm_));
+    if (config_.tie_word_embeddings) {
+      lm_head_ = embed_;
+    } else {
+      RETURN_IF_ERROR(load(HeadTensors(config_)[0], &lm_head_));
+    }
+    // A tied head on a later slice keeps its own copy of the table, loaded above.
+    if (!spec_.embed) embed_ = Tensor{};
+  }
+  return absl::OkStatus();
+}
+
+void Slice::AllocateWorkspace() {
+  Backend& b = *backend_;
+  const int64_t t = limits_.max_step_tokens, h = config_.hidden_size;
+  residual_ = b.Alloc(t, h);
+  normed_ = b.Alloc(t, h);
+  q_ = b.Alloc(t, config_.q_dim());
+  k_ = b.Alloc(t, config_.kv_dim());
+  v_ = b.Alloc(t, config_.kv_dim());
+  attn_out_ = b.Alloc(t, config_.q_dim());
+  proj_ = b.Alloc(t, h);
+  gate_ = b.Alloc(t, config_.intermediate_size);
+  up_ = b.Alloc(t, config_.intermediate_size);
+  act_ = b.Alloc(t, config_.intermediate_size);
+  if (spec_.head) {
+    last_rows_ = b.Alloc(limits_.max_seqs, h);
+    last_normed_ = b.Alloc(limits_.max_seqs, h);
+    logits_ = b.Alloc(limits_.max_seqs, config_.vocab_size);
+  }
+  KvCacheShape shape;
+  shape.num_layers = spec_.end - spec_.begin;
+  shape.num_slots = limits_.max_seqs;
+  shape.max_context = limits_.max_context;
+  shape.num_kv_heads = config_.num_kv_heads;
+  shape.head_dim = config_.head_dim;
+  kv_cache_ = b.CreateKvCache(shape);
+  last_row_index_.reserve(size_t(limits_.max_seqs));
+}
+
+int64_t Slice::output_rows(const StepLayout& layout) const {
+  return spec_.head ? int64_t(layout.seqs.size()) : layout.total_tokens();
+}
+
+absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const {
+  const int64_t tokens = layout.total_tokens();
+  if (layout.seqs.empty() || tokens == 0) return absl::InvalidArgumentError("empty step");
+  if (tokens > limits_.max_step_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("step of ", tokens, " tokens exceeds the limit of ",
+                                                   limits_.max_step_tokens));
+  }
+  if (int64_t(layout.seqs.size()) > limits_.max_seqs) {
+    return absl::InvalidArgumentError("more sequences in a step than KV-cache slots");
+  }
+  std::vector<bool> used(size_t(limits_.max_seqs), false);
+  for (const auto& s : layout.seqs) {
+    if (s.slot < 0 || s.slot >= limits_.max_seqs || used[size_t(s.slot)]) {
+      return absl::InvalidArgumentError(absl::StrCat("bad or repeated KV slot ", s.slot));
+    }
+    used[size_t(s.slot)] = true;
+    if (s.n_tokens <= 0 || s.start_pos < 0 ||
+        int64_t(s.start_pos) + s.n_tokens > limits_.max_context) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "positions [", s.start_pos, ", ", int64_t(s.start_pos) + s.n_tokens,
+          ") outside the context limit of ", limits_.max_context));
+    }
+  }
+  if (spec_.embed && int64_t(ids) != tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("expected ", tokens, " token ids, got ", ids));
+  }
+  if (!spec_.embed && int64_t(hidden) != tokens * config_.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("expected a hidden state of ", tokens, " x ",
+                                                   config_.hidden_size, " floats, got ", hidden));
+  }
+  return absl::OkStatus();
+}
+
+void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens) {
+  Backend& b = *backend_;
+  Tensor x = residual_.Rows(tokens), xn = normed_.Rows(tokens);
+  Tensor q = q_.Rows(tokens), k = k_.Rows(tokens), v = v_.Rows(tokens);
+  Tensor attn = attn_out_.Rows(tokens), proj = proj_.Rows(tokens);
+  Tensor gate = gate_.Rows(tokens), up = up_.Rows(tokens), act = act_.Rows(tokens);
+  const float eps = attn_.rms_norm_eps;
+  const bool bias = config_.attention_bias, qk_norm = config_.qk_norm;
+
+  b.RmsNorm(x, w.input_norm, eps, xn);
+  b.MatMul(xn, w.q, bias ? &w.q_bias : nullptr, q);
+  b.MatMul(xn, w.k, bias ? &w.k_bias : nullptr, k);
+  b.MatMul(xn, w.v, bias ? &w.v_bias : nullptr, v);
+  b.QkNormRope(q, k, qk_norm ? &w.q_norm : nullptr, qk_norm ? &w.k_norm : nullptr, attn_);
+  b.Attention(q, k, v, *kv_cache_, layer - spec_.begin, attn_, attn);
+  b.MatMul(attn, w.o, nullptr, proj);
+  b.AddRmsNorm(x, proj, w.post_norm, eps, xn);  // x += attention; xn = norm(x)
+  b.MatMul(xn, w.gate, nullptr, gate);
+  b.MatMul(xn, w.up, nullptr, up);
+  b.SiluMul(gate, up, act);
+  b.MatMul(act, w.down, nullptr, proj);
+  b.Add(x, proj);
+}
+
+absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,
+                            std::span<const float> hidden_in, std::vector<float>* out) {
+  RETURN_IF_ERROR(CheckLayout(layout, ids.size(), hidden_in.size()));
+  Backend& b = *backend_;
+  const int64_t tokens = layout.total_tokens();
+  b.BeginStep(layout);
+  Tensor x = residual_.Rows(tokens);
+  if (spec_.embed) {
+    for (int32_t id : ids) {
+      if (id < 0 || id >= config_.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token id ", id, " outside the vocabulary of ", config_.vocab_size));
+      }
+    }
+    b.Embed(embed_, ids, x);
+  } else {
+    b.Upload(hidden_in, x);
+  }
+  for (int64_t l = spec_.begin; l < spec_.end; ++l) RunLayer(layers_[size_t(l - spec_.begin)], l, tokens);
+
+  if (!spec_.head) {
+    out->resize(size_t(tokens * config_.hidden_size));
+    b.Download(x, *out);
+    return absl::OkStatus();
+  }
+  // Only each sequence's last token needs logits.
+  last_row_index_.clear();
+  int32_t row = 0;
+  for (const auto& s : layout.seqs) {
+    row += s.n_tokens;
+    last_row_index_.push_back(row - 1);
+  }
+  const int64_t n = int64_t(layout.seqs.size());
+  Tensor last = last_rows_.Rows(n), last_normed = last_normed_.Rows(n), logits = logits_.Rows(n);
+  b.GatherRows(x, last_row_index_, last);
+  b.RmsNorm(last, final_norm_, attn_.rms_norm_eps, last_normed);
+  b.MatMul(last_normed, lm_head_, nullptr, logits);
+  out->resize(size_t(n * config_.vocab_size));
+  b.Download(logits, *out);
+  return absl::OkStatus();
+}
+
+}  // namespace lp

@@ -1,0 +1,95 @@
+// A slice: the unit a worker executes. Decoder layers [begin, end) of a Qwen3 / Qwen2 model,
+// plus the embedding when it is the first slice and the final norm + lm_head when it is the
+// last. It owns its layers' weights and KV cache on one backend. Between slices travels the
+// hidden state (the residual stream), [tokens, hidden_size] float32.
+//
+// The decoder is written here once, against the Backend op interface.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/checkpoint.h"
+#include "common/model_config.h"
+#include "worker/backend.h"
+
+namespace lp {
+
+struct SliceSpec {
+  int64_t begin = 0;  // first decoder layer
+  int64_t end = 0;    // one past the last
+  bool embed = false;  // owns model.embed_tokens (the first slice)
+  bool head = false;   // owns model.norm + lm_head (the last slice)
+};
+
+// What sizes the KV cache and the workspaces; nothing is allocated per step.
+struct SliceLimits {
+  int64_t max_seqs = 8;          // KV-cache slots
+  int64_t max_context = 2048;    // positions per sequence
+  int64_t max_step_tokens = 2048;  // tokens in one step, all sequences together
+};
+
+// Splits `num_layers` layers into `n` contiguous slices of near-equal size, the first slice
+// with the embedding and the last with the head (for tests and `layerpipe logits --slices`).
+std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
+
+class Slice {
+ public:
+  // Loads only the tensors of `spec` from `ckpt` onto `backend`.
+  static absl::StatusOr<std::unique_ptr<Slice>> Load(Checkpoint& ckpt, const SliceSpec& spec,
+                                                     const SliceLimits& limits,
+                                                     std::unique_ptr<Backend> backend);
+
+  const SliceSpec& spec() const { return spec_; }
+  const ModelConfig& config() const { return config_; }
+  const SliceLimits& limits() const { return limits_; }
+  // Width of the output rows: vocab_size on the last slice, else hidden_size.
+  int64_t output_cols() const { return spec_.head ? config_.vocab_size : config_.hidden_size; }
+  // Number of output rows for `layout`: one per sequence on the last slice, else per token.
+  int64_t output_rows(const StepLayout& layout) const;
+
+  // Runs one step. The first slice reads token `ids` (one per token of the layout); the others
+  // read `hidden_in` ([tokens, hidden_size]). Writes the hidden state of every token, or on the
+  // last slice the logits of each sequence's last token, into `out` (resized).
+  absl::Status Forward(const StepLayout& layout, std::span<const int32_t> ids,
+                       std::span<const float> hidden_in, std::vector<float>* out);
+
+  Backend& backend() { return *backend_; }
+  uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }
+
+ private:
+  struct Layer {
+    Tensor input_norm, post_norm;
+    Tensor q, k, v, o;              // projections, [out, in]
+    Tensor q_bias, k_bias, v_bias;  // Qwen2 only
+    Tensor q_norm, k_norm;          // Qwen3 only
+    Tensor gate, up, down;
+  };
+  Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits& limits,
+        std::unique_ptr<Backend> backend);
+  absl::Status LoadWeights(Checkpoint& ckpt);
+  void AllocateWorkspace();
+  absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
+  void RunLayer(const Layer& w, int64_t layer, int64_t tokens);
+
+  ModelConfig config_;
+  SliceSpec spec_;
+  SliceLimits limits_;
+  AttentionParams attn_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<KvCache> kv_cache_;
+
+  Tensor embed_;  // [vocab, hidden], first slice
+  std::vector<Layer> layers_;
+  Tensor final_norm_, lm_head_;  // last slice; lm_head_ is the embedding table when tied
+
+  // Workspaces sized for max_step_tokens rows.
+  Tensor residual_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_, act_;
+  Tensor last_rows_, last_normed_, logits_;  // max_seqs rows
+  std::vector<int32_t> last_row_index_;
+};
+
+}  // namespace lp
