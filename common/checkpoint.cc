@@ -8,6 +8,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "nlohmann/json.hpp"
 
@@ -39,6 +40,12 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   auto config = LoadModelConfig(dir);
   if (!config.ok()) return config.status();
   std::unique_ptr<Checkpoint> ckpt(new Checkpoint(dir, *config));
+  {
+    std::ifstream in(fs::path(dir) / "config.json", std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ckpt->config_text_ = ss.str();
+  }
 
   const fs::path index_path = fs::path(dir) / kIndexFile;
   if (fs::exists(index_path)) {
@@ -79,6 +86,20 @@ absl::StatusOr<SafetensorsFile*> Checkpoint::File(const std::string& file_name) 
   SafetensorsFile* raw = file->get();
   files_[file_name] = std::move(*file);
   return raw;
+}
+
+std::string Checkpoint::Fingerprint() const {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64-bit
+  auto mix = [&h](const std::string& s) {
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull;  // separator
+  };
+  mix(config_text_);
+  for (const auto& [name, file] : weight_map_) {
+    mix(name);
+    mix(file);
+  }
+  return absl::StrFormat("%016x", h);
 }
 
 std::vector<std::string> Checkpoint::OpenedFiles() const {

@@ -35,6 +35,9 @@ class Checkpoint {
 
   // The tensor `expected.name`, checked against `expected.shape` and for a float dtype.
   absl::StatusOr<TensorView> Get(const ExpectedTensor& expected);
+  // A hash of config.json and the tensor-to-file index: two processes that load the same
+  // checkpoint agree on it (the coordinator checks every worker's).
+  std::string Fingerprint() const;
   // Files mapped so far, by file name.
   std::vector<std::string> OpenedFiles() const;
 
@@ -50,6 +53,7 @@ class Checkpoint {
   ModelConfig config_;
   std::map<std::string, std::string> weight_map_;  // tensor name -> file name
   bool indexed_ = false;                           // true when sharded with an index
+  std::string config_text_;
   mutable std::mutex mu_;
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;
 };

@@ -1,0 +1,15 @@
+// Constants both ends of the coordinator-worker protocol must agree on.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace lp {
+
+// Bumped on any incompatible change of proto/layerpipe/v1/worker.proto's meaning.
+inline constexpr uint32_t kProtocolVersion = 1;
+// Activations travel in pieces of at most this many bytes (gRPC's default message limit is
+// 4 MiB; a long prefill's hidden state is far larger).
+inline constexpr size_t kChunkBytes = 1 << 20;
+
+}  // namespace lp

@@ -1,0 +1,19 @@
+// How a request wants its next token chosen; the coordinator fills it in, the last worker
+// applies it (worker/sampler.h).
+#pragma once
+
+#include <cstdint>
+
+namespace lp {
+
+struct SamplingParams {
+  float temperature = 0.0f;         // 0: greedy
+  int32_t top_k = 0;                // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off
+  float repetition_penalty = 1.0f;  // 1: off
+  uint64_t seed = 0;
+  int32_t logprobs = 0;             // top-K log-probabilities to return
+};
+
+}  // namespace lp

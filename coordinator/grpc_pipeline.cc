@@ -1,0 +1,88 @@
+// The pipeline over gRPC (see grpc_pipeline.h).
+#include "coordinator/grpc_pipeline.h"
+
+#include <chrono>
+
+namespace lp {
+
+GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
+                           std::function<void(bool)> on_ready_change)
+    : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)) {
+  for (auto& w : workers) links_.push_back(std::make_unique<WorkerLink>(std::move(w)));
+  problems_.resize(links_.size());
+  CheckAll();
+  monitor_ = std::thread([this] { Monitor(); });
+}
+
+GrpcPipeline::~GrpcPipeline() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  monitor_.join();
+}
+
+void GrpcPipeline::CheckAll() {
+  bool all = true;
+  for (size_t i = 0; i < links_.size(); ++i) {
+    absl::Status s = links_[i]->Check(std::max(200, period_ms_));
+    std::lock_guard<std::mutex> lock(mu_);
+    problems_[i] = s.ok() ? "" : std::string(s.message());
+    all = all && s.ok();
+  }
+  if (ready_.exchange(all) != all && on_ready_change_) on_ready_change_(all);
+}
+
+void GrpcPipeline::Monitor() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!cv_.wait_for(lock, std::chrono::milliseconds(period_ms_), [&] { return stopping_; })) {
+    lock.unlock();
+    CheckAll();
+    lock.lock();
+  }
+}
+
+std::vector<std::string> GrpcPipeline::Problems() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return problems_;
+}
+
+absl::Status GrpcPipeline::RunStep(const StepInput& step, std::vector<SampledToken>* sampled) {
+  layerpipe::v1::StepRequest header;
+  header.set_step_id(++step_id_);
+  for (const StepSeq& s : step.seqs) {
+    auto* seq = header.add_seqs();
+    seq->set_slot(s.slot);
+    seq->set_start_pos(s.start_pos);
+    seq->set_n_tokens(s.n_tokens);
+    if (s.sample) {
+      auto* p = seq->mutable_sampling();
+      p->set_temperature(s.sampling.temperature);
+      p->set_top_k(s.sampling.top_k);
+      p->set_top_p(s.sampling.top_p);
+      p->set_min_p(s.sampling.min_p);
+      p->set_repetition_penalty(s.sampling.repetition_penalty);
+      p->set_seed(s.sampling.seed);
+      p->set_logprobs(s.sampling.logprobs);
+    }
+  }
+  header.mutable_ids()->Add(step.ids.begin(), step.ids.end());
+  std::span<const float> in;
+  for (size_t i = 0; i < links_.size(); ++i) {
+    std::vector<float>* out = i % 2 ? &b_ : &a_;
+    absl::Status s = links_[i]->Step(header, in, out, sampled);
+    if (!s.ok()) {
+      if (!links_[i]->up() && ready_.exchange(false) && on_ready_change_) on_ready_change_(false);
+      return s;
+    }
+    in = *out;
+  }
+  return absl::OkStatus();
+}
+
+void GrpcPipeline::Release(std::span<const int32_t> slots) {
+  for (auto& link : links_) link->Release(slots);
+}
+
+}  // namespace lp

@@ -1,0 +1,198 @@
+// The coordinator's connection to one worker (see worker_link.h).
+#include "coordinator/worker_link.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/protocol.h"
+
+namespace lp {
+namespace {
+
+std::chrono::system_clock::time_point Deadline(int timeout_ms) {
+  return std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  args.SetMaxSendMessageSize(64 << 20);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  return absl::Status(absl::StatusCode(int(s.error_code())), absl::StrCat(what, ": ", s.error_message()));
+}
+
+}  // namespace
+
+absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
+                            const WorkerExpectation& want) {
+  auto mismatch = [&](const std::string& what, const auto& g, const auto& w) {
+    return absl::FailedPreconditionError(absl::StrCat("worker '", want.name, "' at ", want.address,
+                                                      " disagrees with the plan: its ", what, " is ",
+                                                      g, ", the plan says ", w));
+  };
+  if (got.protocol_version() != kProtocolVersion) {
+    return mismatch("protocol version", got.protocol_version(), kProtocolVersion);
+  }
+  if (got.name() != want.name) return mismatch("name", got.name(), want.name);
+  if (got.model_fingerprint() != want.fingerprint) {
+    return mismatch("model fingerprint (config.json + tensor index)", got.model_fingerprint(),
+                    want.fingerprint);
+  }
+  if (got.layer_begin() != want.layer_begin || got.layer_end() != want.layer_end) {
+    return mismatch("layer range",
+                    absl::StrCat("[", got.layer_begin(), ", ", got.layer_end(), ")"),
+                    absl::StrCat("[", want.layer_begin, ", ", want.layer_end, ")"));
+  }
+  if (got.embed() != want.embed || got.head() != want.head) {
+    return mismatch("embedding/head ownership", absl::StrCat(got.embed(), "/", got.head()),
+                    absl::StrCat(want.embed, "/", want.head));
+  }
+  if (got.device() != want.device) return mismatch("device", got.device(), want.device);
+  if (got.max_seqs() != want.max_seqs || got.max_context() != want.max_context ||
+      got.max_step_tokens() != want.max_step_tokens) {
+    return mismatch("limits (batch/context/step tokens)",
+                    absl::StrCat(got.max_seqs(), "/", got.max_context(), "/", got.max_step_tokens()),
+                    absl::StrCat(want.max_seqs, "/", want.max_context, "/", want.max_step_tokens));
+  }
+  return absl::OkStatus();
+}
+
+WorkerLink::WorkerLink(WorkerExpectation expect)
+    : expect_(std::move(expect)),
+      channel_(MakeChannel(expect_.address)),
+      stub_(layerpipe::v1::Worker::NewStub(channel_)) {}
+
+WorkerLink::~WorkerLink() { ResetStream(); }
+
+absl::Status WorkerLink::Check(int timeout_ms) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(timeout_ms));
+  layerpipe::v1::HandshakeRequest req;
+  req.set_protocol_version(kProtocolVersion);
+  layerpipe::v1::HandshakeResponse resp;
+  grpc::Status s = stub_->Handshake(&ctx, req, &resp);
+  if (!s.ok()) {
+    MarkDown();
+    return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' at ", expect_.address,
+                                               " is unreachable: ", s.error_message()));
+  }
+  absl::Status agree = CheckHandshake(resp, expect_);
+  if (!agree.ok()) {
+    MarkDown();
+    return agree;
+  }
+  up_ = true;
+  return absl::OkStatus();
+}
+
+void WorkerLink::MarkDown() {
+  up_ = false;
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (stream_context_) stream_context_->TryCancel();  // unblocks a step waiting on a dead peer
+}
+
+void WorkerLink::ResetStream() {
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (stream_context_) stream_context_->TryCancel();
+  if (stream_) stream_->Finish().ok();
+  stream_.reset();
+  stream_context_.reset();
+}
+
+absl::Status WorkerLink::Step(const layerpipe::v1::StepRequest& header,
+                              std::span<const float> hidden_in, std::vector<float>* hidden_out,
+                              std::vector<SampledToken>* sampled) {
+  if (!up_) {
+    return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' is unreachable"));
+  }
+  absl::Status s = StepOnce(header, hidden_in, hidden_out, sampled);
+  if (!s.ok() && s.code() == absl::StatusCode::kUnavailable) {
+    ResetStream();
+    up_ = false;
+  }
+  return s;
+}
+
+absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
+                                  std::span<const float> hidden_in,
+                                  std::vector<float>* hidden_out,
+                                  std::vector<SampledToken>* sampled) {
+  {
+    std::lock_guard<std::mutex> lock(stream_mu_);
+    if (!stream_) {
+      stream_context_ = std::make_unique<grpc::ClientContext>();
+      stream_ = stub_->Step(stream_context_.get());
+    }
+  }
+  const auto lost = [&] {
+    return absl::UnavailableError(
+        absl::StrCat("worker '", expect_.name, "' at ", expect_.address, " was lost mid-step"));
+  };
+  // Send: the header with the first piece of the hidden state, then the other pieces.
+  const char* data = reinterpret_cast<const char*>(hidden_in.data());
+  const size_t total = hidden_in.size_bytes();
+  size_t sent = 0;
+  layerpipe::v1::StepRequest msg = header;
+  do {
+    const size_t n = std::min(kChunkBytes, total - sent);
+    msg.set_hidden_chunk(data + sent, n);
+    sent += n;
+    msg.set_last_chunk(sent == total);
+    if (!stream_->Write(msg)) return lost();
+    msg.Clear();
+    msg.set_step_id(header.step_id());
+  } while (sent < total);
+
+  // Receive until the last chunk.
+  bytes_.clear();
+  layerpipe::v1::StepResponse resp;
+  do {
+    if (!stream_->Read(&resp)) return lost();
+    if (!resp.error().empty()) {
+      return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", resp.error()));
+    }
+    bytes_ += resp.hidden_chunk();
+    for (const auto& t : resp.sampled()) {
+      sampled->push_back({t.slot(), t.id(), t.logprob(),
+                          std::vector<int32_t>(t.top_ids().begin(), t.top_ids().end()),
+                          std::vector<float>(t.top_logprobs().begin(), t.top_logprobs().end())});
+    }
+  } while (!resp.last_chunk());
+  if (!expect_.head) {
+    hidden_out->resize(bytes_.size() / sizeof(float));
+    std::memcpy(hidden_out->data(), bytes_.data(), hidden_out->size() * sizeof(float));
+  }
+  return absl::OkStatus();
+}
+
+void WorkerLink::Release(std::span<const int32_t> slots) {
+  if (!up_) return;
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(2000));
+  layerpipe::v1::ReleaseRequest req;
+  for (int32_t s : slots) req.add_slots(s);
+  layerpipe::v1::ReleaseResponse resp;
+  stub_->Release(&ctx, req, &resp).ok();  // an unreachable worker lost its cache anyway
+}
+
+absl::StatusOr<layerpipe::v1::StatsResponse> WorkerLink::Stats(int timeout_ms) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(timeout_ms));
+  layerpipe::v1::StatsRequest req;
+  layerpipe::v1::StatsResponse resp;
+  grpc::Status s = stub_->Stats(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s, absl::StrCat("worker '", expect_.name, "'"));
+  return resp;
+}
+
+}  // namespace lp

@@ -1,0 +1,72 @@
+// The coordinator's connection to one worker: handshake checked against the plan, the step
+// stream (activations in chunks), releases, stats. A link that fails is marked down and
+// reconnected by the health monitor; its stream is reopened on the next step.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "coordinator/pipeline.h"
+#include "layerpipe/v1/worker.grpc.pb.h"
+
+namespace lp {
+
+// What the coordinator expects a worker to say in its handshake.
+struct WorkerExpectation {
+  std::string name;
+  std::string address;
+  std::string device;
+  std::string fingerprint;
+  int64_t layer_begin = 0;
+  int64_t layer_end = 0;
+  bool embed = false;
+  bool head = false;
+  int64_t max_seqs = 0;
+  int64_t max_context = 0;
+  int64_t max_step_tokens = 0;
+};
+
+// Checks a handshake against the expectation; the error says what disagrees.
+absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
+                            const WorkerExpectation& want);
+
+class WorkerLink {
+ public:
+  explicit WorkerLink(WorkerExpectation expect);
+  ~WorkerLink();
+
+  const WorkerExpectation& expectation() const { return expect_; }
+  bool up() const { return up_.load(); }
+  // Handshakes (deadline `timeout_ms`) and marks the link up when the worker agrees.
+  absl::Status Check(int timeout_ms);
+  void MarkDown();
+
+  // One step through this worker. Only the scheduler thread calls it.
+  absl::Status Step(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
+                    std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
+  void Release(std::span<const int32_t> slots);
+  absl::StatusOr<layerpipe::v1::StatsResponse> Stats(int timeout_ms);
+
+ private:
+  using Stream = grpc::ClientReaderWriter<layerpipe::v1::StepRequest, layerpipe::v1::StepResponse>;
+  absl::Status StepOnce(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
+                        std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
+  void ResetStream();
+
+  const WorkerExpectation expect_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<layerpipe::v1::Worker::Stub> stub_;
+  std::atomic<bool> up_{false};
+  std::mutex stream_mu_;  // guards stream_context_ against MarkDown from the monitor
+  std::unique_ptr<grpc::ClientContext> stream_context_;
+  std::unique_ptr<Stream> stream_;
+  std::string bytes_;  // reused receive buffer
+};
+
+}  // namespace lp

@@ -1,0 +1,107 @@
+// A worker's logic, without the network (see worker_core.h).
+#include "worker/worker_core.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status.h"
+
+namespace lp {
+
+WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity)
+    : slice_(std::move(slice)), identity_(std::move(identity)) {
+  slots_.resize(size_t(slice_->limits().max_seqs));
+  for (auto& s : slots_) s.history.reserve(size_t(slice_->limits().max_context));
+}
+
+layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
+  layerpipe::v1::HandshakeResponse r;
+  const SliceSpec& spec = slice_->spec();
+  r.set_protocol_version(kProtocolVersion);
+  r.set_name(identity_.name);
+  r.set_model_fingerprint(identity_.fingerprint);
+  r.set_layer_begin(spec.begin);
+  r.set_layer_end(spec.end);
+  r.set_embed(spec.embed);
+  r.set_head(spec.head);
+  r.set_dtype(identity_.dtype);
+  r.set_device(identity_.device);
+  r.set_max_seqs(slice_->limits().max_seqs);
+  r.set_max_context(slice_->limits().max_context);
+  r.set_max_step_tokens(slice_->limits().max_step_tokens);
+  r.set_hidden_size(slice_->config().hidden_size);
+  return r;
+}
+
+absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
+                              std::span<const float> hidden_in, std::vector<float>* hidden_out,
+                              layerpipe::v1::StepResponse* response) {
+  std::lock_guard<std::mutex> lock(mu_);
+  layout_.seqs.clear();
+  for (const auto& s : request.seqs()) layout_.seqs.push_back({s.slot(), s.start_pos(), s.n_tokens()});
+  if (request.ids_size() != layout_.total_tokens()) {
+    return absl::InvalidArgumentError(absl::StrCat("step has ", layout_.total_tokens(),
+                                                   " tokens but ", request.ids_size(), " ids"));
+  }
+  std::span<const int32_t> ids(request.ids().data(), size_t(request.ids_size()));
+  const bool head = slice_->spec().head;
+  RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, head ? &logits_ : hidden_out));
+
+  // Bookkeeping after success only (Forward validated slots and positions).
+  int64_t offset = 0;
+  for (const auto& s : request.seqs()) {
+    SlotState& slot = slots_[size_t(s.slot())];
+    if (s.start_pos() == 0) slot.history.clear();
+    slot.active = true;
+    slot.positions = int64_t(s.start_pos()) + s.n_tokens();
+    if (head) slot.history.insert(slot.history.end(), ids.begin() + offset, ids.begin() + offset + s.n_tokens());
+    offset += s.n_tokens();
+  }
+  ++steps_;
+  if (!head) return absl::OkStatus();
+
+  const int64_t vocab = slice_->config().vocab_size;
+  for (int i = 0; i < request.seqs_size(); ++i) {
+    const auto& s = request.seqs(i);
+    if (!s.has_sampling()) continue;
+    const auto& sp = s.sampling();
+    SamplingParams params{sp.temperature(), sp.top_k(),  sp.top_p() > 0 ? sp.top_p() : 1.0f,
+                          sp.min_p(),       sp.repetition_penalty() > 0 ? sp.repetition_penalty() : 1.0f,
+                          sp.seed(),        sp.logprobs()};
+    const int64_t position = int64_t(s.start_pos()) + s.n_tokens();  // of the token chosen
+    Sample sample = SampleToken(std::span<const float>(logits_.data() + i * vocab, size_t(vocab)),
+                                params, slots_[size_t(s.slot())].history, position, &scratch_,
+                                &index_scratch_);
+    auto* out = response->add_sampled();
+    out->set_slot(s.slot());
+    out->set_id(sample.id);
+    out->set_logprob(sample.logprob);
+    for (size_t k = 0; k < sample.top_ids.size(); ++k) {
+      out->add_top_ids(sample.top_ids[k]);
+      out->add_top_logprobs(sample.top_logprobs[k]);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void WorkerCore::Release(std::span<const int32_t> slots) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (int32_t s : slots) {
+    if (s < 0 || size_t(s) >= slots_.size()) continue;
+    slots_[size_t(s)].active = false;
+    slots_[size_t(s)].positions = 0;
+    slots_[size_t(s)].history.clear();
+  }
+}
+
+layerpipe::v1::StatsResponse WorkerCore::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  layerpipe::v1::StatsResponse r;
+  for (const auto& s : slots_) {
+    if (!s.active) continue;
+    r.set_active_sequences(r.active_sequences() + 1);
+    r.set_cached_tokens(r.cached_tokens() + s.positions);
+  }
+  r.set_steps(steps_);
+  return r;
+}
+
+}  // namespace lp

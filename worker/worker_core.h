@@ -1,0 +1,58 @@
+// What a worker does, apart from the network: runs steps on its slice, samples on the last
+// one, tracks which KV-cache slots hold sequences, answers the handshake. The gRPC service
+// (worker_service.h) only moves messages in and out of it, so it is tested without a network.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "common/protocol.h"
+#include "layerpipe/v1/worker.pb.h"
+#include "worker/sampler.h"
+#include "worker/slice.h"
+
+namespace lp {
+
+struct WorkerIdentity {
+  std::string name;
+  std::string device;       // "cpu:0", "cuda:1"
+  std::string fingerprint;  // Checkpoint::Fingerprint()
+  std::string dtype;        // weight type as loaded
+};
+
+class WorkerCore {
+ public:
+  WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity);
+
+  layerpipe::v1::HandshakeResponse Handshake() const;
+  // Runs one step. `hidden_in` is the previous stage's output (empty on the first worker).
+  // Non-last workers fill `hidden_out`; the last fills `response->sampled`.
+  absl::Status Step(const layerpipe::v1::StepRequest& request, std::span<const float> hidden_in,
+                    std::vector<float>* hidden_out, layerpipe::v1::StepResponse* response);
+  void Release(std::span<const int32_t> slots);
+  layerpipe::v1::StatsResponse Stats() const;
+
+  const Slice& slice() const { return *slice_; }
+
+ private:
+  struct SlotState {
+    bool active = false;
+    int64_t positions = 0;         // positions held in the KV cache
+    std::vector<int32_t> history;  // tokens seen (the last worker's repetition penalty)
+  };
+
+  std::unique_ptr<Slice> slice_;
+  WorkerIdentity identity_;
+  mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_
+  std::vector<SlotState> slots_;
+  int64_t steps_ = 0;
+  StepLayout layout_;
+  std::vector<float> logits_, scratch_;
+  std::vector<int32_t> index_scratch_;
+};
+
+}  // namespace lp

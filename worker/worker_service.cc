@@ -1,0 +1,79 @@
+// The Worker gRPC service (see worker_service.h).
+#include "worker/worker_service.h"
+
+#include <cstring>
+
+namespace lp {
+
+using layerpipe::v1::StepRequest;
+using layerpipe::v1::StepResponse;
+
+grpc::Status WorkerService::Handshake(grpc::ServerContext*,
+                                      const layerpipe::v1::HandshakeRequest*,
+                                      layerpipe::v1::HandshakeResponse* response) {
+  *response = core_->Handshake();
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Step(grpc::ServerContext*,
+                                 grpc::ServerReaderWriter<StepResponse, StepRequest>* stream) {
+  StepRequest first, piece;
+  std::string hidden_bytes;
+  std::vector<float> hidden_in, hidden_out;
+  while (stream->Read(&first)) {
+    // Gather the step's chunks: the first message carries the layout and ids.
+    hidden_bytes = first.hidden_chunk();
+    bool complete = first.last_chunk();
+    while (!complete && stream->Read(&piece)) {
+      hidden_bytes += piece.hidden_chunk();
+      complete = piece.last_chunk();
+    }
+    if (!complete) break;  // the coordinator went away mid-step
+    StepResponse response;
+    response.set_step_id(first.step_id());
+    if (hidden_bytes.size() % sizeof(float) != 0) {
+      response.set_error("hidden state is not a whole number of float32 values");
+    } else {
+      hidden_in.resize(hidden_bytes.size() / sizeof(float));
+      std::memcpy(hidden_in.data(), hidden_bytes.data(), hidden_bytes.size());
+      absl::Status s = core_->Step(first, hidden_in, &hidden_out, &response);
+      if (!s.ok()) response.set_error(std::string(s.message()));
+    }
+    if (!response.error().empty() || core_->slice().spec().head) {
+      response.set_last_chunk(true);
+      if (!stream->Write(response)) break;
+      continue;
+    }
+    // Send the hidden state back in chunks.
+    const char* data = reinterpret_cast<const char*>(hidden_out.data());
+    const size_t total = hidden_out.size() * sizeof(float);
+    size_t sent = 0;
+    bool ok = true;
+    do {
+      const size_t n = std::min(kChunkBytes, total - sent);
+      StepResponse chunk;
+      chunk.set_step_id(first.step_id());
+      chunk.set_hidden_chunk(data + sent, n);
+      sent += n;
+      chunk.set_last_chunk(sent == total);
+      ok = stream->Write(chunk);
+    } while (ok && sent < total);
+    if (!ok) break;
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Release(grpc::ServerContext*,
+                                    const layerpipe::v1::ReleaseRequest* request,
+                                    layerpipe::v1::ReleaseResponse*) {
+  core_->Release(std::span<const int32_t>(request->slots().data(), size_t(request->slots_size())));
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::Stats(grpc::ServerContext*, const layerpipe::v1::StatsRequest*,
+                                  layerpipe::v1::StatsResponse* response) {
+  *response = core_->Stats();
+  return grpc::Status::OK;
+}
+
+}  // namespace lp

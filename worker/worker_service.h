@@ -1,0 +1,28 @@
+// The worker's gRPC face: the internal Worker service over a WorkerCore. Activations arrive
+// and leave in chunks of at most kChunkBytes, under gRPC's message limits.
+#pragma once
+
+#include "layerpipe/v1/worker.grpc.pb.h"
+#include "worker/worker_core.h"
+
+namespace lp {
+
+class WorkerService final : public layerpipe::v1::Worker::Service {
+ public:
+  explicit WorkerService(WorkerCore* core) : core_(core) {}
+
+  grpc::Status Handshake(grpc::ServerContext*, const layerpipe::v1::HandshakeRequest*,
+                         layerpipe::v1::HandshakeResponse*) override;
+  grpc::Status Step(grpc::ServerContext*,
+                    grpc::ServerReaderWriter<layerpipe::v1::StepResponse,
+                                             layerpipe::v1::StepRequest>*) override;
+  grpc::Status Release(grpc::ServerContext*, const layerpipe::v1::ReleaseRequest*,
+                       layerpipe::v1::ReleaseResponse*) override;
+  grpc::Status Stats(grpc::ServerContext*, const layerpipe::v1::StatsRequest*,
+                     layerpipe::v1::StatsResponse*) override;
+
+ private:
+  WorkerCore* core_;
+};
+
+}  // namespace lp
