@@ -5,6 +5,29 @@
 
 namespace lp {
 
+layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_id) {
+  layerpipe::v1::StepRequest header;
+  header.set_step_id(step_id);
+  for (const StepSeq& s : step.seqs) {
+    auto* seq = header.add_seqs();
+    seq->set_slot(s.slot);
+    seq->set_start_pos(s.start_pos);
+    seq->set_n_tokens(s.n_tokens);
+    if (s.sample) {
+      auto* p = seq->mutable_sampling();
+      p->set_temperature(s.sampling.temperature);
+      p->set_top_k(s.sampling.top_k);
+      p->set_top_p(s.sampling.top_p);
+      p->set_min_p(s.sampling.min_p);
+      p->set_repetition_penalty(s.sampling.repetition_penalty);
+      p->set_seed(s.sampling.seed);
+      p->set_logprobs(s.sampling.logprobs);
+    }
+  }
+  header.mutable_ids()->Add(step.ids.begin(), step.ids.end());
+  return header;
+}
+
 GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
                            std::function<void(bool)> on_ready_change)
     : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)) {
@@ -49,25 +72,7 @@ std::vector<std::string> GrpcPipeline::Problems() const {
 }
 
 absl::Status GrpcPipeline::RunStep(const StepInput& step, std::vector<SampledToken>* sampled) {
-  layerpipe::v1::StepRequest header;
-  header.set_step_id(++step_id_);
-  for (const StepSeq& s : step.seqs) {
-    auto* seq = header.add_seqs();
-    seq->set_slot(s.slot);
-    seq->set_start_pos(s.start_pos);
-    seq->set_n_tokens(s.n_tokens);
-    if (s.sample) {
-      auto* p = seq->mutable_sampling();
-      p->set_temperature(s.sampling.temperature);
-      p->set_top_k(s.sampling.top_k);
-      p->set_top_p(s.sampling.top_p);
-      p->set_min_p(s.sampling.min_p);
-      p->set_repetition_penalty(s.sampling.repetition_penalty);
-      p->set_seed(s.sampling.seed);
-      p->set_logprobs(s.sampling.logprobs);
-    }
-  }
-  header.mutable_ids()->Add(step.ids.begin(), step.ids.end());
+  const layerpipe::v1::StepRequest header = MakeStepRequest(step, ++step_id_);
   std::span<const float> in;
   for (size_t i = 0; i < links_.size(); ++i) {
     std::vector<float>* out = i % 2 ? &b_ : &a_;

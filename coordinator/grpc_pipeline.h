@@ -16,6 +16,9 @@
 
 namespace lp {
 
+// The worker protocol's form of a step (the header message, without hidden-state bytes).
+layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_id);
+
 class GrpcPipeline : public Pipeline {
  public:
   // `on_ready_change` is called (from the monitor thread) when Ready() flips.
