@@ -32,7 +32,8 @@ Slice::Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits
 
 absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const SliceSpec& spec,
                                                    const SliceLimits& limits,
-                                                   std::unique_ptr<Backend> backend) {
+                                                   std::unique_ptr<Backend> backend,
+                                                   const Progress& progress) {
   const ModelConfig& c = ckpt.config();
   if (spec.begin < 0 || spec.end < spec.begin || spec.end > c.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("slice layers [", spec.begin, ", ", spec.end,
@@ -42,17 +43,27 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const Slice
     return absl::InvalidArgumentError("slice limits must be positive");
   }
   std::unique_ptr<Slice> slice(new Slice(c, spec, limits, std::move(backend)));
-  RETURN_IF_ERROR(slice->LoadWeights(ckpt));
+  RETURN_IF_ERROR(slice->LoadWeights(ckpt, progress));
   slice->AllocateWorkspace();
   return slice;
 }
 
-absl::Status Slice::LoadWeights(Checkpoint& ckpt) {
+absl::Status Slice::LoadWeights(Checkpoint& ckpt, const Progress& progress) {
   Backend& b = *backend_;
+  const bool needs_table = spec_.embed || (spec_.head && config_.tie_word_embeddings);
+  const int64_t total = (needs_table ? 1 : 0) +
+                        int64_t(LayerTensors(config_, 0).size()) * (spec_.end - spec_.begin) +
+                        (spec_.head ? int64_t(1 + HeadTensors(config_).size()) : 0);
+  int64_t done = 0;
   auto load = [&](const ExpectedTensor& t, Tensor* out) -> absl::Status {
     ASSIGN_OR_RETURN(TensorView view, ckpt.Get(t));
     const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
     *out = b.LoadWeight(view, rows, t.shape.back());
+    ++done;
+    // Report about 10 times per slice, and at the end.
+    if (progress && (done == total || done % std::max<int64_t>(1, total / 10) == 0)) {
+      progress(done, total);
+    }
     return absl::OkStatus();
   };
   auto find = [](const std::vector<ExpectedTensor>& ts, const std::string& suffix) {
@@ -61,7 +72,7 @@ absl::Status Slice::LoadWeights(Checkpoint& ckpt) {
              t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) == 0;
     });
   };
-  if (spec_.embed || (spec_.head && config_.tie_word_embeddings)) {
+  if (needs_table) {
     RETURN_IF_ERROR(load(EmbedTensors(config_)[0], &embed_));
   }
   for (int64_t l = spec_.begin; l < spec_.end; ++l) {

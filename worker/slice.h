@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -38,10 +39,13 @@ std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
 
 class Slice {
  public:
+  // Called after each tensor loaded: (tensors done, tensors in the slice).
+  using Progress = std::function<void(int64_t done, int64_t total)>;
   // Loads only the tensors of `spec` from `ckpt` onto `backend`.
   static absl::StatusOr<std::unique_ptr<Slice>> Load(Checkpoint& ckpt, const SliceSpec& spec,
                                                      const SliceLimits& limits,
-                                                     std::unique_ptr<Backend> backend);
+                                                     std::unique_ptr<Backend> backend,
+                                                     const Progress& progress = nullptr);
 
   const SliceSpec& spec() const { return spec_; }
   const ModelConfig& config() const { return config_; }
@@ -70,7 +74,7 @@ class Slice {
   };
   Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits& limits,
         std::unique_ptr<Backend> backend);
-  absl::Status LoadWeights(Checkpoint& ckpt);
+  absl::Status LoadWeights(Checkpoint& ckpt, const Progress& progress);
   void AllocateWorkspace();
   absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
   void RunLayer(const Layer& w, int64_t layer, int64_t tokens);

@@ -4,6 +4,11 @@
 #include <cstring>
 
 namespace lp {
+namespace {
+
+const grpc::Status kLoading(grpc::StatusCode::UNAVAILABLE, "the worker is still loading its slice");
+
+}  // namespace
 
 using layerpipe::v1::StepRequest;
 using layerpipe::v1::StepResponse;
@@ -11,12 +16,16 @@ using layerpipe::v1::StepResponse;
 grpc::Status WorkerService::Handshake(grpc::ServerContext*,
                                       const layerpipe::v1::HandshakeRequest*,
                                       layerpipe::v1::HandshakeResponse* response) {
-  *response = core_->Handshake();
+  WorkerCore* core = core_.load();
+  if (core == nullptr) return kLoading;
+  *response = core->Handshake();
   return grpc::Status::OK;
 }
 
 grpc::Status WorkerService::Step(grpc::ServerContext*,
                                  grpc::ServerReaderWriter<StepResponse, StepRequest>* stream) {
+  WorkerCore* core = core_.load();
+  if (core == nullptr) return kLoading;
   StepRequest first, piece;
   std::string hidden_bytes;
   std::vector<float> hidden_in, hidden_out;
@@ -36,10 +45,10 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
     } else {
       hidden_in.resize(hidden_bytes.size() / sizeof(float));
       std::memcpy(hidden_in.data(), hidden_bytes.data(), hidden_bytes.size());
-      absl::Status s = core_->Step(first, hidden_in, &hidden_out, &response);
+      absl::Status s = core->Step(first, hidden_in, &hidden_out, &response);
       if (!s.ok()) response.set_error(std::string(s.message()));
     }
-    if (!response.error().empty() || core_->slice().spec().head) {
+    if (!response.error().empty() || core->slice().spec().head) {
       response.set_last_chunk(true);
       if (!stream->Write(response)) break;
       continue;
@@ -66,13 +75,17 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
 grpc::Status WorkerService::Release(grpc::ServerContext*,
                                     const layerpipe::v1::ReleaseRequest* request,
                                     layerpipe::v1::ReleaseResponse*) {
-  core_->Release(std::span<const int32_t>(request->slots().data(), size_t(request->slots_size())));
+  WorkerCore* core = core_.load();
+  if (core == nullptr) return kLoading;
+  core->Release(std::span<const int32_t>(request->slots().data(), size_t(request->slots_size())));
   return grpc::Status::OK;
 }
 
 grpc::Status WorkerService::Stats(grpc::ServerContext*, const layerpipe::v1::StatsRequest*,
                                   layerpipe::v1::StatsResponse* response) {
-  *response = core_->Stats();
+  WorkerCore* core = core_.load();
+  if (core == nullptr) return kLoading;
+  *response = core->Stats();
   return grpc::Status::OK;
 }
 

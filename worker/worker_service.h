@@ -2,6 +2,8 @@
 // and leave in chunks of at most kChunkBytes, under gRPC's message limits.
 #pragma once
 
+#include <atomic>
+
 #include "layerpipe/v1/worker.grpc.pb.h"
 #include "worker/worker_core.h"
 
@@ -9,7 +11,10 @@ namespace lp {
 
 class WorkerService final : public layerpipe::v1::Worker::Service {
  public:
+  // Until SetCore, every call answers UNAVAILABLE ("loading").
+  WorkerService() = default;
   explicit WorkerService(WorkerCore* core) : core_(core) {}
+  void SetCore(WorkerCore* core) { core_ = core; }
 
   grpc::Status Handshake(grpc::ServerContext*, const layerpipe::v1::HandshakeRequest*,
                          layerpipe::v1::HandshakeResponse*) override;
@@ -22,7 +27,7 @@ class WorkerService final : public layerpipe::v1::Worker::Service {
                      layerpipe::v1::StatsResponse*) override;
 
  private:
-  WorkerCore* core_;
+  std::atomic<WorkerCore*> core_{nullptr};
 };
 
 }  // namespace lp

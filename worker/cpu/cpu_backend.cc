@@ -2,6 +2,7 @@
 #include "worker/cpu/cpu_backend.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cassert>
@@ -243,5 +244,10 @@ class CpuBackend : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> MakeCpuBackend() { return std::make_unique<CpuBackend>(); }
+
+void SetCpuThreads(int threads) {
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
+}
 
 }  // namespace lp

@@ -10,5 +10,7 @@
 namespace lp {
 
 std::unique_ptr<Backend> MakeCpuBackend();
+// Threads for OpenMP loops and OpenBLAS in this process.
+void SetCpuThreads(int threads);
 
 }  // namespace lp

@@ -1,0 +1,192 @@
+// The public Inference service (see inference_service.h).
+#include "coordinator/inference_service.h"
+
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/tokenizer/stream_decoder.h"
+#include "coordinator/stop_matcher.h"
+
+namespace lp {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(grpc::StatusCode(int(s.code())), std::string(s.message()));
+}
+
+layerpipe::v1::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return layerpipe::v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return layerpipe::v1::FINISH_REASON_STOP;
+    default: return layerpipe::v1::FINISH_REASON_UNSPECIFIED;
+  }
+}
+
+}  // namespace
+
+InferenceService::InferenceService(Scheduler* scheduler, const GrpcPipeline* pipeline,
+                                   ServedModel model)
+    : scheduler_(scheduler), pipeline_(pipeline), model_(std::move(model)) {}
+
+uint64_t InferenceService::RandomSeed() {
+  std::lock_guard<std::mutex> lock(rng_mu_);
+  return rng_();
+}
+
+absl::StatusOr<std::string> InferenceService::RenderChat(const layerpipe::v1::Chat& chat) const {
+  if (model_.chat_template == nullptr || model_.tokenizer == nullptr) {
+    return absl::FailedPreconditionError(
+        "this model directory has no tokenizer.json / chat template: send token ids");
+  }
+  std::vector<ChatMessage> messages;
+  for (const auto& m : chat.messages()) messages.push_back({m.role(), m.content()});
+  auto text = model_.chat_template->Render(messages, /*add_generation_prompt=*/true,
+                                           chat.enable_thinking());
+  if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
+  return text;
+}
+
+absl::StatusOr<std::vector<int32_t>> InferenceService::PromptIds(
+    const layerpipe::v1::GenerateRequest& r) const {
+  switch (r.prompt_case()) {
+    case layerpipe::v1::GenerateRequest::kTokenIds:
+      return std::vector<int32_t>(r.token_ids().ids().begin(), r.token_ids().ids().end());
+    case layerpipe::v1::GenerateRequest::kText:
+      if (model_.tokenizer == nullptr) {
+        return absl::FailedPreconditionError(
+            "this model directory has no tokenizer.json: send token ids");
+      }
+      return model_.tokenizer->Encode(r.text());
+    case layerpipe::v1::GenerateRequest::kChat: {
+      auto text = RenderChat(r.chat());
+      if (!text.ok()) return text.status();
+      return model_.tokenizer->Encode(*text);
+    }
+    default:
+      return absl::InvalidArgumentError("the prompt is empty: set text, token_ids or chat");
+  }
+}
+
+grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
+                                        const layerpipe::v1::GenerateRequest* r,
+                                        grpc::ServerWriter<layerpipe::v1::GenerateResponse>* writer) {
+  auto prompt = PromptIds(*r);
+  if (!prompt.ok()) return ToGrpc(prompt.status());
+  auto params = ValidateGenerate(*r, *prompt, model_.validation, RandomSeed());
+  if (!params.ok()) return ToGrpc(params.status());
+  const std::set<int32_t> stop_ids = params->stop_ids;
+  const int32_t prompt_tokens = int32_t(prompt->size());
+  auto submitted = scheduler_->Submit(std::move(*prompt), std::move(*params));
+  if (!submitted.ok()) return ToGrpc(submitted.status());
+  Request& request = **submitted;
+
+  std::optional<StreamDecoder> decoder;
+  if (model_.tokenizer != nullptr) decoder.emplace(*model_.tokenizer);
+  StopMatcher stops({r->stop().begin(), r->stop().end()});
+  int32_t completion_tokens = 0;
+  while (true) {
+    if (ctx->IsCancelled()) {
+      request.Cancel();
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
+    Request::Events ev = request.Take(50);
+    layerpipe::v1::GenerateResponse response;
+    std::string text;
+    for (const SampledToken& t : ev.tokens) {
+      if (stops.stopped()) break;
+      response.add_token_ids(t.id);
+      ++completion_tokens;
+      if (r->logprobs() > 0) {
+        auto* lp = response.add_logprobs();
+        lp->mutable_chosen()->set_id(t.id);
+        lp->mutable_chosen()->set_logprob(t.logprob);
+        for (size_t k = 0; k < t.top_ids.size(); ++k) {
+          auto* top = lp->add_top();
+          top->set_id(t.top_ids[k]);
+          top->set_logprob(t.top_logprobs[k]);
+        }
+      }
+      // A stop token ends the text; it is not rendered.
+      if (decoder && !stop_ids.count(t.id)) text += stops.Feed(decoder->Push(t.id));
+    }
+    FinishReason finish = ev.finish;
+    if (stops.stopped() && !ev.done) {
+      request.Cancel();  // the scheduler drops it at the next step boundary
+      finish = FinishReason::kStop;
+      ev.done = true;
+      ev.error = absl::OkStatus();
+    }
+    if (ev.done && !ev.error.ok()) return ToGrpc(ev.error);
+    if (ev.done) {
+      if (decoder && !stops.stopped()) text += stops.Feed(decoder->Flush()) + stops.Flush();
+      response.set_finish_reason(ToProto(stops.stopped() ? FinishReason::kStop : finish));
+      response.mutable_usage()->set_prompt_tokens(prompt_tokens);
+      response.mutable_usage()->set_completion_tokens(completion_tokens);
+    }
+    response.set_text(text);
+    if ((response.token_ids_size() > 0 || ev.done) && !writer->Write(response)) {
+      request.Cancel();
+      return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    }
+    if (ev.done) return grpc::Status::OK;
+  }
+}
+
+grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
+                                        const layerpipe::v1::TokenizeRequest* r,
+                                        layerpipe::v1::TokenizeResponse* response) {
+  if (model_.tokenizer == nullptr) {
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                        "this model directory has no tokenizer.json");
+  }
+  std::string text;
+  if (r->input_case() == layerpipe::v1::TokenizeRequest::kChat) {
+    auto rendered = RenderChat(r->chat());
+    if (!rendered.ok()) return ToGrpc(rendered.status());
+    text = *rendered;
+    response->set_rendered(text);
+  } else {
+    text = r->text();
+  }
+  for (int32_t id : model_.tokenizer->Encode(text)) response->add_ids(id);
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*,
+                                            const layerpipe::v1::GetModelInfoRequest*,
+                                            layerpipe::v1::ModelInfo* response) {
+  *response = model_.info;
+  return grpc::Status::OK;
+}
+
+grpc::Status InferenceService::ListWorkers(grpc::ServerContext*,
+                                           const layerpipe::v1::ListWorkersRequest*,
+                                           layerpipe::v1::ListWorkersResponse* response) {
+  const auto& links = pipeline_->links();
+  for (size_t i = 0; i < links.size(); ++i) {
+    const Stage& stage = model_.plan.stages[i];
+    auto* w = response->add_workers();
+    w->set_name(stage.worker);
+    w->set_device(stage.device);
+    w->set_address(stage.address);
+    w->set_layer_begin(stage.begin);
+    w->set_layer_end(stage.end);
+    w->set_embed(stage.embed);
+    w->set_head(stage.head);
+    w->set_transport("grpc");
+    if (!links[i]->up()) {
+      w->set_state("unreachable");
+      continue;
+    }
+    auto stats = links[i]->Stats(1000);
+    w->set_state(stats.ok() ? "ready" : "unreachable");
+    if (stats.ok()) {
+      w->set_active_sequences(stats->active_sequences());
+      w->set_cached_tokens(stats->cached_tokens());
+      w->set_steps(stats->steps());
+    }
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace lp

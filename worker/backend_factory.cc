@@ -1,0 +1,37 @@
+// Choosing a worker's backend (see backend_factory.h).
+#include "worker/backend_factory.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "worker/cpu/cpu_backend.h"
+
+namespace lp {
+
+absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int cpu_threads) {
+  if (device.rfind("cpu:", 0) == 0) {
+    SetCpuThreads(std::max(1, cpu_threads));
+    return MakeCpuBackend();
+  }
+  if (device.rfind("cuda:", 0) == 0) {
+    return absl::UnimplementedError(
+        absl::StrCat(device, ": this build has no CUDA worker backend yet"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown device '", device, "'"));
+}
+
+int DefaultCpuThreads(const ClusterConfig& cluster, const std::string& worker_name) {
+  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
+  std::string host;
+  for (const auto& w : cluster.workers) {
+    if (w.name == worker_name) host = w.address.substr(0, w.address.rfind(':'));
+  }
+  int same_host = 0;
+  for (const auto& w : cluster.workers) {
+    same_host += w.address.substr(0, w.address.rfind(':')) == host && w.device.rfind("cpu:", 0) == 0;
+  }
+  return std::max(1, cores / std::max(1, same_host));
+}
+
+}  // namespace lp

@@ -1,0 +1,94 @@
+// layerpipe-worker CLUSTER.yaml --name NAME: plans the cluster, loads only its own slice
+// (progress on the log) on its device, and serves the internal Worker service with
+// grpc.health.v1 (NOT_SERVING while loading) and server reflection.
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "common/checkpoint.h"
+#include "common/planned_cluster.h"
+#include "worker/backend_factory.h"
+#include "worker/worker_service.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+int Run(const std::string& cluster_path, const std::string& name, int threads) {
+  auto planned = lp::LoadAndPlan(cluster_path);
+  if (!planned.ok()) return Fail(planned.status());
+  const lp::Stage* stage = planned->plan.Find(name);
+  if (stage == nullptr) {
+    return Fail(absl::NotFoundError("no worker named '" + name + "' in " + cluster_path));
+  }
+  // Serve health and the (not yet ready) Worker service first, so the coordinator sees a
+  // loading worker rather than none.
+  lp::WorkerService service;
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(stage->address, grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) return Fail(absl::UnavailableError("cannot listen on " + stage->address));
+  server->GetHealthCheckService()->SetServingStatus(false);
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+
+  const auto& limits = planned->cluster.limits;
+  std::fprintf(stderr, "worker %s: %s, layers [%lld, %lld)%s%s, listening on %s\n", name.c_str(),
+               stage->device.c_str(), (long long)stage->begin, (long long)stage->end,
+               stage->embed ? " + embedding" : "", stage->head ? " + norm + lm_head" : "",
+               stage->address.c_str());
+  auto backend = lp::MakeBackend(stage->device, threads > 0 ? threads : lp::DefaultCpuThreads(planned->cluster, name));
+  if (!backend.ok()) return Fail(backend.status());
+  auto ckpt = lp::Checkpoint::Open(planned->cluster.model_path);
+  if (!ckpt.ok()) return Fail(ckpt.status());
+  lp::SliceSpec spec{stage->begin, stage->end, stage->embed, stage->head};
+  auto progress = [&](int64_t done, int64_t total) {
+    std::fprintf(stderr, "worker %s: loaded %lld/%lld tensors\n", name.c_str(), (long long)done,
+                 (long long)total);
+  };
+  auto slice = lp::Slice::Load(**ckpt, spec,
+                               {limits.max_batch, limits.max_context, limits.max_step_tokens},
+                               std::move(*backend), progress);
+  if (!slice.ok()) return Fail(slice.status());
+  std::fprintf(stderr, "worker %s: ready (KV cache %.1f MiB, files read: %zu)\n", name.c_str(),
+               double((*slice)->kv_cache_bytes()) / (1 << 20), (*ckpt)->OpenedFiles().size());
+  lp::WorkerCore core(std::move(*slice), {name, stage->device, (*ckpt)->Fingerprint(),
+                                          planned->model.torch_dtype});
+  service.SetCore(&core);
+  server->GetHealthCheckService()->SetServingStatus(true);
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  std::fprintf(stderr, "worker %s: shutting down\n", name.c_str());
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"layerpipe-worker: serves one slice of the model (its layers, weights and KV "
+               "cache) on one device"};
+  std::string cluster, name;
+  int threads = 0;
+  app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
+  app.add_option("--name", name, "this worker's name in the cluster file")->required();
+  app.add_option("--threads", threads,
+                 "CPU threads (cpu devices; default: this host's cores shared among its workers)");
+  CLI11_PARSE(app, argc, argv);
+  return Run(cluster, name, threads);
+}
