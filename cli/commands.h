@@ -10,5 +10,7 @@ namespace lp::cli {
 void AddLogitsCommand(CLI::App& app);
 void AddCheckModelCommand(CLI::App& app);
 void AddInitModelCommand(CLI::App& app);
+void AddServeCommand(CLI::App& app);
+void AddGenerateCommand(CLI::App& app);
 
 }  // namespace lp::cli

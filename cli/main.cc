@@ -7,6 +7,8 @@ int main(int argc, char** argv) {
   lp::cli::AddLogitsCommand(app);
   lp::cli::AddCheckModelCommand(app);
   lp::cli::AddInitModelCommand(app);
+  lp::cli::AddServeCommand(app);
+  lp::cli::AddGenerateCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }
