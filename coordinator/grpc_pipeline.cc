@@ -2,6 +2,7 @@
 #include "coordinator/grpc_pipeline.h"
 
 #include <chrono>
+#include <cstdio>
 
 namespace lp {
 
@@ -51,7 +52,11 @@ void GrpcPipeline::CheckAll() {
   for (size_t i = 0; i < links_.size(); ++i) {
     absl::Status s = links_[i]->Check(std::max(200, period_ms_));
     std::lock_guard<std::mutex> lock(mu_);
-    problems_[i] = s.ok() ? "" : std::string(s.message());
+    const std::string problem = s.ok() ? "" : std::string(s.message());
+    if (problem != problems_[i] && !problem.empty()) {
+      std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
+    }
+    problems_[i] = problem;
     all = all && s.ok();
   }
   if (ready_.exchange(all) != all && on_ready_change_) on_ready_change_(all);

@@ -1,0 +1,127 @@
+// Real clusters on loopback for the tests: a cluster file in a temporary folder, worker and
+// coordinator processes started from build/bin, stopped (killed) when the harness goes.
+#pragma once
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/health_client.h"
+#include "fixture_util.h"
+
+namespace lp::testing {
+
+inline int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A child process with its output in `log`.
+class Process {
+ public:
+  Process(const std::vector<std::string>& args, const std::string& log) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      FILE* f = freopen(log.c_str(), "a", stderr);
+      (void)f;
+      dup2(STDERR_FILENO, STDOUT_FILENO);
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+  }
+  ~Process() { Kill(SIGKILL); }
+  void Kill(int sig) {
+    if (pid_ <= 0) return;
+    kill(pid_, sig);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+class Cluster {
+ public:
+  // `workers` CPU workers on `model` (a fixture name or a directory).
+  Cluster(const std::string& model_dir, int workers, const std::string& limits_yaml =
+              "{max_batch: 16, max_context: 256, max_step_tokens: 128}")
+      : dir_(::testing::TempDir() + "/lp_cluster_" + std::to_string(getpid()) + "_" +
+             std::to_string(counter_++)) {
+    std::filesystem::create_directories(dir_);
+    coordinator_port_ = FreePort();
+    std::ofstream yaml(cluster_file());
+    yaml << "model:\n  path: " << model_dir << "\ndevice_map: balanced\n"
+         << "coordinator:\n  listen: \"127.0.0.1:" << coordinator_port_ << "\"\nworkers:\n";
+    for (int i = 0; i < workers; ++i) {
+      const int port = FreePort();
+      yaml << "  - {name: w" << i << ", device: \"cpu:" << i << "\", address: \"127.0.0.1:" << port
+           << "\"}\n";
+      names_.push_back("w" + std::to_string(i));
+    }
+    yaml << "limits: " << limits_yaml << "\n";
+    yaml.close();
+    for (size_t i = 0; i < names_.size(); ++i) StartWorker(int(i));
+    coordinator_ = std::make_unique<Process>(
+        std::vector<std::string>{Bin("layerpipe-coordinator"), cluster_file()}, dir_ + "/coordinator.log");
+  }
+
+  static std::string Bin(const std::string& name) {
+    return (std::filesystem::path(LP_LAYERPIPE_BIN).parent_path() / name).string();
+  }
+  std::string cluster_file() const { return dir_ + "/cluster.yaml"; }
+  std::string endpoint() const { return "127.0.0.1:" + std::to_string(coordinator_port_); }
+  std::string log(const std::string& name) const {
+    std::ifstream in(dir_ + "/" + name + ".log");
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+
+  void StartWorker(int i) {
+    workers_.resize(names_.size());
+    workers_[size_t(i)] = std::make_unique<Process>(
+        std::vector<std::string>{Bin("layerpipe-worker"), cluster_file(), "--name", names_[size_t(i)],
+                                 "--threads", "1"},
+        dir_ + "/" + names_[size_t(i)] + ".log");
+  }
+  void KillWorker(int i) { workers_[size_t(i)]->Kill(SIGKILL); }
+
+  // Waits until the coordinator's health is `want`; false on timeout.
+  bool WaitHealth(Health want, int timeout_ms) const {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < end) {
+      if (CheckHealth(endpoint(), 500) == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+ private:
+  static inline int counter_ = 0;
+  std::string dir_;
+  int coordinator_port_ = 0;
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<Process>> workers_;
+  std::unique_ptr<Process> coordinator_;
+};
+
+}  // namespace lp::testing

@@ -1,0 +1,291 @@
+// The cluster end to end on loopback: worker and coordinator processes, the public gRPC API,
+// continuous batching, validation, cancellation, and a worker killed and brought back.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <future>
+
+#include "cluster_harness.h"
+#include "layerpipe/v1/layerpipe.grpc.pb.h"
+
+namespace lp {
+namespace {
+
+using layerpipe::v1::GenerateRequest;
+using layerpipe::v1::GenerateResponse;
+using lp::testing::Cluster;
+using lp::testing::FixtureDir;
+
+struct Outcome {
+  grpc::Status status;
+  std::vector<int32_t> ids;
+  std::string text;
+  layerpipe::v1::FinishReason finish = layerpipe::v1::FINISH_REASON_UNSPECIFIED;
+  int logprob_steps = 0;
+};
+
+std::unique_ptr<layerpipe::v1::Inference::Stub> Stub(const Cluster& c) {
+  return layerpipe::v1::Inference::NewStub(
+      grpc::CreateChannel(c.endpoint(), grpc::InsecureChannelCredentials()));
+}
+
+Outcome Generate(const Cluster& c, const GenerateRequest& req, int timeout_s = 60) {
+  auto stub = Stub(c);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
+  auto reader = stub->Generate(&ctx, req);
+  Outcome out;
+  GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    out.ids.insert(out.ids.end(), resp.token_ids().begin(), resp.token_ids().end());
+    out.text += resp.text();
+    out.logprob_steps += resp.logprobs_size();
+    if (resp.finish_reason()) out.finish = resp.finish_reason();
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+GenerateRequest Ids(const std::vector<int32_t>& ids, int max_tokens) {
+  GenerateRequest r;
+  r.mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
+  r.set_max_tokens(max_tokens);
+  r.set_ignore_eos(true);
+  return r;
+}
+
+nlohmann::json Expected() { return lp::testing::LoadJson(FixtureDir("qwen3-tiny") + "/expected.json"); }
+
+class ClusterSizes : public ::testing::TestWithParam<int> {};
+
+TEST_P(ClusterSizes, GreedyEqualsReference) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), GetParam());
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  int compared = 0;
+  for (const auto& c : Expected()["cases"]) {
+    const auto prompt = c["prompt"].get<std::vector<int32_t>>();
+    // The reference's generate() masked prompt token 0 as padding (see model_test.cc).
+    if (std::find(prompt.begin(), prompt.end(), 0) != prompt.end()) continue;
+    Outcome o = Generate(cluster, Ids(prompt, 20));
+    ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+    EXPECT_EQ(o.ids, c["greedy20"].get<std::vector<int32_t>>());
+    EXPECT_EQ(o.finish, layerpipe::v1::FINISH_REASON_LENGTH);
+    ++compared;
+  }
+  EXPECT_GE(compared, 7);
+}
+
+INSTANTIATE_TEST_SUITE_P(Workers, ClusterSizes, ::testing::Values(1, 2, 3));
+
+TEST(ClusterApi, ConcurrentRequestsGetWhatTheyGetAlone) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 3);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  std::vector<GenerateRequest> reqs;
+  for (int i = 0; i < 16; ++i) {
+    std::vector<int32_t> prompt;
+    for (int j = 0; j < 2 + 7 * i; ++j) prompt.push_back((i * 7919 + j * 104729) % 151000);
+    GenerateRequest r = Ids(prompt, 3 + i % 6);
+    if (i % 2) {
+      r.set_temperature(0.8f);
+      r.set_top_k(i % 4 ? 40 : 0);
+      r.set_top_p(0.9f);
+      r.set_seed(77 + i);
+      r.set_repetition_penalty(i % 3 ? 1.0f : 1.2f);
+    }
+    r.set_logprobs(i % 3);
+    reqs.push_back(r);
+  }
+  std::vector<Outcome> alone;
+  for (const auto& r : reqs) alone.push_back(Generate(cluster, r));
+  std::vector<std::future<Outcome>> together;
+  for (const auto& r : reqs) together.push_back(std::async(std::launch::async, [&, r] { return Generate(cluster, r); }));
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    Outcome o = together[i].get();
+    ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+    EXPECT_EQ(o.ids, alone[i].ids) << "request " << i;
+    EXPECT_EQ(o.logprob_steps, reqs[i].logprobs() > 0 ? int(o.ids.size()) : 0);
+  }
+  // Seeded sampling is reproducible.
+  EXPECT_EQ(Generate(cluster, reqs[1]).ids, alone[1].ids);
+}
+
+TEST(ClusterApi, BadRequestsAreInvalidArgumentAndHarmNoOne) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  struct Bad {
+    GenerateRequest req;
+    std::string message;
+  };
+  std::vector<Bad> bad;
+  bad.push_back({GenerateRequest(), "prompt is empty"});
+  bad.push_back({Ids({}, 5), "prompt is empty"});
+  bad.push_back({Ids({1, 2}, 0), "max_tokens"});
+  bad.push_back({Ids({1, 2}, -3), "max_tokens"});
+  bad.push_back({Ids({1, 2}, 1000), "max_tokens"});
+  auto t = Ids({1, 2}, 5);
+  t.set_temperature(-1);
+  bad.push_back({t, "temperature"});
+  auto p = Ids({1, 2}, 5);
+  p.set_top_p(1.5f);
+  bad.push_back({p, "top_p"});
+  auto z = Ids({1, 2}, 5);
+  z.set_top_p(0.0f);
+  bad.push_back({z, "top_p"});
+  bad.push_back({Ids({1, 999999}, 5), "outside the vocabulary"});
+  bad.push_back({Ids(std::vector<int32_t>(300, 5), 5), "context limit"});
+  for (const auto& b : bad) {
+    Outcome o = Generate(cluster, b.req);
+    EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << b.message;
+    EXPECT_NE(o.status.error_message().find(b.message), std::string::npos) << o.status.error_message();
+  }
+  Outcome good = Generate(cluster, Ids({1, 2, 3}, 4));
+  EXPECT_TRUE(good.status.ok());
+  EXPECT_EQ(good.ids.size(), 4u);
+}
+
+TEST(ClusterApi, TextChatTokenizeAndModelInfo) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto stub = Stub(cluster);
+  grpc::ClientContext ctx;
+  layerpipe::v1::ModelInfo info;
+  ASSERT_TRUE(stub->GetModelInfo(&ctx, {}, &info).ok());
+  EXPECT_EQ(info.architecture(), "Qwen3ForCausalLM");
+  EXPECT_TRUE(info.has_tokenizer());
+  EXPECT_EQ(info.max_context(), 256);
+
+  const auto tok = lp::testing::LoadJson(FixtureDir("tokenizer_cases.json"));
+  grpc::ClientContext ctx2;
+  layerpipe::v1::TokenizeRequest treq;
+  treq.mutable_chat()->add_messages()->set_role("system");
+  treq.mutable_chat()->mutable_messages(0)->set_content("You are helpful.");
+  treq.mutable_chat()->add_messages()->set_role("user");
+  treq.mutable_chat()->mutable_messages(1)->set_content("What is 2+2?");
+  treq.mutable_chat()->set_enable_thinking(true);
+  layerpipe::v1::TokenizeResponse tresp;
+  ASSERT_TRUE(stub->Tokenize(&ctx2, treq, &tresp).ok());
+  EXPECT_EQ(tresp.rendered(), tok["chat_example"]["rendered"].get<std::string>());
+  EXPECT_EQ(std::vector<int32_t>(tresp.ids().begin(), tresp.ids().end()),
+            tok["chat_example"]["ids"].get<std::vector<int32_t>>());
+
+  GenerateRequest text;
+  text.set_text("Hello, world!");
+  text.set_max_tokens(6);
+  text.set_ignore_eos(true);
+  Outcome o = Generate(cluster, text);
+  ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+  EXPECT_EQ(o.ids.size(), 6u);
+  EXPECT_FALSE(o.text.empty());
+}
+
+TEST(ClusterApi, StopStringsEndTheText) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  Outcome full = Generate(cluster, Ids({9707, 11, 1879}, 12));
+  ASSERT_TRUE(full.status.ok());
+  ASSERT_GE(full.text.size(), 4u);
+  GenerateRequest r = Ids({9707, 11, 1879}, 12);
+  const std::string stop = full.text.substr(full.text.size() / 2, 2);
+  r.add_stop(stop);
+  Outcome cut = Generate(cluster, r);
+  ASSERT_TRUE(cut.status.ok());
+  EXPECT_EQ(cut.finish, layerpipe::v1::FINISH_REASON_STOP);
+  EXPECT_EQ(cut.text, full.text.substr(0, full.text.find(stop)));
+}
+
+std::vector<int64_t> ActiveSequences(const Cluster& c) {
+  auto stub = Stub(c);
+  grpc::ClientContext ctx;
+  layerpipe::v1::ListWorkersResponse resp;
+  std::vector<int64_t> out;
+  if (!stub->ListWorkers(&ctx, {}, &resp).ok()) return out;
+  for (const auto& w : resp.workers()) out.push_back(w.active_sequences());
+  return out;
+}
+
+TEST(ClusterApi, CancellationFreesTheKvCacheOnEveryWorker) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 3);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto stub = Stub(cluster);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 200));
+  GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  EXPECT_EQ(ActiveSequences(cluster), (std::vector<int64_t>{1, 1, 1}));
+  ctx.TryCancel();
+  while (reader->Read(&resp)) {}
+  reader->Finish();
+  std::vector<int64_t> active;
+  for (int i = 0; i < 100; ++i) {
+    active = ActiveSequences(cluster);
+    if (active == std::vector<int64_t>{0, 0, 0}) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(active, (std::vector<int64_t>{0, 0, 0}));
+}
+
+TEST(ClusterApi, DeadlineExceededReleasesTheSequence) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto stub = Stub(cluster);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
+  auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 250));
+  GenerateResponse resp;
+  while (reader->Read(&resp)) {}
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  std::vector<int64_t> active;
+  for (int i = 0; i < 100; ++i) {
+    active = ActiveSequences(cluster);
+    if (active == std::vector<int64_t>{0, 0}) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(active, (std::vector<int64_t>{0, 0}));
+}
+
+TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 3);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto stub = Stub(cluster);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 250));
+  GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  const auto killed_at = std::chrono::steady_clock::now();
+  cluster.KillWorker(1);
+  while (reader->Read(&resp)) {}
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(5));
+  EXPECT_TRUE(cluster.WaitHealth(Health::kNotServing, 5000));
+  Outcome refused = Generate(cluster, Ids({1, 2}, 2));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  cluster.StartWorker(1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 30000)) << cluster.log("coordinator");
+  Outcome again = Generate(cluster, Ids({1, 2, 3}, 5));
+  EXPECT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.ids.size(), 5u);
+}
+
+TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
+  // A worker started from another cluster file (other limits) answers the handshake with
+  // limits the coordinator's plan does not have.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
+  cluster.KillWorker(0);
+  std::ifstream in(cluster.cluster_file());
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string other = cluster.cluster_file() + ".other.yaml";
+  std::ofstream(other) << text.substr(0, text.find("limits:"))
+                       << "limits: {max_batch: 4, max_context: 256, max_step_tokens: 128}\n";
+  lp::testing::Process impostor({Cluster::Bin("layerpipe-worker"), other, "--name", "w0"},
+                                cluster.cluster_file() + ".impostor.log");
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kNotServing);
+  EXPECT_NE(cluster.log("coordinator").find("disagrees with the plan"), std::string::npos)
+      << cluster.log("coordinator");
+}
+
+}  // namespace
+}  // namespace lp
