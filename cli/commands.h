@@ -10,5 +10,6 @@ namespace lp::cli {
 void AddLogitsCommand(CLI::App& app);
 void AddCheckModelCommand(CLI::App& app);
 void AddInitModelCommand(CLI::App& app);
+void AddPlanCommand(CLI::App& app);
 
 }  // namespace lp::cli

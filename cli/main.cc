@@ -7,6 +7,7 @@ int main(int argc, char** argv) {
   lp::cli::AddLogitsCommand(app);
   lp::cli::AddCheckModelCommand(app);
   lp::cli::AddInitModelCommand(app);
+  lp::cli::AddPlanCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }
