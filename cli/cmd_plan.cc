@@ -61,24 +61,25 @@ void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Pla
   std::printf("limits      max_batch %lld, max_context %lld, max_step_tokens %lld\n\n",
               (long long)cluster.limits.max_batch, (long long)cluster.limits.max_context,
               (long long)cluster.limits.max_step_tokens);
-  std::vector<std::vector<std::string>> rows = {
-      {"worker", "device", "address", "layers", "n", "also", "weights", "KV cache", "workspace",
-       "reserve", "total", "budget", "used", "time"}};
+  std::vector<std::vector<std::string>> rows = {{"worker", "device", "address", "layers", "n",
+                                                 "also", "weights", "KV cache", "workspace",
+                                                 "reserve", "total", "budget", "used", "time"}};
   for (const Stage& s : plan.stages) {
     const bool limited = s.budget_source != BudgetSource::kUnlimitedCpu;
     rows.push_back({s.worker, s.device, s.address,
-                    absl::StrCat("[", s.begin, ", ", s.end, ")"), absl::StrCat(s.num_layers()),
-                    Modules(s), FormatBytes(s.weight_bytes), FormatBytes(s.kv_bytes),
-                    FormatBytes(s.workspace_bytes), FormatBytes(s.reserve_bytes),
-                    FormatBytes(s.total_bytes()), Budget(s),
+                    s.num_layers() ? absl::StrCat("[", s.begin, ", ", s.end, ")") : "-",
+                    absl::StrCat(s.num_layers()), Modules(s), FormatBytes(s.weight_bytes),
+                    FormatBytes(s.kv_bytes), FormatBytes(s.workspace_bytes),
+                    FormatBytes(s.reserve_bytes), FormatBytes(s.total_bytes()), Budget(s),
                     limited ? Percent(double(s.total_bytes()) / double(s.budget_bytes)) : "-",
                     Percent(s.time_share)});
   }
   PrintTable(rows, {false, false, false, false, true, false, true, true, true, true, true, true,
                     true, true});
+  // A decode step is memory-bound: a stage's time follows the weight bytes it reads.
   std::printf(
-      "\nslowest stage: %.3fx the mean. time = share of the weight bytes read per decode step "
-      "(what a stage's step time follows); the pipeline runs at its slowest stage's pace.\n",
+      "\nslowest stage: %.3fx the mean time (time = the stage's share of the weight bytes read\n"
+      "per decode step; the pipeline runs at the pace of its slowest stage)\n",
       plan.slowest_over_mean);
   for (const Stage& s : plan.stages) {
     if (s.budget_source == BudgetSource::kAssumedGpu) {
@@ -126,8 +127,9 @@ json PlanJson(const ClusterConfig& cluster, const Plan& plan) {
 
 void AddPlanCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "plan", "show which worker holds which layers, with memory against budget (needs only "
-              "the model's config.json)");
+      "plan",
+      "show which worker holds which layers, with memory against budget (needs only "
+      "the model's config.json)");
   auto path = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   cmd->add_option("CLUSTER", *path, "cluster file (YAML)")->required();

@@ -16,25 +16,35 @@ absl::StatusOr<uint64_t> ParseByteSize(const std::string& text) {
   while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
   const std::string number = s.substr(0, i);
   const std::string unit = absl::AsciiStrToLower(absl::StripAsciiWhitespace(s.substr(i)));
-  auto bad = absl::InvalidArgumentError(absl::StrCat(
-      "'", text, "' is not a size (write e.g. 20GiB, 512MiB, 24GB or a byte count)"));
+  auto bad = absl::InvalidArgumentError(
+      absl::StrCat("'", text, "' is not a size (write e.g. 20GiB, 512MiB, 24GB or a byte count)"));
   if (number.empty() || number == ".") return bad;
   char* end = nullptr;
   const double value = std::strtod(number.c_str(), &end);
   if (end != number.c_str() + number.size()) return bad;
   double scale = 0;
-  if (unit.empty() || unit == "b") scale = 1;
-  else if (unit == "kib") scale = double(kKiB);
-  else if (unit == "mib") scale = double(kMiB);
-  else if (unit == "gib") scale = double(kGiB);
-  else if (unit == "tib") scale = double(kGiB) * 1024;
-  else if (unit == "kb") scale = 1e3;
-  else if (unit == "mb") scale = 1e6;
-  else if (unit == "gb") scale = 1e9;
-  else if (unit == "tb") scale = 1e12;
-  else return bad;
+  if (unit.empty() || unit == "b")
+    scale = 1;
+  else if (unit == "kib")
+    scale = double(kKiB);
+  else if (unit == "mib")
+    scale = double(kMiB);
+  else if (unit == "gib")
+    scale = double(kGiB);
+  else if (unit == "tib")
+    scale = double(kGiB) * 1024;
+  else if (unit == "kb")
+    scale = 1e3;
+  else if (unit == "mb")
+    scale = 1e6;
+  else if (unit == "gb")
+    scale = 1e9;
+  else if (unit == "tb")
+    scale = 1e12;
+  else
+    return bad;
   const double bytes = value * scale;
-  if (bytes >= 1.8e19) return bad;  // past uint64_t
+  if (bytes >= 1.8e19) return bad;                                        // past uint64_t
   if (unit.empty() && number.find('.') != std::string::npos) return bad;  // fractional bytes
   return uint64_t(bytes + 0.5);
 }

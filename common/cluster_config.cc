@@ -67,8 +67,8 @@ absl::Status CheckAddress(const YAML::Node& n, const std::string& key, const std
   int port = 0;
   const std::string p = colon == std::string::npos ? "" : a.substr(colon + 1);
   auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
-  if (colon == 0 || colon == std::string::npos || ec != std::errc() ||
-      end != p.data() + p.size() || port <= 0 || port > 65535) {
+  if (colon == 0 || colon == std::string::npos || ec != std::errc() || end != p.data() + p.size() ||
+      port <= 0 || port > 65535) {
     return Error(n, key, absl::StrCat("'", a, "' is not host:port (e.g. 10.0.0.5:7001)"));
   }
   return absl::OkStatus();
@@ -92,9 +92,8 @@ absl::StatusOr<WorkerSpec> ParseWorker(const YAML::Node& w, const std::string& k
   if (!w.IsMap()) return Error(w, key, "must be a map {name, device, address}");
   RETURN_IF_ERROR(CheckKeys(w, key, {"name", "device", "address"}));
   WorkerSpec spec;
-  for (auto [field, out] : {std::pair{"name", &spec.name},
-                            {"device", &spec.device},
-                            {"address", &spec.address}}) {
+  for (auto [field, out] :
+       {std::pair{"name", &spec.name}, {"device", &spec.device}, {"address", &spec.address}}) {
     if (!w[field]) return Error(w, absl::StrCat(key, ".", field), "missing");
     ASSIGN_OR_RETURN(*out, ScalarString(w[field], absl::StrCat(key, ".", field)));
   }
@@ -105,7 +104,8 @@ absl::StatusOr<WorkerSpec> ParseWorker(const YAML::Node& w, const std::string& k
     }
   }
   auto device = NormalizeDevice(spec.device);
-  if (!device.ok()) return Error(w["device"], key + ".device", std::string(device.status().message()));
+  if (!device.ok())
+    return Error(w["device"], key + ".device", std::string(device.status().message()));
   spec.device = *device;
   RETURN_IF_ERROR(CheckAddress(w["address"], key + ".address", spec.address));
   return spec;
@@ -129,8 +129,8 @@ absl::StatusOr<std::vector<WorkerSpec>> ParseWorkers(const YAML::Node& root) {
       }
       if (other.device == w.device && HostOf(other.address) == HostOf(w.address)) {
         return Error(list[i]["device"], key + ".device",
-                     absl::StrCat(w.device, " of host ", HostOf(w.address),
-                                  " already has worker ", other.name, " (one worker per device)"));
+                     absl::StrCat(w.device, " of host ", HostOf(w.address), " already has worker ",
+                                  other.name, " (one worker per device)"));
       }
     }
     workers.push_back(std::move(w));
@@ -142,7 +142,8 @@ absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
   ClusterLimits limits;
   const YAML::Node n = root["limits"];
   if (!n) return limits;
-  if (!n.IsMap()) return Error(n, "limits", "must be a map {max_batch, max_context, max_step_tokens}");
+  if (!n.IsMap())
+    return Error(n, "limits", "must be a map {max_batch, max_context, max_step_tokens}");
   RETURN_IF_ERROR(CheckKeys(n, "limits", {"max_batch", "max_context", "max_step_tokens"}));
   for (auto [key, out] : {std::pair{"max_batch", &limits.max_batch},
                           {"max_context", &limits.max_context},
@@ -162,8 +163,8 @@ absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
 // A device_map value or max_memory key: a worker name, else a device held by exactly one worker
 // (`allow_shared`: by any number, for max_memory). Returns the normalized target.
 absl::StatusOr<std::string> ResolveTarget(const YAML::Node& n, const std::string& key,
-                                          const std::vector<WorkerSpec>& workers,
-                                          bool allow_shared, int* worker) {
+                                          const std::vector<WorkerSpec>& workers, bool allow_shared,
+                                          int* worker) {
   const std::string text = n.IsScalar() ? n.Scalar() : "";
   for (size_t i = 0; i < workers.size(); ++i) {
     if (workers[i].name == text) {
@@ -184,12 +185,14 @@ absl::StatusOr<std::string> ResolveTarget(const YAML::Node& n, const std::string
   if (holders.empty()) {
     std::vector<std::string> have;
     for (const auto& w : workers) have.push_back(absl::StrCat(w.name, " ", w.device));
-    return Error(n, key, absl::StrCat("no worker has device ", *device, " (workers: ",
-                                      absl::StrJoin(have, ", "), ")"));
+    return Error(n, key,
+                 absl::StrCat("no worker has device ", *device,
+                              " (workers: ", absl::StrJoin(have, ", "), ")"));
   }
   if (holders.size() > 1 && !allow_shared) {
-    return Error(n, key, absl::StrCat(*device, " is the device of several workers (",
-                                      absl::StrJoin(holders, ", "), "): name the worker instead"));
+    return Error(n, key,
+                 absl::StrCat(*device, " is the device of several workers (",
+                              absl::StrJoin(holders, ", "), "): name the worker instead"));
   }
   return *device;
 }
@@ -221,9 +224,9 @@ absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
   map.line = LineOf(n);
   if (n.IsScalar()) {
     const std::string s = n.Scalar();
-    for (auto st : {DeviceMapStrategy::kAuto, DeviceMapStrategy::kBalanced,
-                    DeviceMapStrategy::kBalancedLow0, DeviceMapStrategy::kSequential,
-                    DeviceMapStrategy::kLayered}) {
+    for (auto st :
+         {DeviceMapStrategy::kAuto, DeviceMapStrategy::kBalanced, DeviceMapStrategy::kBalancedLow0,
+          DeviceMapStrategy::kSequential, DeviceMapStrategy::kLayered}) {
       if (s == StrategyName(st)) {
         map.strategy = st;
         return map;
@@ -256,8 +259,8 @@ absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
 
 absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
-  RETURN_IF_ERROR(CheckKeys(root, "", {"model", "device_map", "max_memory", "coordinator",
-                                        "workers", "limits"}));
+  RETURN_IF_ERROR(CheckKeys(
+      root, "", {"model", "device_map", "max_memory", "coordinator", "workers", "limits"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   ASSIGN_OR_RETURN(c.workers, ParseWorkers(root));
@@ -308,12 +311,18 @@ bool IsCudaDevice(const std::string& device) { return absl::StartsWith(device, "
 
 std::string StrategyName(DeviceMapStrategy s) {
   switch (s) {
-    case DeviceMapStrategy::kExplicit: return "explicit";
-    case DeviceMapStrategy::kAuto: return "auto";
-    case DeviceMapStrategy::kBalanced: return "balanced";
-    case DeviceMapStrategy::kBalancedLow0: return "balanced_low_0";
-    case DeviceMapStrategy::kSequential: return "sequential";
-    case DeviceMapStrategy::kLayered: return "layered";
+    case DeviceMapStrategy::kExplicit:
+      return "explicit";
+    case DeviceMapStrategy::kAuto:
+      return "auto";
+    case DeviceMapStrategy::kBalanced:
+      return "balanced";
+    case DeviceMapStrategy::kBalancedLow0:
+      return "balanced_low_0";
+    case DeviceMapStrategy::kSequential:
+      return "sequential";
+    case DeviceMapStrategy::kLayered:
+      return "layered";
   }
   return "?";
 }

@@ -21,8 +21,8 @@ struct WorkerSpec {
 };
 
 struct ClusterLimits {
-  int64_t max_batch = 16;         // sequences at once = KV-cache slots
-  int64_t max_context = 4096;     // tokens per sequence (prompt + generated)
+  int64_t max_batch = 16;          // sequences at once = KV-cache slots
+  int64_t max_context = 4096;      // tokens per sequence (prompt + generated)
   int64_t max_step_tokens = 2048;  // tokens in one step, all sequences together (prefill chunk)
 };
 
@@ -50,7 +50,7 @@ struct ClusterConfig {
   // device key applies to every worker on that device (e.g. cuda:0 of several hosts); a worker
   // name wins over its device.
   std::map<std::string, uint64_t> max_memory;
-  std::string coordinator_listen;  // host:port
+  std::string coordinator_listen;   // host:port
   std::vector<WorkerSpec> workers;  // pipeline order
   ClusterLimits limits;
 };

@@ -31,8 +31,8 @@ std::string NeedVersusBudget(const Context& ctx, int d, int64_t begin, int64_t e
   return absl::StrCat("needs ", FormatBytes(b.total()), " (weights ", FormatBytes(b.weight),
                       ", KV cache ", FormatBytes(b.kv), " for ", ctx.cluster.limits.max_batch,
                       " x ", ctx.cluster.limits.max_context, " tokens, workspace ",
-                      FormatBytes(b.workspace), ", reserve ", FormatBytes(b.reserve),
-                      ") but has ", FormatBytes(ctx.budgets[d]), " (", ctx.budget_notes[d], ")");
+                      FormatBytes(b.workspace), ", reserve ", FormatBytes(b.reserve), ") but has ",
+                      FormatBytes(ctx.budgets[d]), " (", ctx.budget_notes[d], ")");
 }
 
 }  // namespace placement
@@ -67,9 +67,9 @@ absl::Status CheckInputs(const ClusterConfig& cluster, const ModelConfig& model,
   const bool strategy = cluster.device_map.strategy != DeviceMapStrategy::kExplicit &&
                         cluster.device_map.strategy != DeviceMapStrategy::kLayered;
   if (strategy && int64_t(cluster.workers.size()) - 1 > model.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        cluster.workers.size(), " workers for ", model.num_layers,
-        " layers: every worker but the last needs at least one layer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(cluster.workers.size(), " workers for ", model.num_layers,
+                     " layers: every worker but the last needs at least one layer"));
   }
   return absl::OkStatus();
 }
@@ -77,11 +77,16 @@ absl::Status CheckInputs(const ClusterConfig& cluster, const ModelConfig& model,
 absl::StatusOr<Cuts> Split(const Context& ctx) {
   switch (ctx.cluster.device_map.strategy) {
     case DeviceMapStrategy::kAuto:
-    case DeviceMapStrategy::kBalanced: return placement::BalancedCuts(ctx);
-    case DeviceMapStrategy::kBalancedLow0: return placement::BalancedLow0Cuts(ctx);
-    case DeviceMapStrategy::kSequential: return placement::SequentialCuts(ctx);
-    case DeviceMapStrategy::kLayered: return placement::LayeredCuts(ctx);
-    case DeviceMapStrategy::kExplicit: return placement::ExplicitCuts(ctx);
+    case DeviceMapStrategy::kBalanced:
+      return placement::BalancedCuts(ctx);
+    case DeviceMapStrategy::kBalancedLow0:
+      return placement::BalancedLow0Cuts(ctx);
+    case DeviceMapStrategy::kSequential:
+      return placement::SequentialCuts(ctx);
+    case DeviceMapStrategy::kLayered:
+      return placement::LayeredCuts(ctx);
+    case DeviceMapStrategy::kExplicit:
+      return placement::ExplicitCuts(ctx);
   }
   return absl::InternalError("unknown strategy");
 }
@@ -127,7 +132,7 @@ absl::StatusOr<Plan> PlanCluster(const ClusterConfig& cluster, const ModelConfig
     BudgetSource source;
     ctx.budgets.push_back(BudgetOf(cluster, w, &source));
     sources.push_back(source);
-    ctx.budget_notes.push_back(source == BudgetSource::kMaxMemory   ? "max_memory"
+    ctx.budget_notes.push_back(source == BudgetSource::kMaxMemory    ? "max_memory"
                                : source == BudgetSource::kAssumedGpu ? "assumed: no max_memory"
                                                                      : "unlimited");
   }
@@ -140,14 +145,19 @@ absl::StatusOr<Plan> PlanCluster(const ClusterConfig& cluster, const ModelConfig
     const WorkerSpec& w = cluster.workers[d];
     const StageBytes b = ctx.Bytes(d, cuts[d], cuts[d + 1]);
     if (b.total() > ctx.budgets[d]) {  // given forms are checked here; strategies fit already
-      return absl::ResourceExhaustedError(absl::StrCat(
-          placement::WorkerLabel(ctx, d), " cannot hold ",
-          placement::StageContents(ctx, d, cuts[d], cuts[d + 1]), ": it ",
-          placement::NeedVersusBudget(ctx, d, cuts[d], cuts[d + 1])));
+      return absl::ResourceExhaustedError(
+          absl::StrCat(placement::WorkerLabel(ctx, d), " cannot hold ",
+                       placement::StageContents(ctx, d, cuts[d], cuts[d + 1]), ": it ",
+                       placement::NeedVersusBudget(ctx, d, cuts[d], cuts[d + 1])));
     }
-    Stage s{w.name, w.device, w.address, cuts[d], cuts[d + 1], d == 0, ctx.last(d),
-            b.weight, b.kv, b.workspace, b.reserve, ctx.budgets[d], sources[d],
-            ctx.Time(d, cuts[d], cuts[d + 1]), 0.0};
+    Stage s{w.name,      w.device,
+            w.address,   cuts[d],
+            cuts[d + 1], d == 0,
+            ctx.last(d), b.weight,
+            b.kv,        b.workspace,
+            b.reserve,   ctx.budgets[d],
+            sources[d],  ctx.Time(d, cuts[d], cuts[d + 1]),
+            0.0};
     total_read += s.read_bytes;
     max_read = std::max(max_read, s.read_bytes);
     plan.stages.push_back(s);

@@ -41,8 +41,8 @@ struct Stage {
   std::string address;  // host:port
   int64_t begin = 0;    // decoder layers [begin, end); begin == end: no layers
   int64_t end = 0;
-  bool embed = false;  // model.embed_tokens (the first stage)
-  bool head = false;   // model.norm + lm_head (the last stage)
+  bool embed = false;            // model.embed_tokens (the first stage)
+  bool head = false;             // model.norm + lm_head (the last stage)
   uint64_t weight_bytes = 0;     // resident weights (a tied head's copy of the table included)
   uint64_t kv_bytes = 0;         // KV cache for limits.max_batch x limits.max_context
   uint64_t workspace_bytes = 0;  // activations for limits.max_step_tokens

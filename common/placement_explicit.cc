@@ -67,8 +67,8 @@ absl::StatusOr<std::vector<int>> OwnerOfLeaves(const Context& ctx,
       if (!Covers(e.module, leaves[i])) continue;
       used = true;
       if (by[i] != nullptr) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            leaves[i], " is placed twice: by ", Quoted(*by[i]), " and by ", Quoted(e)));
+        return absl::InvalidArgumentError(absl::StrCat(leaves[i], " is placed twice: by ",
+                                                       Quoted(*by[i]), " and by ", Quoted(e)));
       }
       by[i] = &e;
       owner[i] = e.worker;
@@ -87,9 +87,9 @@ absl::StatusOr<std::vector<int>> OwnerOfLeaves(const Context& ctx,
       missing.resize(8);
       missing.push_back("...");
     }
-    return absl::InvalidArgumentError(absl::StrCat(
-        "device_map places ", absl::StrJoin(missing, ", "),
-        " nowhere: every module needs a device"));
+    return absl::InvalidArgumentError(absl::StrCat("device_map places ",
+                                                   absl::StrJoin(missing, ", "),
+                                                   " nowhere: every module needs a device"));
   }
   return owner;
 }
@@ -116,19 +116,19 @@ absl::StatusOr<Cuts> CutsFromOwners(const Context& ctx, const std::vector<std::s
           "worker once)"));
     }
     if (w < prev) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          form, ": ", leaves[i], " is on ", WorkerLabel(ctx, w), " but the earlier ",
-          leaves[i - 1], " on ", WorkerLabel(ctx, prev),
-          ", which comes after it in `workers`; list the workers in pipeline order"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(form, ": ", leaves[i], " is on ", WorkerLabel(ctx, w), " but the earlier ",
+                       leaves[i - 1], " on ", WorkerLabel(ctx, prev),
+                       ", which comes after it in `workers`; list the workers in pipeline order"));
     }
     seen.insert(w);
   }
   seen.insert(head);
   for (int d = 0; d < ctx.num_workers(); ++d) {
     if (!seen.count(d)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          form, " gives ", WorkerLabel(ctx, d),
-          " no module: remove it from `workers` or give it layers"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(form, " gives ", WorkerLabel(ctx, d),
+                       " no module: remove it from `workers` or give it layers"));
     }
   }
   Cuts cuts(size_t(ctx.num_workers()) + 1, 0);
@@ -160,9 +160,10 @@ absl::StatusOr<Cuts> LayeredCuts(const Context& ctx) {
   if (cuts.ok()) return cuts;
   // The article's function rounds every device up to whole layers, so with many devices and
   // few layers it runs out of layers before the last devices.
-  return absl::InvalidArgumentError(absl::StrCat(
-      cuts.status().message(), ". The article's function leaves devices empty for this shape: "
-      "use device_map: balanced, or fewer workers"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(cuts.status().message(),
+                   ". The article's function leaves devices empty for this shape: "
+                   "use device_map: balanced, or fewer workers"));
 }
 
 }  // namespace lp::placement

@@ -22,7 +22,7 @@ struct Context {
   const ClusterConfig& cluster;
   const ModelConfig& model;
   StageCost cost;
-  std::vector<uint64_t> budgets;  // per worker
+  std::vector<uint64_t> budgets;          // per worker
   std::vector<std::string> budget_notes;  // per worker: "max_memory", "assumed", "unlimited"
   int num_workers() const { return int(cluster.workers.size()); }
   int64_t num_layers() const { return model.num_layers; }

@@ -33,8 +33,8 @@ absl::Status FillModules(
 absl::StatusOr<uint64_t> TorchDtypeSize(const std::string& torch_dtype) {
   if (torch_dtype == "bfloat16" || torch_dtype == "float16") return 2;
   if (torch_dtype == "float32") return 4;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "config.json: torch_dtype '", torch_dtype, "' is not bfloat16, float16 or float32"));
+  return absl::InvalidArgumentError(absl::StrCat("config.json: torch_dtype '", torch_dtype,
+                                                 "' is not bfloat16, float16 or float32"));
 }
 
 absl::StatusOr<WeightSizes> EstimateWeightSizes(const ModelConfig& config) {

@@ -133,8 +133,7 @@ TEST(NormalizeDevice, HuggingFaceSpellings) {
   for (const std::string bad : {"gpu:1", "cuda:", "cuda:x", "cuda:-1", "", "mps"}) {
     EXPECT_FALSE(NormalizeDevice(bad).ok()) << bad;
   }
-  EXPECT_NE(NormalizeDevice("disk").status().message().find("does not offload"),
-            std::string::npos);
+  EXPECT_NE(NormalizeDevice("disk").status().message().find("does not offload"), std::string::npos);
 }
 
 struct BadFile {

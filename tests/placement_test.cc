@@ -16,8 +16,8 @@ ModelConfig Preset(const std::string& name) { return FindPreset(name)->config; }
 // A cluster file with `n` workers "w0".."w{n-1}" on devices kind:0..kind:n-1.
 std::string ClusterYaml(int n, const std::string& kind, const std::string& device_map,
                         const std::string& extra = "") {
-  std::string y = absl::StrCat("model: {path: m}\ndevice_map: ", device_map, "\n", extra,
-                               "\nworkers:\n");
+  std::string y =
+      absl::StrCat("model: {path: m}\ndevice_map: ", device_map, "\n", extra, "\nworkers:\n");
   for (int i = 0; i < n; ++i) {
     absl::StrAppend(&y, "  - {name: w", i, ", device: \"", kind, ":", i,
                     "\", address: \"127.0.0.1:", 7001 + i, "\"}\n");
@@ -122,10 +122,8 @@ TEST(ArticleDeviceMap, SameMapAsPythonForEveryShapeUpTo16GpusAnd200Layers) {
 
 TEST(Layered, PlansTheArticleSplitOnRealShapes) {
   const std::vector<std::tuple<std::string, int, std::vector<int64_t>>> cases = {
-      {"qwen2-72b", 4, {20, 21, 21, 18}},
-      {"qwen3-8b", 2, {18, 18}},
-      {"qwen3-0.6b", 3, {9, 10, 9}},
-      {"qwen3-32b", 8, {8, 9, 9, 9, 9, 9, 9, 2}},
+      {"qwen2-72b", 4, {20, 21, 21, 18}}, {"qwen3-8b", 2, {18, 18}},
+      {"qwen3-0.6b", 3, {9, 10, 9}},      {"qwen3-32b", 8, {8, 9, 9, 9, 9, 9, 9, 2}},
       {"qwen3-0.6b", 4, {7, 8, 8, 5}},
   };
   for (const auto& [preset, gpus, counts] : cases) {
@@ -183,9 +181,9 @@ TEST(Balanced, SmallTiedModelUsesEveryDevice) {
 
 TEST(Balanced, HeterogeneousBudgetsShiftLayersToTheBiggerCards) {
   const ModelConfig model = Preset("qwen3-32b");
-  auto plan = PlanFor(ClusterYaml(3, "cuda", "balanced",
-                                  "max_memory: {\"cuda:0\": 24GiB, 1: 48GiB, w2: 80GiB}"),
-                      model);
+  auto plan = PlanFor(
+      ClusterYaml(3, "cuda", "balanced", "max_memory: {\"cuda:0\": 24GiB, 1: 48GiB, w2: 80GiB}"),
+      model);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectWellFormed(*plan, model);
   EXPECT_EQ(plan->stages[0].budget_bytes, 24 * kGiB);
@@ -206,8 +204,8 @@ TEST(Balanced, CountsTheKvCacheAgainstTheBudget) {
   EXPECT_NE(msg.find("needs"), std::string::npos) << msg;
   EXPECT_NE(msg.find("KV cache"), std::string::npos) << msg;
   EXPECT_NE(msg.find("but has 12.00 GiB (max_memory)"), std::string::npos) << msg;
-  auto small = PlanFor(ClusterYaml(2, "cuda", "balanced", budgets + "limits: {max_batch: 2}"),
-                       model);
+  auto small =
+      PlanFor(ClusterYaml(2, "cuda", "balanced", budgets + "limits: {max_batch: 2}"), model);
   ASSERT_TRUE(small.ok()) << small.status();
   ExpectWellFormed(*small, model);
   EXPECT_GT(small->stages[0].kv_bytes, 0u);
@@ -248,9 +246,9 @@ TEST(BalancedLow0, Qwen2_72bOnTwo80GBCardsSpillsNothing) {
   // Hugging Face sends lm_head to disk here; layerpipe gives GPU 0 the fewest layers that let
   // GPU 1 hold the rest.
   const ModelConfig model = Preset("qwen2-72b");
-  const std::string yaml =
-      ClusterYaml(2, "cuda", "balanced_low_0", "max_memory: {0: 80GB, 1: 80GB}\n"
-                                               "limits: {max_batch: 4}");
+  const std::string yaml = ClusterYaml(2, "cuda", "balanced_low_0",
+                                       "max_memory: {0: 80GB, 1: 80GB}\n"
+                                       "limits: {max_batch: 4}");
   auto plan = PlanFor(yaml, model);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectWellFormed(*plan, model);
@@ -323,8 +321,9 @@ TEST(Explicit, WholeModelOnOneDevice) {
 
 TEST(Explicit, PrefixesPlaceGroupsOfModules) {
   const ModelConfig model = Preset("demo");
-  auto plan = PlanFor(ClusterYaml(2, "cpu", "{model.embed_tokens: cpu:0, model.layers: cpu:0, "
-                                            "model.norm: cpu:1, lm_head: cpu:1}"),
+  auto plan = PlanFor(ClusterYaml(2, "cpu",
+                                  "{model.embed_tokens: cpu:0, model.layers: cpu:0, "
+                                  "model.norm: cpu:1, lm_head: cpu:1}"),
                       model);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ExpectWellFormed(*plan, model);
@@ -352,16 +351,17 @@ struct Refusal {
 
 TEST(Explicit, RefusesWhatAPipelineCannotRun) {
   const ModelConfig model = Preset("demo");
-  const std::string rest = "model.layers.2: 1, model.layers.3: 1, model.layers.4: 1, "
-                           "model.layers.5: 1, model.norm: 1, lm_head: 1";
+  const std::string rest =
+      "model.layers.2: 1, model.layers.3: 1, model.layers.4: 1, "
+      "model.layers.5: 1, model.norm: 1, lm_head: 1";
   const std::vector<Refusal> cases = {
-      {"{\"\": 0, lm_head: 1}", "lm_head is placed twice: by device_map[\"\"] (line 2) and by "
-                                "device_map[\"lm_head\"] (line 2)"},
-      {"{model.embed_tokens: 0, model.layers.0: 0, model.layers.0: 0, model.layers.1: 0, " +
-           rest + "}",
+      {"{\"\": 0, lm_head: 1}",
+       "lm_head is placed twice: by device_map[\"\"] (line 2) and by "
+       "device_map[\"lm_head\"] (line 2)"},
+      {"{model.embed_tokens: 0, model.layers.0: 0, model.layers.0: 0, model.layers.1: 0, " + rest +
+           "}",
        "model.layers.0 is placed twice"},
-      {"{model.embed_tokens: 0, model.layers.0: 0, " + rest + "}",
-       "places model.layers.1 nowhere"},
+      {"{model.embed_tokens: 0, model.layers.0: 0, " + rest + "}", "places model.layers.1 nowhere"},
       {"{model.embed_tokens: 0, model.layers.0: 0, model.layers.1: 1, model.layers.2: 0, "
        "model.layers.3: 1, model.layers.4: 1, model.layers.5: 1, model.norm: 1, lm_head: 1}",
        "model.layers.2 goes back to cuda:0 (worker w0) after model.layers.1 went to cuda:1"},
@@ -371,8 +371,8 @@ TEST(Explicit, RefusesWhatAPipelineCannotRun) {
       {"{\"\": 1}", "gives cuda:0 (worker w0) no module"},
       {"{model.embed_tokens: 0, model.layers.0: 0, model.layers.1.mlp: 0, " + rest + "}",
        "places whole modules; put all of model.layers.1 on one device"},
-      {"{model.embed_tokens: 0, model.layers.0: 0, model.layers.1: 0, model.layers.9: 0, " +
-           rest + "}",
+      {"{model.embed_tokens: 0, model.layers.0: 0, model.layers.1: 0, model.layers.9: 0, " + rest +
+           "}",
        "the model has 6 layers"},
       {"{model.embed: 0, model.layers.0: 0, model.layers.1: 0, " + rest + "}",
        "device_map[\"model.embed\"] (line 2): unknown module"},
@@ -389,8 +389,8 @@ TEST(Explicit, RefusesWhatAPipelineCannotRun) {
 }
 
 TEST(Explicit, RefusesAMapOverBudgetNamingDeviceNeedAndBudget) {
-  auto over = PlanFor(ClusterYaml(1, "cuda", "\"cuda:0\"", "max_memory: {0: 10GiB}"),
-                      Preset("qwen3-8b"));
+  auto over =
+      PlanFor(ClusterYaml(1, "cuda", "\"cuda:0\"", "max_memory: {0: 10GiB}"), Preset("qwen3-8b"));
   ASSERT_FALSE(over.ok());
   const std::string msg(over.status().message());
   EXPECT_NE(msg.find("cuda:0 (worker w0) cannot hold"), std::string::npos) << msg;

@@ -2,6 +2,7 @@
 // only config.json needed, and a clean failure (exit 1, the reason) on a bad cluster file.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -32,10 +33,15 @@ Result RunLayerpipe(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
 }
 
+// A folder of this test process: /tmp is shared with other checkouts running the same tests.
+fs::path TempPath(const std::string& name) {
+  return fs::path(::testing::TempDir()) / ("lp_plan_" + std::to_string(getpid())) / name;
+}
+
 // A cluster file in a fresh folder, three CPU workers over `model_dir`.
 std::string WriteCluster(const std::string& name, const std::string& model_dir,
                          const std::string& device_map) {
-  const fs::path dir = fs::path(::testing::TempDir()) / name;
+  const fs::path dir = TempPath(name);
   fs::create_directories(dir);
   const fs::path file = dir / "cluster.yaml";
   std::ofstream(file) << "model: {path: " << model_dir << "}\n"
@@ -58,8 +64,8 @@ TEST(PlanCli, PrintsATableOfStages) {
 }
 
 TEST(PlanCli, JsonHasHuggingFaceDeviceMapAndStages) {
-  Result r = RunLayerpipe(
-      "plan --json " + WriteCluster("plan_json", FixtureDir("qwen3-tiny"), "layered"));
+  Result r =
+      RunLayerpipe("plan --json " + WriteCluster("plan_json", FixtureDir("qwen3-tiny"), "layered"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["device_map"].size(), 6u + 3u);  // six layers, embed, norm, head
@@ -75,12 +81,12 @@ TEST(PlanCli, JsonHasHuggingFaceDeviceMapAndStages) {
 }
 
 TEST(PlanCli, NeedsOnlyConfigJson) {
-  const fs::path model = fs::path(::testing::TempDir()) / "plan_config_only";
+  const fs::path model = TempPath("config_only");
   fs::create_directories(model);
   fs::copy_file(FixtureDir("qwen3-small-sharded") + "/config.json", model / "config.json",
                 fs::copy_options::overwrite_existing);
-  Result r = RunLayerpipe("plan --json " + WriteCluster("plan_config_only_cluster",
-                                                        model.string(), "balanced"));
+  Result r = RunLayerpipe("plan --json " +
+                          WriteCluster("plan_config_only_cluster", model.string(), "balanced"));
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["weights_from"], "config.json");
@@ -89,12 +95,12 @@ TEST(PlanCli, NeedsOnlyConfigJson) {
 
 TEST(PlanCli, EstimateMatchesTheHeaders) {
   // The same model planned from its safetensors headers and from config.json alone.
-  const fs::path model = fs::path(::testing::TempDir()) / "plan_estimate";
+  const fs::path model = TempPath("estimate");
   fs::create_directories(model);
   fs::copy_file(FixtureDir("qwen3-small-sharded") + "/config.json", model / "config.json",
                 fs::copy_options::overwrite_existing);
-  Result from_config = RunLayerpipe(
-      "plan --json " + WriteCluster("plan_est_a", model.string(), "balanced"));
+  Result from_config =
+      RunLayerpipe("plan --json " + WriteCluster("plan_est_a", model.string(), "balanced"));
   Result from_headers = RunLayerpipe(
       "plan --json " + WriteCluster("plan_est_b", FixtureDir("qwen3-small-sharded"), "balanced"));
   ASSERT_EQ(from_config.exit_code, 0) << from_config.out;
