@@ -11,7 +11,7 @@
 #include "cli/util.h"
 #include "common/cluster_config.h"
 #include "common/placement.h"
-#include "common/weight_sizes.h"
+#include "common/plan_loader.h"
 
 namespace lp::cli {
 namespace {
@@ -138,16 +138,12 @@ void AddPlanCommand(CLI::App& app) {
   cmd->callback([path, as_json] {
     auto cluster = LoadClusterConfig(*path);
     if (!cluster.ok()) Fail(cluster.status());
-    auto model = LoadModelConfig(cluster->model_path);
-    if (!model.ok()) Fail(model.status());
-    auto sizes = ReadWeightSizes(cluster->model_path, *model);
-    if (!sizes.ok()) Fail(sizes.status());
-    auto plan = PlanCluster(*cluster, *model, *sizes);
-    if (!plan.ok()) Fail(plan.status());
+    auto loaded = LoadPlan(*cluster);
+    if (!loaded.ok()) Fail(loaded.status());
     if (*as_json) {
-      std::printf("%s\n", PlanJson(*cluster, *plan).dump(2).c_str());
+      std::printf("%s\n", PlanJson(*cluster, loaded->plan).dump(2).c_str());
     } else {
-      PrintText(*cluster, *model, *plan);
+      PrintText(*cluster, loaded->model, loaded->plan);
     }
   });
 }

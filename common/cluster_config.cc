@@ -296,7 +296,8 @@ absl::StatusOr<std::string> NormalizeDevice(const std::string& text) {
   if (const size_t colon = text.find(':'); colon != std::string::npos) {
     kind = text.substr(0, colon);
     index = text.substr(colon + 1);
-  } else if (!text.empty() && std::all_of(text.begin(), text.end(), ::isdigit)) {
+  } else if (!text.empty() && std::all_of(text.begin(), text.end(),
+                                          [](unsigned char ch) { return std::isdigit(ch); })) {
     kind = "cuda";
     index = text;
   }
