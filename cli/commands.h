@@ -12,5 +12,6 @@ void AddCheckModelCommand(CLI::App& app);
 void AddInitModelCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
+void AddPlanCommand(CLI::App& app);
 
 }  // namespace lp::cli

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   lp::cli::AddInitModelCommand(app);
   lp::cli::AddServeCommand(app);
   lp::cli::AddGenerateCommand(app);
+  lp::cli::AddPlanCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

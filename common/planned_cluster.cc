@@ -5,16 +5,16 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
-#include "common/weight_sizes.h"
+#include "common/plan_loader.h"
 
 namespace lp {
 
 absl::StatusOr<PlannedCluster> LoadAndPlan(const std::string& cluster_yaml) {
   PlannedCluster out;
   ASSIGN_OR_RETURN(out.cluster, LoadClusterConfig(cluster_yaml));
-  ASSIGN_OR_RETURN(out.model, LoadModelConfig(out.cluster.model_path));
-  ASSIGN_OR_RETURN(WeightSizes sizes, ReadWeightSizes(out.cluster.model_path, out.model));
-  ASSIGN_OR_RETURN(out.plan, PlanCluster(out.cluster, out.model, sizes));
+  ASSIGN_OR_RETURN(LoadedPlan loaded, LoadPlan(out.cluster));
+  out.model = loaded.model;
+  out.plan = std::move(loaded.plan);
   return out;
 }
 

@@ -1,0 +1,357 @@
+// Parsing the cluster file with yaml-cpp. Every error names the key and the line it is on; keys
+// we do not know are refused (a misspelt `max_memroy` must not be silently ignored).
+#include "common/cluster_config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/byte_size.h"
+#include "common/status.h"
+#include "yaml-cpp/yaml.h"
+
+namespace lp {
+namespace {
+
+int FindWorkerIn(const std::vector<WorkerSpec>& workers, const std::string& name) {
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i].name == name) return int(i);
+  }
+  return -1;
+}
+
+int LineOf(const YAML::Node& n) { return n.Mark().line + 1; }
+
+absl::Status Error(const YAML::Node& n, const std::string& key, const std::string& message) {
+  return absl::InvalidArgumentError(absl::StrCat("line ", LineOf(n), ", ", key, ": ", message));
+}
+
+// Refuses keys of `map` outside `known`.
+absl::Status CheckKeys(const YAML::Node& map, const std::string& where,
+                       const std::vector<std::string>& known) {
+  for (auto it = map.begin(); it != map.end(); ++it) {
+    const std::string key = it->first.Scalar();
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return Error(it->first, where.empty() ? key : absl::StrCat(where, ".", key),
+                   absl::StrCat("unknown key (known here: ", absl::StrJoin(known, ", "), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ScalarString(const YAML::Node& n, const std::string& key) {
+  if (!n.IsScalar() || n.Scalar().empty()) return Error(n, key, "must be a non-empty string");
+  return n.Scalar();
+}
+
+absl::StatusOr<int64_t> PositiveInt(const YAML::Node& n, const std::string& key) {
+  const std::string s = n.IsScalar() ? n.Scalar() : "";
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || ec != std::errc() || end != s.data() + s.size() || v <= 0) {
+    return Error(n, key, absl::StrCat("'", s, "' is not a positive integer"));
+  }
+  return v;
+}
+
+// host:port, the host possibly a bracketed IPv6 address.
+absl::Status CheckAddress(const YAML::Node& n, const std::string& key, const std::string& a) {
+  const size_t colon = a.rfind(':');
+  int port = 0;
+  const std::string p = colon == std::string::npos ? "" : a.substr(colon + 1);
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  if (colon == 0 || colon == std::string::npos || ec != std::errc() || end != p.data() + p.size() ||
+      port <= 0 || port > 65535) {
+    return Error(n, key, absl::StrCat("'", a, "' is not host:port (e.g. 10.0.0.5:7001)"));
+  }
+  return absl::OkStatus();
+}
+
+std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
+
+absl::StatusOr<std::string> ParseModel(const YAML::Node& root, const std::string& base_dir) {
+  const YAML::Node model = root["model"];
+  if (!model) return absl::InvalidArgumentError("model: missing (model: {path: DIR})");
+  if (!model.IsMap()) return Error(model, "model", "must be a map with key 'path'");
+  RETURN_IF_ERROR(CheckKeys(model, "model", {"path"}));
+  if (!model["path"]) return Error(model, "model.path", "missing (the checkpoint directory)");
+  ASSIGN_OR_RETURN(std::string path, ScalarString(model["path"], "model.path"));
+  std::filesystem::path p(path);
+  if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
+  return p.lexically_normal().string();
+}
+
+absl::StatusOr<WorkerSpec> ParseWorker(const YAML::Node& w, const std::string& key) {
+  if (!w.IsMap()) return Error(w, key, "must be a map {name, device, address}");
+  RETURN_IF_ERROR(CheckKeys(w, key, {"name", "device", "address"}));
+  WorkerSpec spec;
+  for (auto [field, out] :
+       {std::pair{"name", &spec.name}, {"device", &spec.device}, {"address", &spec.address}}) {
+    if (!w[field]) return Error(w, absl::StrCat(key, ".", field), "missing");
+    ASSIGN_OR_RETURN(*out, ScalarString(w[field], absl::StrCat(key, ".", field)));
+  }
+  for (char ch : spec.name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '_' && ch != '-' && ch != '.') {
+      return Error(w["name"], key + ".name",
+                   absl::StrCat("'", spec.name, "': use letters, digits, '_', '-', '.'"));
+    }
+  }
+  auto device = NormalizeDevice(spec.device);
+  if (!device.ok())
+    return Error(w["device"], key + ".device", std::string(device.status().message()));
+  spec.device = *device;
+  RETURN_IF_ERROR(CheckAddress(w["address"], key + ".address", spec.address));
+  return spec;
+}
+
+absl::StatusOr<std::vector<WorkerSpec>> ParseWorkers(const YAML::Node& root) {
+  const YAML::Node list = root["workers"];
+  if (!list) return absl::InvalidArgumentError("workers: missing (one per device, in order)");
+  if (!list.IsSequence() || list.size() == 0) {
+    return Error(list, "workers", "must be a non-empty list, one worker per device");
+  }
+  std::vector<WorkerSpec> workers;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string key = absl::StrCat("workers[", i, "]");
+    ASSIGN_OR_RETURN(WorkerSpec w, ParseWorker(list[i], key));
+    for (const WorkerSpec& other : workers) {
+      if (other.name == w.name) return Error(list[i]["name"], key + ".name", "used twice");
+      if (other.address == w.address) {
+        return Error(list[i]["address"], key + ".address",
+                     absl::StrCat("'", w.address, "' is also worker ", other.name, "'s"));
+      }
+      if (other.device == w.device && HostOf(other.address) == HostOf(w.address)) {
+        return Error(list[i]["device"], key + ".device",
+                     absl::StrCat(w.device, " of host ", HostOf(w.address), " already has worker ",
+                                  other.name, " (one worker per device)"));
+      }
+    }
+    workers.push_back(std::move(w));
+  }
+  return workers;
+}
+
+absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
+  ClusterLimits limits;
+  const YAML::Node n = root["limits"];
+  if (!n) return limits;
+  if (!n.IsMap())
+    return Error(n, "limits", "must be a map {max_batch, max_context, max_step_tokens}");
+  RETURN_IF_ERROR(CheckKeys(n, "limits", {"max_batch", "max_context", "max_step_tokens"}));
+  for (auto [key, out] : {std::pair{"max_batch", &limits.max_batch},
+                          {"max_context", &limits.max_context},
+                          {"max_step_tokens", &limits.max_step_tokens}}) {
+    if (n[key]) {
+      ASSIGN_OR_RETURN(*out, PositiveInt(n[key], absl::StrCat("limits.", key)));
+    }
+  }
+  if (limits.max_step_tokens < limits.max_batch) {
+    return Error(n, "limits.max_step_tokens",
+                 absl::StrCat(limits.max_step_tokens, " is less than max_batch ", limits.max_batch,
+                              ": a decode step carries one token of every sequence"));
+  }
+  return limits;
+}
+
+// A device_map value or max_memory key: a worker name, else a device held by exactly one worker
+// (`allow_shared`: by any number, for max_memory). Returns the normalized target.
+absl::StatusOr<std::string> ResolveTarget(const YAML::Node& n, const std::string& key,
+                                          const std::vector<WorkerSpec>& workers, bool allow_shared,
+                                          int* worker) {
+  const std::string text = n.IsScalar() ? n.Scalar() : "";
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i].name == text) {
+      *worker = int(i);
+      return text;
+    }
+  }
+  auto device = NormalizeDevice(text);
+  if (!device.ok()) {
+    return Error(n, key, absl::StrCat(device.status().message(), ", nor a worker name"));
+  }
+  std::vector<std::string> holders;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i].device != *device) continue;
+    holders.push_back(absl::StrCat(workers[i].name, " at ", workers[i].address));
+    *worker = int(i);
+  }
+  if (holders.empty()) {
+    std::vector<std::string> have;
+    for (const auto& w : workers) have.push_back(absl::StrCat(w.name, " ", w.device));
+    return Error(n, key,
+                 absl::StrCat("no worker has device ", *device,
+                              " (workers: ", absl::StrJoin(have, ", "), ")"));
+  }
+  if (holders.size() > 1 && !allow_shared) {
+    return Error(n, key,
+                 absl::StrCat(*device, " is the device of several workers (",
+                              absl::StrJoin(holders, ", "), "): name the worker instead"));
+  }
+  return *device;
+}
+
+absl::StatusOr<std::map<std::string, uint64_t>> ParseMaxMemory(
+    const YAML::Node& root, const std::vector<WorkerSpec>& workers) {
+  std::map<std::string, uint64_t> budgets;
+  const YAML::Node n = root["max_memory"];
+  if (!n || n.IsNull()) return budgets;
+  if (!n.IsMap()) return Error(n, "max_memory", "must be a map {device or worker: size}");
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    const std::string key = absl::StrCat("max_memory[", it->first.Scalar(), "]");
+    int worker = -1;
+    ASSIGN_OR_RETURN(std::string target,
+                     ResolveTarget(it->first, key, workers, /*allow_shared=*/true, &worker));
+    auto bytes = ParseByteSize(it->second.IsScalar() ? it->second.Scalar() : "");
+    if (!bytes.ok()) return Error(it->second, key, std::string(bytes.status().message()));
+    if (budgets.count(target)) return Error(it->first, key, "given twice");
+    budgets[target] = *bytes;
+  }
+  return budgets;
+}
+
+absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
+                                         const std::vector<WorkerSpec>& workers) {
+  DeviceMap map;
+  const YAML::Node n = root["device_map"];
+  if (!n || n.IsNull()) return map;  // auto
+  map.line = LineOf(n);
+  if (n.IsScalar()) {
+    const std::string s = n.Scalar();
+    for (auto st :
+         {DeviceMapStrategy::kAuto, DeviceMapStrategy::kBalanced, DeviceMapStrategy::kBalancedLow0,
+          DeviceMapStrategy::kSequential, DeviceMapStrategy::kLayered}) {
+      if (s == StrategyName(st)) {
+        map.strategy = st;
+        return map;
+      }
+    }
+    if (!NormalizeDevice(s).ok() && FindWorkerIn(workers, s) < 0) {
+      return Error(n, "device_map",
+                   absl::StrCat("unknown strategy '", s,
+                                "' (known: auto, balanced, balanced_low_0, sequential, layered; "
+                                "or one device such as \"cuda:1\", or a map of modules)"));
+    }
+    map.strategy = DeviceMapStrategy::kExplicit;
+    DeviceMapEntry e{"", "", -1, LineOf(n)};
+    ASSIGN_OR_RETURN(e.target, ResolveTarget(n, "device_map", workers, false, &e.worker));
+    map.entries.push_back(e);
+    return map;
+  }
+  if (!n.IsMap() || n.size() == 0) {
+    return Error(n, "device_map", "must be a strategy name, a device, or a map {module: device}");
+  }
+  map.strategy = DeviceMapStrategy::kExplicit;
+  for (auto it = n.begin(); it != n.end(); ++it) {
+    DeviceMapEntry e{it->first.Scalar(), "", -1, LineOf(it->first)};
+    const std::string key = absl::StrCat("device_map[\"", e.module, "\"]");
+    ASSIGN_OR_RETURN(e.target, ResolveTarget(it->second, key, workers, false, &e.worker));
+    map.entries.push_back(e);
+  }
+  return map;
+}
+
+absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::string& base_dir) {
+  if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
+  RETURN_IF_ERROR(CheckKeys(
+      root, "", {"model", "device_map", "max_memory", "coordinator", "workers", "limits"}));
+  ClusterConfig c;
+  ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
+  ASSIGN_OR_RETURN(c.workers, ParseWorkers(root));
+  ASSIGN_OR_RETURN(c.limits, ParseLimits(root));
+  ASSIGN_OR_RETURN(c.max_memory, ParseMaxMemory(root, c.workers));
+  ASSIGN_OR_RETURN(c.device_map, ParseDeviceMap(root, c.workers));
+  c.coordinator_listen = "127.0.0.1:7000";
+  if (const YAML::Node co = root["coordinator"]) {
+    if (!co.IsMap()) return Error(co, "coordinator", "must be a map {listen: host:port}");
+    RETURN_IF_ERROR(CheckKeys(co, "coordinator", {"listen"}));
+    if (co["listen"]) {
+      ASSIGN_OR_RETURN(c.coordinator_listen, ScalarString(co["listen"], "coordinator.listen"));
+      RETURN_IF_ERROR(CheckAddress(co["listen"], "coordinator.listen", c.coordinator_listen));
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+int FindWorker(const ClusterConfig& config, const std::string& name) {
+  return FindWorkerIn(config.workers, name);
+}
+
+absl::StatusOr<std::string> NormalizeDevice(const std::string& text) {
+  auto bad = absl::InvalidArgumentError(
+      absl::StrCat("'", text, "' is not a device (cuda:N, cpu:N, or an integer N for cuda:N)"));
+  if (text == "disk" || text == "meta") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text, "': layerpipe keeps every module on a worker's device, it does not offload"));
+  }
+  std::string kind = text, index = "0";
+  if (const size_t colon = text.find(':'); colon != std::string::npos) {
+    kind = text.substr(0, colon);
+    index = text.substr(colon + 1);
+  } else if (!text.empty() && std::all_of(text.begin(), text.end(),
+                                          [](unsigned char ch) { return std::isdigit(ch); })) {
+    kind = "cuda";
+    index = text;
+  }
+  if (kind != "cuda" && kind != "cpu") return bad;
+  int n = -1;
+  auto [end, ec] = std::from_chars(index.data(), index.data() + index.size(), n);
+  if (index.empty() || ec != std::errc() || end != index.data() + index.size() || n < 0) return bad;
+  return absl::StrCat(kind, ":", n);
+}
+
+bool IsCudaDevice(const std::string& device) { return absl::StartsWith(device, "cuda:"); }
+
+std::string StrategyName(DeviceMapStrategy s) {
+  switch (s) {
+    case DeviceMapStrategy::kExplicit:
+      return "explicit";
+    case DeviceMapStrategy::kAuto:
+      return "auto";
+    case DeviceMapStrategy::kBalanced:
+      return "balanced";
+    case DeviceMapStrategy::kBalancedLow0:
+      return "balanced_low_0";
+    case DeviceMapStrategy::kSequential:
+      return "sequential";
+    case DeviceMapStrategy::kLayered:
+      return "layered";
+  }
+  return "?";
+}
+
+absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& yaml_text,
+                                                 const std::string& base_dir) {
+  try {
+    return ParseRoot(YAML::Load(yaml_text), base_dir);
+  } catch (const YAML::Exception& e) {  // syntax errors, and anything else yaml-cpp throws
+    const std::string where = e.mark.is_null() ? "" : absl::StrCat("line ", e.mark.line + 1, ": ");
+    return absl::InvalidArgumentError(absl::StrCat(where, e.msg.empty() ? e.what() : e.msg));
+  }
+}
+
+absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& yaml_path) {
+  std::ifstream in(yaml_path);
+  if (!in) return absl::NotFoundError(absl::StrCat(yaml_path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  // Absolute, so that the resolved model path means the same to every process.
+  const std::string base_dir =
+      std::filesystem::absolute(yaml_path).parent_path().lexically_normal().string();
+  auto config = ParseClusterConfig(ss.str(), base_dir);
+  if (!config.ok()) {
+    return absl::Status(config.status().code(),
+                        absl::StrCat(yaml_path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+}  // namespace lp

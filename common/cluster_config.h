@@ -1,0 +1,75 @@
+// The cluster file: which model, which workers (one per device, in pipeline order), how the
+// model is placed on them (a Hugging Face style device_map), per-device memory budgets, and the
+// limits that size every worker's KV cache. Parsing checks everything that does not need the
+// model's config.json; placement (common/placement.h) checks the rest. See README.md, "The
+// cluster file", for the schema.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace lp {
+
+struct WorkerSpec {
+  std::string name;     // unique; what the coordinator and `plan` call the worker
+  std::string device;   // "cuda:N" (a GPU of the worker's host) or "cpu:N" (a CPU worker)
+  std::string address;  // host:port the worker listens on
+};
+
+struct ClusterLimits {
+  int64_t max_batch = 16;          // sequences at once = KV-cache slots
+  int64_t max_context = 4096;      // tokens per sequence (prompt + generated)
+  int64_t max_step_tokens = 2048;  // tokens in one step, all sequences together (prefill chunk)
+};
+
+enum class DeviceMapStrategy { kExplicit, kAuto, kBalanced, kBalancedLow0, kSequential, kLayered };
+
+// One `module: device` entry of an explicit device_map. A bare device (`device_map: "cuda:1"`)
+// is stored as the single entry {"", ...}: "" is the root module, i.e. everything.
+struct DeviceMapEntry {
+  std::string module;  // Hugging Face module name or a prefix of some ("model", "model.layers")
+  std::string target;  // as resolved: a device ("cuda:1") or a worker name
+  int worker = -1;     // index into ClusterConfig::workers
+  int line = 0;        // 1-based line in the cluster file, for messages
+};
+
+struct DeviceMap {
+  DeviceMapStrategy strategy = DeviceMapStrategy::kAuto;
+  std::vector<DeviceMapEntry> entries;  // kExplicit only, in file order
+  int line = 0;
+};
+
+struct ClusterConfig {
+  std::string model_path;  // resolved: relative paths are taken from the cluster file's folder
+  DeviceMap device_map;
+  // Budgets in bytes, keyed by a normalized device ("cuda:0", "cpu:1") or a worker name. A
+  // device key applies to every worker on that device (e.g. cuda:0 of several hosts); a worker
+  // name wins over its device.
+  std::map<std::string, uint64_t> max_memory;
+  std::string coordinator_listen;   // host:port
+  std::vector<WorkerSpec> workers;  // pipeline order
+  ClusterLimits limits;
+};
+
+// Reads and parses the file at `yaml_path`; errors start with the path and name the key and line.
+absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& yaml_path);
+// Parses cluster-file text; a relative model.path is resolved against `base_dir`.
+absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& yaml_text,
+                                                 const std::string& base_dir);
+
+// "cuda:N" / "cpu:N" from the spellings Hugging Face accepts: an integer N (a GPU), "cuda:N",
+// "cpu:N", and bare "cuda" / "cpu" (index 0). Anything else ("disk", "gpu:1") is an error.
+absl::StatusOr<std::string> NormalizeDevice(const std::string& text);
+bool IsCudaDevice(const std::string& device);  // of a normalized device
+
+// The strategy names as written in the file ("auto", "balanced_low_0", ...; "explicit").
+std::string StrategyName(DeviceMapStrategy s);
+
+// The index of the worker named `name`, or -1.
+int FindWorker(const ClusterConfig& config, const std::string& name);
+
+}  // namespace lp

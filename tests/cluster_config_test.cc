@@ -1,0 +1,228 @@
+// The cluster file (common/cluster_config.h): every key, every device_map form, defaults, path
+// resolution, and errors that name the key and the line; the example files in deploy/.
+#include "common/cluster_config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/byte_size.h"
+#include "common/placement.h"
+#include "common/presets.h"
+#include "fixture_util.h"
+
+namespace lp {
+namespace {
+
+const char kFull[] = R"(# a comment
+model:
+  path: /models/Qwen3-8B
+device_map: auto
+max_memory: {"cuda:0": 20GiB, "cuda:1": 24GiB}
+coordinator:
+  listen: "0.0.0.0:7000"
+workers:
+  - {name: gpu0, device: "cuda:0", address: "10.0.0.5:7001"}
+  - {name: gpu1, device: "cuda:1", address: "10.0.0.5:7002"}
+limits: {max_batch: 8, max_context: 8192, max_step_tokens: 1024}
+)";
+
+TEST(ClusterConfig, ParsesEveryKey) {
+  auto c = ParseClusterConfig(kFull, "/etc");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_path, "/models/Qwen3-8B");
+  EXPECT_EQ(c->device_map.strategy, DeviceMapStrategy::kAuto);
+  EXPECT_EQ(c->max_memory.at("cuda:0"), 20 * kGiB);
+  EXPECT_EQ(c->max_memory.at("cuda:1"), 24 * kGiB);
+  EXPECT_EQ(c->coordinator_listen, "0.0.0.0:7000");
+  ASSERT_EQ(c->workers.size(), 2u);
+  EXPECT_EQ(c->workers[1].name, "gpu1");
+  EXPECT_EQ(c->workers[1].device, "cuda:1");
+  EXPECT_EQ(c->workers[1].address, "10.0.0.5:7002");
+  EXPECT_EQ(c->limits.max_batch, 8);
+  EXPECT_EQ(c->limits.max_context, 8192);
+  EXPECT_EQ(c->limits.max_step_tokens, 1024);
+  EXPECT_EQ(FindWorker(*c, "gpu1"), 1);
+}
+
+TEST(ClusterConfig, DefaultsAndRelativeModelPath) {
+  auto c = ParseClusterConfig(
+      "model: {path: ../models/demo}\nworkers:\n  - {name: a, device: cpu:0, address: h:1}\n",
+      "/srv/deploy");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->model_path, "/srv/models/demo");  // relative to the cluster file's folder
+  EXPECT_EQ(c->device_map.strategy, DeviceMapStrategy::kAuto);
+  EXPECT_TRUE(c->max_memory.empty());
+  EXPECT_EQ(c->coordinator_listen, "127.0.0.1:7000");
+  EXPECT_EQ(c->limits.max_batch, 16);
+  EXPECT_EQ(c->limits.max_context, 4096);
+  EXPECT_EQ(c->limits.max_step_tokens, 2048);
+}
+
+std::string WithDeviceMap(const std::string& device_map, const std::string& extra = "") {
+  return "model: {path: /m}\ndevice_map: " + device_map + "\n" + extra +
+         "workers:\n"
+         "  - {name: g0, device: \"cuda:0\", address: \"h1:7001\"}\n"
+         "  - {name: g1, device: \"cuda:1\", address: \"h1:7002\"}\n"
+         "  - {name: far, device: \"cuda:0\", address: \"h2:7001\"}\n";
+}
+
+TEST(ClusterConfig, EveryDeviceMapForm) {
+  const std::vector<std::pair<std::string, DeviceMapStrategy>> strategies = {
+      {"auto", DeviceMapStrategy::kAuto},
+      {"balanced", DeviceMapStrategy::kBalanced},
+      {"balanced_low_0", DeviceMapStrategy::kBalancedLow0},
+      {"sequential", DeviceMapStrategy::kSequential},
+      {"layered", DeviceMapStrategy::kLayered}};
+  for (const auto& [text, strategy] : strategies) {
+    auto c = ParseClusterConfig(WithDeviceMap(text), "/");
+    ASSERT_TRUE(c.ok()) << text << ": " << c.status();
+    EXPECT_EQ(c->device_map.strategy, strategy) << text;
+    EXPECT_EQ(StrategyName(strategy), text);
+  }
+  // A bare device, an integer, {"": device}, a worker name: one entry for the root module.
+  for (const std::string form : {"\"cuda:1\"", "1", "{\"\": \"cuda:1\"}", "g1", "{\"\": 1}"}) {
+    auto c = ParseClusterConfig(WithDeviceMap(form), "/");
+    ASSERT_TRUE(c.ok()) << form << ": " << c.status();
+    EXPECT_EQ(c->device_map.strategy, DeviceMapStrategy::kExplicit);
+    ASSERT_EQ(c->device_map.entries.size(), 1u) << form;
+    EXPECT_EQ(c->device_map.entries[0].module, "");
+    EXPECT_EQ(c->device_map.entries[0].worker, 1) << form;
+  }
+  auto c = ParseClusterConfig(
+      WithDeviceMap("\n  model.embed_tokens: g0\n  model.layers.0: 1\n  lm_head: far"), "/");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->device_map.entries.size(), 3u);
+  EXPECT_EQ(c->device_map.entries[1].module, "model.layers.0");
+  EXPECT_EQ(c->device_map.entries[1].target, "cuda:1");
+  EXPECT_EQ(c->device_map.entries[1].line, 4);
+  EXPECT_EQ(c->device_map.entries[2].worker, 2);
+}
+
+TEST(ClusterConfig, MaxMemoryByDeviceOrWorkerInEverySpelling) {
+  auto c = ParseClusterConfig(
+      WithDeviceMap("auto", "max_memory: {0: 10GiB, \"cuda:1\": 20GB, far: \"1.5 GiB\"}\n"), "/");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->max_memory.at("cuda:0"), 10 * kGiB);  // both hosts' cuda:0
+  EXPECT_EQ(c->max_memory.at("cuda:1"), 20'000'000'000ull);
+  EXPECT_EQ(c->max_memory.at("far"), 3 * kGiB / 2);
+}
+
+TEST(ByteSize, ParsesHuggingFaceSpellings) {
+  EXPECT_EQ(*ParseByteSize("20GiB"), 20 * kGiB);
+  EXPECT_EQ(*ParseByteSize("20gib"), 20 * kGiB);
+  EXPECT_EQ(*ParseByteSize("24GB"), 24'000'000'000ull);
+  EXPECT_EQ(*ParseByteSize("512 MiB"), 512 * kMiB);
+  EXPECT_EQ(*ParseByteSize("0.5GiB"), kGiB / 2);
+  EXPECT_EQ(*ParseByteSize("1073741824"), kGiB);
+  EXPECT_EQ(*ParseByteSize("2TiB"), 2048 * kGiB);
+  for (const std::string bad : {"", "GiB", "20 GiBs", "-1GiB", "1.5", "lots", "1e3GB"}) {
+    EXPECT_FALSE(ParseByteSize(bad).ok()) << bad;
+  }
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(3 * kMiB / 2), "1.50 MiB");
+  EXPECT_EQ(FormatBytes(20 * kGiB), "20.00 GiB");
+}
+
+TEST(NormalizeDevice, HuggingFaceSpellings) {
+  EXPECT_EQ(*NormalizeDevice("0"), "cuda:0");
+  EXPECT_EQ(*NormalizeDevice("cuda:3"), "cuda:3");
+  EXPECT_EQ(*NormalizeDevice("cuda"), "cuda:0");
+  EXPECT_EQ(*NormalizeDevice("cpu"), "cpu:0");
+  EXPECT_EQ(*NormalizeDevice("cpu:2"), "cpu:2");
+  for (const std::string bad : {"gpu:1", "cuda:", "cuda:x", "cuda:-1", "", "mps"}) {
+    EXPECT_FALSE(NormalizeDevice(bad).ok()) << bad;
+  }
+  EXPECT_NE(NormalizeDevice("disk").status().message().find("does not offload"), std::string::npos);
+}
+
+struct BadFile {
+  std::string yaml;
+  std::string message;  // a part of the error, with the line
+};
+
+TEST(ClusterConfig, ErrorsNameTheKeyAndTheLine) {
+  const std::string w0 = "  - {name: g0, device: \"cuda:0\", address: \"h:7001\"}\n";
+  const std::string head = "model: {path: /m}\n";
+  const std::vector<BadFile> cases = {
+      {"workers:\n" + w0, "model: missing"},
+      {"model: {}\nworkers:\n" + w0, "line 1, model.path: missing"},
+      {head + "max_memroy: {0: 1GiB}\nworkers:\n" + w0, "line 2, max_memroy: unknown key"},
+      {head + "workers: []\n", "line 2, workers: must be a non-empty list"},
+      {head + "workers:\n" + w0 + "  - {name: g0, device: \"cuda:1\", address: \"h:7002\"}\n",
+       "line 4, workers[1].name: used twice"},
+      {head + "workers:\n" + w0 + "  - {name: g1, device: \"cuda:1\", address: \"h:7001\"}\n",
+       "line 4, workers[1].address: 'h:7001' is also worker g0's"},
+      {head + "workers:\n" + w0 + "  - {name: g1, device: \"cuda:0\", address: \"h:7002\"}\n",
+       "line 4, workers[1].device: cuda:0 of host h already has worker g0"},
+      {head + "workers:\n  - {name: g0, device: \"gpu:0\", address: \"h:7001\"}\n",
+       "line 3, workers[0].device: 'gpu:0' is not a device"},
+      {head + "workers:\n  - {name: g0, device: \"cuda:0\", address: \"h\"}\n",
+       "line 3, workers[0].address: 'h' is not host:port"},
+      {head + "workers:\n  - {name: g0, device: \"cuda:0\", address: \"h:7001\", gpu: 1}\n",
+       "line 3, workers[0].gpu: unknown key"},
+      {head + "device_map: balance\nworkers:\n" + w0,
+       "line 2, device_map: unknown strategy 'balance' (known: auto, balanced"},
+      {head + "device_map: \"cuda:5\"\nworkers:\n" + w0,
+       "line 2, device_map: no worker has device cuda:5 (workers: g0 cuda:0)"},
+      {head + "device_map: {lm_head: disk}\nworkers:\n" + w0,
+       "line 2, device_map[\"lm_head\"]: 'disk': layerpipe keeps every module"},
+      {head + "device_map:\n  model.layers.0: 0\n  lm_head: 7\nworkers:\n" + w0,
+       "line 4, device_map[\"lm_head\"]: no worker has device cuda:7"},
+      {head + "device_map: 0\nworkers:\n" + w0 +
+           "  - {name: g2, device: \"cuda:0\", address: \"other:7001\"}\n",
+       "line 2, device_map: cuda:0 is the device of several workers (g0 at h:7001, g2 at "
+       "other:7001): name the worker instead"},
+      {head + "max_memory: {\"cuda:0\": lots}\nworkers:\n" + w0,
+       "line 2, max_memory[cuda:0]: 'lots' is not a size"},
+      {head + "max_memory:\n  cuda:3: 1GiB\nworkers:\n" + w0,
+       "line 3, max_memory[cuda:3]: no worker has device cuda:3"},
+      {head + "limits: {max_batch: 0}\nworkers:\n" + w0,
+       "line 2, limits.max_batch: '0' is not a positive integer"},
+      {head + "limits: {max_batch: 64, max_step_tokens: 32}\nworkers:\n" + w0,
+       "limits.max_step_tokens: 32 is less than max_batch 64"},
+      {head + "coordinator: {listen: 7000}\nworkers:\n" + w0,
+       "line 2, coordinator.listen: '7000' is not host:port"},
+      {head + "workers:\n  - [g0, cuda:0\n", "line 4"},  // YAML syntax: unclosed list
+  };
+  for (const BadFile& c : cases) {
+    auto config = ParseClusterConfig(c.yaml, "/");
+    ASSERT_FALSE(config.ok()) << c.yaml;
+    EXPECT_NE(config.status().message().find(c.message), std::string::npos)
+        << c.yaml << "\n  got: " << config.status().message();
+  }
+}
+
+TEST(ClusterConfig, LoadNamesTheFile) {
+  auto missing = LoadClusterConfig("/nonexistent/cluster.yaml");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("/nonexistent/cluster.yaml"), std::string::npos);
+}
+
+// Every file under deploy/ parses; the examples (Qwen3-8B, 36 layers) plan on the preset.
+TEST(DeployFiles, ParseAndPlan) {
+  namespace fs = std::filesystem;
+  const fs::path deploy = fs::path(LP_FIXTURES) / ".." / ".." / "deploy";
+  auto demo = LoadClusterConfig((deploy / "demo-cpu.yaml").string());
+  ASSERT_TRUE(demo.ok()) << demo.status();
+  EXPECT_EQ(fs::path(demo->model_path).filename(), "demo-model");
+  EXPECT_EQ(demo->workers.size(), 3u);
+  EXPECT_EQ(demo->coordinator_listen, "127.0.0.1:7100");
+  const ModelConfig demo_model = FindPreset("demo")->config;
+  EXPECT_TRUE(PlanCluster(*demo, demo_model, *EstimateWeightSizes(demo_model)).ok());
+
+  const ModelConfig model = FindPreset("qwen3-8b")->config;
+  int examples = 0;
+  for (const auto& entry : fs::directory_iterator(deploy / "examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++examples;
+    auto c = LoadClusterConfig(entry.path().string());
+    ASSERT_TRUE(c.ok()) << c.status();
+    auto plan = PlanCluster(*c, model, *EstimateWeightSizes(model));
+    EXPECT_TRUE(plan.ok()) << entry.path() << ": " << plan.status();
+  }
+  EXPECT_GE(examples, 7);
+}
+
+}  // namespace
+}  // namespace lp

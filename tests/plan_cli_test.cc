@@ -1,0 +1,126 @@
+// `layerpipe plan` as users run it: a table by default, Hugging Face's device_map with --json,
+// only config.json needed, and a clean failure (exit 1, the reason) on a bad cluster file.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "fixture_util.h"
+
+namespace lp {
+namespace {
+
+namespace fs = std::filesystem;
+using lp::testing::FixtureDir;
+
+struct Result {
+  int exit_code;
+  std::string out;  // stdout and stderr together
+};
+
+Result RunLayerpipe(const std::string& args) {
+  const std::string cmd = std::string(LP_LAYERPIPE_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
+}
+
+// A folder of this test process: /tmp is shared with other checkouts running the same tests.
+fs::path TempPath(const std::string& name) {
+  return fs::path(::testing::TempDir()) / ("lp_plan_" + std::to_string(getpid())) / name;
+}
+
+// A cluster file in a fresh folder, three CPU workers over `model_dir`.
+std::string WriteCluster(const std::string& name, const std::string& model_dir,
+                         const std::string& device_map) {
+  const fs::path dir = TempPath(name);
+  fs::create_directories(dir);
+  const fs::path file = dir / "cluster.yaml";
+  std::ofstream(file) << "model: {path: " << model_dir << "}\n"
+                      << "device_map: " << device_map << "\n"
+                      << "limits: {max_batch: 4, max_context: 256, max_step_tokens: 64}\n"
+                      << "workers:\n"
+                      << "  - {name: c0, device: cpu:0, address: \"127.0.0.1:7101\"}\n"
+                      << "  - {name: c1, device: cpu:1, address: \"127.0.0.1:7102\"}\n"
+                      << "  - {name: c2, device: cpu:2, address: \"127.0.0.1:7103\"}\n";
+  return file.string();
+}
+
+TEST(PlanCli, PrintsATableOfStages) {
+  Result r = RunLayerpipe("plan " + WriteCluster("plan_table", FixtureDir("qwen3-tiny"), "auto"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const char* part : {"worker", "KV cache", "budget", "c0", "cpu:2", "embed_tokens",
+                           "norm, lm_head", "unlimited", "slowest stage", "safetensors headers"}) {
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
+  }
+}
+
+TEST(PlanCli, JsonHasHuggingFaceDeviceMapAndStages) {
+  Result r =
+      RunLayerpipe("plan --json " + WriteCluster("plan_json", FixtureDir("qwen3-tiny"), "layered"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["device_map"].size(), 6u + 3u);  // six layers, embed, norm, head
+  EXPECT_EQ(j["device_map"]["model.embed_tokens"], "cpu");
+  ASSERT_EQ(j["stages"].size(), 3u);
+  // get_device_map(3, 6): 2 / 3 / 1 layers.
+  EXPECT_EQ(j["stages"][0]["layers"], nlohmann::json({0, 2}));
+  EXPECT_EQ(j["stages"][1]["layers"], nlohmann::json({2, 5}));
+  EXPECT_EQ(j["stages"][2]["layers"], nlohmann::json({5, 6}));
+  EXPECT_TRUE(j["stages"][2]["head"].get<bool>());
+  EXPECT_EQ(j["strategy"], "layered");
+  EXPECT_EQ(j["weights_from"], "safetensors");
+}
+
+TEST(PlanCli, NeedsOnlyConfigJson) {
+  const fs::path model = TempPath("config_only");
+  fs::create_directories(model);
+  fs::copy_file(FixtureDir("qwen3-small-sharded") + "/config.json", model / "config.json",
+                fs::copy_options::overwrite_existing);
+  Result r = RunLayerpipe("plan --json " +
+                          WriteCluster("plan_config_only_cluster", model.string(), "balanced"));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["weights_from"], "config.json");
+  EXPECT_GT(j["stages"][0]["weight_bytes"].get<uint64_t>(), 0u);
+}
+
+TEST(PlanCli, EstimateMatchesTheHeaders) {
+  // The same model planned from its safetensors headers and from config.json alone.
+  const fs::path model = TempPath("estimate");
+  fs::create_directories(model);
+  fs::copy_file(FixtureDir("qwen3-small-sharded") + "/config.json", model / "config.json",
+                fs::copy_options::overwrite_existing);
+  Result from_config =
+      RunLayerpipe("plan --json " + WriteCluster("plan_est_a", model.string(), "balanced"));
+  Result from_headers = RunLayerpipe(
+      "plan --json " + WriteCluster("plan_est_b", FixtureDir("qwen3-small-sharded"), "balanced"));
+  ASSERT_EQ(from_config.exit_code, 0) << from_config.out;
+  ASSERT_EQ(from_headers.exit_code, 0) << from_headers.out;
+  auto a = nlohmann::json::parse(from_config.out);
+  auto b = nlohmann::json::parse(from_headers.out);
+  EXPECT_EQ(b["weights_from"], "safetensors");
+  EXPECT_EQ(a["device_map"], b["device_map"]);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(a["stages"][i]["weight_bytes"], b["stages"][i]["weight_bytes"]) << i;
+  }
+}
+
+TEST(PlanCli, BadClusterFileFailsWithTheReason) {
+  Result r = RunLayerpipe("plan " + WriteCluster("plan_bad", FixtureDir("qwen3-tiny"), "fastest"));
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("cluster.yaml: line 2, device_map: unknown strategy 'fastest'"),
+            std::string::npos)
+      << r.out;
+}
+
+}  // namespace
+}  // namespace lp
