@@ -10,5 +10,8 @@ namespace lp::cli {
 void AddLogitsCommand(CLI::App& app);
 void AddCheckModelCommand(CLI::App& app);
 void AddInitModelCommand(CLI::App& app);
+void AddTokenizeCommand(CLI::App& app);
+void AddDetokenizeCommand(CLI::App& app);
+void AddBenchTokenizerCommand(CLI::App& app);
 
 }  // namespace lp::cli

@@ -7,6 +7,9 @@ int main(int argc, char** argv) {
   lp::cli::AddLogitsCommand(app);
   lp::cli::AddCheckModelCommand(app);
   lp::cli::AddInitModelCommand(app);
+  lp::cli::AddTokenizeCommand(app);
+  lp::cli::AddDetokenizeCommand(app);
+  lp::cli::AddBenchTokenizerCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

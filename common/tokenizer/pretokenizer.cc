@@ -7,6 +7,47 @@
 #include "absl/strings/str_cat.h"
 
 namespace lp::tok {
+namespace {
+
+// Unicode's White_Space property, which `tokenizers`' regex engine (Oniguruma) means by \s.
+// PCRE2's \s also takes U+180E (Mongolian vowel separator, no longer a space since Unicode 6.3).
+constexpr char kWhiteSpace[] =
+    R"(\t\n\x{0B}\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+
+// Writes \s and \S of an Oniguruma pattern as explicit classes of kWhiteSpace, so that PCRE2
+// splits exactly where the reference does. \S inside a class has no such rewriting and is left.
+std::string SpellOutWhiteSpace(const std::string& pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      char e = pattern[++i];
+      if (e == 's') {
+        out += in_class ? std::string(kWhiteSpace) : absl::StrCat("[", kWhiteSpace, "]");
+      } else if (e == 'S' && !in_class) {
+        out += absl::StrCat("[^", kWhiteSpace, "]");
+      } else {
+        out += c;
+        out += e;
+      }
+      continue;
+    }
+    if (c == '[' && !in_class) {
+      in_class = true;
+      out += c;
+      // A ']' right after '[' or '[^' is a literal, not the end of the class.
+      if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
+      if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];
+      continue;
+    }
+    if (c == ']' && in_class) in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
 
 struct Pretokenizer::Impl {
   pcre2_code* code = nullptr;
@@ -16,7 +57,9 @@ struct Pretokenizer::Impl {
 
 Pretokenizer::~Pretokenizer() = default;
 
-absl::StatusOr<std::unique_ptr<Pretokenizer>> Pretokenizer::Create(const std::string& pattern) {
+absl::StatusOr<std::unique_ptr<Pretokenizer>> Pretokenizer::Create(
+    const std::string& onig_pattern) {
+  const std::string pattern = SpellOutWhiteSpace(onig_pattern);
   int error = 0;
   PCRE2_SIZE offset = 0;
   pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
