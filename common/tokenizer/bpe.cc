@@ -69,7 +69,12 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& model) {
   }
   const nlohmann::json& merges = model["merges"];
   if (!merges.is_array()) return absl::InvalidArgumentError("tokenizer.json: no model.merges");
-  bpe.merges_.reserve(merges.size());
+  if (merges.size() >= (size_t(1) << MergeTable::kRankBits) ||
+      max_id >= (int32_t(1) << MergeTable::kIdBits)) {
+    return absl::UnimplementedError("tokenizer.json: vocabulary or merge list too large");
+  }
+  bpe.merges_ = MergeTable(merges.size());
+  bpe.merged_by_rank_.resize(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     ASSIGN_OR_RETURN(auto parts, MergeParts(merges[rank]));
     auto left = ByteLevelToBytes(parts.first), right = ByteLevelToBytes(parts.second);
@@ -84,8 +89,12 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& model) {
                                                      merges[rank].dump(),
                                                      ") names tokens not in the vocabulary"));
     }
-    // The first occurrence of a pair wins, as in `tokenizers`.
-    bpe.merges_.try_emplace(PairKey(*a, *b), Merge{int32_t(rank), *ab});
+    bpe.merges_.Insert(*a, *b, int32_t(rank));
+    bpe.merged_by_rank_[rank] = *ab;
+  }
+  bpe.byte_pairs_.resize(256 * 256);
+  for (int a = 0; a < 256; ++a) {
+    for (int b = 0; b < 256; ++b) bpe.byte_pairs_[a * 256 + b] = bpe.Lookup(bpe.byte_id_[a], bpe.byte_id_[b]);
   }
   return bpe;
 }
@@ -121,7 +130,8 @@ void BpeModel::MergeShort(std::string_view word, std::vector<int32_t>* out) cons
   Merge pair[kShortWord];
   size_t n = word.size();
   for (size_t i = 0; i < n; ++i) ids[i] = byte_id_[static_cast<unsigned char>(word[i])];
-  for (size_t i = 0; i + 1 < n; ++i) pair[i] = Lookup(ids[i], ids[i + 1]);
+  const auto* bytes = reinterpret_cast<const unsigned char*>(word.data());
+  for (size_t i = 0; i + 1 < n; ++i) pair[i] = LookupBytes(bytes[i], bytes[i + 1]);
   while (n > 1) {
     size_t best = 0;
     for (size_t i = 1; i + 1 < n; ++i) {

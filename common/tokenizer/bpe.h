@@ -13,6 +13,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/tokenizer/merge_table.h"
 #include "nlohmann/json_fwd.hpp"
 
 namespace lp::tok {
@@ -39,22 +40,25 @@ class BpeModel {
     int32_t rank;
     int32_t merged_id;
   };
-  static uint64_t PairKey(int32_t a, int32_t b) { return (uint64_t(uint32_t(a)) << 32) | uint32_t(b); }
   // Rank and result of merging ids a and b; rank is kNoMerge when the pair has no merge.
   Merge Lookup(int32_t a, int32_t b) const {
-    auto it = merges_.find(PairKey(a, b));
-    return it == merges_.end() ? Merge{kNoMerge, -1} : it->second;
+    int32_t rank = merges_.Rank(a, b);
+    return rank == kNoMerge ? Merge{kNoMerge, -1} : Merge{rank, merged_by_rank_[rank]};
   }
+  // The same for two single bytes, from the dense table.
+  Merge LookupBytes(unsigned char a, unsigned char b) const { return byte_pairs_[a * 256 + b]; }
   void MergeShort(std::string_view word, std::vector<int32_t>* out) const;
   void MergeLong(std::string_view word, std::vector<int32_t>* out) const;
 
-  static constexpr int32_t kNoMerge = INT32_MAX;
+  static constexpr int32_t kNoMerge = MergeTable::kNone;
   // Words up to this many bytes merge in a flat array (a linear scan for the best pair beats a
   // heap at this size); longer ones (a long run of CJK or one character) use a heap.
   static constexpr size_t kShortWord = 128;
 
   absl::flat_hash_map<std::string, int32_t> vocab_;  // raw bytes -> id
-  absl::flat_hash_map<uint64_t, Merge> merges_;      // (left id, right id) -> merge
+  MergeTable merges_;                                // (left id, right id) -> rank
+  std::vector<int32_t> merged_by_rank_;              // rank -> id of the merged token
+  std::vector<Merge> byte_pairs_;                    // 256 x 256: merges of two bytes
   std::array<int32_t, 256> byte_id_{};               // single byte -> id
   std::vector<std::string> id_to_bytes_;
   std::vector<bool> has_id_;
