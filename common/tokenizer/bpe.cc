@@ -123,28 +123,29 @@ void BpeModel::EncodeWord(std::string_view word, std::vector<int32_t>* out) cons
   }
 }
 
-// Flat arrays: ids[i] and, for each adjacent pair (i, i+1), its merge. Each step finds the
-// lowest rank by a scan (the first one found is the leftmost), merges, and closes the gap.
+// Flat arrays: ids[i] and rank[i], the rank of merging (i, i+1). Each step finds the lowest rank
+// (a min reduction the compiler vectorizes, then the first index holding it: the leftmost),
+// merges, and closes the gap.
 void BpeModel::MergeShort(std::string_view word, std::vector<int32_t>* out) const {
   int32_t ids[kShortWord];
-  Merge pair[kShortWord];
+  int32_t rank[kShortWord];
   size_t n = word.size();
-  for (size_t i = 0; i < n; ++i) ids[i] = byte_id_[static_cast<unsigned char>(word[i])];
   const auto* bytes = reinterpret_cast<const unsigned char*>(word.data());
-  for (size_t i = 0; i + 1 < n; ++i) pair[i] = LookupBytes(bytes[i], bytes[i + 1]);
+  for (size_t i = 0; i < n; ++i) ids[i] = byte_id_[bytes[i]];
+  for (size_t i = 0; i + 1 < n; ++i) rank[i] = LookupBytes(bytes[i], bytes[i + 1]).rank;
   while (n > 1) {
+    int32_t low = kNoMerge;
+    for (size_t i = 0; i + 1 < n; ++i) low = std::min(low, rank[i]);
+    if (low == kNoMerge) break;
     size_t best = 0;
-    for (size_t i = 1; i + 1 < n; ++i) {
-      if (pair[i].rank < pair[best].rank) best = i;
-    }
-    if (pair[best].rank == kNoMerge) break;
-    ids[best] = pair[best].merged_id;
-    size_t tail = n - best - 2;  // elements after best + 1
+    while (rank[best] != low) ++best;
+    ids[best] = merged_by_rank_[low];
+    size_t tail = n - best - 2;  // symbols after best + 1
     std::memmove(&ids[best + 1], &ids[best + 2], tail * sizeof(int32_t));
-    std::memmove(&pair[best + 1], &pair[best + 2], (tail > 0 ? tail - 1 : 0) * sizeof(Merge));
+    std::memmove(&rank[best + 1], &rank[best + 2], (tail > 0 ? tail - 1 : 0) * sizeof(int32_t));
     --n;
-    if (best + 1 < n) pair[best] = Lookup(ids[best], ids[best + 1]);
-    if (best > 0) pair[best - 1] = Lookup(ids[best - 1], ids[best]);
+    if (best + 1 < n) rank[best] = merges_.Rank(ids[best], ids[best + 1]);
+    if (best > 0) rank[best - 1] = merges_.Rank(ids[best - 1], ids[best]);
   }
   out->insert(out->end(), ids, ids + n);
 }

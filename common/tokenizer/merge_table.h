@@ -17,7 +17,7 @@ class MergeTable {
 
   explicit MergeTable(size_t num_merges = 0) {
     size_t capacity = 1024;
-    while (capacity < num_merges * 7 / 4) capacity <<= 1;  // load factor under 0.6
+    while (capacity < num_merges * 3 / 2) capacity <<= 1;  // load factor at most 2/3
     slots_.assign(capacity, kEmpty);
     shift_ = 64;
     for (size_t c = capacity; c > 1; c >>= 1) --shift_;
