@@ -13,5 +13,8 @@ void AddInitModelCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
 void AddPlanCommand(CLI::App& app);
+void AddTokenizeCommand(CLI::App& app);
+void AddDetokenizeCommand(CLI::App& app);
+void AddBenchTokenizerCommand(CLI::App& app);
 
 }  // namespace lp::cli

@@ -10,6 +10,9 @@ int main(int argc, char** argv) {
   lp::cli::AddServeCommand(app);
   lp::cli::AddGenerateCommand(app);
   lp::cli::AddPlanCommand(app);
+  lp::cli::AddTokenizeCommand(app);
+  lp::cli::AddDetokenizeCommand(app);
+  lp::cli::AddBenchTokenizerCommand(app);
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

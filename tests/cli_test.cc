@@ -99,5 +99,45 @@ TEST_P(CliBroken, CheckModelExitsOneWithAMessage) {
 INSTANTIATE_TEST_SUITE_P(Defects, CliBroken, ::testing::ValuesIn(lp::testing::Defects()),
                          [](const auto& info) { return info.param.name; });
 
+TEST(Cli, TokenizeTextStdinAndJson) {
+  const std::string model = "--model " + FixtureDir("qwen3-tiny");
+  Result r = RunLayerpipe("tokenize " + model + " --text 'Hello, world!' --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], nlohmann::json({9707, 11, 1879, 0}));
+  // Standard input is read as is: the trailing newline is text too (198 is "\n").
+  r = RunLayerpipe("tokenize " + model + " < /dev/null");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "\n");
+  const std::string cmd = "printf 'hi\\n' | " + std::string(LP_LAYERPIPE_BIN) + " tokenize " +
+                          model + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 256> buf{};
+  size_t n = fread(buf.data(), 1, buf.size() - 1, p);
+  pclose(p);
+  EXPECT_EQ(std::string(buf.data(), n), "6023,198\n");
+}
+
+TEST(Cli, DetokenizeIdsAndRejectsBadOnes) {
+  const std::string model = "--model " + FixtureDir("qwen3-tiny");
+  Result r = RunLayerpipe("detokenize " + model + " --ids 151644,872,198,6023,151645");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(r.out, "<|im_start|>user\nhi<|im_end|>");
+  r = RunLayerpipe("detokenize " + model + " --ids 1,x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("'x' is not a token id"), std::string::npos) << r.out;
+  r = RunLayerpipe("tokenize --model /nonexistent --text hi");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
+}
+
+TEST(Cli, BenchTokenizerReportsThroughput) {
+  Result r = RunLayerpipe("bench-tokenizer --model " + FixtureDir("qwen3-tiny") +
+                          " --mb 0.2 --repeat 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["mb_per_s"].get<double>(), 0);
+  EXPECT_GT(j["tokens"].get<int64_t>(), 10000);
+}
+
 }  // namespace
 }  // namespace lp
