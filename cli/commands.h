@@ -12,6 +12,8 @@ void AddCheckModelCommand(CLI::App& app);
 void AddInitModelCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);
 void AddGenerateCommand(CLI::App& app);
+void AddStatusCommand(CLI::App& app);
+void AddLoadTestCommand(CLI::App& app);
 void AddPlanCommand(CLI::App& app);
 void AddTokenizeCommand(CLI::App& app);
 void AddDetokenizeCommand(CLI::App& app);

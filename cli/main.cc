@@ -9,6 +9,8 @@ int main(int argc, char** argv) {
   lp::cli::AddInitModelCommand(app);
   lp::cli::AddServeCommand(app);
   lp::cli::AddGenerateCommand(app);
+  lp::cli::AddStatusCommand(app);
+  lp::cli::AddLoadTestCommand(app);
   lp::cli::AddPlanCommand(app);
   lp::cli::AddTokenizeCommand(app);
   lp::cli::AddDetokenizeCommand(app);

@@ -1,14 +1,33 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, writes the random-weight demo model (once), checks it and
-# runs greedy generation through three in-process slices.
+# The main job, in one command: installs what is missing, builds, writes the random-weight demo
+# model (once, with the real Qwen3 tokenizer), brings up `layerpipe serve` with three CPU
+# workers (deploy/demo-cpu.yaml), streams a chat completion through them, and stops it.
+# The weights are random: the text is noise; the path it takes and the speed are real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh build
 model=demo-model
-if [ ! -f "$model/config.json" ]; then
-  build/bin/layerpipe init-model --preset demo --out "$model" --seed 1
+if [ ! -f "$model/tokenizer.json" ]; then
+  tokenizer=$(scripts/fetch_tokenizer.sh)
+  build/bin/layerpipe init-model --preset demo --out "$model" --seed 1 --tokenizer "$tokenizer"
 fi
 build/bin/layerpipe check-model "$model"
+build/bin/layerpipe plan deploy/demo-cpu.yaml
+
+log=$(mktemp)
+build/bin/layerpipe serve deploy/demo-cpu.yaml >"$log" 2>&1 &
+serve=$!
+trap 'kill -INT $serve 2>/dev/null; wait $serve 2>/dev/null || true' EXIT
+for _ in $(seq 300); do
+  grep -q "serving on" "$log" && break
+  kill -0 $serve 2>/dev/null || { cat "$log"; exit 1; }
+  sleep 0.2
+done
+grep "serving on" "$log" || { cat "$log"; exit 1; }
 echo
-echo "Greedy generation through 3 slices (random weights: the ids are noise, the speed is real):"
-build/bin/layerpipe greedy --model "$model" --slices 3 --prompt-ids 9707,11,1879,0 --max-tokens 32
+echo "== layerpipe generate --chat (random weights: expect noise) =="
+build/bin/layerpipe generate --endpoint 127.0.0.1:7100 --chat "Write a haiku about GPUs." \
+  --max-tokens 48 --temperature 0.7 --seed 1
+echo
+echo "== the cluster =="
+build/bin/layerpipe status --endpoint 127.0.0.1:7100

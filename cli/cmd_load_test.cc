@@ -1,0 +1,107 @@
+// `layerpipe load-test`: N concurrent Generate streams against a running cluster, timed:
+// time to first token and tokens/s per stream and for the whole run.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <numeric>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "layerpipe/v1/layerpipe.grpc.pb.h"
+#include "nlohmann/json.hpp"
+
+namespace lp::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct StreamResult {
+  bool ok = false;
+  std::string error;
+  double ttft_ms = 0;
+  double total_ms = 0;
+  int tokens = 0;
+};
+
+StreamResult RunStream(layerpipe::v1::Inference::Stub* stub, int prompt_len, int max_tokens,
+                       int index) {
+  layerpipe::v1::GenerateRequest req;
+  for (int i = 0; i < prompt_len; ++i) req.mutable_token_ids()->add_ids((index * 7919 + i * 104729) % 150000);
+  req.set_max_tokens(max_tokens);
+  req.set_ignore_eos(true);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
+  StreamResult r;
+  const auto start = Clock::now();
+  auto reader = stub->Generate(&ctx, req);
+  layerpipe::v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    if (r.tokens == 0 && resp.token_ids_size() > 0) {
+      r.ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    }
+    r.tokens += resp.token_ids_size();
+  }
+  r.total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  grpc::Status s = reader->Finish();
+  r.ok = s.ok();
+  r.error = s.error_message();
+  return r;
+}
+
+}  // namespace
+
+void AddLoadTestCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("load-test", "time N concurrent generation streams");
+  struct Options {
+    std::string endpoint;
+    int concurrency = 1, prompt_len = 32, max_tokens = 64;
+    bool json = false;
+  };
+  auto o = std::make_shared<Options>();
+  cmd->add_option("--endpoint", o->endpoint, "coordinator host:port")->required();
+  cmd->add_option("--concurrency", o->concurrency, "streams at once")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--prompt-len", o->prompt_len, "prompt tokens per stream")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--max-tokens", o->max_tokens, "tokens per stream")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", o->json, "print one JSON object");
+  cmd->callback([o] {
+    auto stub = layerpipe::v1::Inference::NewStub(
+        grpc::CreateChannel(o->endpoint, grpc::InsecureChannelCredentials()));
+    std::vector<StreamResult> results(size_t(o->concurrency));
+    std::vector<std::thread> threads;
+    const auto start = Clock::now();
+    for (int i = 0; i < o->concurrency; ++i) {
+      threads.emplace_back([&, i] { results[size_t(i)] = RunStream(stub.get(), o->prompt_len, o->max_tokens, i); });
+    }
+    for (auto& t : threads) t.join();
+    const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+    int tokens = 0;
+    std::vector<double> ttft, per_stream;
+    for (const auto& r : results) {
+      if (!r.ok) Fail(absl::UnavailableError("a stream failed: " + r.error));
+      tokens += r.tokens;
+      ttft.push_back(r.ttft_ms);
+      // Decode speed of one stream: tokens after the first over the time after the first.
+      if (r.tokens > 1) per_stream.push_back((r.tokens - 1) / ((r.total_ms - r.ttft_ms) / 1000.0));
+    }
+    std::sort(ttft.begin(), ttft.end());
+    const double mean_stream = per_stream.empty() ? 0 :
+        std::accumulate(per_stream.begin(), per_stream.end(), 0.0) / double(per_stream.size());
+    nlohmann::json j = {{"concurrency", o->concurrency}, {"prompt_len", o->prompt_len},
+                        {"max_tokens", o->max_tokens}, {"ttft_ms_median", ttft[ttft.size() / 2]},
+                        {"ttft_ms_max", ttft.back()}, {"stream_tokens_per_s", mean_stream},
+                        {"total_tokens_per_s", tokens / wall_s}, {"wall_s", wall_s}};
+    if (o->json) {
+      std::printf("%s\n", j.dump().c_str());
+      return;
+    }
+    std::printf("%d streams x (%d prompt + %d generated tokens) in %.2f s\n", o->concurrency,
+                o->prompt_len, o->max_tokens, wall_s);
+    std::printf("time to first token: median %.1f ms, max %.1f ms\n", ttft[ttft.size() / 2], ttft.back());
+    std::printf("decode: %.1f tokens/s per stream, %.1f tokens/s in all\n", mean_stream, tokens / wall_s);
+  });
+}
+
+}  // namespace lp::cli
