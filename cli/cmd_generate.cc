@@ -118,6 +118,7 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
     std::printf("%s\n", done.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);
     std::fprintf(stderr, "[%s: %zu tokens]\n", finish.c_str(), all_ids.size());
   }
 }
