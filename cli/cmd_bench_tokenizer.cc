@@ -77,14 +77,14 @@ void AddBenchTokenizerCommand(CLI::App& app) {
     if (!o->write_ids.empty()) WriteFileOrFail(o->write_ids, ids.data(), ids.size() * 4);
     const double mb_s = double(text.size()) / 1e6 / best;
     if (o->json) {
-      nlohmann::json j = {{"bytes", text.size()}, {"tokens", ids.size()},
-                          {"seconds", best},      {"mb_per_s", mb_s},
-                          {"load_seconds", load_s}, {"threads", 1}};
+      nlohmann::json j = {{"bytes", text.size()}, {"tokens", ids.size()},   {"seconds", best},
+                          {"mb_per_s", mb_s},     {"load_seconds", load_s}, {"threads", 1}};
       std::printf("%s\n", j.dump().c_str());
     } else {
-      std::printf("encoded %zu bytes into %zu tokens in %.3f s (best of %d): %.2f MB/s, one "
-                  "thread (tokenizer load %.2f s)\n",
-                  text.size(), ids.size(), best, o->repeat, mb_s, load_s);
+      std::printf(
+          "encoded %zu bytes into %zu tokens in %.3f s (best of %d): %.2f MB/s, one "
+          "thread (tokenizer load %.2f s)\n",
+          text.size(), ids.size(), best, o->repeat, mb_s, load_s);
     }
   });
 }

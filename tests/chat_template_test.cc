@@ -1,8 +1,9 @@
 // Chat rendering against Qwen3's own Jinja template (tests/fixtures/chat_cases.json, rendered
 // by tools/make_chat_cases.py as `transformers` renders it) and the reference's chat_example ids.
+#include "common/tokenizer/chat_template.h"
+
 #include <gtest/gtest.h>
 
-#include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
 #include "fixture_util.h"
 
@@ -42,7 +43,8 @@ TEST(ChatTemplate, MatchesTheJinjaTemplateOnEveryCase) {
 TEST(ChatTemplate, ThinkingOffAppendsAnEmptyThinkBlock) {
   auto text = RenderChat({{"user", "hi"}}, true, /*enable_thinking=*/false);
   ASSERT_TRUE(text.ok());
-  EXPECT_EQ(*text, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
+  EXPECT_EQ(*text,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n");
 }
 
 TEST(ChatTemplate, ToolsAndUnknownRolesAreRejected) {

@@ -1,11 +1,12 @@
 // Streaming detokenization: characters split across tokens are held until complete, the
 // pieces never carry broken UTF-8, and together they equal Decode() of all the ids.
+#include "common/tokenizer/stream_decoder.h"
+
 #include <gtest/gtest.h>
 
 #include <random>
 
 #include "common/tokenizer/byte_level.h"
-#include "common/tokenizer/stream_decoder.h"
 #include "common/tokenizer/tokenizer.h"
 #include "fixture_util.h"
 
@@ -56,15 +57,16 @@ std::vector<std::string> StreamAll(const Tokenizer& t, const std::vector<int32_t
 
 TEST_F(StreamDecoderTest, MultiByteCharacterSplitIntoSingleBytesIsHeld) {
   // 😀 is F0 9F 98 80: nothing comes out until the fourth byte.
-  std::vector<int32_t> ids = {ByteToken('a'), ByteToken(0xF0), ByteToken(0x9F), ByteToken(0x98),
-                              ByteToken(0x80), ByteToken('b')};
+  std::vector<int32_t> ids = {ByteToken('a'),  ByteToken(0xF0), ByteToken(0x9F),
+                              ByteToken(0x98), ByteToken(0x80), ByteToken('b')};
   auto pieces = StreamAll(tok(), ids);
   EXPECT_EQ(pieces, (std::vector<std::string>{"a", "", "", "", "\xF0\x9F\x98\x80", "b"}));
 }
 
 TEST_F(StreamDecoderTest, EmojiSequencesAsTheModelWouldProduceThem) {
   // Family (ZWJ sequence), skin tone, flag, CJK: the reference splits these inside characters.
-  const std::string text = "emoji 😀👍🏽 and 👨‍👩‍👧 🇯🇵 大型语言模型 한국어";
+  const std::string text =
+      "emoji 😀👍🏽 and 👨‍👩‍👧 🇯🇵 大型语言模型 한국어";
   std::vector<int32_t> ids = tok().Encode(text);
   auto pieces = StreamAll(tok(), ids);
   size_t empty = 0;
@@ -77,12 +79,14 @@ TEST_F(StreamDecoderTest, EmojiSequencesAsTheModelWouldProduceThem) {
 
 TEST_F(StreamDecoderTest, BytesThatCannotFormACharacterBecomeReplacement) {
   StreamDecoder d(tok());
-  EXPECT_EQ(d.Push(ByteToken(0xFF)), "\xEF\xBF\xBD");           // never valid: at once
-  EXPECT_EQ(d.Push(ByteToken(0xE2)), "");                       // could still complete
+  EXPECT_EQ(d.Push(ByteToken(0xFF)), "\xEF\xBF\xBD");  // never valid: at once
+  EXPECT_EQ(d.Push(ByteToken(0xE2)), "");              // could still complete
   EXPECT_EQ(d.Push(ByteToken(0x82)), "");
-  EXPECT_EQ(d.Push(ByteToken('A')), "\xEF\xBF\xBD" "A");        // cut short: one U+FFFD
+  EXPECT_EQ(d.Push(ByteToken('A')),
+            "\xEF\xBF\xBD"
+            "A");  // cut short: one U+FFFD
   EXPECT_EQ(d.Push(ByteToken(0xC3)), "");
-  EXPECT_EQ(d.Flush(), "\xEF\xBF\xBD");                         // unfinished at the end
+  EXPECT_EQ(d.Flush(), "\xEF\xBF\xBD");  // unfinished at the end
   EXPECT_EQ(d.Flush(), "");
 }
 

@@ -1,6 +1,8 @@
 // The tokenizer against the reference (Hugging Face `tokenizers` on the real Qwen3 tokenizer.json):
 // every fixture case exact in ids and decoding, long words, added tokens, NFC, invalid input,
 // and the round trip decode(encode(s)) == NFC(s) on random Unicode strings.
+#include "common/tokenizer/tokenizer.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -9,7 +11,6 @@
 #include "common/model_config.h"
 #include "common/tokenizer/byte_level.h"
 #include "common/tokenizer/normalizer.h"
-#include "common/tokenizer/tokenizer.h"
 #include "fixture_util.h"
 #include "utf8proc.h"
 
@@ -34,9 +35,9 @@ Tokenizer* TokenizerTest::tokenizer_ = nullptr;
 // utf8proc directly, independent of the tokenizer's quick check.
 std::string ReferenceNfc(const std::string& s) {
   utf8proc_uint8_t* out = nullptr;
-  utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()),
-                                    utf8proc_ssize_t(s.size()), &out,
-                                    utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+  utf8proc_ssize_t n =
+      utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(s.data()), utf8proc_ssize_t(s.size()),
+                   &out, utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
   EXPECT_GE(n, 0);
   std::string r(reinterpret_cast<char*>(out), size_t(n));
   std::free(out);
@@ -90,28 +91,38 @@ TEST_F(TokenizerTest, AddedTokensAreMatchedBeforeSplitting) {
 
 TEST_F(TokenizerTest, TextIsNormalizedToNfc) {
   // "e" + combining acute is encoded as the composed "é"; Hangul jamo compose into a syllable.
-  EXPECT_EQ(tok().Encode("caf" "e\xCC\x81"), tok().Encode("caf\xC3\xA9"));
+  EXPECT_EQ(tok().Encode("caf"
+                         "e\xCC\x81"),
+            tok().Encode("caf\xC3\xA9"));
   EXPECT_EQ(tok().Encode("\xE1\x84\x80\xE1\x85\xA1"), tok().Encode("\xEA\xB0\x80"));  // 가
   EXPECT_EQ(tok().Encode("\xE2\x84\xAB"), tok().Encode("\xC3\x85"));  // Angstrom sign -> Å
 }
 
 TEST_F(TokenizerTest, InvalidUtf8IsEncodedAsReplacementCharacters) {
-  std::string bad = "ab\xFF" "c\xE2\x82" "d\xC3";
-  std::string replaced = "ab\xEF\xBF\xBD" "c\xEF\xBF\xBD" "d\xEF\xBF\xBD";
+  std::string bad =
+      "ab\xFF"
+      "c\xE2\x82"
+      "d\xC3";
+  std::string replaced =
+      "ab\xEF\xBF\xBD"
+      "c\xEF\xBF\xBD"
+      "d\xEF\xBF\xBD";
   EXPECT_EQ(tok().Encode(bad), tok().Encode(replaced));
   // Decoding bytes that are not UTF-8 shows each maximal bad subpart as one U+FFFD.
   std::vector<int32_t> ids = {*tok().TokenId("Ã"), *tok().TokenId("a")};  // 0xC3 then 'a'
-  EXPECT_EQ(tok().Decode(ids), "\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok().Decode(ids),
+            "\xEF\xBF\xBD"
+            "a");
   EXPECT_EQ(tok().Decode(std::vector<int32_t>{1 << 30, -1}), "");  // unknown ids are skipped
 }
 
 // Random strings over many scripts, marks, emoji, unassigned and private-use code points.
 std::string RandomUnicode(std::mt19937_64& rng) {
   static const std::vector<std::pair<char32_t, char32_t>> kRanges = {
-      {0x20, 0x7E},       {0x09, 0x0D},       {0xA0, 0x24F},     {0x300, 0x36F},
-      {0x370, 0x6FF},     {0x900, 0x97F},     {0x1100, 0x11FF},  {0x2000, 0x206F},
-      {0x3000, 0x30FF},   {0x4E00, 0x9FFF},   {0xAC00, 0xD7A3},  {0xF900, 0xFAFF},
-      {0xFE00, 0xFFFD},   {0x1F300, 0x1FAFF}, {0x1, 0xD7FF},     {0xE000, 0x10FFFF}};
+      {0x20, 0x7E},     {0x09, 0x0D},       {0xA0, 0x24F},    {0x300, 0x36F},
+      {0x370, 0x6FF},   {0x900, 0x97F},     {0x1100, 0x11FF}, {0x2000, 0x206F},
+      {0x3000, 0x30FF}, {0x4E00, 0x9FFF},   {0xAC00, 0xD7A3}, {0xF900, 0xFAFF},
+      {0xFE00, 0xFFFD}, {0x1F300, 0x1FAFF}, {0x1, 0xD7FF},    {0xE000, 0x10FFFF}};
   std::string s;
   size_t n = rng() % 40;
   for (size_t i = 0; i < n; ++i) {

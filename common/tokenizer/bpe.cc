@@ -34,7 +34,8 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& model) {
   if (model.value("type", "") != "BPE") {
     return absl::UnimplementedError("tokenizer.json: model.type is not BPE");
   }
-  if (model.value("byte_fallback", false) || !model.value("continuing_subword_prefix", "").empty() ||
+  if (model.value("byte_fallback", false) ||
+      !model.value("continuing_subword_prefix", "").empty() ||
       !model.value("end_of_word_suffix", "").empty() || !model["dropout"].is_null()) {
     return absl::UnimplementedError(
         "tokenizer.json: BPE options other than byte-level (byte_fallback, subword prefix or "
@@ -94,7 +95,8 @@ absl::StatusOr<BpeModel> BpeModel::FromJson(const nlohmann::json& model) {
   }
   bpe.byte_pairs_.resize(256 * 256);
   for (int a = 0; a < 256; ++a) {
-    for (int b = 0; b < 256; ++b) bpe.byte_pairs_[a * 256 + b] = bpe.Lookup(bpe.byte_id_[a], bpe.byte_id_[b]);
+    for (int b = 0; b < 256; ++b)
+      bpe.byte_pairs_[a * 256 + b] = bpe.Lookup(bpe.byte_id_[a], bpe.byte_id_[b]);
   }
   return bpe;
 }
@@ -170,8 +172,8 @@ void BpeModel::MergeLong(std::string_view word, std::vector<int32_t>* out) const
   }
   std::vector<Candidate> storage;
   storage.reserve(size_t(n));
-  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap(
-      std::greater<>(), std::move(storage));
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> heap(std::greater<>(),
+                                                                              std::move(storage));
   auto push = [&](int32_t left) {
     if (left < 0 || next[left] < 0) return;
     Merge m = Lookup(ids[left], ids[next[left]]);

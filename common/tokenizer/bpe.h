@@ -5,8 +5,8 @@
 #pragma once
 
 #include <array>
-#include <optional>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,8 +28,7 @@ class BpeModel {
 
   // The raw bytes of `id`, or nullptr for an id outside the vocabulary.
   const std::string* TokenBytes(int32_t id) const {
-    return id >= 0 && size_t(id) < id_to_bytes_.size() && has_id_[id] ? &id_to_bytes_[id]
-                                                                        : nullptr;
+    return id >= 0 && size_t(id) < id_to_bytes_.size() && has_id_[id] ? &id_to_bytes_[id] : nullptr;
   }
   // The id of a vocabulary entry given as raw bytes.
   std::optional<int32_t> IdOfBytes(std::string_view bytes) const;

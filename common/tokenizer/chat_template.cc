@@ -77,8 +77,7 @@ absl::StatusOr<std::string> ChatTemplate::Render(const std::vector<ChatMessage>&
           "chat role '", m.role, "' is not supported (system, user and assistant are)"));
     }
   }
-  std::string out =
-      flavor_ == Flavor::kQwen3 ? RenderQwen3(messages) : RenderChatMl(messages);
+  std::string out = flavor_ == Flavor::kQwen3 ? RenderQwen3(messages) : RenderChatMl(messages);
   if (add_generation_prompt) {
     out += "<|im_start|>assistant\n";
     if (flavor_ == Flavor::kQwen3 && !enable_thinking) out += "<think>\n\n</think>\n\n";

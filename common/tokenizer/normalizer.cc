@@ -36,11 +36,14 @@ char32_t DecodeAt(std::string_view text, size_t i, size_t* len, size_t* bad_len)
   bool incomplete = false;
   *len = Utf8CharLength(text.substr(i), &incomplete, bad_len);
   switch (*len) {
-    case 2: return ((s[0] & 0x1F) << 6) | (s[1] & 0x3F);
-    case 3: return ((s[0] & 0x0F) << 12) | ((s[1] & 0x3F) << 6) | (s[2] & 0x3F);
+    case 2:
+      return ((s[0] & 0x1F) << 6) | (s[1] & 0x3F);
+    case 3:
+      return ((s[0] & 0x0F) << 12) | ((s[1] & 0x3F) << 6) | (s[2] & 0x3F);
     case 4:
       return ((s[0] & 0x07) << 18) | ((s[1] & 0x3F) << 12) | ((s[2] & 0x3F) << 6) | (s[3] & 0x3F);
-    default: return 0;
+    default:
+      return 0;
   }
 }
 

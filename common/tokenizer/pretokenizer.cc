@@ -86,16 +86,16 @@ void Pretokenizer::Split(std::string_view text,
       pcre2_match_data_create(1, nullptr), &pcre2_match_data_free);
   // The JIT's default 32 KiB stack can run out on very long runs; a larger one is made only then.
   std::unique_ptr<pcre2_jit_stack, decltype(&pcre2_jit_stack_free)> stack(nullptr,
-                                                                           &pcre2_jit_stack_free);
+                                                                          &pcre2_jit_stack_free);
   std::unique_ptr<pcre2_match_context, decltype(&pcre2_match_context_free)> ctx(
       nullptr, &pcre2_match_context_free);
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
   size_t pos = 0, gap_start = 0;
   while (pos < text.size()) {
-    int rc = impl_->jit ? pcre2_jit_match(impl_->code, subject, text.size(), pos, 0, md.get(),
-                                          ctx.get())
-                        : pcre2_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK,
-                                      md.get(), ctx.get());
+    int rc = impl_->jit
+                 ? pcre2_jit_match(impl_->code, subject, text.size(), pos, 0, md.get(), ctx.get())
+                 : pcre2_match(impl_->code, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, md.get(),
+                               ctx.get());
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !stack) {
       stack.reset(pcre2_jit_stack_create(64 << 10, 64 << 20, nullptr));
       ctx.reset(pcre2_match_context_create(nullptr));

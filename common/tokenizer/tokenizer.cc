@@ -32,8 +32,8 @@ absl::StatusOr<bool> ParseNormalizer(const nlohmann::json& n) {
     }
     return nfc;
   }
-  return absl::UnimplementedError(absl::StrCat("tokenizer.json: normalizer '", type,
-                                               "' is not supported (NFC only)"));
+  return absl::UnimplementedError(
+      absl::StrCat("tokenizer.json: normalizer '", type, "' is not supported (NFC only)"));
 }
 
 // The split regex: Qwen's Sequence [Split (Isolated), ByteLevel (no regex)], or GPT-2's ByteLevel
@@ -42,7 +42,8 @@ absl::StatusOr<std::string> ParsePreTokenizer(const nlohmann::json& p) {
   std::string type = p.value("type", "");
   if (type == "ByteLevel") {
     if (p.value("add_prefix_space", false)) {
-      return absl::UnimplementedError("tokenizer.json: ByteLevel add_prefix_space is not supported");
+      return absl::UnimplementedError(
+          "tokenizer.json: ByteLevel add_prefix_space is not supported");
     }
     if (p.value("use_regex", true)) return std::string(kGpt2Pattern);
     return std::string();
@@ -112,8 +113,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
       return absl::InvalidArgumentError("tokenizer.json: bad added token");
     }
     if (a.value("lstrip", false) || a.value("rstrip", false) || a.value("single_word", false)) {
-      return absl::UnimplementedError(absl::StrCat(
-          "tokenizer.json: added token '", content, "' uses lstrip/rstrip/single_word"));
+      return absl::UnimplementedError(absl::StrCat("tokenizer.json: added token '", content,
+                                                   "' uses lstrip/rstrip/single_word"));
     }
     // Like `tokenizers`' ByteLevel decoder: mapped through the alphabet when every character is
     // in it (all of Qwen's are ASCII and map to themselves), else the text as is.
