@@ -4,6 +4,8 @@
 
 #include <filesystem>
 
+#include <unistd.h>
+
 #include "broken_checkpoints.h"
 #include "common/checkpoint.h"
 #include "common/model_config.h"
@@ -68,7 +70,7 @@ TEST(Checkpoint, PresetConfigsRoundTrip) {
 class BrokenCheckpoint : public ::testing::TestWithParam<lp::testing::Defect> {};
 
 TEST_P(BrokenCheckpoint, IsRefusedWithAClearMessage) {
-  const std::string root = ::testing::TempDir() + "/lp_broken_ckpt";
+  const std::string root = ::testing::TempDir() + "/lp_broken_ckpt_" + std::to_string(getpid());
   const std::string dir = lp::testing::MakeBroken(root, GetParam().name);
   auto ckpt = Checkpoint::Open(dir);
   absl::Status status = ckpt.status();

@@ -2,6 +2,7 @@
 // failures (exit 1 with a message, never a crash) on every kind of broken checkpoint.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <array>
 #include <cstdio>
@@ -36,7 +37,7 @@ TEST(Cli, LogitsJsonMatchesReference) {
   const auto& c = expected["cases"][1];
   std::string ids;
   for (const auto& id : c["prompt"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
-  const std::string dump = ::testing::TempDir() + "/lp_cli_logits.f32";
+  const std::string dump = ::testing::TempDir() + "/lp_cli_logits_" + std::to_string(getpid()) + ".f32";
   Result r = RunLayerpipe("logits --model " + FixtureDir("qwen3-tiny") + " --prompt-ids " + ids +
                  " --slices 3 --top 10 --json --dump " + dump);
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -58,7 +59,7 @@ TEST(Cli, CheckModelSummarizesAValidCheckpoint) {
 }
 
 TEST(Cli, InitModelWritesACheckpointThatChecksAndRuns) {
-  const std::string dir = ::testing::TempDir() + "/lp_cli_demo";
+  const std::string dir = ::testing::TempDir() + "/lp_cli_demo_" + std::to_string(getpid());
   std::filesystem::remove_all(dir);
   Result init = RunLayerpipe("init-model --preset demo --out " + dir + " --seed 7 --shard-mb 20");
   ASSERT_EQ(init.exit_code, 0) << init.out;
@@ -89,7 +90,7 @@ TEST(Cli, BadArgumentsAreUsageErrors) {
 class CliBroken : public ::testing::TestWithParam<lp::testing::Defect> {};
 
 TEST_P(CliBroken, CheckModelExitsOneWithAMessage) {
-  const std::string dir = lp::testing::MakeBroken(::testing::TempDir() + "/lp_cli_broken", GetParam().name);
+  const std::string dir = lp::testing::MakeBroken(::testing::TempDir() + "/lp_cli_broken_" + std::to_string(getpid()), GetParam().name);
   Result r = RunLayerpipe("check-model " + dir);
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("error: "), std::string::npos) << r.out;

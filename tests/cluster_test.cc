@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <sstream>
 
 #include "cluster_harness.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
@@ -286,6 +287,124 @@ TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kNotServing);
   EXPECT_NE(cluster.log("coordinator").find("disagrees with the plan"), std::string::npos)
       << cluster.log("coordinator");
+}
+
+}  // namespace
+}  // namespace lp
+
+namespace lp {
+namespace {
+
+std::string RunCommand(const std::string& cmd, int* exit_code) {
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  return out;
+}
+
+TEST(ClusterCli, GenerateJsonAndFailures) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  const std::string bin = LP_LAYERPIPE_BIN;
+  int code = 0;
+  const auto expected = lp::testing::LoadJson(FixtureDir("qwen3-tiny") + "/expected.json");
+  const auto& c = expected["cases"][1];
+  std::string ids;
+  for (const auto& id : c["prompt"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
+  std::string out = RunCommand(bin + " generate --endpoint " + cluster.endpoint() + " --prompt-ids " +
+                                   ids + " --max-tokens 20 --ignore-eos --temperature 0 --logprobs 3 --json",
+                               &code);
+  ASSERT_EQ(code, 0) << out;
+  std::istringstream lines(out);
+  std::string line, last;
+  int events = 0;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    last = line;
+    ++events;
+  }
+  auto done = nlohmann::json::parse(last);
+  EXPECT_EQ(done["token_ids"], c["greedy20"]);
+  EXPECT_EQ(done["finish_reason"], "length");
+  ASSERT_EQ(done["logprobs"].size(), 20u);
+  EXPECT_EQ(done["logprobs"][0]["top"].size(), 3u);
+  EXPECT_EQ(done["logprobs"][0]["top"][0]["id"], c["greedy20"][0]);
+  EXPECT_GT(events, 1);
+
+  out = RunCommand(bin + " generate --endpoint " + cluster.endpoint() + " --prompt-ids 1 --top-p 2", &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
+  EXPECT_NE(out.find("top_p"), std::string::npos) << out;
+  out = RunCommand(bin + " generate --endpoint 127.0.0.1:1 --prompt-ids 1 --timeout 2", &code);
+  EXPECT_EQ(code, 1);
+  EXPECT_NE(out.find("UNAVAILABLE"), std::string::npos) << out;
+}
+
+TEST(ClusterCli, ServeStartsEverythingAndStopsCleanly) {
+  // A cluster file with fresh ports, served by `layerpipe serve`.
+  const std::string dir = ::testing::TempDir() + "/lp_serve_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  const int port = lp::testing::FreePort();
+  std::ofstream(dir + "/c.yaml") << "model: {path: " << FixtureDir("qwen3-tiny") << "}\n"
+                                 << "coordinator: {listen: \"127.0.0.1:" << port << "\"}\n"
+                                 << "workers:\n"
+                                 << "  - {name: a, device: \"cpu:0\", address: \"127.0.0.1:"
+                                 << lp::testing::FreePort() << "\"}\n"
+                                 << "  - {name: b, device: \"cpu:1\", address: \"127.0.0.1:"
+                                 << lp::testing::FreePort() << "\"}\n"
+                                 << "limits: {max_batch: 4, max_context: 128, max_step_tokens: 64}\n";
+  lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", dir + "/c.yaml"}, dir + "/serve.log");
+  const std::string endpoint = "127.0.0.1:" + std::to_string(port);
+  bool serving = false;
+  for (int i = 0; i < 300 && !serving; ++i) {
+    serving = CheckHealth(endpoint, 200) == Health::kServing;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(serving);
+  int code = 0;
+  std::string out = RunCommand(std::string(LP_LAYERPIPE_BIN) + " generate --endpoint " + endpoint +
+                                   " --prompt \"Hello\" --max-tokens 4 --ignore-eos --json", &code);
+  EXPECT_EQ(code, 0) << out;
+  serve.Kill(SIGINT);  // waits for `serve`, which stops its children first
+  EXPECT_EQ(CheckHealth(endpoint, 500), Health::kUnreachable);
+  std::ifstream in(dir + "/serve.log");
+  const std::string log{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  EXPECT_NE(log.find("serving on " + endpoint), std::string::npos) << log;
+  EXPECT_NE(log.find("serve: stopping"), std::string::npos) << log;
+}
+
+TEST(ClusterApi, LongPrefillActivationsTravelInChunks) {
+  // The demo shape (hidden 256): a 1500-token prompt's hidden state is 1.5 MB, more than one
+  // 1 MiB chunk, so it crosses the stage boundary in pieces.
+  const std::string dir = ::testing::TempDir() + "/lp_chunk_model_" + std::to_string(getpid());
+  int code = 0;
+  std::string out = RunCommand(std::string(LP_LAYERPIPE_BIN) + " init-model --preset demo --out " + dir +
+                                   " --seed 3 --tokenizer " + FixtureDir("qwen3-tiny"), &code);
+  ASSERT_EQ(code, 0) << out;
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 1500; ++i) prompt.push_back((i * 7919) % 150000);
+  std::vector<int32_t> one_stage, two_stages;
+  {
+    Cluster cluster(dir, 1, "{max_batch: 2, max_context: 1600, max_step_tokens: 1600}");
+    ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+    Outcome o = Generate(cluster, Ids(prompt, 3), 300);
+    ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+    one_stage = o.ids;
+  }
+  {
+    Cluster cluster(dir, 2, "{max_batch: 2, max_context: 1600, max_step_tokens: 1600}");
+    ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+    Outcome o = Generate(cluster, Ids(prompt, 3), 300);
+    ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+    two_stages = o.ids;
+  }
+  EXPECT_EQ(one_stage.size(), 3u);
+  EXPECT_EQ(one_stage, two_stages);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
