@@ -34,7 +34,9 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
     : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)) {
   for (auto& w : workers) links_.push_back(std::make_unique<WorkerLink>(std::move(w)));
   problems_.resize(links_.size());
+  for (size_t i = 0; i <= links_.size(); ++i) queues_.push_back(std::make_unique<Queue>());
   CheckAll();
+  for (size_t i = 0; i < links_.size(); ++i) stage_threads_.emplace_back([this, i] { RunStage(i); });
   monitor_ = std::thread([this] { Monitor(); });
 }
 
@@ -45,6 +47,33 @@ GrpcPipeline::~GrpcPipeline() {
   }
   cv_.notify_all();
   monitor_.join();
+  for (auto& q : queues_) q->Close();
+  for (auto& t : stage_threads_) t.join();
+}
+
+void GrpcPipeline::Queue::Push(std::unique_ptr<Flight> f) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    items_.push_back(std::move(f));
+  }
+  cv_.notify_one();
+}
+
+std::unique_ptr<GrpcPipeline::Flight> GrpcPipeline::Queue::Pop(int timeout_ms) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !items_.empty() || closed_; });
+  if (items_.empty()) return nullptr;
+  auto f = std::move(items_.front());
+  items_.pop_front();
+  return f;
+}
+
+void GrpcPipeline::Queue::Close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+  }
+  cv_.notify_all();
 }
 
 void GrpcPipeline::CheckAll() {
@@ -76,19 +105,41 @@ std::vector<std::string> GrpcPipeline::Problems() const {
   return problems_;
 }
 
-absl::Status GrpcPipeline::RunStep(const StepInput& step, std::vector<SampledToken>* sampled) {
-  const layerpipe::v1::StepRequest header = MakeStepRequest(step, ++step_id_);
-  std::span<const float> in;
-  for (size_t i = 0; i < links_.size(); ++i) {
-    std::vector<float>* out = i % 2 ? &b_ : &a_;
-    absl::Status s = links_[i]->Step(header, in, out, sampled);
-    if (!s.ok()) {
-      if (!links_[i]->up() && ready_.exchange(false) && on_ready_change_) on_ready_change_(false);
-      return s;
+void GrpcPipeline::Submit(uint64_t tag, StepInput step) {
+  auto flight = std::make_unique<Flight>();
+  flight->result.tag = tag;
+  flight->header = MakeStepRequest(step, ++step_id_);
+  queues_[0]->Push(std::move(flight));
+}
+
+bool GrpcPipeline::Next(int timeout_ms, StepResult* result) {
+  auto flight = queues_.back()->Pop(timeout_ms);
+  if (!flight) return false;
+  *result = std::move(flight->result);
+  return true;
+}
+
+// Stage i's thread: takes micro-batches in order, runs them on its worker, hands them on. A
+// failed micro-batch passes the remaining stages untouched, carrying its error.
+void GrpcPipeline::RunStage(size_t i) {
+  std::vector<float> out;
+  while (true) {
+    auto flight = queues_[i]->Pop(1000);
+    if (!flight) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      continue;
     }
-    in = *out;
+    if (flight->result.status.ok()) {
+      absl::Status s = links_[i]->Step(flight->header, flight->hidden, &out, &flight->result.sampled);
+      if (!s.ok()) {
+        if (!links_[i]->up() && ready_.exchange(false) && on_ready_change_) on_ready_change_(false);
+        flight->result.status = s;
+      }
+      flight->hidden.swap(out);
+    }
+    queues_[i + 1]->Push(std::move(flight));
   }
-  return absl::OkStatus();
 }
 
 void GrpcPipeline::Release(std::span<const int32_t> slots) {

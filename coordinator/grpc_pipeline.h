@@ -1,11 +1,14 @@
 // The pipeline over gRPC: activations chained through the workers in order, the token ids
-// sampled on the last one coming back. A monitor thread handshakes every worker each period:
+// sampled on the last one coming back. One thread per stage drives its worker, so while stage
+// 1 runs micro-batch k, stage 0 already runs micro-batch k + 1; each micro-batch in flight
+// carries its own activation buffer. A monitor thread handshakes every worker each period:
 // a worker that stops answering marks the pipeline not ready (and unblocks a step waiting on
 // it); one that answers again, agreeing with the plan, makes it ready again.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -26,7 +29,9 @@ class GrpcPipeline : public Pipeline {
                std::function<void(bool ready)> on_ready_change);
   ~GrpcPipeline() override;
 
-  absl::Status RunStep(const StepInput& step, std::vector<SampledToken>* sampled) override;
+  int stages() const override { return int(links_.size()); }
+  void Submit(uint64_t tag, StepInput step) override;
+  bool Next(int timeout_ms, StepResult* result) override;
   void Release(std::span<const int32_t> slots) override;
   bool Ready() const override { return ready_.load(); }
 
@@ -35,8 +40,29 @@ class GrpcPipeline : public Pipeline {
   std::vector<std::string> Problems() const;
 
  private:
+  // A micro-batch on its way through the stages.
+  struct Flight {
+    StepResult result;
+    layerpipe::v1::StepRequest header;
+    std::vector<float> hidden;  // the previous stage's output
+  };
+  // A queue between two stage threads (or the scheduler and the first / last stage).
+  class Queue {
+   public:
+    void Push(std::unique_ptr<Flight> f);
+    // nullptr on timeout or when closed.
+    std::unique_ptr<Flight> Pop(int timeout_ms);
+    void Close();
+
+   private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<Flight>> items_;
+    bool closed_ = false;
+  };
   void Monitor();
   void CheckAll();
+  void RunStage(size_t i);
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
   const int period_ms_;
@@ -47,7 +73,8 @@ class GrpcPipeline : public Pipeline {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::vector<std::string> problems_;
-  std::vector<float> a_, b_;  // hidden states between stages
+  std::vector<std::unique_ptr<Queue>> queues_;  // queues_[i] feeds stage i; the last is done
+  std::vector<std::thread> stage_threads_;
   std::thread monitor_;
 };
 

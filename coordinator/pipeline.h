@@ -33,16 +33,53 @@ struct SampledToken {
   std::vector<float> top_logprobs;
 };
 
+struct StepResult {
+  uint64_t tag = 0;
+  absl::Status status;  // UNAVAILABLE when a stage could not be reached
+  std::vector<SampledToken> sampled;
+};
+
+// Steps are submitted and their results taken in order. Up to stages() steps (micro-batches)
+// may be in flight, each on another stage, so that every stage works at once.
 class Pipeline {
  public:
   virtual ~Pipeline() = default;
-  // Runs the step through every stage. UNAVAILABLE when a stage cannot be reached: the KV
-  // caches of the step's sequences are then lost.
-  virtual absl::Status RunStep(const StepInput& step, std::vector<SampledToken>* sampled) = 0;
+  // How many micro-batches can usefully be in flight: one per stage.
+  virtual int stages() const = 0;
+  // Starts a step through every stage. `tag` comes back with its result.
+  virtual void Submit(uint64_t tag, StepInput step) = 0;
+  // Waits up to `timeout_ms` for the oldest step in flight; false on timeout.
+  virtual bool Next(int timeout_ms, StepResult* result) = 0;
   // Frees KV-cache slots on every stage (best effort: an unreachable stage lost them anyway).
+  // Only for sequences with no step in flight.
   virtual void Release(std::span<const int32_t> slots) = 0;
   // True while every stage is reachable and agrees with the plan.
   virtual bool Ready() const = 0;
+};
+
+// A pipeline that runs each step to the end inside Submit (one in flight): for in-process
+// stages and tests.
+class SyncPipeline : public Pipeline {
+ public:
+  int stages() const override { return 1; }
+  void Submit(uint64_t tag, StepInput step) override {
+    StepResult r;
+    r.tag = tag;
+    r.status = RunStep(step, &r.sampled);
+    done_.push_back(std::move(r));
+  }
+  bool Next(int, StepResult* result) override {
+    if (done_.empty()) return false;
+    *result = std::move(done_.front());
+    done_.erase(done_.begin());
+    return true;
+  }
+
+ protected:
+  virtual absl::Status RunStep(const StepInput& step, std::vector<SampledToken>* sampled) = 0;
+
+ private:
+  std::vector<StepResult> done_;
 };
 
 }  // namespace lp

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 
@@ -42,6 +43,7 @@ bool Request::done() const {
 
 void Request::Push(const SampledToken& t) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (done_) return;  // failed while its step was in flight
   tokens_.push_back(t);
   cv_.notify_all();
 }
@@ -122,36 +124,41 @@ void Scheduler::Admit() {
   }
 }
 
-bool Scheduler::BuildStep(StepInput* step) {
+bool Scheduler::BuildStep(int64_t max_seqs, StepInput* step) {
   step->seqs.clear();
   step->ids.clear();
   int64_t budget = limits_.max_step_tokens;
   // Decode tokens first: one each, latency-sensitive; prefill chunks take what is left.
   for (Active& a : active_) {
     const bool prefilling = a.prefilled < int64_t(a.request->prompt().size());
-    if (prefilling || a.generated.empty() || budget == 0) continue;
+    if (a.in_flight || prefilling || a.generated.empty() || budget == 0 ||
+        int64_t(step->seqs.size()) == max_seqs || a.request->done()) {
+      continue;
+    }
     const int64_t pos = int64_t(a.request->prompt().size() + a.generated.size()) - 1;
     step->seqs.push_back({a.slot, int32_t(pos), 1, true, a.request->params().sampling});
     step->ids.push_back(a.generated.back());
+    a.in_flight = true;
     --budget;
   }
   for (Active& a : active_) {
     const auto& prompt = a.request->prompt();
     const int64_t left = int64_t(prompt.size()) - a.prefilled;
-    if (left <= 0 || budget == 0) continue;
+    if (a.in_flight || left <= 0 || budget == 0 || int64_t(step->seqs.size()) == max_seqs) continue;
     const int64_t n = std::min(left, budget);
     const bool completes = n == left;
     step->seqs.push_back({a.slot, int32_t(a.prefilled), int32_t(n), completes,
                           a.request->params().sampling});
     step->ids.insert(step->ids.end(), prompt.begin() + a.prefilled, prompt.begin() + a.prefilled + n);
     a.prefilled += n;
+    a.in_flight = true;
     budget -= n;
   }
   return !step->seqs.empty();
 }
 
-void Scheduler::Apply(const std::vector<SampledToken>& sampled) {
-  for (const SampledToken& t : sampled) {
+void Scheduler::Apply(const StepResult& result) {
+  for (const SampledToken& t : result.sampled) {
     auto it = std::find_if(active_.begin(), active_.end(), [&](const Active& a) { return a.slot == t.slot; });
     if (it == active_.end()) continue;
     Active& a = *it;
@@ -167,17 +174,21 @@ void Scheduler::Apply(const std::vector<SampledToken>& sampled) {
   }
 }
 
-// Drops finished and cancelled sequences, returning their slots.
-void Scheduler::Retire(std::vector<int32_t>* released) {
-  auto done = [](const Active& a) { return a.request->cancelled() || a.request->done(); };
+// Drops finished and cancelled sequences that have no step in flight, releasing their slots.
+void Scheduler::Retire() {
+  std::vector<int32_t> released;
   for (auto it = active_.begin(); it != active_.end();) {
-    if (done(*it)) {
-      released->push_back(it->slot);
+    if (!it->in_flight && (it->request->cancelled() || it->request->done())) {
+      released.push_back(it->slot);
       it = active_.erase(it);
     } else {
       ++it;
     }
   }
+  if (released.empty()) return;
+  pipeline_->Release(released);
+  std::lock_guard<std::mutex> lock(mu_);
+  free_slots_.insert(free_slots_.end(), released.begin(), released.end());
 }
 
 void Scheduler::FailActive(const absl::Status& status) {
@@ -186,33 +197,48 @@ void Scheduler::FailActive(const absl::Status& status) {
 
 void Scheduler::Loop() {
   StepInput step;
-  std::vector<SampledToken> sampled;
-  std::vector<int32_t> released;
+  StepResult result;
+  std::map<uint64_t, std::vector<int32_t>> flights;  // tag -> slots of that micro-batch
+  uint64_t next_tag = 0;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(50),
-                   [&] { return stopping_ || !queue_.empty() || !active_.empty(); });
+      if (in_flight_ == 0) {
+        cv_.wait_for(lock, std::chrono::milliseconds(50),
+                     [&] { return stopping_ || !queue_.empty() || !active_.empty(); });
+      }
       if (stopping_) break;
     }
     Admit();
-    released.clear();
-    Retire(&released);  // cancelled while waiting for this step
-    if (BuildStep(&step)) {
-      sampled.clear();
-      absl::Status s = pipeline_->RunStep(step, &sampled);
-      if (s.ok()) {
-        Apply(sampled);
-      } else {
-        FailActive(absl::Status(s.code(), absl::StrCat("generation failed: ", s.message())));
+    Retire();
+    // Spread the running sequences over one micro-batch per stage.
+    const int64_t depth = std::max(1, pipeline_->stages());
+    const int64_t per_batch = std::max<int64_t>(1, (int64_t(active_.size()) + depth - 1) / depth);
+    while (in_flight_ < depth && BuildStep(per_batch, &step)) {
+      std::vector<int32_t>& slots = flights[next_tag];
+      for (const auto& s : step.seqs) slots.push_back(s.slot);
+      pipeline_->Submit(next_tag++, std::move(step));
+      ++in_flight_;
+    }
+    if (in_flight_ == 0 || !pipeline_->Next(50, &result)) continue;
+    --in_flight_;
+    for (int32_t slot : flights[result.tag]) {
+      for (Active& a : active_) {
+        if (a.slot == slot) a.in_flight = false;
       }
-      Retire(&released);
     }
-    if (!released.empty()) {
-      pipeline_->Release(released);
-      std::lock_guard<std::mutex> lock(mu_);
-      free_slots_.insert(free_slots_.end(), released.begin(), released.end());
+    flights.erase(result.tag);
+    if (result.status.ok()) {
+      Apply(result);
+    } else {
+      // A stage was lost: every sequence's KV cache on it is gone.
+      FailActive(absl::Status(result.status.code(),
+                              absl::StrCat("generation failed: ", result.status.message())));
     }
+  }
+  // Let the micro-batches in flight come back before the pipeline goes away.
+  for (int tries = 0; in_flight_ > 0 && tries < 30; ++tries) {
+    if (pipeline_->Next(1000, &result)) --in_flight_;
   }
   FailActive(absl::UnavailableError("the coordinator is shutting down"));
   std::lock_guard<std::mutex> lock(mu_);

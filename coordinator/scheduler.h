@@ -1,7 +1,9 @@
-// Continuous batching. Requests wait in a bounded queue; at every step boundary waiting ones
-// join while KV-cache slots are free, finished and cancelled ones leave, and one step runs
-// every active sequence: one decode token each, plus prefill chunks of new prompts within the
-// step's token budget. The scheduler thread is the only one that talks to the pipeline.
+// Continuous batching with micro-batches in flight. Requests wait in a bounded queue; at every
+// step boundary waiting ones join while KV-cache slots are free, finished and cancelled ones
+// leave. The running sequences are spread over up to one micro-batch per pipeline stage, so
+// every stage works at once; a micro-batch carries one decode token for each of its sequences
+// plus prefill chunks of new prompts within the step's token budget. A sequence is never in
+// two micro-batches at once. The scheduler thread is the only one that talks to the pipeline.
 #pragma once
 
 #include <condition_variable>
@@ -93,12 +95,14 @@ class Scheduler {
     int32_t slot = 0;
     int64_t prefilled = 0;               // prompt tokens already in the KV cache
     std::vector<int32_t> generated;
+    bool in_flight = false;              // in a micro-batch not yet back
   };
   void Loop();
   void Admit();
-  bool BuildStep(StepInput* step);
-  void Apply(const std::vector<SampledToken>& sampled);
-  void Retire(std::vector<int32_t>* released);
+  // Builds a micro-batch of at most `max_seqs` sequences not in flight; false when none.
+  bool BuildStep(int64_t max_seqs, StepInput* step);
+  void Apply(const StepResult& result);
+  void Retire();
   void FailActive(const absl::Status& status);
 
   Pipeline* pipeline_;
@@ -110,6 +114,7 @@ class Scheduler {
   // Owned by the scheduler thread.
   std::vector<Active> active_;
   std::vector<int32_t> free_slots_;
+  int in_flight_ = 0;  // micro-batches submitted and not yet back
   std::thread thread_;
 };
 

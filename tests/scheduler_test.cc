@@ -3,6 +3,7 @@
 // is reproducible, the queue is bounded, cancellation frees the slot.
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <thread>
 
 #include "common/checkpoint.h"
@@ -18,7 +19,7 @@ namespace {
 using lp::testing::FixtureDir;
 
 // The workers' cores chained in process, as the gRPC pipeline chains them over the network.
-class LocalPipeline : public Pipeline {
+class LocalPipeline : public SyncPipeline {
  public:
   LocalPipeline(const std::string& dir, int64_t stages, const SliceLimits& limits) {
     auto ckpt = Checkpoint::Open(dir);
@@ -58,6 +59,38 @@ class LocalPipeline : public Pipeline {
  private:
   std::unique_ptr<Checkpoint> ckpt_;
   std::vector<std::unique_ptr<WorkerCore>> cores_;
+};
+
+// Keeps up to three steps in flight, as a three-stage pipeline does, and checks that no
+// sequence is in two of them at once.
+class DeepPipeline : public Pipeline {
+ public:
+  explicit DeepPipeline(LocalPipeline* inner) : inner_(inner) {}
+  int stages() const override { return 3; }
+  void Submit(uint64_t tag, StepInput step) override {
+    for (const auto& pending : pending_) {
+      for (const auto& a : pending.second.seqs) {
+        for (const auto& b : step.seqs) EXPECT_NE(a.slot, b.slot) << "a sequence in two micro-batches";
+      }
+    }
+    pending_.push_back({tag, std::move(step)});
+    max_in_flight = std::max<int>(max_in_flight, int(pending_.size()));
+  }
+  bool Next(int, StepResult* result) override {
+    if (pending_.empty()) return false;
+    result->tag = pending_.front().first;
+    result->sampled.clear();
+    result->status = inner_->RunStep(pending_.front().second, &result->sampled);
+    pending_.pop_front();
+    return true;
+  }
+  void Release(std::span<const int32_t> slots) override { inner_->Release(slots); }
+  bool Ready() const override { return true; }
+  int max_in_flight = 0;
+
+ private:
+  LocalPipeline* inner_;
+  std::deque<std::pair<uint64_t, StepInput>> pending_;
 };
 
 std::vector<int32_t> Collect(Request& r, FinishReason* reason = nullptr) {
@@ -127,6 +160,17 @@ TEST(Scheduler, ConcurrentRequestsGetWhatTheyGetAlone) {
     EXPECT_EQ(Collect(*requests[i]), alone[i]) << "request " << i;
   }
   EXPECT_GT(pipeline.max_seqs_in_step, 4) << "requests were actually batched";
+
+  // The same with three micro-batches in flight.
+  LocalPipeline inner(FixtureDir("qwen3-small-sharded"), 2, {16, 256, 32});
+  DeepPipeline deep(&inner);
+  Scheduler pipelined(&deep, {16, 256, 32, 32});
+  requests.clear();
+  for (auto& [prompt, params] : work) requests.push_back(*pipelined.Submit(prompt, params));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(Collect(*requests[i]), alone[i]) << "request " << i << ", pipelined";
+  }
+  EXPECT_EQ(deep.max_in_flight, 3);
 }
 
 TEST(Scheduler, StopIdsEndGeneration) {
