@@ -1,7 +1,9 @@
 // `layerpipe`: the one program users run. Subcommands live in cmd_*.cc.
 #include "cli/commands.h"
+#include "worker/cpu/cpu_backend.h"
 
 int main(int argc, char** argv) {
+  lp::EnsurePassiveOpenMpWait(argv);
   CLI::App app{"layerpipe: serve a Qwen3 / Qwen2 model split by layers over several devices"};
   app.require_subcommand(1);
   lp::cli::AddLogitsCommand(app);

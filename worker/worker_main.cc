@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "worker/cpu/cpu_backend.h"
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
 #include "worker/backend_factory.h"
@@ -81,6 +82,7 @@ int Run(const std::string& cluster_path, const std::string& name, int threads) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  lp::EnsurePassiveOpenMpWait(argv);
   CLI::App app{"layerpipe-worker: serves one slice of the model (its layers, weights and KV "
                "cache) on one device"};
   std::string cluster, name;

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
@@ -175,7 +176,9 @@ class CpuBackend : public Backend {
       row += s.n_tokens;
     }
     const int64_t total = row;
-#pragma omp parallel
+    // Threads pay off only for prefill-sized work; decode steps stay on this thread.
+    const bool parallel = total * p.num_heads * (layout_.seqs.front().start_pos + 64) > (1 << 16);
+#pragma omp parallel if (parallel)
     {
       std::vector<float> scores;
 #pragma omp for collapse(2) schedule(dynamic, 4)
@@ -244,6 +247,12 @@ class CpuBackend : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> MakeCpuBackend() { return std::make_unique<CpuBackend>(); }
+
+void EnsurePassiveOpenMpWait(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  ::execv("/proc/self/exe", argv);  // on failure, carry on with the policy the runtime has
+}
 
 void SetCpuThreads(int threads) {
   omp_set_num_threads(threads);
