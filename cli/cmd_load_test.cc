@@ -27,9 +27,11 @@ struct StreamResult {
 };
 
 StreamResult RunStream(layerpipe::v1::Inference::Stub* stub, int prompt_len, int max_tokens,
-                       int index) {
+                       int index, int64_t vocab) {
   layerpipe::v1::GenerateRequest req;
-  for (int i = 0; i < prompt_len; ++i) req.mutable_token_ids()->add_ids((index * 7919 + i * 104729) % 150000);
+  for (int64_t i = 0; i < prompt_len; ++i) {
+    req.mutable_token_ids()->add_ids(int32_t((index * 7919 + i * 104729) % vocab));
+  }
   req.set_max_tokens(max_tokens);
   req.set_ignore_eos(true);
   grpc::ClientContext ctx;
@@ -69,11 +71,19 @@ void AddLoadTestCommand(CLI::App& app) {
   cmd->callback([o] {
     auto stub = layerpipe::v1::Inference::NewStub(
         grpc::CreateChannel(o->endpoint, grpc::InsecureChannelCredentials()));
+    layerpipe::v1::ModelInfo info;
+    {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      grpc::Status s = stub->GetModelInfo(&ctx, {}, &info);
+      if (!s.ok()) Fail(absl::UnavailableError(o->endpoint + ": " + s.error_message()));
+    }
     std::vector<StreamResult> results(size_t(o->concurrency));
     std::vector<std::thread> threads;
     const auto start = Clock::now();
     for (int i = 0; i < o->concurrency; ++i) {
-      threads.emplace_back([&, i] { results[size_t(i)] = RunStream(stub.get(), o->prompt_len, o->max_tokens, i); });
+      threads.emplace_back([&, i] { results[size_t(i)] = RunStream(stub.get(), o->prompt_len, o->max_tokens, i,
+                                                                  info.vocab_size()); });
     }
     for (auto& t : threads) t.join();
     const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();

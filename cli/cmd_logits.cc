@@ -53,7 +53,7 @@ LoadedChain LoadChain(const ChainOptions& o, int64_t extra_positions) {
   limits.max_seqs = 1;
   limits.max_context = int64_t(out.prompt.size()) + extra_positions;
   limits.max_step_tokens = int64_t(out.prompt.size());
-  auto chain = LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits, MakeCpuBackend);
+  auto chain = LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits, [] { return MakeCpuBackend(); });
   if (!chain.ok()) Fail(chain.status());
   out.chain = std::move(*chain);
   return out;

@@ -1,8 +1,8 @@
 // `layerpipe serve CLUSTER.yaml`: the one-command mode. Starts the workers declared on this
 // host and the coordinator as child processes, waits until the coordinator is SERVING (every
 // worker loaded and agreeing with the plan), prints the endpoint, and on SIGINT / SIGTERM
-// stops them all. A child that dies is reported; the coordinator keeps running and serves
-// again when the worker is back.
+// stops them all. A child that dies is reported (serve does not restart it); the coordinator
+// keeps running and serves again once the worker is started again.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>

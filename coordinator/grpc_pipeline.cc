@@ -26,6 +26,7 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
     }
   }
   header.mutable_ids()->Add(step.ids.begin(), step.ids.end());
+  header.mutable_release_slots()->Add(step.release_slots.begin(), step.release_slots.end());
   return header;
 }
 
@@ -47,6 +48,7 @@ GrpcPipeline::~GrpcPipeline() {
   }
   cv_.notify_all();
   monitor_.join();
+  for (auto& link : links_) link->MarkDown();  // unblocks a stage waiting on its worker
   for (auto& q : queues_) q->Close();
   for (auto& t : stage_threads_) t.join();
 }
@@ -77,7 +79,6 @@ void GrpcPipeline::Queue::Close() {
 }
 
 void GrpcPipeline::CheckAll() {
-  bool all = true;
   for (size_t i = 0; i < links_.size(); ++i) {
     absl::Status s = links_[i]->Check(std::max(200, period_ms_));
     std::lock_guard<std::mutex> lock(mu_);
@@ -86,8 +87,14 @@ void GrpcPipeline::CheckAll() {
       std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
     }
     problems_[i] = problem;
-    all = all && s.ok();
   }
+  UpdateReady();
+}
+
+void GrpcPipeline::UpdateReady() {
+  std::lock_guard<std::mutex> lock(ready_mu_);
+  bool all = true;
+  for (const auto& link : links_) all = all && link->up();
   if (ready_.exchange(all) != all && on_ready_change_) on_ready_change_(all);
 }
 
@@ -133,7 +140,7 @@ void GrpcPipeline::RunStage(size_t i) {
     if (flight->result.status.ok()) {
       absl::Status s = links_[i]->Step(flight->header, flight->hidden, &out, &flight->result.sampled);
       if (!s.ok()) {
-        if (!links_[i]->up() && ready_.exchange(false) && on_ready_change_) on_ready_change_(false);
+        if (!links_[i]->up()) UpdateReady();
         flight->result.status = s;
       }
       flight->hidden.swap(out);
@@ -142,8 +149,5 @@ void GrpcPipeline::RunStage(size_t i) {
   }
 }
 
-void GrpcPipeline::Release(std::span<const int32_t> slots) {
-  for (auto& link : links_) link->Release(slots);
-}
 
 }  // namespace lp

@@ -24,7 +24,8 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 
 class GrpcPipeline : public Pipeline {
  public:
-  // `on_ready_change` is called (from the monitor thread) when Ready() flips.
+  // `on_ready_change` is called (from the monitor or a stage thread, never two at once) when
+  // Ready() flips.
   GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
                std::function<void(bool ready)> on_ready_change);
   ~GrpcPipeline() override;
@@ -32,7 +33,6 @@ class GrpcPipeline : public Pipeline {
   int stages() const override { return int(links_.size()); }
   void Submit(uint64_t tag, StepInput step) override;
   bool Next(int timeout_ms, StepResult* result) override;
-  void Release(std::span<const int32_t> slots) override;
   bool Ready() const override { return ready_.load(); }
 
   const std::vector<std::unique_ptr<WorkerLink>>& links() const { return links_; }
@@ -62,6 +62,8 @@ class GrpcPipeline : public Pipeline {
   };
   void Monitor();
   void CheckAll();
+  // Ready() from every link's state; calls on_ready_change_ on a flip (one at a time).
+  void UpdateReady();
   void RunStage(size_t i);
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
@@ -69,6 +71,7 @@ class GrpcPipeline : public Pipeline {
   std::function<void(bool)> on_ready_change_;
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> step_id_{0};
+  std::mutex ready_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -74,6 +74,10 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
   if (!prompt.ok()) return ToGrpc(prompt.status());
   auto params = ValidateGenerate(*r, *prompt, model_.validation, RandomSeed());
   if (!params.ok()) return ToGrpc(params.status());
+  if (r->stop_size() > 0 && model_.tokenizer == nullptr) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "stop strings need a tokenizer; this model has none (use stop_token_ids)");
+  }
   const std::set<int32_t> stop_ids = params->stop_ids;
   const int32_t prompt_tokens = int32_t(prompt->size());
   auto submitted = scheduler_->Submit(std::move(*prompt), std::move(*params));
@@ -118,7 +122,10 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
     }
     if (ev.done && !ev.error.ok()) return ToGrpc(ev.error);
     if (ev.done) {
-      if (decoder && !stops.stopped()) text += stops.Feed(decoder->Flush()) + stops.Flush();
+      if (decoder && !stops.stopped()) {
+        text += stops.Feed(decoder->Flush());
+        text += stops.Flush();
+      }
       response.set_finish_reason(ToProto(stops.stopped() ? FinishReason::kStop : finish));
       response.mutable_usage()->set_prompt_tokens(prompt_tokens);
       response.mutable_usage()->set_completion_tokens(completion_tokens);

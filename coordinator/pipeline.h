@@ -23,6 +23,9 @@ struct StepSeq {
 struct StepInput {
   std::vector<StepSeq> seqs;
   std::vector<int32_t> ids;  // the step's tokens, back to back in seqs order
+  // KV-cache slots every stage frees before running this step (finished sequences). A step may
+  // carry only releases.
+  std::vector<int32_t> release_slots;
 };
 
 struct SampledToken {
@@ -50,9 +53,6 @@ class Pipeline {
   virtual void Submit(uint64_t tag, StepInput step) = 0;
   // Waits up to `timeout_ms` for the oldest step in flight; false on timeout.
   virtual bool Next(int timeout_ms, StepResult* result) = 0;
-  // Frees KV-cache slots on every stage (best effort: an unreachable stage lost them anyway).
-  // Only for sequences with no step in flight.
-  virtual void Release(std::span<const int32_t> slots) = 0;
   // True while every stage is reachable and agrees with the plan.
   virtual bool Ready() const = 0;
 };

@@ -49,11 +49,21 @@ absl::StatusOr<GenerationParams> ValidateGenerate(const layerpipe::v1::GenerateR
     return Invalid(absl::StrCat("top_p must be in (0, 1], got ", r.top_p()));
   }
   if (!(r.min_p() >= 0 && r.min_p() <= 1)) return Invalid("min_p must be in [0, 1]");
-  if (!(r.repetition_penalty() >= 0) || !std::isfinite(r.repetition_penalty())) {
-    return Invalid("repetition_penalty must be >= 0 (0 or 1 disables it)");
+  if (!std::isfinite(r.repetition_penalty()) || r.repetition_penalty() < 0 ||
+      (r.repetition_penalty() > 0 && r.repetition_penalty() < 0.01f) ||
+      r.repetition_penalty() > 100) {
+    return Invalid("repetition_penalty must be 0 or 1 (off), or in [0.01, 100]");
   }
   if (r.logprobs() < 0 || r.logprobs() > kMaxLogprobs) {
     return Invalid(absl::StrCat("logprobs must be in [0, ", kMaxLogprobs, "]"));
+  }
+  if (r.stop_size() > kMaxStopStrings) {
+    return Invalid(absl::StrCat("at most ", kMaxStopStrings, " stop strings"));
+  }
+  for (const auto& s : r.stop()) {
+    if (s.empty() || s.size() > kMaxStopLength) {
+      return Invalid(absl::StrCat("a stop string must have 1 to ", kMaxStopLength, " bytes"));
+    }
   }
   for (int32_t id : r.stop_token_ids()) {
     if (id < 0 || id >= ctx.vocab_size) {

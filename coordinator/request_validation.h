@@ -18,6 +18,8 @@ struct ValidationContext {
 };
 
 inline constexpr int32_t kMaxLogprobs = 20;
+inline constexpr int kMaxStopStrings = 16;
+inline constexpr size_t kMaxStopLength = 256;
 
 // Checks the prompt ids (non-empty, inside the vocabulary, leaving room for one token) and
 // every parameter; `random_seed` is used when the request sets none.

@@ -127,6 +127,9 @@ void Scheduler::Admit() {
 bool Scheduler::BuildStep(int64_t max_seqs, StepInput* step) {
   step->seqs.clear();
   step->ids.clear();
+  // Releases travel in the step stream ahead of any step that reuses their slots.
+  step->release_slots.swap(to_release_);
+  to_release_.clear();
   int64_t budget = limits_.max_step_tokens;
   // Decode tokens first: one each, latency-sensitive; prefill chunks take what is left.
   for (Active& a : active_) {
@@ -154,7 +157,7 @@ bool Scheduler::BuildStep(int64_t max_seqs, StepInput* step) {
     a.in_flight = true;
     budget -= n;
   }
-  return !step->seqs.empty();
+  return !step->seqs.empty() || !step->release_slots.empty();
 }
 
 void Scheduler::Apply(const StepResult& result) {
@@ -174,21 +177,20 @@ void Scheduler::Apply(const StepResult& result) {
   }
 }
 
-// Drops finished and cancelled sequences that have no step in flight, releasing their slots.
+// Drops finished and cancelled sequences that have no step in flight. Their slots are free at
+// once: the next step submitted tells the workers, before anything that reuses them.
 void Scheduler::Retire() {
-  std::vector<int32_t> released;
+  const size_t before = to_release_.size();
   for (auto it = active_.begin(); it != active_.end();) {
     if (!it->in_flight && (it->request->cancelled() || it->request->done())) {
-      released.push_back(it->slot);
+      to_release_.push_back(it->slot);
       it = active_.erase(it);
     } else {
       ++it;
     }
   }
-  if (released.empty()) return;
-  pipeline_->Release(released);
   std::lock_guard<std::mutex> lock(mu_);
-  free_slots_.insert(free_slots_.end(), released.begin(), released.end());
+  free_slots_.insert(free_slots_.end(), to_release_.begin() + std::ptrdiff_t(before), to_release_.end());
 }
 
 void Scheduler::FailActive(const absl::Status& status) {
@@ -203,7 +205,7 @@ void Scheduler::Loop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (in_flight_ == 0) {
+      if (in_flight_ == 0 && to_release_.empty()) {
         cv_.wait_for(lock, std::chrono::milliseconds(50),
                      [&] { return stopping_ || !queue_.empty() || !active_.empty(); });
       }
@@ -222,18 +224,20 @@ void Scheduler::Loop() {
     }
     if (in_flight_ == 0 || !pipeline_->Next(50, &result)) continue;
     --in_flight_;
+    const absl::Status failed(result.status.code(),
+                              absl::StrCat("generation failed: ", result.status.message()));
     for (int32_t slot : flights[result.tag]) {
       for (Active& a : active_) {
-        if (a.slot == slot) a.in_flight = false;
+        if (a.slot != slot) continue;
+        a.in_flight = false;
+        if (!result.status.ok()) a.request->Fail(failed);  // a worker refused this step
       }
     }
     flights.erase(result.tag);
     if (result.status.ok()) {
       Apply(result);
-    } else {
-      // A stage was lost: every sequence's KV cache on it is gone.
-      FailActive(absl::Status(result.status.code(),
-                              absl::StrCat("generation failed: ", result.status.message())));
+    } else if (result.status.code() == absl::StatusCode::kUnavailable) {
+      FailActive(failed);  // a stage was lost, and every KV cache on it
     }
   }
   // Let the micro-batches in flight come back before the pipeline goes away.

@@ -99,7 +99,8 @@ class Scheduler {
   };
   void Loop();
   void Admit();
-  // Builds a micro-batch of at most `max_seqs` sequences not in flight; false when none.
+  // Builds a micro-batch of at most `max_seqs` sequences not in flight, carrying the pending
+  // slot releases; false when there is nothing to send.
   bool BuildStep(int64_t max_seqs, StepInput* step);
   void Apply(const StepResult& result);
   void Retire();
@@ -114,6 +115,7 @@ class Scheduler {
   // Owned by the scheduler thread.
   std::vector<Active> active_;
   std::vector<int32_t> free_slots_;
+  std::vector<int32_t> to_release_;  // freed slots the workers have not been told of yet
   int in_flight_ = 0;  // micro-batches submitted and not yet back
   std::thread thread_;
 };

@@ -82,10 +82,11 @@ absl::Status WorkerLink::Check(int timeout_ms) {
   layerpipe::v1::HandshakeResponse resp;
   grpc::Status s = stub_->Handshake(&ctx, req, &resp);
   if (!s.ok()) {
-    MarkDown();
+    if (++failed_checks_ >= 3 || !up_) MarkDown();
     return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' at ", expect_.address,
                                                " is unreachable: ", s.error_message()));
   }
+  failed_checks_ = 0;
   absl::Status agree = CheckHandshake(resp, expect_);
   if (!agree.ok()) {
     MarkDown();
@@ -97,6 +98,7 @@ absl::Status WorkerLink::Check(int timeout_ms) {
 
 void WorkerLink::MarkDown() {
   up_ = false;
+  stale_ = true;
   std::lock_guard<std::mutex> lock(stream_mu_);
   if (stream_context_) stream_context_->TryCancel();  // unblocks a step waiting on a dead peer
 }
@@ -127,6 +129,7 @@ absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
                                   std::span<const float> hidden_in,
                                   std::vector<float>* hidden_out,
                                   std::vector<SampledToken>* sampled) {
+  if (stale_.exchange(false)) ResetStream();
   {
     std::lock_guard<std::mutex> lock(stream_mu_);
     if (!stream_) {
@@ -173,16 +176,6 @@ absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
     std::memcpy(hidden_out->data(), bytes_.data(), hidden_out->size() * sizeof(float));
   }
   return absl::OkStatus();
-}
-
-void WorkerLink::Release(std::span<const int32_t> slots) {
-  if (!up_) return;
-  grpc::ClientContext ctx;
-  ctx.set_deadline(Deadline(2000));
-  layerpipe::v1::ReleaseRequest req;
-  for (int32_t s : slots) req.add_slots(s);
-  layerpipe::v1::ReleaseResponse resp;
-  stub_->Release(&ctx, req, &resp).ok();  // an unreachable worker lost its cache anyway
 }
 
 absl::StatusOr<layerpipe::v1::StatsResponse> WorkerLink::Stats(int timeout_ms) {

@@ -43,14 +43,15 @@ class WorkerLink {
 
   const WorkerExpectation& expectation() const { return expect_; }
   bool up() const { return up_.load(); }
-  // Handshakes (deadline `timeout_ms`) and marks the link up when the worker agrees.
+  // Handshakes (deadline `timeout_ms`) and marks the link up when the worker agrees. An
+  // unanswered handshake marks it down only the third time in a row (a busy worker may be
+  // slow to answer); a refused one (a worker that disagrees) at once.
   absl::Status Check(int timeout_ms);
   void MarkDown();
 
-  // One step through this worker. Only the scheduler thread calls it.
+  // One step through this worker. Only this stage's thread calls it.
   absl::Status Step(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
                     std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
-  void Release(std::span<const int32_t> slots);
   absl::StatusOr<layerpipe::v1::StatsResponse> Stats(int timeout_ms);
 
  private:
@@ -63,6 +64,8 @@ class WorkerLink {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<layerpipe::v1::Worker::Stub> stub_;
   std::atomic<bool> up_{false};
+  std::atomic<bool> stale_{false};  // the stream was cancelled: open a new one
+  int failed_checks_ = 0;           // consecutive; only the monitor thread touches it
   std::mutex stream_mu_;  // guards stream_context_ against MarkDown from the monitor
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<Stream> stream_;

@@ -270,6 +270,19 @@ TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
   EXPECT_EQ(again.ids.size(), 5u);
 }
 
+TEST(ClusterApi, AWorkerRestartedWhileIdleServesTheFirstRequest) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  ASSERT_TRUE(Generate(cluster, Ids({1, 2, 3}, 3)).status.ok());  // the streams are open
+  cluster.KillWorker(1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kNotServing, 10000));
+  cluster.StartWorker(1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 30000)) << cluster.log("coordinator");
+  Outcome first = Generate(cluster, Ids({1, 2, 3}, 3));
+  EXPECT_TRUE(first.status.ok()) << first.status.error_message();
+  EXPECT_EQ(first.ids.size(), 3u);
+}
+
 TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
   // A worker started from another cluster file (other limits) answers the handshake with
   // limits the coordinator's plan does not have.

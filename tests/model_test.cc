@@ -63,7 +63,7 @@ class ModelTest : public ::testing::TestWithParam<Param> {
 
   std::unique_ptr<LocalChain> Chain(const std::vector<SliceSpec>& specs, int64_t seqs = 1) {
     SliceLimits limits{seqs, 256, 256};
-    auto chain = LocalChain::Load(*ckpt_, specs, limits, MakeCpuBackend);
+    auto chain = LocalChain::Load(*ckpt_, specs, limits, [] { return MakeCpuBackend(); });
     EXPECT_TRUE(chain.ok()) << chain.status();
     return chain.ok() ? std::move(*chain) : nullptr;
   }

@@ -47,9 +47,6 @@ class LocalPipeline : public SyncPipeline {
     }
     return absl::OkStatus();
   }
-  void Release(std::span<const int32_t> slots) override {
-    for (auto& core : cores_) core->Release(slots);
-  }
   bool Ready() const override { return true; }
   int64_t active_on_last() const { return cores_.back()->Stats().active_sequences(); }
 
@@ -74,7 +71,7 @@ class DeepPipeline : public Pipeline {
       }
     }
     pending_.push_back({tag, std::move(step)});
-    max_in_flight = std::max<int>(max_in_flight, int(pending_.size()));
+    max_in_flight = std::max<int>(max_in_flight.load(), int(pending_.size()));
   }
   bool Next(int, StepResult* result) override {
     if (pending_.empty()) return false;
@@ -84,9 +81,8 @@ class DeepPipeline : public Pipeline {
     pending_.pop_front();
     return true;
   }
-  void Release(std::span<const int32_t> slots) override { inner_->Release(slots); }
   bool Ready() const override { return true; }
-  int max_in_flight = 0;
+  std::atomic<int> max_in_flight{0};
 
  private:
   LocalPipeline* inner_;

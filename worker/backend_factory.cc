@@ -12,7 +12,7 @@ namespace lp {
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int cpu_threads) {
   if (device.rfind("cpu:", 0) == 0) {
     SetCpuThreads(std::max(1, cpu_threads));
-    return MakeCpuBackend();
+    return MakeCpuBackend(std::max(1, cpu_threads));
   }
   if (device.rfind("cuda:", 0) == 0) {
     return absl::UnimplementedError(

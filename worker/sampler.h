@@ -19,11 +19,18 @@ struct Sample {
   std::vector<float> top_logprobs;
 };
 
-// Works on a copy-free view of the logits; `scratch` is reused between calls (no allocation
-// once it has grown). `history` is the sequence's tokens so far (for the repetition penalty).
-// `position` is the position of the token being chosen.
+// Buffers reused from token to token (they grow to the vocabulary once).
+struct SamplerScratch {
+  std::vector<float> logits;
+  std::vector<int32_t> ids;
+  std::vector<double> probs;
+};
+
+// Order of processing, as Hugging Face applies it: repetition penalty (once per distinct token
+// of `history`, the sequence so far), then greedy when temperature is 0, else temperature,
+// top-k, top-p, min-p (relative to the most likely token), and a draw. `position` is the
+// position of the token being chosen.
 Sample SampleToken(std::span<const float> logits, const SamplingParams& p,
-                   std::span<const int32_t> history, int64_t position,
-                   std::vector<float>* scratch, std::vector<int32_t>* index_scratch);
+                   std::span<const int32_t> history, int64_t position, SamplerScratch* scratch);
 
 }  // namespace lp

@@ -35,6 +35,22 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
                               std::span<const float> hidden_in, std::vector<float>* hidden_out,
                               layerpipe::v1::StepResponse* response) {
   std::lock_guard<std::mutex> lock(mu_);
+  for (int32_t slot : request.release_slots()) ReleaseLocked(slot);
+  if (request.seqs_size() == 0) {
+    hidden_out->clear();
+    return absl::OkStatus();  // a step that only frees slots
+  }
+  // A chunk continues its slot's sequence exactly where the cache ends, or starts a new one:
+  // anything else means the coordinator and this worker disagree (e.g. the worker restarted).
+  for (const auto& s : request.seqs()) {
+    if (s.slot() < 0 || size_t(s.slot()) >= slots_.size()) continue;  // Forward refuses it
+    const SlotState& slot = slots_[size_t(s.slot())];
+    if (s.start_pos() != 0 && s.start_pos() != slot.positions) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "slot ", s.slot(), " holds ", slot.positions, " positions; a step at position ",
+          s.start_pos(), " cannot follow (was this worker restarted?)"));
+    }
+  }
   layout_.seqs.clear();
   for (const auto& s : request.seqs()) layout_.seqs.push_back({s.slot(), s.start_pos(), s.n_tokens()});
   if (request.ids_size() != layout_.total_tokens()) {
@@ -45,7 +61,7 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
   const bool head = slice_->spec().head;
   RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, head ? &logits_ : hidden_out));
 
-  // Bookkeeping after success only (Forward validated slots and positions).
+  // Bookkeeping after success only.
   int64_t offset = 0;
   for (const auto& s : request.seqs()) {
     SlotState& slot = slots_[size_t(s.slot())];
@@ -68,8 +84,8 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
                           sp.seed(),        sp.logprobs()};
     const int64_t position = int64_t(s.start_pos()) + s.n_tokens();  // of the token chosen
     Sample sample = SampleToken(std::span<const float>(logits_.data() + i * vocab, size_t(vocab)),
-                                params, slots_[size_t(s.slot())].history, position, &scratch_,
-                                &index_scratch_);
+                                params, slots_[size_t(s.slot())].history, position,
+                                &sampler_scratch_);
     auto* out = response->add_sampled();
     out->set_slot(s.slot());
     out->set_id(sample.id);
@@ -84,12 +100,14 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
 
 void WorkerCore::Release(std::span<const int32_t> slots) {
   std::lock_guard<std::mutex> lock(mu_);
-  for (int32_t s : slots) {
-    if (s < 0 || size_t(s) >= slots_.size()) continue;
-    slots_[size_t(s)].active = false;
-    slots_[size_t(s)].positions = 0;
-    slots_[size_t(s)].history.clear();
-  }
+  for (int32_t s : slots) ReleaseLocked(s);
+}
+
+void WorkerCore::ReleaseLocked(int32_t s) {
+  if (s < 0 || size_t(s) >= slots_.size()) return;
+  slots_[size_t(s)].active = false;
+  slots_[size_t(s)].positions = 0;
+  slots_[size_t(s)].history.clear();
 }
 
 layerpipe::v1::StatsResponse WorkerCore::Stats() const {

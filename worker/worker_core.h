@@ -29,8 +29,9 @@ class WorkerCore {
   WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity);
 
   layerpipe::v1::HandshakeResponse Handshake() const;
-  // Runs one step. `hidden_in` is the previous stage's output (empty on the first worker).
-  // Non-last workers fill `hidden_out`; the last fills `response->sampled`.
+  // Frees the request's release_slots, then runs its step (if it has sequences). `hidden_in`
+  // is the previous stage's output (empty on the first worker). Non-last workers fill
+  // `hidden_out`; the last fills `response->sampled`.
   absl::Status Step(const layerpipe::v1::StepRequest& request, std::span<const float> hidden_in,
                     std::vector<float>* hidden_out, layerpipe::v1::StepResponse* response);
   void Release(std::span<const int32_t> slots);
@@ -45,14 +46,16 @@ class WorkerCore {
     std::vector<int32_t> history;  // tokens seen (the last worker's repetition penalty)
   };
 
+  void ReleaseLocked(int32_t slot);
+
   std::unique_ptr<Slice> slice_;
   WorkerIdentity identity_;
   mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_
   std::vector<SlotState> slots_;
   int64_t steps_ = 0;
   StepLayout layout_;
-  std::vector<float> logits_, scratch_;
-  std::vector<int32_t> index_scratch_;
+  std::vector<float> logits_;
+  SamplerScratch sampler_scratch_;
 };
 
 }  // namespace lp

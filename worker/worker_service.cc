@@ -31,16 +31,24 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
   std::vector<float> hidden_in, hidden_out;
   while (stream->Read(&first)) {
     // Gather the step's chunks: the first message carries the layout and ids.
+    // Never more than the largest step's hidden state.
+    const auto& limits = core->slice().limits();
+    const size_t max_bytes =
+        size_t(limits.max_step_tokens * core->slice().config().hidden_size) * sizeof(float);
     hidden_bytes = first.hidden_chunk();
     bool complete = first.last_chunk();
-    while (!complete && stream->Read(&piece)) {
+    while (!complete && hidden_bytes.size() <= max_bytes && stream->Read(&piece)) {
       hidden_bytes += piece.hidden_chunk();
       complete = piece.last_chunk();
     }
-    if (!complete) break;  // the coordinator went away mid-step
+    if (!complete && hidden_bytes.size() <= max_bytes) break;  // the coordinator went away
     StepResponse response;
     response.set_step_id(first.step_id());
-    if (hidden_bytes.size() % sizeof(float) != 0) {
+    if (hidden_bytes.size() > max_bytes) {
+      // Cannot resynchronize with a peer that sends too much: end the stream.
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "hidden state larger than the step limit allows");
+    } else if (hidden_bytes.size() % sizeof(float) != 0) {
       response.set_error("hidden state is not a whole number of float32 values");
     } else {
       hidden_in.resize(hidden_bytes.size() / sizeof(float));

@@ -60,6 +60,7 @@ void RmsNormRow(const float* x, const float* w, float eps, int64_t n, float* out
 
 class CpuBackend : public Backend {
  public:
+  explicit CpuBackend(int threads) : threads_(threads) {}
   std::string name() const override { return "cpu"; }
 
   Tensor Alloc(int64_t rows, int64_t cols) override { return AllocF32(rows, cols); }
@@ -84,6 +85,8 @@ class CpuBackend : public Backend {
   }
 
   void BeginStep(const StepLayout& layout) override {
+    // OpenMP's thread count is per calling thread, and steps run on gRPC's threads.
+    if (threads_ > 0) omp_set_num_threads(threads_);
     layout_ = layout;
     positions_.clear();
     for (const auto& s : layout.seqs) {
@@ -177,7 +180,9 @@ class CpuBackend : public Backend {
     }
     const int64_t total = row;
     // Threads pay off only for prefill-sized work; decode steps stay on this thread.
-    const bool parallel = total * p.num_heads * (layout_.seqs.front().start_pos + 64) > (1 << 16);
+    int64_t context = 0;
+    for (const auto& s : layout_.seqs) context += int64_t(s.n_tokens) * (s.start_pos + s.n_tokens);
+    const bool parallel = context * p.num_heads * p.head_dim > (1 << 20);
 #pragma omp parallel if (parallel)
     {
       std::vector<float> scores;
@@ -240,13 +245,14 @@ class CpuBackend : public Backend {
   }
 
  private:
+  const int threads_;
   StepLayout layout_;
   std::vector<int32_t> positions_;
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> MakeCpuBackend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> MakeCpuBackend(int threads) { return std::make_unique<CpuBackend>(threads); }
 
 void EnsurePassiveOpenMpWait(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;

@@ -9,7 +9,8 @@
 
 namespace lp {
 
-std::unique_ptr<Backend> MakeCpuBackend();
+// `threads` > 0: OpenMP threads for this backend's loops (set on whichever thread runs a step).
+std::unique_ptr<Backend> MakeCpuBackend(int threads = 0);
 // Threads for OpenMP loops and OpenBLAS in this process.
 void SetCpuThreads(int threads);
 
