@@ -10,27 +10,15 @@
 
 #include "broken_checkpoints.h"
 #include "fixture_util.h"
+#include "run_command.h"
 
 namespace lp {
 namespace {
 
 using lp::testing::FixtureDir;
 
-struct Result {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
-
-Result RunLayerpipe(const std::string& args) {
-  const std::string cmd = std::string(LP_LAYERPIPE_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), out};
-}
+using Result = lp::testing::CommandResult;
+using lp::testing::RunLayerpipe;
 
 TEST(Cli, LogitsJsonMatchesReference) {
   const auto expected = lp::testing::LoadJson(FixtureDir("qwen3-tiny") + "/expected.json");

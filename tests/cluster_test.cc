@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "cluster_harness.h"
+#include "run_command.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
 
 namespace lp {
@@ -195,6 +196,19 @@ TEST(ClusterApi, StopStringsEndTheText) {
   EXPECT_EQ(cut.text, full.text.substr(0, full.text.find(stop)));
 }
 
+std::vector<int64_t> ActiveSequences(const Cluster& c);
+
+// Polls ListWorkers until every worker holds no sequence (or 5 s pass); returns the last view.
+std::vector<int64_t> WaitAllReleased(const Cluster& c, size_t workers) {
+  std::vector<int64_t> active;
+  for (int i = 0; i < 100; ++i) {
+    active = ActiveSequences(c);
+    if (active == std::vector<int64_t>(workers, 0)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return active;
+}
+
 std::vector<int64_t> ActiveSequences(const Cluster& c) {
   auto stub = Stub(c);
   grpc::ClientContext ctx;
@@ -217,13 +231,7 @@ TEST(ClusterApi, CancellationFreesTheKvCacheOnEveryWorker) {
   ctx.TryCancel();
   while (reader->Read(&resp)) {}
   reader->Finish();
-  std::vector<int64_t> active;
-  for (int i = 0; i < 100; ++i) {
-    active = ActiveSequences(cluster);
-    if (active == std::vector<int64_t>{0, 0, 0}) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(active, (std::vector<int64_t>{0, 0, 0}));
+  EXPECT_EQ(WaitAllReleased(cluster, 3), (std::vector<int64_t>{0, 0, 0}));
 }
 
 TEST(ClusterApi, DeadlineExceededReleasesTheSequence) {
@@ -236,13 +244,7 @@ TEST(ClusterApi, DeadlineExceededReleasesTheSequence) {
   GenerateResponse resp;
   while (reader->Read(&resp)) {}
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  std::vector<int64_t> active;
-  for (int i = 0; i < 100; ++i) {
-    active = ActiveSequences(cluster);
-    if (active == std::vector<int64_t>{0, 0}) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  EXPECT_EQ(active, (std::vector<int64_t>{0, 0}));
+  EXPECT_EQ(WaitAllReleased(cluster, 2), (std::vector<int64_t>{0, 0}));
 }
 
 TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
@@ -309,14 +311,9 @@ namespace lp {
 namespace {
 
 std::string RunCommand(const std::string& cmd, int* exit_code) {
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  *exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
-  return out;
+  auto r = lp::testing::RunCommand(cmd);
+  *exit_code = r.exit_code;
+  return r.out;
 }
 
 TEST(ClusterCli, GenerateJsonAndFailures) {
