@@ -12,6 +12,10 @@
 #include "nlohmann/json.hpp"
 #include "worker/cpu/cpu_backend.h"
 #include "worker/local_chain.h"
+#ifdef LAYERPIPE_WITH_CUDA
+#include "worker/cuda/cuda_backend.h"
+#include "worker/cuda/device.h"
+#endif
 
 namespace lp::cli {
 namespace {
@@ -20,6 +24,7 @@ struct ChainOptions {
   std::string model;
   std::string prompt_ids;
   int64_t slices = 1;
+  std::string backend = "cpu";
 };
 
 void AddChainOptions(CLI::App* cmd, ChainOptions* o) {
@@ -28,6 +33,19 @@ void AddChainOptions(CLI::App* cmd, ChainOptions* o) {
   cmd->add_option("--slices", o->slices, "cut the model into N slices run in a chain")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--backend", o->backend, "cpu, or cuda (every slice on GPU 0, bf16)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+BackendFactory Factory(const std::string& backend) {
+  if (backend == "cpu") return MakeCpuBackend;
+#ifdef LAYERPIPE_WITH_CUDA
+  if (cuda::DeviceCount() == 0) Fail(absl::UnavailableError("--backend cuda: no CUDA device visible"));
+  return [] { return MakeCudaBackend(0); };
+#else
+  Fail(absl::UnavailableError("--backend cuda: this layerpipe was built without CUDA"));
+#endif
 }
 
 struct LoadedChain {
@@ -53,7 +71,8 @@ LoadedChain LoadChain(const ChainOptions& o, int64_t extra_positions) {
   limits.max_seqs = 1;
   limits.max_context = int64_t(out.prompt.size()) + extra_positions;
   limits.max_step_tokens = int64_t(out.prompt.size());
-  auto chain = LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits, MakeCpuBackend);
+  auto chain = LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits,
+                                Factory(o.backend));
   if (!chain.ok()) Fail(chain.status());
   out.chain = std::move(*chain);
   return out;

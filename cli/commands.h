@@ -10,5 +10,7 @@ namespace lp::cli {
 void AddLogitsCommand(CLI::App& app);
 void AddCheckModelCommand(CLI::App& app);
 void AddInitModelCommand(CLI::App& app);
+// Only where the CUDA backend is built.
+void AddBenchCommand(CLI::App& app);
 
 }  // namespace lp::cli

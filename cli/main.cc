@@ -7,6 +7,9 @@ int main(int argc, char** argv) {
   lp::cli::AddLogitsCommand(app);
   lp::cli::AddCheckModelCommand(app);
   lp::cli::AddInitModelCommand(app);
+#ifdef LAYERPIPE_WITH_CUDA
+  lp::cli::AddBenchCommand(app);
+#endif
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

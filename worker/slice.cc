@@ -33,7 +33,18 @@ Slice::Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits
 absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const SliceSpec& spec,
                                                    const SliceLimits& limits,
                                                    std::unique_ptr<Backend> backend) {
-  const ModelConfig& c = ckpt.config();
+  auto source = [&ckpt](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
+    ASSIGN_OR_RETURN(TensorView view, ckpt.Get(t));
+    const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
+    return b.LoadWeight(view, rows, t.shape.back());
+  };
+  return Build(ckpt.config(), spec, limits, std::move(backend), source);
+}
+
+absl::StatusOr<std::unique_ptr<Slice>> Slice::Build(const ModelConfig& c, const SliceSpec& spec,
+                                                    const SliceLimits& limits,
+                                                    std::unique_ptr<Backend> backend,
+                                                    const WeightSource& source) {
   if (spec.begin < 0 || spec.end < spec.begin || spec.end > c.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("slice layers [", spec.begin, ", ", spec.end,
                                                    ") outside the model's ", c.num_layers));
@@ -42,17 +53,15 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const Slice
     return absl::InvalidArgumentError("slice limits must be positive");
   }
   std::unique_ptr<Slice> slice(new Slice(c, spec, limits, std::move(backend)));
-  RETURN_IF_ERROR(slice->LoadWeights(ckpt));
+  RETURN_IF_ERROR(slice->LoadWeights(source));
   slice->AllocateWorkspace();
   return slice;
 }
 
-absl::Status Slice::LoadWeights(Checkpoint& ckpt) {
+absl::Status Slice::LoadWeights(const WeightSource& source) {
   Backend& b = *backend_;
   auto load = [&](const ExpectedTensor& t, Tensor* out) -> absl::Status {
-    ASSIGN_OR_RETURN(TensorView view, ckpt.Get(t));
-    const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
-    *out = b.LoadWeight(view, rows, t.shape.back());
+    ASSIGN_OR_RETURN(*out, source(b, t));
     return absl::OkStatus();
   };
   auto find = [](const std::vector<ExpectedTensor>& ts, const std::string& suffix) {
@@ -194,6 +203,12 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
   RETURN_IF_ERROR(CheckLayout(layout, ids.size(), hidden_in.size()));
   Backend& b = *backend_;
   const int64_t tokens = layout.total_tokens();
+  last_row_index_.clear();
+  int32_t row = 0;
+  for (const auto& s : layout.seqs) {
+    row += s.n_tokens;
+    last_row_index_.push_back(row - 1);
+  }
   b.BeginStep(layout);
   Tensor x = residual_.Rows(tokens);
   if (spec_.embed) {
@@ -207,27 +222,51 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
   } else {
     b.Upload(hidden_in, x);
   }
-  for (int64_t l = spec_.begin; l < spec_.end; ++l) RunLayer(layers_[size_t(l - spec_.begin)], l, tokens);
-
+  // A decode step (one token per sequence) depends on the step only through the layout, so
+  // the backend may replay what it recorded for the same number of sequences.
+  const int64_t n = int64_t(layout.seqs.size());
+  const bool decode = tokens == n;
+  if (!decode || !b.Replay(n)) {
+    if (decode) b.BeginRecord(n);
+    RunLayersAndHead(tokens, n);
+    if (decode) b.EndRecord();
+  }
+  last_step_seqs_ = n;
   if (!spec_.head) {
     out->resize(size_t(tokens * config_.hidden_size));
     b.Download(x, *out);
     return absl::OkStatus();
   }
-  // Only each sequence's last token needs logits.
-  last_row_index_.clear();
-  int32_t row = 0;
-  for (const auto& s : layout.seqs) {
-    row += s.n_tokens;
-    last_row_index_.push_back(row - 1);
+  if (out != nullptr) {
+    out->resize(size_t(n * config_.vocab_size));
+    b.Download(logits_.Rows(n), *out);
   }
-  const int64_t n = int64_t(layout.seqs.size());
+  return absl::OkStatus();
+}
+
+void Slice::RunLayersAndHead(int64_t tokens, int64_t n) {
+  Backend& b = *backend_;
+  for (int64_t l = spec_.begin; l < spec_.end; ++l) {
+    RunLayer(layers_[size_t(l - spec_.begin)], l, tokens);
+  }
+  if (!spec_.head) return;
+  // Only each sequence's last token needs logits.
+  Tensor x = residual_.Rows(tokens);
   Tensor last = last_rows_.Rows(n), last_normed = last_normed_.Rows(n), logits = logits_.Rows(n);
   b.GatherRows(x, last_row_index_, last);
   b.RmsNorm(last, final_norm_, attn_.rms_norm_eps, last_normed);
   b.MatMul(last_normed, lm_head_, nullptr, logits);
-  out->resize(size_t(n * config_.vocab_size));
-  b.Download(logits, *out);
+}
+
+absl::Status Slice::Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out) {
+  if (!spec_.head) return absl::FailedPreconditionError("only the last slice samples");
+  if (int64_t(params.size()) != last_step_seqs_) {
+    return absl::InvalidArgumentError(absl::StrCat("expected sampling parameters for ",
+                                                   last_step_seqs_, " sequences, got ",
+                                                   params.size()));
+  }
+  out->resize(params.size());
+  backend_->Sample(logits_.Rows(last_step_seqs_), params, *out);
   return absl::OkStatus();
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "common/checkpoint.h"
 #include "common/model_config.h"
+#include "common/model_layout.h"
 #include "worker/backend.h"
 
 namespace lp {
@@ -36,12 +38,21 @@ struct SliceLimits {
 // with the embedding and the last with the head (for tests and `layerpipe logits --slices`).
 std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
 
+// Makes the weight `t` (rows = 1 for 1-D tensors) on the slice's backend.
+using WeightSource = std::function<absl::StatusOr<Tensor>(Backend&, const ExpectedTensor& t)>;
+
 class Slice {
  public:
   // Loads only the tensors of `spec` from `ckpt` onto `backend`.
   static absl::StatusOr<std::unique_ptr<Slice>> Load(Checkpoint& ckpt, const SliceSpec& spec,
                                                      const SliceLimits& limits,
                                                      std::unique_ptr<Backend> backend);
+  // The same with weights from `source` (benchmarks fill random weights on the device).
+  static absl::StatusOr<std::unique_ptr<Slice>> Build(const ModelConfig& config,
+                                                      const SliceSpec& spec,
+                                                      const SliceLimits& limits,
+                                                      std::unique_ptr<Backend> backend,
+                                                      const WeightSource& source);
 
   const SliceSpec& spec() const { return spec_; }
   const ModelConfig& config() const { return config_; }
@@ -53,9 +64,14 @@ class Slice {
 
   // Runs one step. The first slice reads token `ids` (one per token of the layout); the others
   // read `hidden_in` ([tokens, hidden_size]). Writes the hidden state of every token, or on the
-  // last slice the logits of each sequence's last token, into `out` (resized).
+  // last slice the logits of each sequence's last token, into `out` (resized). On the last
+  // slice `out` may be null: the logits then stay on the backend for Sample.
+  // A step in which every sequence has one token (decode) may be recorded and replayed by the
+  // backend (Backend::Replay), keyed by its number of sequences.
   absl::Status Forward(const StepLayout& layout, std::span<const int32_t> ids,
                        std::span<const float> hidden_in, std::vector<float>* out);
+  // Last slice, after Forward: one token per sequence of that step, by params[sequence].
+  absl::Status Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out);
 
   Backend& backend() { return *backend_; }
   uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }
@@ -70,10 +86,11 @@ class Slice {
   };
   Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits& limits,
         std::unique_ptr<Backend> backend);
-  absl::Status LoadWeights(Checkpoint& ckpt);
+  absl::Status LoadWeights(const WeightSource& source);
   void AllocateWorkspace();
   absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
   void RunLayer(const Layer& w, int64_t layer, int64_t tokens);
+  void RunLayersAndHead(int64_t tokens, int64_t seqs);
 
   ModelConfig config_;
   SliceSpec spec_;
@@ -90,6 +107,7 @@ class Slice {
   Tensor residual_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_, act_;
   Tensor last_rows_, last_normed_, logits_;  // max_seqs rows
   std::vector<int32_t> last_row_index_;
+  int64_t last_step_seqs_ = 0;  // sequences of the last step, for Sample
 };
 
 }  // namespace lp
