@@ -30,7 +30,7 @@ struct BenchOptions {
   std::string presets = "qwen3-0.6b,qwen3-8b";
   std::string batches = "1,16,64";
   int64_t prompt = 128, decode = 128, prefill = 2048;
-  std::string hf_baseline;
+  std::string hf_baseline, json_out;
   bool graphs = true, as_json = false;
 };
 
@@ -138,6 +138,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o, const std::vect
   limits.max_step_tokens = std::max<int64_t>(o.prefill, o.prompt);
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
+  std::fprintf(stderr, "%s: building, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const auto t0 = Clock::now();
   auto source = [](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
     const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
@@ -148,6 +149,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o, const std::vect
   if (!slice.ok()) Fail(slice.status());
   (*slice)->backend().Synchronize();
   const double fill_s = Seconds(t0, Clock::now());
+  std::fprintf(stderr, "%s: built, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const uint64_t bytes = DecodeWeightBytes(c);
   std::mt19937 rng(1234);
   json r = {{"preset", name}, {"fill_s", fill_s}, {"weight_bytes_per_step", bytes},
@@ -197,9 +199,10 @@ void PrintTable(const json& out) {
 
 void RunBench(const BenchOptions& o) {
   if (cuda::DeviceCount() == 0) Fail(absl::UnavailableError("bench: no CUDA device visible"));
-  std::vector<int64_t> batches;
-  for (const auto& id : *ParseIdList(o.batches)) batches.push_back(id);
-  if (batches.empty() || o.decode < 2) Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
+  auto ids = ParseIdList(o.batches);
+  if (!ids.ok()) Fail(ids.status(), 2);
+  std::vector<int64_t> batches(ids->begin(), ids->end());
+  if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1 || o.decode < 2) Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
   if (auto s = cuda::PinDevice(0); !s.ok()) Fail(s);
   const json hf = LoadBaseline(o.hf_baseline);
   const double copy_bps = CudaCopyBandwidth(1ull << 30, 10);
@@ -213,6 +216,7 @@ void RunBench(const BenchOptions& o) {
     out["results"].push_back(BenchPreset(std::string(name), o, batches, copy_bps, hf));
     if (!o.as_json) std::fprintf(stderr, "%s done\n", std::string(name).c_str());
   }
+  if (!o.json_out.empty()) std::ofstream(o.json_out) << out.dump(2) << "\n";
   if (o.as_json) {
     std::printf("%s\n", out.dump(2).c_str());
   } else {
@@ -235,6 +239,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--hf-baseline", o->hf_baseline, "output of hf_baseline.py (JSON lines)");
   cmd->add_flag("!--no-graphs", o->graphs, "issue decode steps op by op (no CUDA graphs)");
   cmd->add_flag("--json", o->as_json, "print one JSON object");
+  cmd->add_option("--json-out", o->json_out, "also write the JSON object to this file");
   cmd->callback([o] { RunBench(*o); });
 }
 

@@ -122,7 +122,7 @@ TEST_P(GpuModelTest, GreedyTokensWhereTheMarginIsClear) {
   }
   std::printf("%s: %d greedy tokens compared, %d with an unclear margin skipped\n",
               GetParam().fixture.c_str(), compared, skipped);
-  EXPECT_GE(compared, 60);
+  EXPECT_GE(compared, 50);
 }
 
 // Decode steps of 3 sequences at different positions, recorded once and replayed, give the same

@@ -107,9 +107,9 @@ TEST_F(GpuTest, EmbedSiluMulAddGather) {
   auto [tc, tg] = Weight(1001, 96);
   std::vector<int32_t> ids = {0, 1000, 5, 5, 999, 17, 3};
   const auto layout = Layout({{0, 0, int32_t(ids.size())}});
+  Tensor ec = cpu_->Alloc(7, 96), eg = gpu_->Alloc(7, 96);  // before BeginStep: sizes its buffers
   cpu_->BeginStep(layout);
   gpu_->BeginStep(layout);
-  Tensor ec = cpu_->Alloc(7, 96), eg = gpu_->Alloc(7, 96);
   Poison(eg);
   cpu_->Embed(tc, ids, ec);
   gpu_->Embed(tg, ids, eg);

@@ -64,6 +64,7 @@ Tensor CudaBackend::DeviceTensor(int64_t rows, int64_t cols, DType dtype) {
 }
 
 Tensor CudaBackend::Alloc(int64_t rows, int64_t cols) {
+  LP_REQUIRE(rows > 0 && cols > 0 && rows * cols < (int64_t(1) << 36));
   // Workspaces are allocated at load: size what the ops need from the largest of them.
   if (rows * cols > scratch_elems_) {
     cudaFree(scratch_);
@@ -164,10 +165,8 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
 void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
                              const AttentionParams& p) {
   LP_REQUIRE(q.rows == dev_layout_.tokens && k.rows == q.rows);
-  LaunchQkNormRope(q.as<float>(), q.rows, p.num_heads, p.head_dim,
-                   q_norm ? q_norm->as<float>() : nullptr, p.rms_norm_eps, p.rope_theta,
-                   dev_layout_.pos, stream_);
-  LaunchQkNormRope(k.as<float>(), k.rows, p.num_kv_heads, p.head_dim,
+  LaunchQkNormRope(q.as<float>(), k.as<float>(), q.rows, p.num_heads, p.num_kv_heads,
+                   p.head_dim, q_norm ? q_norm->as<float>() : nullptr,
                    k_norm ? k_norm->as<float>() : nullptr, p.rms_norm_eps, p.rope_theta,
                    dev_layout_.pos, stream_);
 }

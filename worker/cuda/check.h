@@ -16,11 +16,21 @@ namespace lp::cuda {
   std::abort();
 }
 
+// Out of memory also says how much the device has free.
+[[noreturn]] inline void DieCuda(cudaError_t err, const char* call, const char* file, int line) {
+  if (err == cudaErrorMemoryAllocation) {
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    std::fprintf(stderr, "device memory: %.2f GiB free of %.2f GiB\n", double(free_b) / (1 << 30),
+                 double(total_b) / (1 << 30));
+  }
+  Die(cudaGetErrorString(err), call, file, line);
+}
+
 #define CUDA_CHECK(call)                                                             \
   do {                                                                               \
     cudaError_t lp_err_ = (call);                                                    \
-    if (lp_err_ != cudaSuccess)                                                      \
-      ::lp::cuda::Die(cudaGetErrorString(lp_err_), #call, __FILE__, __LINE__);       \
+    if (lp_err_ != cudaSuccess) ::lp::cuda::DieCuda(lp_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
 #define CUBLAS_CHECK(call)                                                           \

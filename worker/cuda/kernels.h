@@ -30,9 +30,10 @@ void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64
 // residual may be null (plain RMSNorm); else residual += x first, and the norm is of residual.
 void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
                    int64_t cols, float* out, cudaStream_t s);
-void LaunchQkNormRope(float* t, int64_t rows, int64_t heads, int64_t head_dim,
-                      const float* norm, float eps, double theta, const int32_t* pos,
-                      cudaStream_t s);
+// q [rows, heads * head_dim] and k [rows, kv_heads * head_dim] in place; norms may be null.
+void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, const float* q_norm, const float* k_norm, float eps,
+                      double theta, const int32_t* pos, cudaStream_t s);
 void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s);
 void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s);
 void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);

@@ -44,14 +44,23 @@ __global__ void RmsNormKernel(float* residual, const float* x, const float* w, f
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[off + i] = w[i] * (src[i] * scale);
 }
 
-// One warp per (row, head): optional RMSNorm over the head, then rotate-half RoPE.
-__global__ void QkNormRopeKernel(float* t, int64_t rows, int64_t heads, int64_t hd,
-                                 const float* norm, float eps, float theta, const int32_t* pos) {
-  const int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+// One warp per (row, head) of q, then of k (one launch for both): optional RMSNorm over the
+// head, then rotate-half RoPE.
+struct QkArgs {
+  float* t[2];
+  const float* norm[2];
+  int64_t heads[2];
+};
+__global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, float theta,
+                                 const int32_t* pos) {
+  int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  if (item >= rows * heads) return;
-  const int64_t row = item / heads;
-  float* x = t + item * hd;  // rows are [heads * hd] back to back
+  const int which = item < rows * a.heads[0] ? 0 : 1;
+  if (which == 1) item -= rows * a.heads[0];
+  if (item >= rows * a.heads[which]) return;
+  const int64_t row = item / a.heads[which];
+  float* x = a.t[which] + item * hd;  // rows are [heads * hd] back to back
+  const float* norm = a.norm[which];
   if (norm != nullptr) {
     float ss = 0.0f;
     for (int64_t i = lane; i < hd; i += 32) ss += x[i] * x[i];
@@ -67,9 +76,9 @@ __global__ void QkNormRopeKernel(float* t, int64_t rows, int64_t heads, int64_t 
     const float inv_freq = 1.0f / powf(theta, float(2 * i) / float(hd));
     const float angle = inv_freq * p;
     const float c = cosf(angle), s = sinf(angle);
-    const float a = x[i], b = x[i + half];
-    x[i] = a * c - b * s;
-    x[i + half] = b * c + a * s;
+    const float u = x[i], v = x[i + half];
+    x[i] = u * c - v * s;
+    x[i + half] = v * c + u * s;
   }
 }
 
@@ -158,14 +167,15 @@ void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, i
   LAUNCH_CHECK(RmsNormKernel);
 }
 
-void LaunchQkNormRope(float* t, int64_t rows, int64_t heads, int64_t head_dim,
-                      const float* norm, float eps, double theta, const int32_t* pos,
-                      cudaStream_t s) {
-  LP_REQUIRE(rows > 0 && heads > 0 && head_dim % 2 == 0 && pos != nullptr);
-  const int64_t items = rows * heads;
+void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, const float* q_norm, const float* k_norm, float eps,
+                      double theta, const int32_t* pos, cudaStream_t s) {
+  LP_REQUIRE(rows > 0 && heads > 0 && kv_heads > 0 && head_dim % 2 == 0 && pos != nullptr);
+  const int64_t items = rows * (heads + kv_heads);
   const int warps = 8;
+  QkArgs a{{q, k}, {q_norm, k_norm}, {heads, kv_heads}};
   QkNormRopeKernel<<<unsigned((items + warps - 1) / warps), warps * 32, 0, s>>>(
-      t, rows, heads, head_dim, norm, eps, float(theta), pos);
+      a, rows, head_dim, eps, float(theta), pos);
   LAUNCH_CHECK(QkNormRopeKernel);
 }
 
