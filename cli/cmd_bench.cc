@@ -31,7 +31,7 @@ struct BenchOptions {
   std::string batches = "1,16,64";
   int64_t prompt = 128, decode = 128, prefill = 2048;
   std::string hf_baseline, json_out;
-  bool graphs = true, as_json = false;
+  bool graphs = true, as_json = false, probe = false;
 };
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
@@ -110,6 +110,44 @@ json BenchPrefill(Slice& slice, int64_t n, std::mt19937& rng) {
   return {{"tokens", n}, {"ms", ms[1]}, {"tokens_per_s", double(n) * 1e3 / ms[1]}};
 }
 
+// Weight-read bandwidth of single matrix products of the model's shapes: ours (GEMV for <= 8
+// rows) against cuBLAS. Four weight copies in turn keep the smaller ones out of L2.
+double TimeMatMul(bool gemv, int64_t n, int64_t k, int64_t m) {
+  CudaBackendOptions bo;
+  bo.gemv = gemv;
+  auto b = MakeCudaBackend(0, bo);
+  std::vector<Tensor> w, x;
+  for (int i = 0; i < 4; ++i) w.push_back(CudaRandomWeight(*b, m, k, DType::kBF16, 7 + i, false));
+  for (int i = 0; i < 2; ++i) {
+    x.push_back(b->Alloc(n, k));
+    std::vector<float> host(static_cast<size_t>(n * k), 0.01f * float(i + 1));
+    b->Upload(host, x.back());
+  }
+  Tensor out = b->Alloc(n, m);
+  constexpr int kReps = 40;
+  for (int i = 0; i < 8; ++i) b->MatMul(x[i % 2], w[i % 4], nullptr, out);  // warm-up
+  b->Synchronize();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kReps; ++i) b->MatMul(x[i % 2], w[i % 4], nullptr, out);
+  b->Synchronize();
+  return double(kReps) * double(m * k * 2) / Seconds(t0, Clock::now()) / 1e9;
+}
+
+json ProbeMatMul(const ModelConfig& c) {
+  json rows = json::array();
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {c.hidden_size, c.q_dim()}, {c.hidden_size, c.kv_dim()}, {c.hidden_size, c.intermediate_size},
+      {c.intermediate_size, c.hidden_size}, {c.hidden_size, c.vocab_size}};
+  for (auto [k, m] : shapes) {
+    for (int64_t n : {1, 16}) {
+      json r = {{"n", n}, {"k", k}, {"m", m}, {"cublas_GBps", TimeMatMul(false, n, k, m)}};
+      if (n <= 8) r["ours_GBps"] = TimeMatMul(true, n, k, m);
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
 // hf_baseline.py prints one JSON object per line: the device and bandwidth, then one per model.
 json LoadBaseline(const std::string& path) {
   json out = json::object();
@@ -168,6 +206,8 @@ json BenchPreset(const std::string& name, const BenchOptions& o, const std::vect
     r["decode"].push_back(d);
   }
   if (o.prefill > 0) r["prefill"] = BenchPrefill(**slice, o.prefill, rng);
+  slice->reset();  // free the model before the probe's weights
+  if (o.probe) r["matmul_probe"] = ProbeMatMul(c);
   return r;
 }
 
@@ -188,6 +228,13 @@ void PrintTable(const json& out) {
                   d["weight_GBps"].get<double>(), 100 * d["fraction_of_copy"].get<double>(),
                   hf ? absl::StrCat(d["hf_ms_per_step"].get<double>()).c_str() : "-",
                   hf ? absl::StrCat(absl::SixDigits(d["speedup_vs_hf"].get<double>()), "x").c_str() : "-");
+    }
+    for (const auto& p : r.value("matmul_probe", json::array())) {
+      std::printf("  matmul %5lld x %5lld -> %6lld: cuBLAS %6.0f GB/s", (long long)p["n"].get<int64_t>(),
+                  (long long)p["k"].get<int64_t>(), (long long)p["m"].get<int64_t>(),
+                  p["cublas_GBps"].get<double>());
+      if (p.contains("ours_GBps")) std::printf(", ours %6.0f GB/s", p["ours_GBps"].get<double>());
+      std::printf("\n");
     }
     if (r.contains("prefill")) {
       std::printf("prefill of %lld tokens: %.1f ms, %.0f tokens/s\n",
@@ -239,6 +286,7 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--hf-baseline", o->hf_baseline, "output of hf_baseline.py (JSON lines)");
   cmd->add_flag("!--no-graphs", o->graphs, "issue decode steps op by op (no CUDA graphs)");
   cmd->add_flag("--json", o->as_json, "print one JSON object");
+  cmd->add_flag("--probe", o->probe, "also time single matrix products (ours vs cuBLAS)");
   cmd->add_option("--json-out", o->json_out, "also write the JSON object to this file");
   cmd->callback([o] { RunBench(*o); });
 }

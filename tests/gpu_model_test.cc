@@ -56,7 +56,13 @@ class GpuModelTest : public ::testing::TestWithParam<Param> {
   std::unique_ptr<LocalChain> Chain(bool gpu, int64_t seqs = 1, bool graphs = true) {
     SliceLimits limits{seqs, 256, 256};
     BackendFactory f = MakeCpuBackend;
-    if (gpu) f = [graphs] { return MakeCudaBackend(0, {graphs, nullptr}); };
+    if (gpu) {
+      f = [graphs] {
+        CudaBackendOptions o;
+        o.graphs = graphs;
+        return MakeCudaBackend(0, o);
+      };
+    }
     auto chain = LocalChain::Load(*ckpt_, EvenSlices(ckpt_->config().num_layers,
                                                       GetParam().slices), limits, f);
     EXPECT_TRUE(chain.ok()) << chain.status();

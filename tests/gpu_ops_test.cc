@@ -49,6 +49,26 @@ TEST_F(GpuTest, MatMulGemvAndCublas) {
   }
 }
 
+// Products of one input issued back to back (q, k, v) go out as one launch; each is still right.
+TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
+  for (int64_t n : {1, 4, 8}) {
+    auto [xc, xg] = Act(n, 512);
+    std::vector<std::pair<Tensor, Tensor>> w, out;
+    for (int64_t m : {512, 128, 136, 40, 1000}) {
+      w.push_back(Weight(m, 512));
+      out.push_back({cpu_->Alloc(n, m), gpu_->Alloc(n, m)});
+      Poison(out.back().second);
+    }
+    for (size_t i = 0; i < w.size(); ++i) {
+      cpu_->MatMul(xc, w[i].first, nullptr, out[i].first);
+      gpu_->MatMul(xg, w[i].second, nullptr, out[i].second);
+    }
+    for (size_t i = 0; i < w.size(); ++i) {
+      EXPECT_LT(Nmse(out[i].first, out[i].second), kBf16Bound) << n << " rows, product " << i;
+    }
+  }
+}
+
 TEST_F(GpuTest, QkNormRopeAtManyPositions) {
   for (int64_t hd : {16, 64, 128}) {
     for (bool norm : {true, false}) {

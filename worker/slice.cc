@@ -174,7 +174,9 @@ absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hid
   return absl::OkStatus();
 }
 
-void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens) {
+// The MLP's output is added to the residual stream by the next layer's first op (AddRmsNorm),
+// or after the last layer (RunLayersAndHead): one pass over the stream fewer per layer.
+void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) {
   Backend& b = *backend_;
   Tensor x = residual_.Rows(tokens), xn = normed_.Rows(tokens);
   Tensor q = q_.Rows(tokens), k = k_.Rows(tokens), v = v_.Rows(tokens);
@@ -183,7 +185,11 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens) {
   const float eps = attn_.rms_norm_eps;
   const bool bias = config_.attention_bias, qk_norm = config_.qk_norm;
 
-  b.RmsNorm(x, w.input_norm, eps, xn);
+  if (first) {
+    b.RmsNorm(x, w.input_norm, eps, xn);
+  } else {
+    b.AddRmsNorm(x, proj, w.input_norm, eps, xn);  // x += previous MLP; xn = norm(x)
+  }
   b.MatMul(xn, w.q, bias ? &w.q_bias : nullptr, q);
   b.MatMul(xn, w.k, bias ? &w.k_bias : nullptr, k);
   b.MatMul(xn, w.v, bias ? &w.v_bias : nullptr, v);
@@ -194,8 +200,7 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens) {
   b.MatMul(xn, w.gate, nullptr, gate);
   b.MatMul(xn, w.up, nullptr, up);
   b.SiluMul(gate, up, act);
-  b.MatMul(act, w.down, nullptr, proj);
-  b.Add(x, proj);
+  b.MatMul(act, w.down, nullptr, proj);  // added to x by the next layer or RunLayersAndHead
 }
 
 absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,
@@ -247,11 +252,12 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
 void Slice::RunLayersAndHead(int64_t tokens, int64_t n) {
   Backend& b = *backend_;
   for (int64_t l = spec_.begin; l < spec_.end; ++l) {
-    RunLayer(layers_[size_t(l - spec_.begin)], l, tokens);
+    RunLayer(layers_[size_t(l - spec_.begin)], l, tokens, l == spec_.begin);
   }
+  Tensor x = residual_.Rows(tokens);
+  if (spec_.end > spec_.begin) b.Add(x, proj_.Rows(tokens));
   if (!spec_.head) return;
   // Only each sequence's last token needs logits.
-  Tensor x = residual_.Rows(tokens);
   Tensor last = last_rows_.Rows(n), last_normed = last_normed_.Rows(n), logits = logits_.Rows(n);
   b.GatherRows(x, last_row_index_, last);
   b.RmsNorm(last, final_norm_, attn_.rms_norm_eps, last_normed);

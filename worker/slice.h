@@ -89,7 +89,7 @@ class Slice {
   absl::Status LoadWeights(const WeightSource& source);
   void AllocateWorkspace();
   absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
-  void RunLayer(const Layer& w, int64_t layer, int64_t tokens);
+  void RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first);
   void RunLayersAndHead(int64_t tokens, int64_t seqs);
 
   ModelConfig config_;

@@ -42,12 +42,15 @@ __global__ void StoreKvKernel(const float* k, const float* v, int64_t kvd, const
 }
 
 // Block (row, kv head, chunk); warp w takes keys w, w + 4, ... of the chunk. Writes the chunk's
-// unnormalized output, running max and sum per query head to `part`.
+// unnormalized output, running max and sum per query head to `part`. With `k_new` (a decode
+// step: one row per sequence), the row's own key and value come from k_new / v_new, and the
+// block whose chunk holds them also stores them in the cache (saving the store kernel).
 template <int D>
 __global__ void __launch_bounds__(kSplitWarps * 32)
-    SplitAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
+    SplitAttnKernel(const float* q, bf16* kc, bf16* vc, int64_t max_ctx, int heads,
                     int kv_heads, const int32_t* pos, const int32_t* slot, int chunk,
-                    int splits, float scale, float* part) {
+                    int splits, float scale, const float* k_new, const float* v_new,
+                    float* part) {
   constexpr int E = D >= 32 ? D / 32 : 1;
   __shared__ float sm_acc[kSplitWarps][kMaxGroup][D];
   __shared__ float sm_ml[kSplitWarps][kMaxGroup][2];
@@ -73,12 +76,28 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
   }
   const int64_t kvd = int64_t(kv_heads) * D;
   const int64_t base = int64_t(slot[row]) * max_ctx * kvd + int64_t(kvh) * D + d0;
-  for (int t = key0 + warp; t < key1; t += kSplitWarps) {
-    float kf[E], vf[E];
+  const int64_t fresh = int64_t(row) * kvd + int64_t(kvh) * D + d0;  // in k_new / v_new
+  if (k_new != nullptr && key1 == p + 1 && warp == 0) {
 #pragma unroll
     for (int e = 0; e < E; ++e) {
-      kf[e] = owns ? __bfloat162float(kc[base + t * kvd + e]) : 0.0f;
-      vf[e] = owns ? __bfloat162float(vc[base + t * kvd + e]) : 0.0f;
+      if (owns) {
+        kc[base + p * kvd + e] = __float2bfloat16(k_new[fresh + e]);
+        vc[base + p * kvd + e] = __float2bfloat16(v_new[fresh + e]);
+      }
+    }
+  }
+  for (int t = key0 + warp; t < key1; t += kSplitWarps) {
+    float kf[E], vf[E];
+    const bool own_key = k_new != nullptr && t == p;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      if (own_key) {  // rounded as the cache holds it
+        kf[e] = owns ? __bfloat162float(__float2bfloat16(k_new[fresh + e])) : 0.0f;
+        vf[e] = owns ? __bfloat162float(__float2bfloat16(v_new[fresh + e])) : 0.0f;
+      } else {
+        kf[e] = owns ? __bfloat162float(kc[base + t * kvd + e]) : 0.0f;
+        vf[e] = owns ? __bfloat162float(vc[base + t * kvd + e]) : 0.0f;
+      }
     }
 #pragma unroll
     for (int g = 0; g < kMaxGroup; ++g) {
@@ -258,10 +277,11 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 }
 
 template <int D>
-void Attend(const KvLayer& c, const float* q, const AttnShape& a, const DeviceLayout& L,
-            float* scratch, float* out, cudaStream_t s) {
-  const auto* kc = static_cast<const bf16*>(c.k);
-  const auto* vc = static_cast<const bf16*>(c.v);
+void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v_new,
+            const AttnShape& a, const DeviceLayout& L, float* scratch, float* out,
+            cudaStream_t s) {
+  auto* kc = static_cast<bf16*>(c.k);
+  auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
   if (L.tokens <= kSplitRows) {
     const int chunk = int(SplitChunk(c.max_context));
@@ -269,7 +289,7 @@ void Attend(const KvLayer& c, const float* q, const AttnShape& a, const DeviceLa
     dim3 grid(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(splits));
     SplitAttnKernel<D><<<grid, kSplitWarps * 32, 0, s>>>(
         q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, chunk, splits,
-        scale, scratch);
+        scale, k_new, v_new, scratch);
     LAUNCH_CHECK(SplitAttnKernel);
     CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), D < 32 ? 32 : D, 0, s>>>(
         scratch, int(a.heads), L.pos, chunk, splits, out);
@@ -300,21 +320,26 @@ int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context) {
 }
 
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
-                     const AttnShape& a, const DeviceLayout& layout, float* scratch,
-                     float* out, cudaStream_t s) {
+                     const AttnShape& a, const DeviceLayout& layout, bool decode_only,
+                     float* scratch, float* out, cudaStream_t s) {
   LP_REQUIRE(layout.tokens > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0);
   LP_REQUIRE(a.heads / a.kv_heads <= kMaxGroup);
   const int64_t kvd = a.kv_heads * a.head_dim;
-  StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(
-      k, v, kvd, layout.pos, layout.slot, static_cast<bf16*>(cache.k),
-      static_cast<bf16*>(cache.v), cache.max_context);
-  LAUNCH_CHECK(StoreKvKernel);
+  const bool fused_store = decode_only && layout.tokens <= kSplitRows;
+  if (!fused_store) {
+    StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(
+        k, v, kvd, layout.pos, layout.slot, static_cast<bf16*>(cache.k),
+        static_cast<bf16*>(cache.v), cache.max_context);
+    LAUNCH_CHECK(StoreKvKernel);
+  }
+  const float* kn = fused_store ? k : nullptr;
+  const float* vn = fused_store ? v : nullptr;
   switch (a.head_dim) {
-    case 16: Attend<16>(cache, q, a, layout, scratch, out, s); break;
-    case 32: Attend<32>(cache, q, a, layout, scratch, out, s); break;
-    case 64: Attend<64>(cache, q, a, layout, scratch, out, s); break;
-    case 128: Attend<128>(cache, q, a, layout, scratch, out, s); break;
-    case 256: Attend<256>(cache, q, a, layout, scratch, out, s); break;
+    case 16: Attend<16>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 32: Attend<32>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 64: Attend<64>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 128: Attend<128>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 256: Attend<256>(cache, q, kn, vn, a, layout, scratch, out, s); break;
     default: LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 ||
                         a.head_dim == 128 || a.head_dim == 256);
   }

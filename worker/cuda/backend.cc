@@ -87,12 +87,14 @@ size_t CudaBackend::LayoutBytes() const {
 }
 
 void CudaBackend::Upload(std::span<const float> host, Tensor& dst) {
+  Flush();
   LP_REQUIRE(int64_t(host.size()) == dst.numel() && dst.dtype == DType::kF32);
   CUDA_CHECK(cudaMemcpyAsync(dst.data, host.data(), host.size_bytes(), cudaMemcpyHostToDevice,
                              stream_));
 }
 
 void CudaBackend::Download(const Tensor& src, std::span<float> host) {
+  Flush();
   LP_REQUIRE(int64_t(host.size()) == src.numel() && src.dtype == DType::kF32);
   CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data, host.size_bytes(), cudaMemcpyDeviceToHost,
                              stream_));
@@ -100,6 +102,7 @@ void CudaBackend::Download(const Tensor& src, std::span<float> host) {
 }
 
 void CudaBackend::BeginStep(const StepLayout& layout) {
+  Flush();
   const int64_t tokens = layout.total_tokens();
   LP_REQUIRE(tokens > 0 && tokens <= layout_rows_);
   // The previous step's copy from the pinned buffer must be done before it is rewritten.
@@ -130,9 +133,11 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   dev_layout_.tiles = reinterpret_cast<const AttnTile*>(dpos + 3 * layout_rows_);
   dev_layout_.num_tiles = int32_t(n_tiles);
   dev_layout_.tokens = int32_t(tokens);
+  decode_only_ = tokens == int64_t(layout.seqs.size());
 }
 
 void CudaBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
+  Flush();
   const int64_t n = int64_t(ids.size());
   LP_REQUIRE(n > 0 && n <= layout_rows_ && out.cols == table.cols && !recording_);
   // Written after BeginStep's copy was queued; that copy does not read the ids' part.
@@ -145,25 +150,50 @@ void CudaBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tenso
 }
 
 void CudaBackend::RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) {
+  Flush();
   LaunchRmsNorm(nullptr, x.as<float>(), w.as<float>(), eps, x.rows, x.cols, out.as<float>(), stream_);
 }
 
 void CudaBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                              Tensor& out) {
+  Flush();
   LaunchRmsNorm(residual.as<float>(), x.as<float>(), w.as<float>(), eps, x.rows, x.cols,
                 out.as<float>(), stream_);
+}
+
+void CudaBackend::Flush() {
+  if (pending_.empty()) return;
+  LaunchGemv(pending_x_, pending_n_, pending_k_, pending_half_, pending_.data(),
+             int(pending_.size()), stream_);
+  pending_.clear();
 }
 
 void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) {
   LP_REQUIRE(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
   LP_REQUIRE(w.dtype == DType::kBF16 || w.dtype == DType::kF16);
-  MatMulContext c{cublas_, scratch_, scratch_elems_};
+  const bool half = w.dtype == DType::kF16;
+  if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
+    const bool joins = !pending_.empty() && pending_x_ == x.as<float>() &&
+                       pending_n_ == x.rows && pending_k_ == x.cols && pending_half_ == half &&
+                       int(pending_.size()) < kMaxGemvJobs;
+    if (!joins) Flush();
+    pending_x_ = x.as<float>();
+    pending_n_ = x.rows;
+    pending_k_ = x.cols;
+    pending_half_ = half;
+    pending_.push_back({w.data, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(),
+                        w.rows});
+    return;
+  }
+  Flush();
+  MatMulContext c{cublas_, scratch_, scratch_elems_, options_.gemv};
   cuda::MatMul(c, x.as<float>(), x.rows, x.cols, w.data, w.dtype == DType::kF16, w.rows,
                bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), stream_);
 }
 
 void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
                              const AttentionParams& p) {
+  Flush();
   LP_REQUIRE(q.rows == dev_layout_.tokens && k.rows == q.rows);
   LaunchQkNormRope(q.as<float>(), k.as<float>(), q.rows, p.num_heads, p.num_kv_heads,
                    p.head_dim, q_norm ? q_norm->as<float>() : nullptr,
@@ -173,30 +203,35 @@ void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const T
 
 void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
                             int64_t layer, const AttentionParams& p, Tensor& out) {
+  Flush();
   auto& c = static_cast<CudaKvCache&>(cache);
   LP_REQUIRE(q.rows == dev_layout_.tokens && layer >= 0 && layer < c.shape().num_layers);
   LP_REQUIRE(p.head_dim == c.shape().head_dim && p.num_kv_heads == c.shape().num_kv_heads);
   LP_REQUIRE(attn_scratch_ != nullptr);
   LaunchAttention(q.as<float>(), k.as<float>(), v.as<float>(), c.Layer(layer),
-                  {p.num_heads, p.num_kv_heads, p.head_dim}, dev_layout_, attn_scratch_,
-                  out.as<float>(), stream_);
+                  {p.num_heads, p.num_kv_heads, p.head_dim}, dev_layout_, decode_only_,
+                  attn_scratch_, out.as<float>(), stream_);
 }
 
 void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  Flush();
   LaunchSiluMul(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>(), stream_);
 }
 
 void CudaBackend::Add(Tensor& x, const Tensor& y) {
+  Flush();
   LaunchAdd(x.as<float>(), y.as<float>(), x.numel(), stream_);
 }
 
 void CudaBackend::GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) {
+  Flush();
   LaunchGatherRows(x.as<float>(), x.cols, rows.data(), int64_t(rows.size()), out.as<float>(),
                    stream_);
 }
 
 void CudaBackend::Sample(const Tensor& logits, std::span<const SampleParams> params,
                          std::span<SampleResult> out) {
+  Flush();
   const int64_t rows = logits.rows;
   LP_REQUIRE(int64_t(params.size()) == rows && out.size() == params.size());
   LP_REQUIRE(rows <= kMaxSampleRows && !recording_);
@@ -223,9 +258,10 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const SampleParams> par
   }
 }
 
-void CudaBackend::Synchronize() { CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::Synchronize() { Flush(); CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
 bool CudaBackend::Replay(int64_t key) {
+  Flush();
   if (!options_.graphs) return false;
   auto it = graphs_.find(key);
   if (it == graphs_.end()) return false;
@@ -234,6 +270,7 @@ bool CudaBackend::Replay(int64_t key) {
 }
 
 void CudaBackend::BeginRecord(int64_t key) {
+  Flush();
   if (!options_.graphs) return;
   LP_REQUIRE(!recording_);
   CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
@@ -242,6 +279,7 @@ void CudaBackend::BeginRecord(int64_t key) {
 }
 
 void CudaBackend::EndRecord() {
+  Flush();
   if (!options_.graphs) return;
   LP_REQUIRE(recording_);
   cudaGraph_t graph;

@@ -74,6 +74,9 @@ class CudaBackend : public Backend {
   static constexpr int64_t kMaxSampleRows = 1024;
   static constexpr size_t kStagingBytes = 32u << 20;
   size_t LayoutBytes() const;
+  // Products of the same x issued back to back (q, k, v; gate, up) wait here and go out as one
+  // GEMV launch before any other work.
+  void Flush();
   void CopyToDevice(const void* host, size_t bytes, void* dst);
 
   int device_;
@@ -91,6 +94,11 @@ class CudaBackend : public Backend {
   int64_t layout_rows_ = 0;
   cudaEvent_t staged_ = nullptr;  // the last copy out of layout_host_
   DeviceLayout dev_layout_;
+  bool decode_only_ = false;  // every sequence of the step has one token
+  std::vector<GemvOut> pending_;
+  const float* pending_x_ = nullptr;
+  int64_t pending_n_ = 0, pending_k_ = 0;
+  bool pending_half_ = false;
   // Weight loading: pinned staging buffers used in turn, each with its copy's event.
   std::vector<void*> staging_;
   std::vector<cudaEvent_t> staging_done_;

@@ -14,6 +14,7 @@ namespace lp {
 
 struct CudaBackendOptions {
   bool graphs = true;  // record and replay decode steps as CUDA graphs
+  bool gemv = true;    // our GEMV for steps of <= 8 rows (false: cuBLAS always, to compare)
   // Called after each weight is copied, with bytes loaded so far (progress for big models).
   std::function<void(uint64_t bytes)> on_weight_loaded;
 };

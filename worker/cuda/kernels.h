@@ -50,9 +50,27 @@ struct MatMulContext {
   void* cublas = nullptr;  // cublasHandle_t
   void* scratch = nullptr;
   int64_t scratch_elems = 0;
+  bool use_gemv = true;  // false: cuBLAS for every size (for comparison)
 };
 void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
             bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s);
+
+// Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= 8 rows).
+inline constexpr int kMaxGemvJobs = 4;
+struct GemvOut {
+  const void* w;
+  const float* bias;
+  float* out;
+  int64_t m;
+};
+struct GemvJobs {
+  GemvOut job[kMaxGemvJobs];
+  int first_block[kMaxGemvJobs];
+  int count;
+};
+bool GemvFits(const float* x, int64_t n, int64_t k, const void* w);
+void LaunchGemv(const float* x, int64_t n, int64_t k, bool half_weights, const GemvOut* outs,
+                int count, cudaStream_t s);
 
 // ---- attention.cu
 // KV cache of one layer: [slot][pos][kv_heads * head_dim], bf16.
@@ -67,9 +85,11 @@ struct AttnShape {
 // Scratch for split attention: partial results of up to kSplitRows rows.
 inline constexpr int kSplitRows = 64;
 int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context);
+// `decode_only`: every sequence has one token in this step; the split kernel then stores the
+// new keys and values itself (no other query of the step reads them).
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
-                     const AttnShape& a, const DeviceLayout& layout, float* scratch,
-                     float* out, cudaStream_t s);
+                     const AttnShape& a, const DeviceLayout& layout, bool decode_only,
+                     float* scratch, float* out, cudaStream_t s);
 
 // ---- sample.cu
 struct DeviceSampleParams {

@@ -35,15 +35,24 @@ __device__ __forceinline__ void Unpack8(const uint4& u, const __half*, float* f)
 
 // ---- kernels
 
-// One warp per output column; lane l reads weights [8l, 8l + 8) of each 256-wide chunk.
+// One warp per output column; lane l reads weights [8l, 8l + 8) of each 256-wide chunk. Several
+// products with the same x (q, k, v; gate, up) share one launch: block ranges select the job.
 template <int R, typename W>
 __global__ void __launch_bounds__(kGemvWarps * 32)
-    GemvKernel(const float* __restrict__ x, int64_t k, const W* __restrict__ w, int64_t m,
-               const float* __restrict__ bias, float* __restrict__ out) {
+    GemvKernel(const float* __restrict__ x, int64_t k, GemvJobs jobs) {
+  GemvOut job = jobs.job[0];
+  int first = 0;
+#pragma unroll
+  for (int i = 1; i < kMaxGemvJobs; ++i) {
+    if (i < jobs.count && int(blockIdx.x) >= jobs.first_block[i]) {
+      job = jobs.job[i];
+      first = jobs.first_block[i];
+    }
+  }
   const int lane = threadIdx.x % 32;
-  const int64_t col = int64_t(blockIdx.x) * kGemvWarps + threadIdx.x / 32;
-  if (col >= m) return;
-  const W* wr = w + col * k;
+  const int64_t col = int64_t(int(blockIdx.x) - first) * kGemvWarps + threadIdx.x / 32;
+  if (col >= job.m) return;
+  const W* wr = static_cast<const W*>(job.w) + col * k;
   float acc[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) acc[r] = 0.0f;
@@ -72,18 +81,17 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const float v = WarpSum(acc[r]);
-    if (lane == 0) out[r * m + col] = v + (bias != nullptr ? bias[col] : 0.0f);
+    if (lane == 0) job.out[r * job.m + col] = v + (job.bias != nullptr ? job.bias[col] : 0.0f);
   }
 }
 
 template <typename W>
-void Gemv(const float* x, int64_t n, int64_t k, const W* w, int64_t m, const float* bias,
-          float* out, cudaStream_t s) {
-  const unsigned blocks = unsigned((m + kGemvWarps - 1) / kGemvWarps);
+void Gemv(const float* x, int64_t n, int64_t k, const GemvJobs& jobs, unsigned blocks,
+          cudaStream_t s) {
   const int threads = kGemvWarps * 32;
   switch (n) {
 #define LP_GEMV_CASE(R) \
-  case R: GemvKernel<R, W><<<blocks, threads, 0, s>>>(x, k, w, m, bias, out); break;
+  case R: GemvKernel<R, W><<<blocks, threads, 0, s>>>(x, k, jobs); break;
     LP_GEMV_CASE(1) LP_GEMV_CASE(2) LP_GEMV_CASE(3) LP_GEMV_CASE(4)
     LP_GEMV_CASE(5) LP_GEMV_CASE(6) LP_GEMV_CASE(7) LP_GEMV_CASE(8)
 #undef LP_GEMV_CASE
@@ -96,17 +104,37 @@ void Gemv(const float* x, int64_t n, int64_t k, const W* w, int64_t m, const flo
 
 // ---- launchers
 
+bool GemvFits(const float* x, int64_t n, int64_t k, const void* w) {
+  return n >= 1 && n <= kGemvMaxRows && k % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(w) % 16 == 0;
+}
+
+void LaunchGemv(const float* x, int64_t n, int64_t k, bool half_weights, const GemvOut* outs,
+                int count, cudaStream_t s) {
+  LP_REQUIRE(count >= 1 && count <= kMaxGemvJobs && x != nullptr);
+  GemvJobs jobs{};
+  jobs.count = count;
+  int64_t blocks = 0;
+  for (int i = 0; i < count; ++i) {
+    LP_REQUIRE(GemvFits(x, n, k, outs[i].w) && outs[i].m > 0 && outs[i].out != nullptr);
+    jobs.job[i] = outs[i];
+    jobs.first_block[i] = int(blocks);
+    blocks += (outs[i].m + kGemvWarps - 1) / kGemvWarps;
+  }
+  LP_REQUIRE(blocks < (int64_t(1) << 31));
+  if (half_weights) {
+    Gemv<__half>(x, n, k, jobs, unsigned(blocks), s);
+  } else {
+    Gemv<__nv_bfloat16>(x, n, k, jobs, unsigned(blocks), s);
+  }
+}
+
 void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
             bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s) {
   LP_REQUIRE(n > 0 && k > 0 && m > 0 && x != nullptr && w != nullptr && out != nullptr);
-  const bool aligned = k % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(w) % 16 == 0;
-  if (n <= kGemvMaxRows && aligned) {
-    if (half_weights) {
-      Gemv(x, n, k, static_cast<const __half*>(w), m, bias, out, s);
-    } else {
-      Gemv(x, n, k, static_cast<const __nv_bfloat16*>(w), m, bias, out, s);
-    }
+  if (c.use_gemv && GemvFits(x, n, k, w)) {
+    const GemvOut job{w, bias, out, m};
+    LaunchGemv(x, n, k, half_weights, &job, 1, s);
     return;
   }
   LP_REQUIRE(n * k <= c.scratch_elems && c.cublas != nullptr);
