@@ -51,7 +51,7 @@ TEST_F(GpuTest, MatMulGemvAndCublas) {
 
 // Products of one input issued back to back (q, k, v) go out as one launch; each is still right.
 TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
-  for (int64_t n : {1, 4, 8}) {
+  for (int64_t n : {1, 4, 8, 16, 100}) {  // GEMV launches, then cuBLAS with one conversion
     auto [xc, xg] = Act(n, 512);
     std::vector<std::pair<Tensor, Tensor>> w, out;
     for (int64_t m : {512, 128, 136, 40, 1000}) {

@@ -162,6 +162,11 @@ void CudaBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w,
 }
 
 void CudaBackend::Flush() {
+  FlushGemv();
+  converted_x_ = nullptr;
+}
+
+void CudaBackend::FlushGemv() {
   if (pending_.empty()) return;
   LaunchGemv(pending_x_, pending_n_, pending_k_, pending_half_, pending_.data(),
              int(pending_.size()), stream_);
@@ -176,7 +181,8 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     const bool joins = !pending_.empty() && pending_x_ == x.as<float>() &&
                        pending_n_ == x.rows && pending_k_ == x.cols && pending_half_ == half &&
                        int(pending_.size()) < kMaxGemvJobs;
-    if (!joins) Flush();
+    if (!joins) FlushGemv();
+    if (out.data == converted_x_) converted_x_ = nullptr;
     pending_x_ = x.as<float>();
     pending_n_ = x.rows;
     pending_k_ = x.cols;
@@ -185,10 +191,15 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
                         w.rows});
     return;
   }
-  Flush();
-  MatMulContext c{cublas_, scratch_, scratch_elems_, options_.gemv};
+  FlushGemv();
+  const bool same_x = converted_x_ == x.data && converted_elems_ == x.numel() &&
+                      converted_half_ == half;
+  MatMulContext c{cublas_, scratch_, scratch_elems_, options_.gemv, same_x};
   cuda::MatMul(c, x.as<float>(), x.rows, x.cols, w.data, w.dtype == DType::kF16, w.rows,
                bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), stream_);
+  converted_x_ = x.data;  // the next product of the same x skips the conversion
+  converted_elems_ = x.numel();
+  converted_half_ = half;
 }
 
 void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,

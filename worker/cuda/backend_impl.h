@@ -77,6 +77,11 @@ class CudaBackend : public Backend {
   // Products of the same x issued back to back (q, k, v; gate, up) wait here and go out as one
   // GEMV launch before any other work.
   void Flush();
+  void FlushGemv();
+  // What the cuBLAS path last converted into scratch_; any op but MatMul forgets it.
+  const void* converted_x_ = nullptr;
+  int64_t converted_elems_ = 0;
+  bool converted_half_ = false;
   void CopyToDevice(const void* host, size_t bytes, void* dst);
 
   int device_;

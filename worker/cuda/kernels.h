@@ -15,7 +15,7 @@ struct AttnTile {
   int32_t row0;   // first query row of the tile
   int32_t count;  // rows in it (<= kAttnTileRows)
 };
-inline constexpr int kAttnTileRows = 16;
+inline constexpr int kAttnTileRows = 32;
 struct DeviceLayout {
   const int32_t* pos = nullptr;   // [tokens]
   const int32_t* slot = nullptr;  // [tokens]
@@ -51,6 +51,7 @@ struct MatMulContext {
   void* scratch = nullptr;
   int64_t scratch_elems = 0;
   bool use_gemv = true;  // false: cuBLAS for every size (for comparison)
+  bool x_in_scratch = false;  // scratch already holds x converted (q, k, v share one input)
 };
 void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
             bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s);

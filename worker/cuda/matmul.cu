@@ -138,7 +138,7 @@ void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const 
     return;
   }
   LP_REQUIRE(n * k <= c.scratch_elems && c.cublas != nullptr);
-  LaunchToHalf(x, n * k, half_weights, c.scratch, s);
+  if (!c.x_in_scratch) LaunchToHalf(x, n * k, half_weights, c.scratch, s);
   auto handle = static_cast<cublasHandle_t>(c.cublas);
   CUBLAS_CHECK(cublasSetStream(handle, s));
   const float alpha = 1.0f, beta = 0.0f;
