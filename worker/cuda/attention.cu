@@ -165,8 +165,8 @@ __global__ void CombineKernel(const float* part, int heads, const int32_t* pos, 
   out[(int64_t(row) * heads + h) * D + d] = o / sum;
 }
 
-// Block (tile of query rows of one sequence, kv head); passes of 64 query vectors (row, head of
-// the group); keys in shared-memory tiles of 32, lane = key for the scores, lane = dimension for
+// Block (tile of query rows of one sequence, kv head, group of 64 query vectors (row, head of
+// the KV group)); keys in shared-memory tiles of 32, lane = key for the scores, lane = dimension for
 // the output. Scores in log2 units (exp2f).
 template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
@@ -185,8 +185,10 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   const int64_t kvd = int64_t(kv_heads) * D;
   const int64_t cache0 = int64_t(slot[tile.row0]) * max_ctx * kvd + int64_t(kvh) * D;
   const int max_pos = pos[tile.row0 + tile.count - 1];
-  for (int qv0 = 0; qv0 < n_qv; qv0 += kTileQueries) {
-    __syncthreads();
+  // blockIdx.z: which 64 of the tile's query vectors (rows x heads of the group).
+  {
+    const int qv0 = int(blockIdx.z) * kTileQueries;
+    if (qv0 >= n_qv) return;
     for (int i = threadIdx.x; i < kTileQueries * D; i += blockDim.x) {
       const int v = qv0 + i / D, d = i % D;
       const int r = v / group, g = v % group;
@@ -303,8 +305,9 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     configured = true;
   }
-  TiledAttnKernel<D><<<dim3(unsigned(L.num_tiles), unsigned(a.kv_heads)), kTileWarps * 32, smem,
-                       s>>>(q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos,
+  const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
+  TiledAttnKernel<D><<<dim3(unsigned(L.num_tiles), unsigned(a.kv_heads), unsigned(groups)),
+                       kTileWarps * 32, smem, s>>>(q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos,
                             L.slot, L.tiles, scale * 1.4426950408889634f, out);
   LAUNCH_CHECK(TiledAttnKernel);
 }
