@@ -165,6 +165,29 @@ __global__ void CombineKernel(const float* part, int heads, const int32_t* pos, 
   out[(int64_t(row) * heads + h) * D + d] = o / sum;
 }
 
+// Keys and values [kt, kt + 32) of one KV head into shared memory as float32 (zeros past
+// max_pos); ks rows padded to D + 4.
+template <int D>
+__device__ __forceinline__ void LoadKvTile(const bf16* kc, const bf16* vc, int64_t cache0,
+                                           int64_t kvd, int kt, int max_pos, float* ks,
+                                           float* vs) {
+  for (int i = threadIdx.x; i < kTileKeys * D / 8; i += blockDim.x) {
+    const int key = i / (D / 8), d = (i % (D / 8)) * 8;
+    uint4 ku = make_uint4(0, 0, 0, 0), vu = ku;
+    if (kt + key <= max_pos) {
+      ku = *reinterpret_cast<const uint4*>(kc + cache0 + (kt + key) * kvd + d);
+      vu = *reinterpret_cast<const uint4*>(vc + cache0 + (kt + key) * kvd + d);
+    }
+    const bf16* kb = reinterpret_cast<const bf16*>(&ku);
+    const bf16* vb = reinterpret_cast<const bf16*>(&vu);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      ks[key * (D + 4) + d + e] = __bfloat162float(kb[e]);
+      vs[key * D + d + e] = __bfloat162float(vb[e]);
+    }
+  }
+}
+
 // Block (tile of query rows of one sequence, kv head, group of 64 query vectors (row, head of
 // the KV group)); keys in shared-memory tiles of 32, lane = key for the scores, lane = dimension for
 // the output. Scores in log2 units (exp2f).
@@ -208,21 +231,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     }
     for (int kt = 0; kt <= max_pos; kt += kTileKeys) {
       __syncthreads();
-      for (int i = threadIdx.x; i < kTileKeys * D / 8; i += blockDim.x) {
-        const int key = i / (D / 8), d = (i % (D / 8)) * 8;
-        uint4 ku = make_uint4(0, 0, 0, 0), vu = ku;
-        if (kt + key <= max_pos) {
-          ku = *reinterpret_cast<const uint4*>(kc + cache0 + (kt + key) * kvd + d);
-          vu = *reinterpret_cast<const uint4*>(vc + cache0 + (kt + key) * kvd + d);
-        }
-        const bf16* kb = reinterpret_cast<const bf16*>(&ku);
-        const bf16* vb = reinterpret_cast<const bf16*>(&vu);
-#pragma unroll
-        for (int e = 0; e < 8; ++e) {
-          ks[key * KS + d + e] = __bfloat162float(kb[e]);
-          vs[key * D + d + e] = __bfloat162float(vb[e]);
-        }
-      }
+      LoadKvTile<D>(kc, vc, cache0, kvd, kt, max_pos, ks, vs);
       __syncthreads();
       float s[kQPerWarp];
 #pragma unroll

@@ -62,13 +62,75 @@ __device__ uint32_t SearchKey(uint32_t lo, float goal, F f) {
 
 // ---- kernels
 
+// The drawn token of a row (temperature > 0): thresholds, then the prefix-sum draw.
+__device__ int Draw(const float* l, int vocab, float m, const DeviceSampleParams& p) {
+  __shared__ float sm_sum[32];
+  __shared__ float sm_scan[32];
+  __shared__ int sm_found, sm_last;
+  const float inv_t = 1.0f / p.temperature;
+  auto count_from = [&](uint32_t t) {
+    float n = 0.0f;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) n += Key(l[i]) >= t ? 1.0f : 0.0f;
+    return BlockSum(n, sm_sum);
+  };
+  auto mass_from = [&](uint32_t t) {
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+      if (Key(l[i]) >= t) s += expf((l[i] - m) * inv_t);
+    }
+    return BlockSum(s, sm_sum);
+  };
+  uint32_t lo = 0;
+  if (p.top_k > 0 && p.top_k < vocab) lo = SearchKey(0, float(p.top_k), count_from);
+  if (p.top_p < 1.0f) lo = SearchKey(lo, p.top_p * mass_from(lo), mass_from);
+  const float target = p.uniform * mass_from(lo);
+  // Prefix sum in vocabulary order over contiguous chunks, one per thread.
+  const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
+  const int first = threadIdx.x * chunk, last = min(vocab, first + chunk);
+  float local = 0.0f;
+  int last_in = -1;
+  for (int i = first; i < last; ++i) {
+    if (Key(l[i]) >= lo) {
+      local += expf((l[i] - m) * inv_t);
+      last_in = i;
+    }
+  }
+  float incl = local;  // inclusive scan in the warp, then over warp totals
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const float v = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += v;
+  }
+  if (threadIdx.x == 0) {
+    sm_found = INT_MAX;
+    sm_last = -1;
+  }
+  if (lane == 31) sm_scan[warp] = incl;
+  __syncthreads();
+  float before = incl - local;
+  for (int w = 0; w < warp; ++w) before += sm_scan[w];
+  if (last_in >= 0) atomicMax(&sm_last, last_in);
+  if (local > 0.0f && before <= target && target < before + local) {
+    float acc = before;
+    for (int i = first; i < last; ++i) {
+      if (Key(l[i]) < lo) continue;
+      acc += expf((l[i] - m) * inv_t);
+      if (acc > target) {
+        atomicMin(&sm_found, i);
+        break;
+      }
+    }
+  }
+  __syncthreads();
+  return sm_found != INT_MAX ? sm_found : sm_last;
+}
+
 __global__ void __launch_bounds__(kThreads)
     SampleKernel(const float* logits, int64_t vocab_, const DeviceSampleParams* params,
                  DeviceSampleResult* out) {
   __shared__ Best sm_best[32];
   __shared__ float sm_sum[32];
-  __shared__ float sm_scan[32];
-  __shared__ int sm_found, sm_last;
   const int vocab = int(vocab_);
   const float* l = logits + int64_t(blockIdx.x) * vocab;
   const DeviceSampleParams p = params[blockIdx.x];
@@ -97,65 +159,7 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   int id = b.i;
-  if (p.temperature > 0.0f) {
-    const float inv_t = 1.0f / p.temperature;
-    auto count_from = [&](uint32_t t) {
-      float n = 0.0f;
-      for (int i = threadIdx.x; i < vocab; i += blockDim.x) n += Key(l[i]) >= t ? 1.0f : 0.0f;
-      return BlockSum(n, sm_sum);
-    };
-    auto mass_from = [&](uint32_t t) {
-      float s = 0.0f;
-      for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-        if (Key(l[i]) >= t) s += expf((l[i] - m) * inv_t);
-      }
-      return BlockSum(s, sm_sum);
-    };
-    uint32_t lo = 0;
-    if (p.top_k > 0 && p.top_k < vocab) lo = SearchKey(0, float(p.top_k), count_from);
-    if (p.top_p < 1.0f) lo = SearchKey(lo, p.top_p * mass_from(lo), mass_from);
-    const float target = p.uniform * mass_from(lo);
-    // Prefix sum in vocabulary order over contiguous chunks, one per thread.
-    const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
-    const int first = threadIdx.x * chunk, last = min(vocab, first + chunk);
-    float local = 0.0f;
-    int last_in = -1;
-    for (int i = first; i < last; ++i) {
-      if (Key(l[i]) >= lo) {
-        local += expf((l[i] - m) * inv_t);
-        last_in = i;
-      }
-    }
-    float incl = local;  // inclusive scan in the warp, then over warp totals
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-#pragma unroll
-    for (int o = 1; o < 32; o <<= 1) {
-      const float v = __shfl_up_sync(0xffffffffu, incl, o);
-      if (lane >= o) incl += v;
-    }
-    if (threadIdx.x == 0) {
-      sm_found = INT_MAX;
-      sm_last = -1;
-    }
-    if (lane == 31) sm_scan[warp] = incl;
-    __syncthreads();
-    float before = incl - local;
-    for (int w = 0; w < warp; ++w) before += sm_scan[w];
-    if (last_in >= 0) atomicMax(&sm_last, last_in);
-    if (local > 0.0f && before <= target && target < before + local) {
-      float acc = before;
-      for (int i = first; i < last; ++i) {
-        if (Key(l[i]) < lo) continue;
-        acc += expf((l[i] - m) * inv_t);
-        if (acc > target) {
-          atomicMin(&sm_found, i);
-          break;
-        }
-      }
-    }
-    __syncthreads();
-    id = sm_found != INT_MAX ? sm_found : sm_last;
-  }
+  if (p.temperature > 0.0f) id = Draw(l, vocab, m, p);
   if (threadIdx.x == 0) {
     res->id = id;
     res->logprob = l[id] - lse;
