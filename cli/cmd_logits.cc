@@ -12,6 +12,10 @@
 #include "nlohmann/json.hpp"
 #include "worker/cpu/cpu_backend.h"
 #include "worker/local_chain.h"
+#ifdef LAYERPIPE_WITH_CUDA
+#include "worker/cuda/cuda_backend.h"
+#include "worker/cuda/device.h"
+#endif
 
 namespace lp::cli {
 namespace {
@@ -20,6 +24,7 @@ struct ChainOptions {
   std::string model;
   std::string prompt_ids;
   int64_t slices = 1;
+  std::string backend = "cpu";
 };
 
 void AddChainOptions(CLI::App* cmd, ChainOptions* o) {
@@ -28,6 +33,27 @@ void AddChainOptions(CLI::App* cmd, ChainOptions* o) {
   cmd->add_option("--slices", o->slices, "cut the model into N slices run in a chain")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--backend", o->backend, "cpu, or cuda (every slice on GPU 0, bf16)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"cpu", "cuda"}));
+}
+
+BackendFactory Factory(const std::string& backend) {
+  if (backend == "cpu") return [] { return MakeCpuBackend(); };
+#ifdef LAYERPIPE_WITH_CUDA
+  if (cuda::DeviceCount() == 0) Fail(absl::UnavailableError("--backend cuda: no CUDA device visible"));
+  return [] {
+    CudaBackendOptions o;
+    o.on_weight_loaded = [next = uint64_t(1) << 30](uint64_t bytes) mutable {
+      if (bytes < next) return;  // progress on stderr, once per GiB
+      std::fprintf(stderr, "loaded %.1f GiB of weights\n", double(bytes) / (1ull << 30));
+      next = bytes + (uint64_t(1) << 30);
+    };
+    return MakeCudaBackend(0, o);
+  };
+#else
+  Fail(absl::UnavailableError("--backend cuda: this layerpipe was built without CUDA"));
+#endif
 }
 
 struct LoadedChain {
@@ -53,9 +79,14 @@ LoadedChain LoadChain(const ChainOptions& o, int64_t extra_positions) {
   limits.max_seqs = 1;
   limits.max_context = int64_t(out.prompt.size()) + extra_positions;
   limits.max_step_tokens = int64_t(out.prompt.size());
-  auto chain = LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits, [] { return MakeCpuBackend(); });
+  const auto t0 = std::chrono::steady_clock::now();
+  auto chain = LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits,
+                                Factory(o.backend));
   if (!chain.ok()) Fail(chain.status());
   out.chain = std::move(*chain);
+  out.chain->slices().back()->backend().Synchronize();
+  if (o.backend != "cpu") std::fprintf(stderr, "loaded %s on %s in %.2f s\n", o.model.c_str(), o.backend.c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   return out;
 }
 

@@ -18,5 +18,7 @@ void AddPlanCommand(CLI::App& app);
 void AddTokenizeCommand(CLI::App& app);
 void AddDetokenizeCommand(CLI::App& app);
 void AddBenchTokenizerCommand(CLI::App& app);
+// Only where the CUDA backend is built.
+void AddBenchCommand(CLI::App& app);
 
 }  // namespace lp::cli

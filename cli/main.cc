@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   lp::cli::AddTokenizeCommand(app);
   lp::cli::AddDetokenizeCommand(app);
   lp::cli::AddBenchTokenizerCommand(app);
+#ifdef LAYERPIPE_WITH_CUDA
+  lp::cli::AddBenchCommand(app);
+#endif
   CLI11_PARSE(app, argc, argv);
   return 0;
 }

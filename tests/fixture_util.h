@@ -1,6 +1,7 @@
 // Loading the Hugging Face reference outputs of tests/fixtures/ (see fixtures/README.md).
 #pragma once
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -10,7 +11,12 @@
 
 namespace lp::testing {
 
-inline std::string FixtureDir(const std::string& name) { return std::string(LP_FIXTURES) + "/" + name; }
+// The fixtures' directory: $LP_FIXTURES where set (a test binary carried to another machine),
+// else the source tree's.
+inline std::string FixtureDir(const std::string& name) {
+  const char* env = std::getenv("LP_FIXTURES");
+  return std::string(env != nullptr && *env != 0 ? env : LP_FIXTURES) + "/" + name;
+}
 
 inline nlohmann::json LoadJson(const std::string& path) {
   std::ifstream in(path);

@@ -77,6 +77,32 @@ class KvCache {
   KvCacheShape shape_;
 };
 
+// How to pick one sequence's next token from its logits. temperature 0 is greedy (argmax);
+// otherwise the logits divided by temperature are cut to the top_k largest (0: no cut), then to
+// the smallest set of the largest whose probability reaches top_p, and one token is drawn with
+// the uniform number derived from `random` (the caller advances it per step).
+struct SampleParams {
+  float temperature = 0.0f;
+  int32_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t random = 0;
+  int32_t num_logprobs = 0;  // also return the top-N log-probabilities (N <= kMaxLogprobs)
+};
+inline constexpr int32_t kMaxLogprobs = 20;
+
+struct TokenLogprob {
+  int32_t id = 0;
+  float logprob = 0.0f;
+};
+
+// The chosen token, its log-probability under the model's distribution (log_softmax of the
+// raw logits), and the top num_logprobs tokens by logit (ties: lower id first).
+struct SampleResult {
+  int32_t id = 0;
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;
+};
+
 struct AttentionParams {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
@@ -127,8 +153,21 @@ class Backend {
   virtual void Add(Tensor& x, const Tensor& y) = 0;
   // out[i] = x[rows[i]]
   virtual void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) = 0;
+  // One token per row of `logits` ([sequences, vocab]) by params[row] (see SampleParams).
+  virtual void Sample(const Tensor& logits, std::span<const SampleParams> params,
+                      std::span<SampleResult> out) = 0;
   // Waits for queued work (a no-op on the CPU).
   virtual void Synchronize() {}
+
+  // ---- step recording (optional; the CUDA backend records CUDA graphs)
+  // The ops issued between BeginRecord(key) and EndRecord() may be recorded and replayed for a
+  // later step of the same `key` by Replay(key), which returns false when nothing is recorded
+  // (the caller then issues the ops). The caller guarantees that the recorded ops depend on the
+  // step only through the layout of BeginStep (positions, slots; called before each replay) and
+  // on host arguments (GatherRows rows, tensor sizes) that are equal for equal keys.
+  virtual bool Replay(int64_t /*key*/) { return false; }
+  virtual void BeginRecord(int64_t /*key*/) {}
+  virtual void EndRecord() {}
 };
 
 }  // namespace lp

@@ -34,7 +34,19 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const Slice
                                                    const SliceLimits& limits,
                                                    std::unique_ptr<Backend> backend,
                                                    const Progress& progress) {
-  const ModelConfig& c = ckpt.config();
+  auto source = [&ckpt](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
+    ASSIGN_OR_RETURN(TensorView view, ckpt.Get(t));
+    const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
+    return b.LoadWeight(view, rows, t.shape.back());
+  };
+  return Build(ckpt.config(), spec, limits, std::move(backend), source, progress);
+}
+
+absl::StatusOr<std::unique_ptr<Slice>> Slice::Build(const ModelConfig& c, const SliceSpec& spec,
+                                                    const SliceLimits& limits,
+                                                    std::unique_ptr<Backend> backend,
+                                                    const WeightSource& source,
+                                                    const Progress& progress) {
   if (spec.begin < 0 || spec.end < spec.begin || spec.end > c.num_layers) {
     return absl::InvalidArgumentError(absl::StrCat("slice layers [", spec.begin, ", ", spec.end,
                                                    ") outside the model's ", c.num_layers));
@@ -43,12 +55,12 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const Slice
     return absl::InvalidArgumentError("slice limits must be positive");
   }
   std::unique_ptr<Slice> slice(new Slice(c, spec, limits, std::move(backend)));
-  RETURN_IF_ERROR(slice->LoadWeights(ckpt, progress));
+  RETURN_IF_ERROR(slice->LoadWeights(source, progress));
   slice->AllocateWorkspace();
   return slice;
 }
 
-absl::Status Slice::LoadWeights(Checkpoint& ckpt, const Progress& progress) {
+absl::Status Slice::LoadWeights(const WeightSource& source, const Progress& progress) {
   Backend& b = *backend_;
   const bool needs_table = spec_.embed || (spec_.head && config_.tie_word_embeddings);
   const int64_t total = (needs_table ? 1 : 0) +
@@ -56,9 +68,7 @@ absl::Status Slice::LoadWeights(Checkpoint& ckpt, const Progress& progress) {
                         (spec_.head ? int64_t(1 + HeadTensors(config_).size()) : 0);
   int64_t done = 0;
   auto load = [&](const ExpectedTensor& t, Tensor* out) -> absl::Status {
-    ASSIGN_OR_RETURN(TensorView view, ckpt.Get(t));
-    const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
-    *out = b.LoadWeight(view, rows, t.shape.back());
+    ASSIGN_OR_RETURN(*out, source(b, t));
     ++done;
     // Report about 10 times per slice, and at the end.
     if (progress && (done == total || done % std::max<int64_t>(1, total / 10) == 0)) {
@@ -176,7 +186,9 @@ absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hid
   return absl::OkStatus();
 }
 
-void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens) {
+// The MLP's output is added to the residual stream by the next layer's first op (AddRmsNorm),
+// or after the last layer (RunLayersAndHead): one pass over the stream fewer per layer.
+void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) {
   Backend& b = *backend_;
   Tensor x = residual_.Rows(tokens), xn = normed_.Rows(tokens);
   Tensor q = q_.Rows(tokens), k = k_.Rows(tokens), v = v_.Rows(tokens);
@@ -185,7 +197,11 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens) {
   const float eps = attn_.rms_norm_eps;
   const bool bias = config_.attention_bias, qk_norm = config_.qk_norm;
 
-  b.RmsNorm(x, w.input_norm, eps, xn);
+  if (first) {
+    b.RmsNorm(x, w.input_norm, eps, xn);
+  } else {
+    b.AddRmsNorm(x, proj, w.input_norm, eps, xn);  // x += previous MLP; xn = norm(x)
+  }
   b.MatMul(xn, w.q, bias ? &w.q_bias : nullptr, q);
   b.MatMul(xn, w.k, bias ? &w.k_bias : nullptr, k);
   b.MatMul(xn, w.v, bias ? &w.v_bias : nullptr, v);
@@ -196,8 +212,7 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens) {
   b.MatMul(xn, w.gate, nullptr, gate);
   b.MatMul(xn, w.up, nullptr, up);
   b.SiluMul(gate, up, act);
-  b.MatMul(act, w.down, nullptr, proj);
-  b.Add(x, proj);
+  b.MatMul(act, w.down, nullptr, proj);  // added to x by the next layer or RunLayersAndHead
 }
 
 absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,
@@ -205,6 +220,12 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
   RETURN_IF_ERROR(CheckLayout(layout, ids.size(), hidden_in.size()));
   Backend& b = *backend_;
   const int64_t tokens = layout.total_tokens();
+  last_row_index_.clear();
+  int32_t row = 0;
+  for (const auto& s : layout.seqs) {
+    row += s.n_tokens;
+    last_row_index_.push_back(row - 1);
+  }
   b.BeginStep(layout);
   Tensor x = residual_.Rows(tokens);
   if (spec_.embed) {
@@ -218,27 +239,52 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
   } else {
     b.Upload(hidden_in, x);
   }
-  for (int64_t l = spec_.begin; l < spec_.end; ++l) RunLayer(layers_[size_t(l - spec_.begin)], l, tokens);
-
+  // A decode step (one token per sequence) depends on the step only through the layout, so
+  // the backend may replay what it recorded for the same number of sequences.
+  const int64_t n = int64_t(layout.seqs.size());
+  const bool decode = tokens == n;
+  if (!decode || !b.Replay(n)) {
+    if (decode) b.BeginRecord(n);
+    RunLayersAndHead(tokens, n);
+    if (decode) b.EndRecord();
+  }
+  last_step_seqs_ = n;
   if (!spec_.head) {
     out->resize(size_t(tokens * config_.hidden_size));
     b.Download(x, *out);
     return absl::OkStatus();
   }
-  // Only each sequence's last token needs logits.
-  last_row_index_.clear();
-  int32_t row = 0;
-  for (const auto& s : layout.seqs) {
-    row += s.n_tokens;
-    last_row_index_.push_back(row - 1);
+  if (out != nullptr) {
+    out->resize(size_t(n * config_.vocab_size));
+    b.Download(logits_.Rows(n), *out);
   }
-  const int64_t n = int64_t(layout.seqs.size());
+  return absl::OkStatus();
+}
+
+void Slice::RunLayersAndHead(int64_t tokens, int64_t n) {
+  Backend& b = *backend_;
+  for (int64_t l = spec_.begin; l < spec_.end; ++l) {
+    RunLayer(layers_[size_t(l - spec_.begin)], l, tokens, l == spec_.begin);
+  }
+  Tensor x = residual_.Rows(tokens);
+  if (spec_.end > spec_.begin) b.Add(x, proj_.Rows(tokens));
+  if (!spec_.head) return;
+  // Only each sequence's last token needs logits.
   Tensor last = last_rows_.Rows(n), last_normed = last_normed_.Rows(n), logits = logits_.Rows(n);
   b.GatherRows(x, last_row_index_, last);
   b.RmsNorm(last, final_norm_, attn_.rms_norm_eps, last_normed);
   b.MatMul(last_normed, lm_head_, nullptr, logits);
-  out->resize(size_t(n * config_.vocab_size));
-  b.Download(logits, *out);
+}
+
+absl::Status Slice::Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out) {
+  if (!spec_.head) return absl::FailedPreconditionError("only the last slice samples");
+  if (int64_t(params.size()) != last_step_seqs_) {
+    return absl::InvalidArgumentError(absl::StrCat("expected sampling parameters for ",
+                                                   last_step_seqs_, " sequences, got ",
+                                                   params.size()));
+  }
+  out->resize(params.size());
+  backend_->Sample(logits_.Rows(last_step_seqs_), params, *out);
   return absl::OkStatus();
 }
 

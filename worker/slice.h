@@ -15,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "common/checkpoint.h"
 #include "common/model_config.h"
+#include "common/model_layout.h"
 #include "worker/backend.h"
 
 namespace lp {
@@ -37,6 +38,9 @@ struct SliceLimits {
 // with the embedding and the last with the head (for tests and `layerpipe logits --slices`).
 std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
 
+// Makes the weight `t` (rows = 1 for 1-D tensors) on the slice's backend.
+using WeightSource = std::function<absl::StatusOr<Tensor>(Backend&, const ExpectedTensor& t)>;
+
 class Slice {
  public:
   // Called after each tensor loaded: (tensors done, tensors in the slice).
@@ -46,6 +50,13 @@ class Slice {
                                                      const SliceLimits& limits,
                                                      std::unique_ptr<Backend> backend,
                                                      const Progress& progress = nullptr);
+  // The same with weights from `source` (benchmarks fill random weights on the device).
+  static absl::StatusOr<std::unique_ptr<Slice>> Build(const ModelConfig& config,
+                                                      const SliceSpec& spec,
+                                                      const SliceLimits& limits,
+                                                      std::unique_ptr<Backend> backend,
+                                                      const WeightSource& source,
+                                                      const Progress& progress = nullptr);
 
   const SliceSpec& spec() const { return spec_; }
   const ModelConfig& config() const { return config_; }
@@ -57,9 +68,14 @@ class Slice {
 
   // Runs one step. The first slice reads token `ids` (one per token of the layout); the others
   // read `hidden_in` ([tokens, hidden_size]). Writes the hidden state of every token, or on the
-  // last slice the logits of each sequence's last token, into `out` (resized).
+  // last slice the logits of each sequence's last token, into `out` (resized). On the last
+  // slice `out` may be null: the logits then stay on the backend for Sample.
+  // A step in which every sequence has one token (decode) may be recorded and replayed by the
+  // backend (Backend::Replay), keyed by its number of sequences.
   absl::Status Forward(const StepLayout& layout, std::span<const int32_t> ids,
                        std::span<const float> hidden_in, std::vector<float>* out);
+  // Last slice, after Forward: one token per sequence of that step, by params[sequence].
+  absl::Status Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out);
 
   Backend& backend() { return *backend_; }
   uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }
@@ -74,10 +90,11 @@ class Slice {
   };
   Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits& limits,
         std::unique_ptr<Backend> backend);
-  absl::Status LoadWeights(Checkpoint& ckpt, const Progress& progress);
+  absl::Status LoadWeights(const WeightSource& source, const Progress& progress);
   void AllocateWorkspace();
   absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
-  void RunLayer(const Layer& w, int64_t layer, int64_t tokens);
+  void RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first);
+  void RunLayersAndHead(int64_t tokens, int64_t seqs);
 
   ModelConfig config_;
   SliceSpec spec_;
@@ -94,6 +111,7 @@ class Slice {
   Tensor residual_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_, act_;
   Tensor last_rows_, last_normed_, logits_;  // max_seqs rows
   std::vector<int32_t> last_row_index_;
+  int64_t last_step_seqs_ = 0;  // sequences of the last step, for Sample
 };
 
 }  // namespace lp

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <vector>
 
+#include "worker/sampling.h"
+
 namespace lp {
 namespace {
 
@@ -241,6 +243,15 @@ class CpuBackend : public Backend {
     for (size_t i = 0; i < rows.size(); ++i) {
       std::memcpy(out.as<float>() + i * x.cols, x.as<float>() + int64_t(rows[i]) * x.cols,
                   x.cols * 4);
+    }
+  }
+
+  void Sample(const Tensor& logits, std::span<const SampleParams> params,
+              std::span<SampleResult> out) override {
+    assert(int64_t(params.size()) == logits.rows && out.size() == params.size());
+#pragma omp parallel for if (logits.rows > 1)
+    for (int64_t r = 0; r < logits.rows; ++r) {
+      out[size_t(r)] = SampleRow(logits.as<float>() + r * logits.cols, logits.cols, params[size_t(r)]);
     }
   }
 

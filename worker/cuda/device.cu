@@ -50,6 +50,13 @@ absl::Status PinDevice(int index) {
   return absl::OkStatus();
 }
 
+std::string MemoryInfo() {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) return "memory unknown";
+  return absl::StrFormat("%.2f GiB free of %.2f GiB", double(free_b) / (1ull << 30),
+                         double(total_b) / (1ull << 30));
+}
+
 absl::Status SelfTest() {
   constexpr int n = 1000;
   float* x = nullptr;

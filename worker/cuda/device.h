@@ -14,6 +14,8 @@ int DeviceCount();
 absl::StatusOr<std::string> DeviceDescription(int index);
 // Makes `index` the current device of the calling thread; fails when it does not exist.
 absl::Status PinDevice(int index);
+// "12.3 GiB free of 79.2 GiB" for the current device.
+std::string MemoryInfo();
 // Runs a small kernel and a cuBLAS call on the current device and checks their results.
 absl::Status SelfTest();
 

@@ -1,0 +1,294 @@
+// `layerpipe bench`: decode and prefill speed of the CUDA backend on random-weight models of real
+// shape (presets), weights filled on the GPU (file loading is timed by `greedy`, not here).
+// Per batch size: a prompt prefilled, then greedy decode steps with sampling on the GPU; the
+// weight bytes one decode step reads, the bandwidth that makes, as a fraction of the card's
+// copy bandwidth measured in the same run; and, given hf_baseline.py's output of the same
+// device call, the speedup over Hugging Face.
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "cli/commands.h"
+#include "cli/util.h"
+#include "common/model_layout.h"
+#include "common/presets.h"
+#include "nlohmann/json.hpp"
+#include "worker/cuda/cuda_backend.h"
+#include "worker/cuda/device.h"
+#include "worker/slice.h"
+
+namespace lp::cli {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+struct BenchOptions {
+  std::string presets = "qwen3-0.6b,qwen3-8b";
+  std::string batches = "1,16,64";
+  int64_t prompt = 128, decode = 128, prefill = 2048;
+  std::string hf_baseline, json_out;
+  bool graphs = true, as_json = false, probe = false;
+};
+
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+uint64_t NameSeed(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// Bytes of the weights one decode step reads: every layer, the final norm and the head (the
+// embedding table when tied); not the embedding lookup.
+uint64_t DecodeWeightBytes(const ModelConfig& c) {
+  int64_t n = NumElements(NormTensors(c)) + c.vocab_size * c.hidden_size;
+  for (int64_t l = 0; l < c.num_layers; ++l) n += NumElements(LayerTensors(c, l));
+  return uint64_t(n) * 2;
+}
+
+// Prefills `batch` random prompts (steps of at most max_step_tokens), then runs greedy decode
+// steps; the first decode step (which records the CUDA graph) is not timed.
+json BenchBatch(Slice& slice, int64_t batch, const BenchOptions& o, std::mt19937& rng) {
+  const int64_t vocab = slice.config().vocab_size;
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(vocab - 1));
+  const auto t0 = Clock::now();
+  for (int64_t first = 0; first < batch;) {
+    StepLayout layout;
+    std::vector<int32_t> ids;
+    while (first < batch && int64_t(ids.size()) + o.prompt <= slice.limits().max_step_tokens) {
+      layout.seqs.push_back({int32_t(first++), 0, int32_t(o.prompt)});
+      for (int64_t i = 0; i < o.prompt; ++i) ids.push_back(tok(rng));
+    }
+    if (auto s = slice.Forward(layout, ids, {}, nullptr); !s.ok()) Fail(s);
+  }
+  slice.backend().Synchronize();
+  const double prefill_s = Seconds(t0, Clock::now());
+  StepLayout layout;
+  std::vector<int32_t> ids(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    layout.seqs.push_back({int32_t(b), int32_t(o.prompt), 1});
+    ids[size_t(b)] = tok(rng);
+  }
+  std::vector<SampleParams> params(static_cast<size_t>(batch));
+  std::vector<SampleResult> picked;
+  Clock::time_point start;
+  for (int64_t step = 0; step < o.decode; ++step) {
+    if (step == 1) start = Clock::now();
+    if (auto s = slice.Forward(layout, ids, {}, nullptr); !s.ok()) Fail(s);
+    if (auto s = slice.Sample(params, &picked); !s.ok()) Fail(s);
+    for (int64_t b = 0; b < batch; ++b) {
+      ids[size_t(b)] = picked[size_t(b)].id;
+      layout.seqs[size_t(b)].start_pos += 1;
+    }
+  }
+  const double step_ms = Seconds(start, Clock::now()) * 1e3 / double(o.decode - 1);
+  return {{"batch", batch},
+          {"prefill_ms", prefill_s * 1e3},
+          {"ms_per_step", step_ms},
+          {"tokens_per_s", double(batch) * 1e3 / step_ms}};
+}
+
+json BenchPrefill(Slice& slice, int64_t n, std::mt19937& rng) {
+  std::uniform_int_distribution<int32_t> tok(0, int32_t(slice.config().vocab_size - 1));
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (auto& id : ids) id = tok(rng);
+  StepLayout layout{{{0, 0, int32_t(n)}}};
+  std::vector<double> ms;
+  for (int rep = 0; rep < 4; ++rep) {
+    const auto t0 = Clock::now();
+    if (auto s = slice.Forward(layout, ids, {}, nullptr); !s.ok()) Fail(s);
+    slice.backend().Synchronize();
+    if (rep > 0) ms.push_back(Seconds(t0, Clock::now()) * 1e3);  // the first is a warm-up
+  }
+  std::sort(ms.begin(), ms.end());
+  return {{"tokens", n}, {"ms", ms[1]}, {"tokens_per_s", double(n) * 1e3 / ms[1]}};
+}
+
+// Weight-read bandwidth of single matrix products of the model's shapes: ours (GEMV for <= 8
+// rows) against cuBLAS. Four weight copies in turn keep the smaller ones out of L2.
+double TimeMatMul(bool gemv, int64_t n, int64_t k, int64_t m) {
+  CudaBackendOptions bo;
+  bo.gemv = gemv;
+  auto b = MakeCudaBackend(0, bo);
+  std::vector<Tensor> w, x;
+  for (int i = 0; i < 4; ++i) w.push_back(CudaRandomWeight(*b, m, k, DType::kBF16, 7 + i, false));
+  for (int i = 0; i < 2; ++i) {
+    x.push_back(b->Alloc(n, k));
+    std::vector<float> host(static_cast<size_t>(n * k), 0.01f * float(i + 1));
+    b->Upload(host, x.back());
+  }
+  Tensor out = b->Alloc(n, m);
+  constexpr int kReps = 40;
+  for (int i = 0; i < 8; ++i) b->MatMul(x[i % 2], w[i % 4], nullptr, out);  // warm-up
+  b->Synchronize();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kReps; ++i) b->MatMul(x[i % 2], w[i % 4], nullptr, out);
+  b->Synchronize();
+  return double(kReps) * double(m * k * 2) / Seconds(t0, Clock::now()) / 1e9;
+}
+
+json ProbeMatMul(const ModelConfig& c) {
+  json rows = json::array();
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {c.hidden_size, c.q_dim()}, {c.hidden_size, c.kv_dim()}, {c.hidden_size, c.intermediate_size},
+      {c.intermediate_size, c.hidden_size}, {c.hidden_size, c.vocab_size}};
+  for (auto [k, m] : shapes) {
+    for (int64_t n : {1, 16}) {
+      json r = {{"n", n}, {"k", k}, {"m", m}, {"cublas_GBps", TimeMatMul(false, n, k, m)}};
+      if (n <= 8) r["ours_GBps"] = TimeMatMul(true, n, k, m);
+      rows.push_back(r);
+    }
+  }
+  return rows;
+}
+
+// hf_baseline.py prints one JSON object per line: the device and bandwidth, then one per model.
+json LoadBaseline(const std::string& path) {
+  json out = json::object();
+  if (path.empty()) return out;
+  std::ifstream in(path);
+  if (!in) Fail(absl::NotFoundError(absl::StrCat(path, ": cannot read")), 2);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] != '{') continue;
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded()) continue;
+    if (j.contains("model")) out[j["model"].get<std::string>()] = j;
+    if (j.contains("bandwidth")) out["_device"] = j;
+  }
+  return out;
+}
+
+json BenchPreset(const std::string& name, const BenchOptions& o, const std::vector<int64_t>& batches,
+                 double copy_bps, const json& hf) {
+  auto preset = FindPreset(name);
+  if (!preset.ok()) Fail(preset.status(), 2);
+  const ModelConfig c = preset->config;
+  SliceLimits limits;
+  limits.max_seqs = *std::max_element(batches.begin(), batches.end());
+  limits.max_context = std::max(o.prompt + o.decode, o.prefill);
+  limits.max_step_tokens = std::max<int64_t>(o.prefill, o.prompt);
+  CudaBackendOptions bo;
+  bo.graphs = o.graphs;
+  std::fprintf(stderr, "%s: building, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
+  const auto t0 = Clock::now();
+  auto source = [](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
+    const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
+    const bool norm = t.name.find("norm") != std::string::npos;
+    return CudaRandomWeight(b, rows, t.shape.back(), DType::kBF16, NameSeed(t.name), norm);
+  };
+  auto slice = Slice::Build(c, {0, c.num_layers, true, true}, limits, MakeCudaBackend(0, bo), source);
+  if (!slice.ok()) Fail(slice.status());
+  (*slice)->backend().Synchronize();
+  const double fill_s = Seconds(t0, Clock::now());
+  std::fprintf(stderr, "%s: built, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
+  const uint64_t bytes = DecodeWeightBytes(c);
+  std::mt19937 rng(1234);
+  json r = {{"preset", name}, {"fill_s", fill_s}, {"weight_bytes_per_step", bytes},
+            {"kv_cache_bytes", (*slice)->kv_cache_bytes()}, {"graphs", o.graphs}};
+  const json* base = hf.contains(name) ? &hf[name] : nullptr;
+  for (int64_t b : batches) {
+    json d = BenchBatch(**slice, b, o, rng);
+    const double bps = double(bytes) / (d["ms_per_step"].get<double>() * 1e-3);
+    d["weight_GBps"] = bps / 1e9;
+    d["fraction_of_copy"] = bps / copy_bps;
+    const std::string key = absl::StrCat("bs", b, "_decode_ms_per_step");
+    if (base != nullptr && base->contains(key)) {
+      d["hf_ms_per_step"] = (*base)[key];
+      d["speedup_vs_hf"] = (*base)[key].get<double>() / d["ms_per_step"].get<double>();
+    }
+    r["decode"].push_back(d);
+  }
+  if (o.prefill > 0) r["prefill"] = BenchPrefill(**slice, o.prefill, rng);
+  slice->reset();  // free the model before the probe's weights
+  if (o.probe) r["matmul_probe"] = ProbeMatMul(c);
+  return r;
+}
+
+void PrintTable(const json& out) {
+  std::printf("%s, copy bandwidth %.0f GB/s, %s\n", out["device"].get<std::string>().c_str(),
+              out["copy_GBps"].get<double>(), out["date"].get<std::string>().c_str());
+  for (const auto& r : out["results"]) {
+    std::printf("\n%s: %.2f GB of weights per decode step (filled on the GPU in %.1f s)\n",
+                r["preset"].get<std::string>().c_str(),
+                r["weight_bytes_per_step"].get<double>() / 1e9, r["fill_s"].get<double>());
+    std::printf("%6s %12s %12s %12s %10s %9s %12s %9s\n", "batch", "prefill ms", "ms/step",
+                "tokens/s", "GB/s", "of copy", "HF ms/step", "speedup");
+    for (const auto& d : r["decode"]) {
+      const bool hf = d.contains("hf_ms_per_step");
+      std::printf("%6lld %12.1f %12.3f %12.0f %10.0f %8.0f%% %12s %9s\n",
+                  (long long)d["batch"].get<int64_t>(), d["prefill_ms"].get<double>(),
+                  d["ms_per_step"].get<double>(), d["tokens_per_s"].get<double>(),
+                  d["weight_GBps"].get<double>(), 100 * d["fraction_of_copy"].get<double>(),
+                  hf ? absl::StrCat(d["hf_ms_per_step"].get<double>()).c_str() : "-",
+                  hf ? absl::StrCat(absl::SixDigits(d["speedup_vs_hf"].get<double>()), "x").c_str() : "-");
+    }
+    for (const auto& p : r.value("matmul_probe", json::array())) {
+      std::printf("  matmul %5lld x %5lld -> %6lld: cuBLAS %6.0f GB/s", (long long)p["n"].get<int64_t>(),
+                  (long long)p["k"].get<int64_t>(), (long long)p["m"].get<int64_t>(),
+                  p["cublas_GBps"].get<double>());
+      if (p.contains("ours_GBps")) std::printf(", ours %6.0f GB/s", p["ours_GBps"].get<double>());
+      std::printf("\n");
+    }
+    if (r.contains("prefill")) {
+      std::printf("prefill of %lld tokens: %.1f ms, %.0f tokens/s\n",
+                  (long long)r["prefill"]["tokens"].get<int64_t>(), r["prefill"]["ms"].get<double>(),
+                  r["prefill"]["tokens_per_s"].get<double>());
+    }
+  }
+}
+
+void RunBench(const BenchOptions& o) {
+  if (cuda::DeviceCount() == 0) Fail(absl::UnavailableError("bench: no CUDA device visible"));
+  auto ids = ParseIdList(o.batches);
+  if (!ids.ok()) Fail(ids.status(), 2);
+  std::vector<int64_t> batches(ids->begin(), ids->end());
+  if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1 || o.decode < 2) Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
+  if (auto s = cuda::PinDevice(0); !s.ok()) Fail(s);
+  const json hf = LoadBaseline(o.hf_baseline);
+  const double copy_bps = CudaCopyBandwidth(1ull << 30, 10);
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  json out = {{"device", *cuda::DeviceDescription(0)}, {"date", date},
+              {"copy_GBps", copy_bps / 1e9}, {"results", json::array()}};
+  if (hf.contains("_device")) out["hf_device"] = hf["_device"];
+  for (absl::string_view name : absl::StrSplit(o.presets, ',')) {
+    out["results"].push_back(BenchPreset(std::string(name), o, batches, copy_bps, hf));
+    if (!o.as_json) std::fprintf(stderr, "%s done\n", std::string(name).c_str());
+  }
+  if (!o.json_out.empty()) std::ofstream(o.json_out) << out.dump(2) << "\n";
+  if (o.as_json) {
+    std::printf("%s\n", out.dump(2).c_str());
+  } else {
+    PrintTable(out);
+  }
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "bench", "decode and prefill speed on GPU 0, random weights of a preset's shape");
+  auto o = std::make_shared<BenchOptions>();
+  cmd->add_option("--preset", o->presets, "presets, comma-separated")->capture_default_str();
+  cmd->add_option("--batches", o->batches, "decode batch sizes")->capture_default_str();
+  cmd->add_option("--prompt", o->prompt, "prompt tokens per sequence")->capture_default_str();
+  cmd->add_option("--decode", o->decode, "decode steps")->capture_default_str();
+  cmd->add_option("--prefill", o->prefill, "tokens of the single-sequence prefill (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--hf-baseline", o->hf_baseline, "output of hf_baseline.py (JSON lines)");
+  cmd->add_flag("!--no-graphs", o->graphs, "issue decode steps op by op (no CUDA graphs)");
+  cmd->add_flag("--json", o->as_json, "print one JSON object");
+  cmd->add_flag("--probe", o->probe, "also time single matrix products (ours vs cuBLAS)");
+  cmd->add_option("--json-out", o->json_out, "also write the JSON object to this file");
+  cmd->callback([o] { RunBench(*o); });
+}
+
+}  // namespace lp::cli

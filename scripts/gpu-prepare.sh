@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# On a machine without a GPU: build, then pack into .device/ what scripts/gpu-run.sh needs on
+# the GPU machine (the binaries with their libraries, compressed to stay under the 64 MiB that
+# travels; the fixtures without the tokenizer; hf_baseline.py). .device/ must be git-ignored.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${1:-.}  # the checkout that travels (default: this one)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+ninja -C build -j2 layerpipe layerpipe_gpu_tests
+dev=$root/.device
+rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures"
+mkdir -p "$dev"
+../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe_gpu_tests
+tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
+cp -r tests/fixtures "$dev/fixtures"
+rm -f "$dev"/fixtures/qwen3-tiny/tokenizer*.json
+cp ../shared/tools/hf_baseline.py scripts/gpu-run.sh "$dev/"
+du -sh "$dev"

@@ -1,0 +1,180 @@
+// The fixtures (tests/fixtures/) on the CUDA backend, through 1 and 3 slices, within the bf16
+// tolerances of fixtures/README.md: relative error of the last-position logits below 2e-2 and
+// the same argmax on every case; the reference's greedy tokens reproduced step by step (fed the
+// reference's own tokens, with the KV cache and recorded decode steps) wherever the float32
+// CPU backend's top-2 margin at that step is clear (>= kClearMargin); and a step recorded as a
+// CUDA graph giving what the same step gives unrecorded.
+#include <algorithm>
+#include <cmath>
+
+#include "common/checkpoint.h"
+#include "fixture_util.h"
+#include "gpu_util.h"
+#include "worker/local_chain.h"
+
+namespace lp {
+namespace {
+
+using lp::testing::FixtureDir;
+using lp::testing::LoadJson;
+using lp::testing::LoadLogits;
+constexpr double kClearMargin = 0.05;
+
+struct Param {
+  std::string fixture;
+  int64_t slices;
+};
+
+void PrintTo(const Param& p, std::ostream* os) { *os << p.fixture << " in " << p.slices; }
+
+std::vector<int32_t> Ids(const nlohmann::json& j) { return j.get<std::vector<int32_t>>(); }
+
+double Margin(std::span<const float> v) {
+  float a = -INFINITY, b = -INFINITY;
+  for (float x : v) {
+    if (x > a) {
+      b = a;
+      a = x;
+    } else if (x > b) {
+      b = x;
+    }
+  }
+  return double(a) - b;
+}
+
+class GpuModelTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device visible: GPU tests skipped";
+    dir_ = FixtureDir(GetParam().fixture);
+    expected_ = LoadJson(dir_ + "/expected.json");
+    auto ckpt = Checkpoint::Open(dir_);
+    ASSERT_TRUE(ckpt.ok()) << ckpt.status();
+    ckpt_ = std::move(*ckpt);
+  }
+
+  std::unique_ptr<LocalChain> Chain(bool gpu, int64_t seqs = 1, bool graphs = true) {
+    SliceLimits limits{seqs, 256, 256};
+    BackendFactory f = [] { return MakeCpuBackend(); };
+    if (gpu) {
+      f = [graphs] {
+        CudaBackendOptions o;
+        o.graphs = graphs;
+        return MakeCudaBackend(0, o);
+      };
+    }
+    auto chain = LocalChain::Load(*ckpt_, EvenSlices(ckpt_->config().num_layers,
+                                                      GetParam().slices), limits, f);
+    EXPECT_TRUE(chain.ok()) << chain.status();
+    return chain.ok() ? std::move(*chain) : nullptr;
+  }
+
+  std::string dir_;
+  nlohmann::json expected_;
+  std::unique_ptr<Checkpoint> ckpt_;
+};
+
+TEST_P(GpuModelTest, LogitsWithinBf16Tolerance) {
+  const auto& cases = expected_["cases"];
+  const int64_t vocab = ckpt_->config().vocab_size;
+  const auto ref = LoadLogits(dir_, cases.size(), size_t(vocab));
+  auto chain = Chain(true);
+  ASSERT_NE(chain, nullptr);
+  for (size_t c = 0; c < cases.size(); ++c) {
+    const auto prompt = Ids(cases[c]["prompt"]);
+    StepLayout layout{{{0, 0, int32_t(prompt.size())}}};
+    std::vector<float> logits;
+    ASSERT_TRUE(chain->Step(layout, prompt, &logits).ok());
+    double diff = 0, norm = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      const double d = logits[size_t(i)] - ref[c * vocab + i];
+      diff += d * d;
+      norm += double(ref[c * vocab + i]) * ref[c * vocab + i];
+    }
+    const double rel = std::sqrt(diff / norm);
+    std::printf("%s case %zu (%zu tokens): relative error %.2e\n", GetParam().fixture.c_str(), c,
+                prompt.size(), rel);
+    EXPECT_LT(rel, 2e-2) << "case " << c;
+    EXPECT_EQ(ArgMax(logits), cases[c]["argmax"].get<int32_t>()) << "case " << c;
+  }
+}
+
+// Teacher-forced: both chains are fed the reference's greedy tokens, so every one of the 20
+// steps is compared even after an unclear step.
+TEST_P(GpuModelTest, GreedyTokensWhereTheMarginIsClear) {
+  auto gpu = Chain(true), cpu = Chain(false);
+  ASSERT_NE(gpu, nullptr);
+  ASSERT_NE(cpu, nullptr);
+  int compared = 0, skipped = 0;
+  for (const auto& c : expected_["cases"]) {
+    const auto prompt = Ids(c["prompt"]);
+    if (std::find(prompt.begin(), prompt.end(), 0) != prompt.end()) continue;  // see model_test
+    const auto want = Ids(c["greedy20"]);
+    StepLayout layout{{{0, 0, int32_t(prompt.size())}}};
+    std::vector<int32_t> in = prompt;
+    std::vector<float> lg, lc;
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_TRUE(gpu->Step(layout, in, &lg).ok());
+      ASSERT_TRUE(cpu->Step(layout, in, &lc).ok());
+      if (Margin(lc) >= kClearMargin) {
+        EXPECT_EQ(ArgMax(lg), want[i]) << "prompt of " << prompt.size() << ", token " << i;
+        ++compared;
+      } else {
+        ++skipped;
+      }
+      layout.seqs = {{0, int32_t(prompt.size() + i), 1}};
+      in = {want[i]};
+    }
+  }
+  std::printf("%s: %d greedy tokens compared, %d with an unclear margin skipped\n",
+              GetParam().fixture.c_str(), compared, skipped);
+  EXPECT_GE(compared, 50);
+}
+
+// Decode steps of 3 sequences at different positions, recorded once and replayed, give the same
+// logits as the same steps issued op by op.
+TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
+  auto with = Chain(true, 3, true), without = Chain(true, 3, false);
+  ASSERT_NE(with, nullptr);
+  ASSERT_NE(without, nullptr);
+  const auto& cases = expected_["cases"];
+  StepLayout layout;
+  std::vector<int32_t> ids;
+  for (int32_t s = 0; s < 3; ++s) {
+    const auto prompt = Ids(cases[size_t(s) + 1]["prompt"]);
+    layout.seqs.push_back({s, 0, int32_t(prompt.size())});
+    ids.insert(ids.end(), prompt.begin(), prompt.end());
+  }
+  std::vector<float> a, b;
+  ASSERT_TRUE(with->Step(layout, ids, &a).ok());
+  ASSERT_TRUE(without->Step(layout, ids, &b).ok());
+  const int64_t vocab = with->vocab_size();
+  for (int step = 0; step < 6; ++step) {
+    ids.clear();
+    for (auto& s : layout.seqs) {
+      s.start_pos += s.n_tokens;
+      s.n_tokens = 1;
+      ids.push_back(ArgMax(std::span<const float>(b).subspan(size_t(s.slot * vocab), size_t(vocab))));
+    }
+    ASSERT_TRUE(with->Step(layout, ids, &a).ok());
+    ASSERT_TRUE(without->Step(layout, ids, &b).ok());
+    double max_diff = 0;
+    for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, double(std::fabs(a[i] - b[i])));
+    EXPECT_LT(max_diff, 1e-4) << "decode step " << step;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModelTest,
+                         ::testing::Values(Param{"qwen3-tiny", 1}, Param{"qwen3-tiny", 3},
+                                           Param{"qwen3-small-sharded", 1},
+                                           Param{"qwen3-small-sharded", 3},
+                                           Param{"qwen2-small", 1}, Param{"qwen2-small", 3}),
+                         [](const auto& info) {
+                           std::string n = info.param.fixture + "_" +
+                                           std::to_string(info.param.slices) + "slices";
+                           std::replace(n.begin(), n.end(), '-', '_');
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace lp

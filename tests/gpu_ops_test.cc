@@ -1,0 +1,208 @@
+// Every op of the CUDA backend against the CPU backend (the oracle) on fresh random inputs of
+// several shapes, odd ones included. Bound: normalized MSE (sum of squared differences over the
+// sum of squares of the CPU result) below 1e-4 where bf16 enters (matrix inputs converted for
+// cuBLAS, the bf16 KV cache), below 1e-9 for float32-only ops.
+#include <algorithm>
+
+#include "gpu_util.h"
+
+namespace lp {
+namespace {
+
+using lp::testing::GpuTest;
+constexpr double kF32Bound = 1e-9;
+constexpr double kBf16Bound = 1e-4;
+
+StepLayout Layout(std::vector<SeqChunk> seqs) { return StepLayout{std::move(seqs)}; }
+
+TEST_F(GpuTest, RmsNormAndAddRmsNorm) {
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 32}, {7, 1000}, {33, 4096}, {3, 5}}) {
+    auto [xc, xg] = Act(rows, cols);
+    auto [rc, rg] = Act(rows, cols);
+    auto [wc, wg] = Weight(1, cols, 0.1f, 1.0f);
+    Tensor oc = cpu_->Alloc(rows, cols), og = gpu_->Alloc(rows, cols);
+    Poison(og);
+    cpu_->RmsNorm(xc, wc, 1e-6f, oc);
+    gpu_->RmsNorm(xg, wg, 1e-6f, og);
+    EXPECT_LT(Nmse(oc, og), kF32Bound) << rows << "x" << cols;
+    Poison(og);
+    cpu_->AddRmsNorm(rc, xc, wc, 1e-6f, oc);
+    gpu_->AddRmsNorm(rg, xg, wg, 1e-6f, og);
+    EXPECT_LT(Nmse(oc, og), kF32Bound) << rows << "x" << cols;
+    EXPECT_LT(Nmse(rc, rg), kF32Bound) << "residual " << rows << "x" << cols;
+  }
+}
+
+TEST_F(GpuTest, MatMulGemvAndCublas) {
+  struct Shape { int64_t n, k, m; bool bias; };
+  for (Shape s : {Shape{1, 4096, 1024, false}, {1, 64, 96, true}, {3, 256, 77, false},
+                  {8, 1024, 512, true}, {9, 512, 300, false}, {64, 1000, 37, true},
+                  {5, 333, 129, false}, {130, 96, 2048, false}}) {
+    auto [xc, xg] = Act(s.n, s.k);
+    auto [wc, wg] = Weight(s.m, s.k);
+    auto [bc, bg] = Weight(1, s.m);
+    Tensor oc = cpu_->Alloc(s.n, s.m), og = gpu_->Alloc(s.n, s.m);
+    Poison(og);
+    cpu_->MatMul(xc, wc, s.bias ? &bc : nullptr, oc);
+    gpu_->MatMul(xg, wg, s.bias ? &bg : nullptr, og);
+    EXPECT_LT(Nmse(oc, og), kBf16Bound) << s.n << "x" << s.k << " * " << s.m;
+  }
+}
+
+// Products of one input issued back to back (q, k, v) go out as one launch; each is still right.
+TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
+  for (int64_t n : {1, 4, 8, 16, 100}) {  // GEMV launches, then cuBLAS with one conversion
+    auto [xc, xg] = Act(n, 512);
+    std::vector<std::pair<Tensor, Tensor>> w, out;
+    for (int64_t m : {512, 128, 136, 40, 1000}) {
+      w.push_back(Weight(m, 512));
+      out.push_back({cpu_->Alloc(n, m), gpu_->Alloc(n, m)});
+      Poison(out.back().second);
+    }
+    for (size_t i = 0; i < w.size(); ++i) {
+      cpu_->MatMul(xc, w[i].first, nullptr, out[i].first);
+      gpu_->MatMul(xg, w[i].second, nullptr, out[i].second);
+    }
+    for (size_t i = 0; i < w.size(); ++i) {
+      EXPECT_LT(Nmse(out[i].first, out[i].second), kBf16Bound) << n << " rows, product " << i;
+    }
+  }
+}
+
+TEST_F(GpuTest, QkNormRopeAtManyPositions) {
+  for (int64_t hd : {16, 64, 128}) {
+    for (bool norm : {true, false}) {
+      AttentionParams p{6, 2, hd, 1000000.0, 1e-6f};
+      const auto layout = Layout({{0, 0, 5}, {1, 4000, 1}, {2, 17, 40}});
+      const int64_t rows = layout.total_tokens();
+      auto [qc, qg] = Act(rows, p.num_heads * hd);
+      auto [kc, kg] = Act(rows, p.num_kv_heads * hd);
+      auto [qn_c, qn_g] = Weight(1, hd, 0.1f, 1.0f);
+      auto [kn_c, kn_g] = Weight(1, hd, 0.1f, 1.0f);
+      cpu_->BeginStep(layout);
+      gpu_->BeginStep(layout);
+      cpu_->QkNormRope(qc, kc, norm ? &qn_c : nullptr, norm ? &kn_c : nullptr, p);
+      gpu_->QkNormRope(qg, kg, norm ? &qn_g : nullptr, norm ? &kn_g : nullptr, p);
+      EXPECT_LT(Nmse(qc, qg), 1e-8) << "q, head_dim " << hd;
+      EXPECT_LT(Nmse(kc, kg), 1e-8) << "k, head_dim " << hd;
+    }
+  }
+}
+
+// Attention after a first step fills the cache: the second step mixes decode tokens and a
+// prefill chunk continuing a sequence, so both kernels (split for <= 64 rows, tiled above) see
+// cached and fresh keys, several slots and positions.
+TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
+  struct Case { int64_t heads, kv_heads, hd; std::vector<SeqChunk> first, second; };
+  const std::vector<Case> cases = {
+      {4, 2, 16, {{0, 0, 7}, {1, 0, 1}}, {{0, 7, 1}, {1, 1, 3}}},
+      {32, 8, 128, {{2, 0, 100}, {0, 0, 37}}, {{2, 100, 1}, {0, 37, 1}, {1, 0, 70}}},
+      {14, 2, 64, {{0, 0, 129}}, {{0, 129, 1}, {1, 0, 5}}},
+      {16, 8, 128, {{0, 0, 3}, {1, 0, 250}, {3, 0, 1}}, {{1, 250, 33}, {3, 1, 1}}},
+  };
+  for (const auto& c : cases) {
+    AttentionParams p{c.heads, c.kv_heads, c.hd, 10000.0, 1e-6f};
+    KvCacheShape shape{2, 4, 512, c.kv_heads, c.hd};
+    auto cache_c = cpu_->CreateKvCache(shape);
+    auto cache_g = gpu_->CreateKvCache(shape);
+    for (const auto* seqs : {&c.first, &c.second}) {
+      const auto layout = Layout(*seqs);
+      const int64_t rows = layout.total_tokens();
+      auto [qc, qg] = Act(rows, c.heads * c.hd);
+      auto [kc, kg] = Act(rows, c.kv_heads * c.hd);
+      auto [vc, vg] = Act(rows, c.kv_heads * c.hd);
+      Tensor oc = cpu_->Alloc(rows, c.heads * c.hd), og = gpu_->Alloc(rows, c.heads * c.hd);
+      Poison(og);
+      cpu_->BeginStep(layout);
+      gpu_->BeginStep(layout);
+      cpu_->Attention(qc, kc, vc, *cache_c, 1, p, oc);
+      gpu_->Attention(qg, kg, vg, *cache_g, 1, p, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound) << c.heads << "/" << c.kv_heads << "x" << c.hd << ", "
+                                         << rows << " rows";
+    }
+  }
+}
+
+TEST_F(GpuTest, EmbedSiluMulAddGather) {
+  auto [tc, tg] = Weight(1001, 96);
+  std::vector<int32_t> ids = {0, 1000, 5, 5, 999, 17, 3};
+  const auto layout = Layout({{0, 0, int32_t(ids.size())}});
+  Tensor ec = cpu_->Alloc(7, 96), eg = gpu_->Alloc(7, 96);  // before BeginStep: sizes its buffers
+  cpu_->BeginStep(layout);
+  gpu_->BeginStep(layout);
+  Poison(eg);
+  cpu_->Embed(tc, ids, ec);
+  gpu_->Embed(tg, ids, eg);
+  EXPECT_LT(Nmse(ec, eg), kF32Bound);
+
+  auto [gc, gg] = Act(13, 301);
+  auto [uc, ug] = Act(13, 301);
+  Tensor oc = cpu_->Alloc(13, 301), og = gpu_->Alloc(13, 301);
+  Poison(og);
+  cpu_->SiluMul(gc, uc, oc);
+  gpu_->SiluMul(gg, ug, og);
+  EXPECT_LT(Nmse(oc, og), kF32Bound);
+  cpu_->Add(gc, uc);
+  gpu_->Add(gg, ug);
+  EXPECT_LT(Nmse(gc, gg), kF32Bound);
+
+  std::vector<int32_t> rows(70);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i] = int32_t((i * 7) % 13);
+  Tensor rc = cpu_->Alloc(70, 301), rg = gpu_->Alloc(70, 301);
+  Poison(rg);
+  cpu_->GatherRows(gc, rows, rc);
+  gpu_->GatherRows(gg, rows, rg);
+  EXPECT_LT(Nmse(rc, rg), kF32Bound);
+}
+
+// Greedy and log-probabilities agree exactly in ids and closely in values; drawn tokens agree
+// with the CPU draw for the same random number except where rounding moves a boundary (rare).
+TEST_F(GpuTest, SampleMatchesHostSampling) {
+  for (int64_t vocab : {int64_t(1000), int64_t(151936), int64_t(37)}) {
+    const int64_t rows = 24;
+    auto [lc, lg] = Act(rows, vocab, 3.0f);
+    std::vector<SampleParams> params(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      auto& p = params[size_t(r)];
+      p.random = uint64_t(r) * 7919 + uint64_t(vocab);
+      p.num_logprobs = int32_t(r % 6 == 0 ? 20 : r % 3);
+      if (r % 4 != 0) p.temperature = 0.5f + 0.25f * float(r % 5);
+      if (r % 4 == 2) p.top_k = int32_t(1 + r);
+      if (r % 4 == 3) p.top_p = 0.5f + 0.02f * float(r);
+      if (r % 8 == 1) { p.top_k = 40; p.top_p = 0.9f; }
+    }
+    std::vector<SampleResult> rc(static_cast<size_t>(rows)), rg(static_cast<size_t>(rows));
+    cpu_->Sample(lc, params, rc);
+    gpu_->Sample(lg, params, rg);
+    int same = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto &a = rc[size_t(r)], &b = rg[size_t(r)];
+      same += a.id == b.id;
+      if (params[size_t(r)].temperature == 0.0f) EXPECT_EQ(a.id, b.id) << "greedy row " << r;
+      if (a.id == b.id) EXPECT_NEAR(a.logprob, b.logprob, 1e-3) << "row " << r;
+      ASSERT_EQ(a.top.size(), b.top.size()) << "row " << r;
+      for (size_t i = 0; i < a.top.size(); ++i) {
+        EXPECT_EQ(a.top[i].id, b.top[i].id) << "row " << r << " rank " << i;
+        EXPECT_NEAR(a.top[i].logprob, b.top[i].logprob, 1e-3) << "row " << r << " rank " << i;
+      }
+      EXPECT_GE(b.id, 0);
+      EXPECT_LT(b.id, vocab);
+    }
+    EXPECT_GE(same, rows - 1) << "vocab " << vocab;
+  }
+}
+
+TEST(GpuDevice, PinningAMissingDeviceIsAnError) {
+  EXPECT_FALSE(cuda::PinDevice(cuda::DeviceCount()).ok());
+}
+
+TEST(GpuDevice, DeviceAnswersAndSelfTestPasses) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device visible: GPU tests skipped";
+  auto desc = cuda::DeviceDescription(0);
+  ASSERT_TRUE(desc.ok()) << desc.status();
+  std::printf("device 0: %s\n", desc->c_str());
+  EXPECT_TRUE(cuda::SelfTest().ok());
+}
+
+}  // namespace
+}  // namespace lp

@@ -1,0 +1,360 @@
+// Causal grouped-query attention over the bf16 KV cache, for any step layout (prefill chunks
+// and decode tokens of many sequences, each in its own slot, at its own positions).
+//
+// Why two kernels. A decode step has one query per sequence: the work is reading the cache, so
+// `SplitAttnKernel` cuts each sequence's keys into chunks (one block per row, KV head and
+// chunk, the query heads of the group sharing every key read) and `CombineKernel` merges the
+// chunks' softmax partials. A prefill step has many queries per sequence: `TiledAttnKernel`
+// loads 32 keys and values at a time into shared memory and lets 64 query vectors (query rows
+// times the heads of one KV group) use them, with an online softmax; float32 on the CUDA cores.
+// Positions and slots come from the device layout, so a recorded decode step replays for any
+// positions; the number of chunks depends only on the cache's max_context.
+#include <cmath>
+
+#include "worker/cuda/common.cuh"
+#include "worker/cuda/kernels.h"
+
+namespace lp::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+constexpr int kMaxGroup = 8;   // query heads per KV head
+constexpr int kSplitWarps = 4;
+constexpr int kTileKeys = 32;
+constexpr int kTileQueries = 64;  // query vectors per pass of a tiled block
+constexpr int kTileWarps = 4;     // each warp owns kTileQueries / kTileWarps query vectors
+constexpr int kQPerWarp = kTileQueries / kTileWarps;
+
+int64_t SplitChunk(int64_t max_context) {
+  return std::max<int64_t>(32, (max_context + 63) / 64);
+}
+
+// ---- kernels
+
+__global__ void StoreKvKernel(const float* k, const float* v, int64_t kvd, const int32_t* pos,
+                              const int32_t* slot, bf16* kc, bf16* vc, int64_t max_ctx) {
+  const int64_t row = blockIdx.x;
+  const int64_t dst = (int64_t(slot[row]) * max_ctx + pos[row]) * kvd;
+  for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x) {
+    kc[dst + i] = __float2bfloat16(k[row * kvd + i]);
+    vc[dst + i] = __float2bfloat16(v[row * kvd + i]);
+  }
+}
+
+// Block (row, kv head, chunk); warp w takes keys w, w + 4, ... of the chunk. Writes the chunk's
+// unnormalized output, running max and sum per query head to `part`. With `k_new` (a decode
+// step: one row per sequence), the row's own key and value come from k_new / v_new, and the
+// block whose chunk holds them also stores them in the cache (saving the store kernel).
+template <int D>
+__global__ void __launch_bounds__(kSplitWarps * 32)
+    SplitAttnKernel(const float* q, bf16* kc, bf16* vc, int64_t max_ctx, int heads,
+                    int kv_heads, const int32_t* pos, const int32_t* slot, int chunk,
+                    int splits, float scale, const float* k_new, const float* v_new,
+                    float* part) {
+  constexpr int E = D >= 32 ? D / 32 : 1;
+  __shared__ float sm_acc[kSplitWarps][kMaxGroup][D];
+  __shared__ float sm_ml[kSplitWarps][kMaxGroup][2];
+  const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = heads / kv_heads;
+  const int p = pos[row];
+  const int key0 = split * chunk, key1 = min(key0 + chunk, p + 1);
+  if (key0 > p) return;  // CombineKernel reads only chunks that hold keys
+  const int d0 = lane * E;
+  const bool owns = d0 < D;
+  float qr[kMaxGroup][E], acc[kMaxGroup][E], m[kMaxGroup], l[kMaxGroup];
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      const bool ok = g < group && owns;
+      qr[g][e] = ok ? q[(int64_t(row) * heads + kvh * group + g) * D + d0 + e] * scale : 0.0f;
+      acc[g][e] = 0.0f;
+    }
+  }
+  const int64_t kvd = int64_t(kv_heads) * D;
+  const int64_t base = int64_t(slot[row]) * max_ctx * kvd + int64_t(kvh) * D + d0;
+  const int64_t fresh = int64_t(row) * kvd + int64_t(kvh) * D + d0;  // in k_new / v_new
+  if (k_new != nullptr && key1 == p + 1 && warp == 0) {
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      if (owns) {
+        kc[base + p * kvd + e] = __float2bfloat16(k_new[fresh + e]);
+        vc[base + p * kvd + e] = __float2bfloat16(v_new[fresh + e]);
+      }
+    }
+  }
+  for (int t = key0 + warp; t < key1; t += kSplitWarps) {
+    float kf[E], vf[E];
+    const bool own_key = k_new != nullptr && t == p;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      if (own_key) {  // rounded as the cache holds it
+        kf[e] = owns ? __bfloat162float(__float2bfloat16(k_new[fresh + e])) : 0.0f;
+        vf[e] = owns ? __bfloat162float(__float2bfloat16(v_new[fresh + e])) : 0.0f;
+      } else {
+        kf[e] = owns ? __bfloat162float(kc[base + t * kvd + e]) : 0.0f;
+        vf[e] = owns ? __bfloat162float(vc[base + t * kvd + e]) : 0.0f;
+      }
+    }
+#pragma unroll
+    for (int g = 0; g < kMaxGroup; ++g) {
+      if (g >= group) break;
+      float s = 0.0f;
+#pragma unroll
+      for (int e = 0; e < E; ++e) s += qr[g][e] * kf[e];
+      s = WarpSum(s);
+      const float m_new = fmaxf(m[g], s);
+      const float corr = __expf(m[g] - m_new), pr = __expf(s - m_new);
+      l[g] = l[g] * corr + pr;
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[g][e] = acc[g][e] * corr + pr * vf[e];
+      m[g] = m_new;
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < kMaxGroup; ++g) {
+    if (g >= group) break;
+#pragma unroll
+    for (int e = 0; e < E; ++e) {
+      if (owns) sm_acc[warp][g][d0 + e] = acc[g][e];
+    }
+    if (lane == 0) {
+      sm_ml[warp][g][0] = m[g];
+      sm_ml[warp][g][1] = l[g];
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < group * D; i += blockDim.x) {
+    const int g = i / D, d = i % D;
+    float mx = -INFINITY;
+    for (int w = 0; w < kSplitWarps; ++w) mx = fmaxf(mx, sm_ml[w][g][0]);
+    float o = 0.0f, sum = 0.0f;
+    for (int w = 0; w < kSplitWarps; ++w) {
+      const float f = sm_ml[w][g][1] > 0.0f ? __expf(sm_ml[w][g][0] - mx) : 0.0f;
+      o += sm_acc[w][g][d] * f;
+      sum += sm_ml[w][g][1] * f;
+    }
+    float* dst = part + ((int64_t(row) * heads + kvh * group + g) * splits + split) * (D + 2);
+    dst[d] = o;
+    if (d == 0) {
+      dst[D] = mx;
+      dst[D + 1] = sum;
+    }
+  }
+}
+
+template <int D>
+__global__ void CombineKernel(const float* part, int heads, const int32_t* pos, int chunk,
+                              int splits, float* out) {
+  const int row = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
+  if (d >= D) return;
+  const int used = min(splits, pos[row] / chunk + 1);
+  const float* src = part + (int64_t(row) * heads + h) * splits * (D + 2);
+  float mx = -INFINITY;
+  for (int s = 0; s < used; ++s) mx = fmaxf(mx, src[s * (D + 2) + D]);
+  float o = 0.0f, sum = 0.0f;
+  for (int s = 0; s < used; ++s) {
+    const float* ps = src + s * (D + 2);
+    const float f = ps[D + 1] > 0.0f ? __expf(ps[D] - mx) : 0.0f;
+    o += ps[d] * f;
+    sum += ps[D + 1] * f;
+  }
+  out[(int64_t(row) * heads + h) * D + d] = o / sum;
+}
+
+// Keys and values [kt, kt + 32) of one KV head into shared memory as float32 (zeros past
+// max_pos); ks rows padded to D + 4.
+template <int D>
+__device__ __forceinline__ void LoadKvTile(const bf16* kc, const bf16* vc, int64_t cache0,
+                                           int64_t kvd, int kt, int max_pos, float* ks,
+                                           float* vs) {
+  for (int i = threadIdx.x; i < kTileKeys * D / 8; i += blockDim.x) {
+    const int key = i / (D / 8), d = (i % (D / 8)) * 8;
+    uint4 ku = make_uint4(0, 0, 0, 0), vu = ku;
+    if (kt + key <= max_pos) {
+      ku = *reinterpret_cast<const uint4*>(kc + cache0 + (kt + key) * kvd + d);
+      vu = *reinterpret_cast<const uint4*>(vc + cache0 + (kt + key) * kvd + d);
+    }
+    const bf16* kb = reinterpret_cast<const bf16*>(&ku);
+    const bf16* vb = reinterpret_cast<const bf16*>(&vu);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      ks[key * (D + 4) + d + e] = __bfloat162float(kb[e]);
+      vs[key * D + d + e] = __bfloat162float(vb[e]);
+    }
+  }
+}
+
+// Block (tile of query rows of one sequence, kv head, group of 64 query vectors (row, head of
+// the KV group)); keys in shared-memory tiles of 32, lane = key for the scores, lane = dimension for
+// the output. Scores in log2 units (exp2f).
+template <int D>
+__global__ void __launch_bounds__(kTileWarps * 32)
+    TiledAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
+                    int kv_heads, const int32_t* pos, const int32_t* slot, const AttnTile* tiles,
+                    float scale_log2, float* out) {
+  constexpr int E = D >= 32 ? D / 32 : 1;
+  constexpr int KS = D + 4;  // padded: lane-per-key float4 reads hit distinct banks
+  extern __shared__ float smem[];
+  float* qs = smem;                         // [kTileQueries][D]
+  float* ks = qs + kTileQueries * D;        // [kTileKeys][KS]
+  float* vs = ks + kTileKeys * KS;          // [kTileKeys][D]
+  const AttnTile tile = tiles[blockIdx.x];
+  const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int group = heads / kv_heads, n_qv = tile.count * group;
+  const int64_t kvd = int64_t(kv_heads) * D;
+  const int64_t cache0 = int64_t(slot[tile.row0]) * max_ctx * kvd + int64_t(kvh) * D;
+  const int max_pos = pos[tile.row0 + tile.count - 1];
+  // blockIdx.z: which 64 of the tile's query vectors (rows x heads of the group).
+  {
+    const int qv0 = int(blockIdx.z) * kTileQueries;
+    if (qv0 >= n_qv) return;
+    for (int i = threadIdx.x; i < kTileQueries * D; i += blockDim.x) {
+      const int v = qv0 + i / D, d = i % D;
+      const int r = v / group, g = v % group;
+      qs[i] = v < n_qv ? q[(int64_t(tile.row0 + r) * heads + kvh * group + g) * D + d] * scale_log2
+                       : 0.0f;
+    }
+    int qpos[kQPerWarp];
+    float acc[kQPerWarp][E], m[kQPerWarp], l[kQPerWarp];
+#pragma unroll
+    for (int j = 0; j < kQPerWarp; ++j) {
+      const int v = qv0 + warp * kQPerWarp + j;
+      qpos[j] = v < n_qv ? pos[tile.row0 + v / group] : -1;
+      m[j] = -INFINITY;
+      l[j] = 0.0f;
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[j][e] = 0.0f;
+    }
+    for (int kt = 0; kt <= max_pos; kt += kTileKeys) {
+      __syncthreads();
+      LoadKvTile<D>(kc, vc, cache0, kvd, kt, max_pos, ks, vs);
+      __syncthreads();
+      float s[kQPerWarp];
+#pragma unroll
+      for (int j = 0; j < kQPerWarp; ++j) s[j] = 0.0f;
+      const float* qw = qs + warp * kQPerWarp * D;
+#pragma unroll 4
+      for (int d = 0; d < D; d += 4) {
+        const float4 kf = *reinterpret_cast<const float4*>(ks + lane * KS + d);
+#pragma unroll
+        for (int j = 0; j < kQPerWarp; ++j) {
+          const float4 qf = *reinterpret_cast<const float4*>(qw + j * D + d);
+          s[j] += qf.x * kf.x + qf.y * kf.y + qf.z * kf.z + qf.w * kf.w;
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kQPerWarp; ++j) {
+        if (qpos[j] < 0) {  // warp-uniform: no query here
+          s[j] = 0.0f;
+          continue;
+        }
+        const float sj = kt + lane <= qpos[j] ? s[j] : -INFINITY;
+        const float m_new = fmaxf(m[j], WarpMax(sj));
+        const float corr = exp2f(m[j] - m_new);
+        s[j] = exp2f(sj - m_new);
+        l[j] = l[j] * corr + s[j];  // per-lane partial sum, reduced at the end
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[j][e] *= corr;
+        m[j] = m_new;
+      }
+      for (int key = 0; key < kTileKeys; ++key) {
+        float vf[E];
+#pragma unroll
+        for (int e = 0; e < E; ++e) vf[e] = (lane + 32 * e < D) ? vs[key * D + lane + 32 * e] : 0.0f;
+#pragma unroll
+        for (int j = 0; j < kQPerWarp; ++j) {
+          const float pj = __shfl_sync(0xffffffffu, s[j], key);
+#pragma unroll
+          for (int e = 0; e < E; ++e) acc[j][e] += pj * vf[e];
+        }
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kQPerWarp; ++j) {
+      const float sum = WarpSum(l[j]);
+      if (qpos[j] < 0) continue;
+      const int v = qv0 + warp * kQPerWarp + j, r = v / group, g = v % group;
+      float* o = out + (int64_t(tile.row0 + r) * heads + kvh * group + g) * D;
+#pragma unroll
+      for (int e = 0; e < E; ++e) {
+        if (lane + 32 * e < D) o[lane + 32 * e] = acc[j][e] / sum;
+      }
+    }
+  }
+}
+
+template <int D>
+void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v_new,
+            const AttnShape& a, const DeviceLayout& L, float* scratch, float* out,
+            cudaStream_t s) {
+  auto* kc = static_cast<bf16*>(c.k);
+  auto* vc = static_cast<bf16*>(c.v);
+  const float scale = 1.0f / sqrtf(float(D));
+  if (L.tokens <= kSplitRows) {
+    const int chunk = int(SplitChunk(c.max_context));
+    const int splits = int((c.max_context + chunk - 1) / chunk);
+    dim3 grid(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(splits));
+    SplitAttnKernel<D><<<grid, kSplitWarps * 32, 0, s>>>(
+        q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, chunk, splits,
+        scale, k_new, v_new, scratch);
+    LAUNCH_CHECK(SplitAttnKernel);
+    CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), D < 32 ? 32 : D, 0, s>>>(
+        scratch, int(a.heads), L.pos, chunk, splits, out);
+    LAUNCH_CHECK(CombineKernel);
+    return;
+  }
+  const size_t smem = sizeof(float) * (kTileQueries * D + kTileKeys * (D + 4) + kTileKeys * D);
+  static bool configured = false;  // the attribute is per kernel; set it once
+  if (!configured) {
+    CUDA_CHECK(cudaFuncSetAttribute(TiledAttnKernel<D>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    configured = true;
+  }
+  const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
+  TiledAttnKernel<D><<<dim3(unsigned(L.num_tiles), unsigned(a.kv_heads), unsigned(groups)),
+                       kTileWarps * 32, smem, s>>>(q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos,
+                            L.slot, L.tiles, scale * 1.4426950408889634f, out);
+  LAUNCH_CHECK(TiledAttnKernel);
+}
+
+}  // namespace
+
+// ---- launchers
+
+int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context) {
+  const int64_t chunk = SplitChunk(max_context);
+  const int64_t splits = (max_context + chunk - 1) / chunk;
+  return int64_t(kSplitRows) * a.heads * splits * (a.head_dim + 2);
+}
+
+void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
+                     const AttnShape& a, const DeviceLayout& layout, bool decode_only,
+                     float* scratch, float* out, cudaStream_t s) {
+  LP_REQUIRE(layout.tokens > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0);
+  LP_REQUIRE(a.heads / a.kv_heads <= kMaxGroup);
+  const int64_t kvd = a.kv_heads * a.head_dim;
+  const bool fused_store = decode_only && layout.tokens <= kSplitRows;
+  if (!fused_store) {
+    StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(
+        k, v, kvd, layout.pos, layout.slot, static_cast<bf16*>(cache.k),
+        static_cast<bf16*>(cache.v), cache.max_context);
+    LAUNCH_CHECK(StoreKvKernel);
+  }
+  const float* kn = fused_store ? k : nullptr;
+  const float* vn = fused_store ? v : nullptr;
+  switch (a.head_dim) {
+    case 16: Attend<16>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 32: Attend<32>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 64: Attend<64>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 128: Attend<128>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    case 256: Attend<256>(cache, q, kn, vn, a, layout, scratch, out, s); break;
+    default: LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 ||
+                        a.head_dim == 128 || a.head_dim == 256);
+  }
+}
+
+}  // namespace lp::cuda

@@ -1,0 +1,307 @@
+// The CUDA backend (see cuda_backend.h): memory, the step layout on the device, recorded decode
+// steps (CUDA graphs), and the ops, each a launcher of kernels.h. Weight loading, random
+// weights and the KV cache live in memory.cu.
+//
+// Why a device layout: RoPE and attention read each token's position and KV slot from device
+// memory that BeginStep fills (one copy from pinned memory), so a decode step's kernels are
+// the same for every position and a recorded CUDA graph replays them.
+#include <map>
+#include <vector>
+
+#include "worker/cuda/backend_impl.h"
+
+namespace lp::cuda {
+
+CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
+    : device_(device), options_(options) {
+  CUDA_CHECK(cudaSetDevice(device));
+  CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  cublasHandle_t h;
+  CUBLAS_CHECK(cublasCreate(&h));
+  cublas_ = h;
+  // A fixed workspace: cuBLAS then allocates nothing while a graph is being recorded.
+  CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
+  CUBLAS_CHECK(cublasSetWorkspace(h, cublas_workspace_, kCublasWorkspace));
+  CUBLAS_CHECK(cublasSetStream(h, stream_));
+  CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
+  CUDA_CHECK(cudaHostAlloc(&sample_host_, kMaxSampleRows * sizeof(DeviceSampleResult), 0));
+  CUDA_CHECK(cudaHostAlloc(&sample_params_host_, kMaxSampleRows * sizeof(DeviceSampleParams), 0));
+  CUDA_CHECK(cudaMalloc(&sample_dev_, kMaxSampleRows * sizeof(DeviceSampleResult)));
+  CUDA_CHECK(cudaMalloc(&sample_params_dev_, kMaxSampleRows * sizeof(DeviceSampleParams)));
+}
+
+CudaBackend::~CudaBackend() {
+  cudaStreamSynchronize(stream_);
+  for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
+  cublasDestroy(static_cast<cublasHandle_t>(cublas_));
+  cudaFree(cublas_workspace_);
+  cudaFree(scratch_);
+  cudaFree(layout_dev_);
+  cudaFree(attn_scratch_);
+  cudaFree(sample_dev_);
+  cudaFree(sample_params_dev_);
+  cudaFreeHost(layout_host_);
+  cudaFreeHost(sample_host_);
+  cudaFreeHost(sample_params_host_);
+  for (void* p : staging_) cudaFreeHost(p);
+  for (auto e : staging_done_) cudaEventDestroy(e);
+  cudaEventDestroy(staged_);
+  cudaStreamDestroy(stream_);
+}
+
+Tensor CudaBackend::DeviceTensor(int64_t rows, int64_t cols, DType dtype) {
+  void* p = nullptr;
+  const size_t bytes = std::max<size_t>(16, size_t(rows * cols) * DTypeSize(dtype));
+  CUDA_CHECK(cudaMalloc(&p, bytes));
+  CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, stream_));
+  Tensor t;
+  t.storage = std::shared_ptr<void>(p, [](void* q) { cudaFree(q); });
+  t.data = p;
+  t.dtype = dtype;
+  t.rows = rows;
+  t.cols = cols;
+  return t;
+}
+
+Tensor CudaBackend::Alloc(int64_t rows, int64_t cols) {
+  LP_REQUIRE(rows > 0 && cols > 0 && rows * cols < (int64_t(1) << 36));
+  // Workspaces are allocated at load: size what the ops need from the largest of them.
+  if (rows * cols > scratch_elems_) {
+    cudaFree(scratch_);
+    CUDA_CHECK(cudaMalloc(&scratch_, size_t(rows * cols) * 2));
+    scratch_elems_ = rows * cols;
+  }
+  if (rows > layout_rows_) {
+    cudaFree(layout_dev_);
+    cudaFreeHost(layout_host_);
+    layout_rows_ = rows;
+    CUDA_CHECK(cudaMalloc(&layout_dev_, LayoutBytes()));
+    CUDA_CHECK(cudaHostAlloc(&layout_host_, LayoutBytes(), 0));
+  }
+  return DeviceTensor(rows, cols, DType::kF32);
+}
+
+size_t CudaBackend::LayoutBytes() const {
+  // pos, slot, ids: [rows] int32 each; tiles: up to 2 * rows.
+  return size_t(layout_rows_) * (3 * sizeof(int32_t) + 2 * sizeof(AttnTile));
+}
+
+void CudaBackend::Upload(std::span<const float> host, Tensor& dst) {
+  Flush();
+  LP_REQUIRE(int64_t(host.size()) == dst.numel() && dst.dtype == DType::kF32);
+  CUDA_CHECK(cudaMemcpyAsync(dst.data, host.data(), host.size_bytes(), cudaMemcpyHostToDevice,
+                             stream_));
+}
+
+void CudaBackend::Download(const Tensor& src, std::span<float> host) {
+  Flush();
+  LP_REQUIRE(int64_t(host.size()) == src.numel() && src.dtype == DType::kF32);
+  CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data, host.size_bytes(), cudaMemcpyDeviceToHost,
+                             stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
+void CudaBackend::BeginStep(const StepLayout& layout) {
+  Flush();
+  const int64_t tokens = layout.total_tokens();
+  LP_REQUIRE(tokens > 0 && tokens <= layout_rows_);
+  // The previous step's copy from the pinned buffer must be done before it is rewritten.
+  CUDA_CHECK(cudaEventSynchronize(staged_));
+  auto* pos = static_cast<int32_t*>(layout_host_);
+  int32_t* slot = pos + layout_rows_;
+  auto* tiles = reinterpret_cast<AttnTile*>(pos + 3 * layout_rows_);
+  int64_t row = 0, n_tiles = 0;
+  for (const auto& s : layout.seqs) {
+    for (int32_t i = 0; i < s.n_tokens; i += kAttnTileRows) {
+      tiles[n_tiles++] = {int32_t(row + i), std::min(kAttnTileRows, s.n_tokens - i)};
+    }
+    for (int32_t i = 0; i < s.n_tokens; ++i, ++row) {
+      pos[row] = s.start_pos + i;
+      slot[row] = s.slot;
+    }
+  }
+  LP_REQUIRE(n_tiles <= 2 * layout_rows_);
+  auto* dpos = static_cast<int32_t*>(layout_dev_);
+  // pos and slot (the ids in between are copied by Embed), then the tiles.
+  CUDA_CHECK(cudaMemcpyAsync(dpos, pos, 2 * layout_rows_ * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(dpos + 3 * layout_rows_, tiles, n_tiles * sizeof(AttnTile),
+                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaEventRecord(staged_, stream_));
+  dev_layout_.pos = dpos;
+  dev_layout_.slot = dpos + layout_rows_;
+  dev_layout_.tiles = reinterpret_cast<const AttnTile*>(dpos + 3 * layout_rows_);
+  dev_layout_.num_tiles = int32_t(n_tiles);
+  dev_layout_.tokens = int32_t(tokens);
+  decode_only_ = tokens == int64_t(layout.seqs.size());
+}
+
+void CudaBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tensor& out) {
+  Flush();
+  const int64_t n = int64_t(ids.size());
+  LP_REQUIRE(n > 0 && n <= layout_rows_ && out.cols == table.cols && !recording_);
+  // Written after BeginStep's copy was queued; that copy does not read the ids' part.
+  int32_t* host = static_cast<int32_t*>(layout_host_) + 2 * layout_rows_;
+  std::copy(ids.begin(), ids.end(), host);
+  int32_t* dev = static_cast<int32_t*>(layout_dev_) + 2 * layout_rows_;
+  CUDA_CHECK(cudaMemcpyAsync(dev, host, n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaEventRecord(staged_, stream_));
+  LaunchEmbed(table.data, table.dtype == DType::kF16, dev, n, table.cols, out.as<float>(), stream_);
+}
+
+void CudaBackend::RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) {
+  Flush();
+  LaunchRmsNorm(nullptr, x.as<float>(), w.as<float>(), eps, x.rows, x.cols, out.as<float>(), stream_);
+}
+
+void CudaBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                             Tensor& out) {
+  Flush();
+  LaunchRmsNorm(residual.as<float>(), x.as<float>(), w.as<float>(), eps, x.rows, x.cols,
+                out.as<float>(), stream_);
+}
+
+void CudaBackend::Flush() {
+  FlushGemv();
+  converted_x_ = nullptr;
+}
+
+void CudaBackend::FlushGemv() {
+  if (pending_.empty()) return;
+  LaunchGemv(pending_x_, pending_n_, pending_k_, pending_half_, pending_.data(),
+             int(pending_.size()), stream_);
+  pending_.clear();
+}
+
+void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) {
+  LP_REQUIRE(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
+  LP_REQUIRE(w.dtype == DType::kBF16 || w.dtype == DType::kF16);
+  const bool half = w.dtype == DType::kF16;
+  if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
+    const bool joins = !pending_.empty() && pending_x_ == x.as<float>() &&
+                       pending_n_ == x.rows && pending_k_ == x.cols && pending_half_ == half &&
+                       int(pending_.size()) < kMaxGemvJobs;
+    if (!joins) FlushGemv();
+    if (out.data == converted_x_) converted_x_ = nullptr;
+    pending_x_ = x.as<float>();
+    pending_n_ = x.rows;
+    pending_k_ = x.cols;
+    pending_half_ = half;
+    pending_.push_back({w.data, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(),
+                        w.rows});
+    return;
+  }
+  FlushGemv();
+  const bool same_x = converted_x_ == x.data && converted_elems_ == x.numel() &&
+                      converted_half_ == half;
+  MatMulContext c{cublas_, scratch_, scratch_elems_, options_.gemv, same_x};
+  cuda::MatMul(c, x.as<float>(), x.rows, x.cols, w.data, w.dtype == DType::kF16, w.rows,
+               bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), stream_);
+  converted_x_ = x.data;  // the next product of the same x skips the conversion
+  converted_elems_ = x.numel();
+  converted_half_ = half;
+}
+
+void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
+                             const AttentionParams& p) {
+  Flush();
+  LP_REQUIRE(q.rows == dev_layout_.tokens && k.rows == q.rows);
+  LaunchQkNormRope(q.as<float>(), k.as<float>(), q.rows, p.num_heads, p.num_kv_heads,
+                   p.head_dim, q_norm ? q_norm->as<float>() : nullptr,
+                   k_norm ? k_norm->as<float>() : nullptr, p.rms_norm_eps, p.rope_theta,
+                   dev_layout_.pos, stream_);
+}
+
+void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
+                            int64_t layer, const AttentionParams& p, Tensor& out) {
+  Flush();
+  auto& c = static_cast<CudaKvCache&>(cache);
+  LP_REQUIRE(q.rows == dev_layout_.tokens && layer >= 0 && layer < c.shape().num_layers);
+  LP_REQUIRE(p.head_dim == c.shape().head_dim && p.num_kv_heads == c.shape().num_kv_heads);
+  LP_REQUIRE(attn_scratch_ != nullptr);
+  LaunchAttention(q.as<float>(), k.as<float>(), v.as<float>(), c.Layer(layer),
+                  {p.num_heads, p.num_kv_heads, p.head_dim}, dev_layout_, decode_only_,
+                  attn_scratch_, out.as<float>(), stream_);
+}
+
+void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  Flush();
+  LaunchSiluMul(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>(), stream_);
+}
+
+void CudaBackend::Add(Tensor& x, const Tensor& y) {
+  Flush();
+  LaunchAdd(x.as<float>(), y.as<float>(), x.numel(), stream_);
+}
+
+void CudaBackend::GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) {
+  Flush();
+  LaunchGatherRows(x.as<float>(), x.cols, rows.data(), int64_t(rows.size()), out.as<float>(),
+                   stream_);
+}
+
+void CudaBackend::Sample(const Tensor& logits, std::span<const SampleParams> params,
+                         std::span<SampleResult> out) {
+  Flush();
+  const int64_t rows = logits.rows;
+  LP_REQUIRE(int64_t(params.size()) == rows && out.size() == params.size());
+  LP_REQUIRE(rows <= kMaxSampleRows && !recording_);
+  auto* hp = static_cast<DeviceSampleParams*>(sample_params_host_);
+  for (int64_t r = 0; r < rows; ++r) {
+    const SampleParams& p = params[size_t(r)];
+    hp[r] = {p.temperature, p.top_k, p.top_p, SampleUniform(p.random),
+             std::clamp(p.num_logprobs, 0, kMaxLogprobs)};
+  }
+  auto* dp = static_cast<DeviceSampleParams*>(sample_params_dev_);
+  auto* dr = static_cast<DeviceSampleResult*>(sample_dev_);
+  CUDA_CHECK(cudaMemcpyAsync(dp, hp, rows * sizeof(*hp), cudaMemcpyHostToDevice, stream_));
+  LaunchSample(logits.as<float>(), rows, logits.cols, dp, dr, stream_);
+  auto* hr = static_cast<DeviceSampleResult*>(sample_host_);
+  CUDA_CHECK(cudaMemcpyAsync(hr, dr, rows * sizeof(*hr), cudaMemcpyDeviceToHost, stream_));
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  for (int64_t r = 0; r < rows; ++r) {
+    SampleResult& o = out[size_t(r)];
+    o.id = hr[r].id;
+    o.logprob = hr[r].logprob;
+    o.top.clear();
+    const int n = std::min<int64_t>(hp[r].num_logprobs, logits.cols);
+    for (int i = 0; i < n; ++i) o.top.push_back({hr[r].top_ids[i], hr[r].top_logprobs[i]});
+  }
+}
+
+void CudaBackend::Synchronize() { Flush(); CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+bool CudaBackend::Replay(int64_t key) {
+  Flush();
+  if (!options_.graphs) return false;
+  auto it = graphs_.find(key);
+  if (it == graphs_.end()) return false;
+  CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
+  return true;
+}
+
+void CudaBackend::BeginRecord(int64_t key) {
+  Flush();
+  if (!options_.graphs) return;
+  LP_REQUIRE(!recording_);
+  CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  recording_ = true;
+  record_key_ = key;
+}
+
+void CudaBackend::EndRecord() {
+  Flush();
+  if (!options_.graphs) return;
+  LP_REQUIRE(recording_);
+  cudaGraph_t graph;
+  CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+  recording_ = false;
+  cudaGraphExec_t exec;
+  CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+  CUDA_CHECK(cudaGraphDestroy(graph));
+  graphs_[record_key_] = exec;
+  // Recording ran nothing: run the step now.
+  CUDA_CHECK(cudaGraphLaunch(exec, stream_));
+}
+
+}  // namespace lp::cuda

@@ -1,0 +1,123 @@
+// The CUDA backend's class, shared by backend.cu (ops, steps, graphs) and memory.cu (weights,
+// KV cache). Included only by .cu files.
+#pragma once
+
+#include <algorithm>
+#include <map>
+
+#include "worker/cuda/check.h"
+#include "worker/cuda/cuda_backend.h"
+#include "worker/cuda/kernels.h"
+#include "worker/sampling.h"
+
+namespace lp::cuda {
+
+// K and V of every layer of a slice: [layer][slot][pos][kv_heads * head_dim] bf16.
+class CudaKvCache : public KvCache {
+ public:
+  explicit CudaKvCache(const KvCacheShape& s, cudaStream_t stream);
+  ~CudaKvCache() override;
+  uint64_t bytes() const override { return 2 * LayerBytes() * uint64_t(shape_.num_layers); }
+  KvLayer Layer(int64_t layer) const {
+    const uint64_t off = LayerBytes() * uint64_t(layer);
+    return {static_cast<char*>(k_) + off, static_cast<char*>(v_) + off, shape_.max_context};
+  }
+
+ private:
+  uint64_t LayerBytes() const {
+    return uint64_t(shape_.num_slots * shape_.max_context * shape_.num_kv_heads *
+                    shape_.head_dim) * 2;
+  }
+  void* k_ = nullptr;
+  void* v_ = nullptr;
+};
+
+class CudaBackend : public Backend {
+ public:
+  CudaBackend(int device, const CudaBackendOptions& options);
+  ~CudaBackend() override;
+  std::string name() const override { return "cuda"; }
+
+  Tensor Alloc(int64_t rows, int64_t cols) override;
+  Tensor LoadWeight(const TensorView& src, int64_t rows, int64_t cols) override;
+  std::unique_ptr<KvCache> CreateKvCache(const KvCacheShape& shape) override;
+  void Upload(std::span<const float> host, Tensor& dst) override;
+  void Download(const Tensor& src, std::span<float> host) override;
+
+  void BeginStep(const StepLayout& layout) override;
+  void Embed(const Tensor& table, std::span<const int32_t> ids, Tensor& out) override;
+  void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override;
+  void AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
+                  Tensor& out) override;
+  void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override;
+  void QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
+                  const AttentionParams& p) override;
+  void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
+                 int64_t layer, const AttentionParams& p, Tensor& out) override;
+  void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  void Add(Tensor& x, const Tensor& y) override;
+  void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) override;
+  void Sample(const Tensor& logits, std::span<const SampleParams> params,
+              std::span<SampleResult> out) override;
+  void Synchronize() override;
+
+  bool Replay(int64_t key) override;
+  void BeginRecord(int64_t key) override;
+  void EndRecord() override;
+
+  // A device tensor of `dtype`, zeroed.
+  Tensor DeviceTensor(int64_t rows, int64_t cols, DType dtype);
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  static constexpr size_t kCublasWorkspace = 32u << 20;
+  static constexpr int64_t kMaxSampleRows = 1024;
+  static constexpr size_t kStagingBytes = 32u << 20;
+  size_t LayoutBytes() const;
+  // Products of the same x issued back to back (q, k, v; gate, up) wait here and go out as one
+  // GEMV launch before any other work.
+  void Flush();
+  void FlushGemv();
+  // What the cuBLAS path last converted into scratch_; any op but MatMul forgets it.
+  const void* converted_x_ = nullptr;
+  int64_t converted_elems_ = 0;
+  bool converted_half_ = false;
+  void CopyToDevice(const void* host, size_t bytes, void* dst);
+
+  int device_;
+  CudaBackendOptions options_;
+  cudaStream_t stream_ = nullptr;
+  void* cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  void* scratch_ = nullptr;  // x converted for cuBLAS, 2-byte elements
+  int64_t scratch_elems_ = 0;
+  float* attn_scratch_ = nullptr;  // split attention partials
+  int64_t attn_scratch_floats_ = 0;
+  // The step layout: pinned host copy and device copy (pos, slot, ids, tiles).
+  void* layout_host_ = nullptr;
+  void* layout_dev_ = nullptr;
+  int64_t layout_rows_ = 0;
+  cudaEvent_t staged_ = nullptr;  // the last copy out of layout_host_
+  DeviceLayout dev_layout_;
+  bool decode_only_ = false;  // every sequence of the step has one token
+  std::vector<GemvOut> pending_;
+  const float* pending_x_ = nullptr;
+  int64_t pending_n_ = 0, pending_k_ = 0;
+  bool pending_half_ = false;
+  // Weight loading: pinned staging buffers used in turn, each with its copy's event.
+  std::vector<void*> staging_;
+  std::vector<cudaEvent_t> staging_done_;
+  int next_staging_ = 0;
+  uint64_t weight_bytes_ = 0;
+  // Sampling parameters and results.
+  void* sample_host_ = nullptr;
+  void* sample_params_host_ = nullptr;
+  void* sample_dev_ = nullptr;
+  void* sample_params_dev_ = nullptr;
+  // Recorded decode steps by key.
+  std::map<int64_t, cudaGraphExec_t> graphs_;
+  bool recording_ = false;
+  int64_t record_key_ = 0;
+};
+
+}  // namespace lp::cuda

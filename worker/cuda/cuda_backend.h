@@ -1,0 +1,36 @@
+// The CUDA backend: one GPU, bf16 weights (f16 when the checkpoint is f16) with float32
+// accumulation, float32 activations, a bf16 KV cache. Matrix products through cuBLAS (GEMM) and
+// our own GEMV for small steps; the other ops are our kernels (norm_rope.cu, attention.cu,
+// sample.cu). A pure C++ header: code without CUDA may include it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "worker/backend.h"
+
+namespace lp {
+
+struct CudaBackendOptions {
+  bool graphs = true;  // record and replay decode steps as CUDA graphs
+  bool gemv = true;    // our GEMV for steps of <= 8 rows (false: cuBLAS always, to compare)
+  // Called after each weight is copied, with bytes loaded so far (progress for big models).
+  std::function<void(uint64_t bytes)> on_weight_loaded;
+};
+
+// Pins `device` for the calling thread and creates the backend there. Aborts with the failing
+// call, file and line on any CUDA error (a CUDA failure is not recoverable in a worker).
+std::unique_ptr<Backend> MakeCudaBackend(int device, const CudaBackendOptions& options = {});
+
+// A weight of the CUDA backend `b` filled on the GPU: uniform with standard deviation 0.02
+// (or all ones when `ones`, as norm weights at initialization), in `dtype` (BF16 or F16; 1-D
+// weights, rows == 1, are float32 like every 1-D weight of this backend).
+Tensor CudaRandomWeight(Backend& b, int64_t rows, int64_t cols, DType dtype, uint64_t seed,
+                        bool ones);
+
+// Copy bandwidth of the current device: a device-to-device cudaMemcpy of `bytes`, timed with
+// events (median of `reps`); bytes read plus bytes written per second.
+double CudaCopyBandwidth(uint64_t bytes, int reps);
+
+}  // namespace lp

@@ -1,0 +1,112 @@
+// The launchers of the CUDA backend's kernels, one group per .cu file. Each checks its
+// preconditions and its launch (common.cuh); all run on the given stream. Activations are
+// float32; weights bf16 or f16 (`half_weights` true for f16); 1-D weights float32.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace lp::cuda {
+
+// The step layout on the device (uploaded by BeginStep): per token row its position and KV
+// slot, and the prefill attention tiles (query rows of one sequence).
+struct AttnTile {
+  int32_t row0;   // first query row of the tile
+  int32_t count;  // rows in it (<= kAttnTileRows)
+};
+inline constexpr int kAttnTileRows = 32;
+struct DeviceLayout {
+  const int32_t* pos = nullptr;   // [tokens]
+  const int32_t* slot = nullptr;  // [tokens]
+  const AttnTile* tiles = nullptr;
+  int32_t num_tiles = 0;
+  int32_t tokens = 0;
+};
+
+// ---- norm_rope.cu
+void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n,
+                 int64_t cols, float* out, cudaStream_t s);
+// residual may be null (plain RMSNorm); else residual += x first, and the norm is of residual.
+void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
+                   int64_t cols, float* out, cudaStream_t s);
+// q [rows, heads * head_dim] and k [rows, kv_heads * head_dim] in place; norms may be null.
+void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, const float* q_norm, const float* k_norm, float eps,
+                      double theta, const int32_t* pos, cudaStream_t s);
+void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s);
+void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s);
+void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);
+void LaunchGatherRows(const float* x, int64_t cols, const int32_t* rows, int64_t n, float* out,
+                      cudaStream_t s);
+void LaunchToHalf(const float* x, int64_t n, bool half, void* out, cudaStream_t s);
+void LaunchRandomFill(void* out, int64_t n, int kind /* 0 f32, 1 bf16, 2 f16 */, uint64_t seed,
+                      float amplitude, bool ones, cudaStream_t s);
+
+// ---- matmul.cu
+// out[n, m] = x[n, k] w[m, k]^T (+ bias): our GEMV for a few rows, else cuBLAS on x converted
+// to the weight type in `scratch` (n * k elements of 2 bytes).
+struct MatMulContext {
+  void* cublas = nullptr;  // cublasHandle_t
+  void* scratch = nullptr;
+  int64_t scratch_elems = 0;
+  bool use_gemv = true;  // false: cuBLAS for every size (for comparison)
+  bool x_in_scratch = false;  // scratch already holds x converted (q, k, v share one input)
+};
+void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
+            bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s);
+
+// Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= 8 rows).
+inline constexpr int kMaxGemvJobs = 4;
+struct GemvOut {
+  const void* w;
+  const float* bias;
+  float* out;
+  int64_t m;
+};
+struct GemvJobs {
+  GemvOut job[kMaxGemvJobs];
+  int first_block[kMaxGemvJobs];
+  int count;
+};
+bool GemvFits(const float* x, int64_t n, int64_t k, const void* w);
+void LaunchGemv(const float* x, int64_t n, int64_t k, bool half_weights, const GemvOut* outs,
+                int count, cudaStream_t s);
+
+// ---- attention.cu
+// KV cache of one layer: [slot][pos][kv_heads * head_dim], bf16.
+struct KvLayer {
+  void* k;
+  void* v;
+  int64_t max_context;
+};
+struct AttnShape {
+  int64_t heads, kv_heads, head_dim;
+};
+// Scratch for split attention: partial results of up to kSplitRows rows.
+inline constexpr int kSplitRows = 64;
+int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context);
+// `decode_only`: every sequence has one token in this step; the split kernel then stores the
+// new keys and values itself (no other query of the step reads them).
+void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
+                     const AttnShape& a, const DeviceLayout& layout, bool decode_only,
+                     float* scratch, float* out, cudaStream_t s);
+
+// ---- sample.cu
+struct DeviceSampleParams {
+  float temperature;
+  int32_t top_k;
+  float top_p;
+  float uniform;
+  int32_t num_logprobs;
+};
+struct DeviceSampleResult {
+  int32_t id;
+  float logprob;
+  int32_t top_ids[20];
+  float top_logprobs[20];
+};
+void LaunchSample(const float* logits, int64_t rows, int64_t vocab,
+                  const DeviceSampleParams* params, DeviceSampleResult* out, cudaStream_t s);
+
+}  // namespace lp::cuda

@@ -1,0 +1,153 @@
+// Matrix products out[n, m] = x[n, k] w[m, k]^T with float32 x and out, bf16 / f16 weights.
+//
+// Why two paths: a decode step multiplies a few rows by every weight, so it is a GEMV bound by
+// reading the weights once; our GEMV kernel gives each warp one output column and streams its
+// weight row with 16-byte loads, several in flight, all rows of x at once (x stays in L1).
+// Larger steps are matrix-bound: x is converted to the weight type and cuBLAS multiplies with
+// float32 accumulation and a float32 result.
+#include "worker/cuda/common.cuh"
+#include "worker/cuda/kernels.h"
+
+namespace lp::cuda {
+namespace {
+
+constexpr int kGemvWarps = 8;
+constexpr int kGemvMaxRows = 8;
+constexpr int kGemvUnroll = 4;
+
+__device__ __forceinline__ void Unpack8(const uint4& u, const __nv_bfloat16*, float* f) {
+  const uint32_t v[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(v[i] << 16);
+    f[2 * i + 1] = __uint_as_float(v[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void Unpack8(const uint4& u, const __half*, float* f) {
+  const uint32_t v[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 p = __half22float2(*reinterpret_cast<const __half2*>(&v[i]));
+    f[2 * i] = p.x;
+    f[2 * i + 1] = p.y;
+  }
+}
+
+// ---- kernels
+
+// One warp per output column; lane l reads weights [8l, 8l + 8) of each 256-wide chunk. Several
+// products with the same x (q, k, v; gate, up) share one launch: block ranges select the job.
+template <int R, typename W>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    GemvKernel(const float* __restrict__ x, int64_t k, GemvJobs jobs) {
+  GemvOut job = jobs.job[0];
+  int first = 0;
+#pragma unroll
+  for (int i = 1; i < kMaxGemvJobs; ++i) {
+    if (i < jobs.count && int(blockIdx.x) >= jobs.first_block[i]) {
+      job = jobs.job[i];
+      first = jobs.first_block[i];
+    }
+  }
+  const int lane = threadIdx.x % 32;
+  const int64_t col = int64_t(int(blockIdx.x) - first) * kGemvWarps + threadIdx.x / 32;
+  if (col >= job.m) return;
+  const W* wr = static_cast<const W*>(job.w) + col * k;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  for (int64_t k0 = int64_t(lane) * 8; k0 < k; k0 += 256 * kGemvUnroll) {
+    uint4 wv[kGemvUnroll];
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int64_t kk = k0 + u * 256;
+      wv[u] = kk < k ? __ldg(reinterpret_cast<const uint4*>(wr + kk)) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kGemvUnroll; ++u) {
+      const int64_t kk = k0 + u * 256;
+      if (kk >= k) break;
+      float wf[8];
+      Unpack8(wv[u], static_cast<const W*>(nullptr), wf);
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const float4 a = *reinterpret_cast<const float4*>(x + r * k + kk);
+        const float4 b = *reinterpret_cast<const float4*>(x + r * k + kk + 4);
+        acc[r] += a.x * wf[0] + a.y * wf[1] + a.z * wf[2] + a.w * wf[3] + b.x * wf[4] +
+                  b.y * wf[5] + b.z * wf[6] + b.w * wf[7];
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const float v = WarpSum(acc[r]);
+    if (lane == 0) job.out[r * job.m + col] = v + (job.bias != nullptr ? job.bias[col] : 0.0f);
+  }
+}
+
+template <typename W>
+void Gemv(const float* x, int64_t n, int64_t k, const GemvJobs& jobs, unsigned blocks,
+          cudaStream_t s) {
+  const int threads = kGemvWarps * 32;
+  switch (n) {
+#define LP_GEMV_CASE(R) \
+  case R: GemvKernel<R, W><<<blocks, threads, 0, s>>>(x, k, jobs); break;
+    LP_GEMV_CASE(1) LP_GEMV_CASE(2) LP_GEMV_CASE(3) LP_GEMV_CASE(4)
+    LP_GEMV_CASE(5) LP_GEMV_CASE(6) LP_GEMV_CASE(7) LP_GEMV_CASE(8)
+#undef LP_GEMV_CASE
+    default: LP_REQUIRE(n >= 1 && n <= kGemvMaxRows);
+  }
+  LAUNCH_CHECK(GemvKernel);
+}
+
+}  // namespace
+
+// ---- launchers
+
+bool GemvFits(const float* x, int64_t n, int64_t k, const void* w) {
+  return n >= 1 && n <= kGemvMaxRows && k % 8 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(w) % 16 == 0;
+}
+
+void LaunchGemv(const float* x, int64_t n, int64_t k, bool half_weights, const GemvOut* outs,
+                int count, cudaStream_t s) {
+  LP_REQUIRE(count >= 1 && count <= kMaxGemvJobs && x != nullptr);
+  GemvJobs jobs{};
+  jobs.count = count;
+  int64_t blocks = 0;
+  for (int i = 0; i < count; ++i) {
+    LP_REQUIRE(GemvFits(x, n, k, outs[i].w) && outs[i].m > 0 && outs[i].out != nullptr);
+    jobs.job[i] = outs[i];
+    jobs.first_block[i] = int(blocks);
+    blocks += (outs[i].m + kGemvWarps - 1) / kGemvWarps;
+  }
+  LP_REQUIRE(blocks < (int64_t(1) << 31));
+  if (half_weights) {
+    Gemv<__half>(x, n, k, jobs, unsigned(blocks), s);
+  } else {
+    Gemv<__nv_bfloat16>(x, n, k, jobs, unsigned(blocks), s);
+  }
+}
+
+void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
+            bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s) {
+  LP_REQUIRE(n > 0 && k > 0 && m > 0 && x != nullptr && w != nullptr && out != nullptr);
+  if (c.use_gemv && GemvFits(x, n, k, w)) {
+    const GemvOut job{w, bias, out, m};
+    LaunchGemv(x, n, k, half_weights, &job, 1, s);
+    return;
+  }
+  LP_REQUIRE(n * k <= c.scratch_elems && c.cublas != nullptr);
+  if (!c.x_in_scratch) LaunchToHalf(x, n * k, half_weights, c.scratch, s);
+  auto handle = static_cast<cublasHandle_t>(c.cublas);
+  CUBLAS_CHECK(cublasSetStream(handle, s));
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType_t t = half_weights ? CUDA_R_16F : CUDA_R_16BF;
+  // Column-major view: out^T [m, n] = W [k, m]^T * x^T [k, n].
+  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, w,
+                            t, int(k), c.scratch, t, int(k), &beta, out, CUDA_R_32F, int(m),
+                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (bias != nullptr) LaunchAddBias(out, bias, n, m, s);
+}
+
+}  // namespace lp::cuda

@@ -1,0 +1,229 @@
+// Element-wise and per-row kernels: embedding gather, RMSNorm fused with the residual add,
+// per-head q/k RMSNorm fused with RoPE, SwiGLU, adds, row gathers, the float32 -> bf16/f16
+// conversion before cuBLAS, and random weights filled on the GPU.
+//
+// Why these shapes: each is one pass over its rows (memory-bound), one block per row where a
+// reduction is needed, one warp per head for RoPE. RoPE computes inv_freq and the angles in
+// float32 exactly as Hugging Face (and the CPU backend) do, with accurate sinf / cosf: at
+// positions in the thousands fast intrinsics would lose the angle.
+#include <cmath>
+
+#include "worker/cuda/common.cuh"
+#include "worker/cuda/kernels.h"
+
+namespace lp::cuda {
+namespace {
+
+// ---- kernels
+
+template <typename W>
+__global__ void EmbedKernel(const W* table, const int32_t* ids, int64_t cols, float* out) {
+  const W* src = table + int64_t(ids[blockIdx.x]) * cols;
+  float* dst = out + int64_t(blockIdx.x) * cols;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = ToF32(src[i]);
+}
+
+__global__ void RmsNormKernel(float* residual, const float* x, const float* w, float eps,
+                              int64_t cols, float* out) {
+  __shared__ float scratch[32];
+  const int64_t off = int64_t(blockIdx.x) * cols;
+  float* r = residual != nullptr ? residual + off : nullptr;
+  const float* in = x + off;
+  float ss = 0.0f;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    float v = in[i];
+    if (r != nullptr) {
+      v += r[i];
+      r[i] = v;
+    }
+    ss += v * v;
+  }
+  ss = BlockSum(ss, scratch);
+  const float scale = rsqrtf(ss / float(cols) + eps);
+  const float* src = r != nullptr ? r : in;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[off + i] = w[i] * (src[i] * scale);
+}
+
+// One warp per (row, head) of q, then of k (one launch for both): optional RMSNorm over the
+// head, then rotate-half RoPE.
+struct QkArgs {
+  float* t[2];
+  const float* norm[2];
+  int64_t heads[2];
+};
+__global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, float theta,
+                                 const int32_t* pos) {
+  int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  const int which = item < rows * a.heads[0] ? 0 : 1;
+  if (which == 1) item -= rows * a.heads[0];
+  if (item >= rows * a.heads[which]) return;
+  const int64_t row = item / a.heads[which];
+  float* x = a.t[which] + item * hd;  // rows are [heads * hd] back to back
+  const float* norm = a.norm[which];
+  if (norm != nullptr) {
+    float ss = 0.0f;
+    for (int64_t i = lane; i < hd; i += 32) ss += x[i] * x[i];
+    ss = WarpSum(ss);
+    const float scale = rsqrtf(ss / float(hd) + eps);
+    __syncwarp();
+    for (int64_t i = lane; i < hd; i += 32) x[i] = norm[i] * (x[i] * scale);
+    __syncwarp();
+  }
+  const int64_t half = hd / 2;
+  const float p = float(pos[row]);
+  for (int64_t i = lane; i < half; i += 32) {
+    const float inv_freq = 1.0f / powf(theta, float(2 * i) / float(hd));
+    const float angle = inv_freq * p;
+    const float c = cosf(angle), s = sinf(angle);
+    const float u = x[i], v = x[i + half];
+    x[i] = u * c - v * s;
+    x[i + half] = v * c + u * s;
+  }
+}
+
+__global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+  }
+}
+
+__global__ void AddKernel(float* x, const float* y, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    x[i] += y[i];
+  }
+}
+
+__global__ void AddBiasKernel(float* x, const float* bias, int64_t rows, int64_t cols) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * cols;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    x[i] += bias[i % cols];
+  }
+}
+
+// Rows travel as a kernel parameter: a recorded graph then holds them (see Backend::Replay).
+struct RowList {
+  int32_t r[64];
+};
+__global__ void GatherRowsKernel(const float* x, int64_t cols, RowList rows, float* out) {
+  const float* src = x + int64_t(rows.r[blockIdx.x]) * cols;
+  float* dst = out + int64_t(blockIdx.x) * cols;
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];
+}
+
+template <typename W>
+__global__ void ToHalfKernel(const float* x, int64_t n, W* out) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    out[i] = FromF32<W>(x[i]);
+  }
+}
+
+__device__ uint64_t Mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+__global__ void RandomFillKernel(void* out, int64_t n, int kind, uint64_t seed, float amp,
+                                 bool ones) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const float u = float(Mix64(seed + uint64_t(i) * 0x9e3779b97f4a7c15ull) >> 40) * (1.0f / 16777216.0f);
+    const float v = ones ? 1.0f : (2.0f * u - 1.0f) * amp;
+    if (kind == 0) static_cast<float*>(out)[i] = v;
+    if (kind == 1) static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16(v);
+    if (kind == 2) static_cast<__half*>(out)[i] = __float2half(v);
+  }
+}
+
+int GridFor(int64_t n, int threads) {
+  return int(std::min<int64_t>((n + threads - 1) / threads, 132 * 16));
+}
+
+}  // namespace
+
+// ---- launchers
+
+void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n,
+                 int64_t cols, float* out, cudaStream_t s) {
+  LP_REQUIRE(n > 0 && cols > 0 && table != nullptr);
+  if (half_weights) {
+    EmbedKernel<<<unsigned(n), 256, 0, s>>>(static_cast<const __half*>(table), ids, cols, out);
+  } else {
+    EmbedKernel<<<unsigned(n), 256, 0, s>>>(static_cast<const __nv_bfloat16*>(table), ids, cols, out);
+  }
+  LAUNCH_CHECK(EmbedKernel);
+}
+
+void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
+                   int64_t cols, float* out, cudaStream_t s) {
+  LP_REQUIRE(rows > 0 && cols > 0 && w != nullptr && out != x);
+  const int threads = cols >= 1024 ? 1024 : int((cols + 31) / 32 * 32);
+  RmsNormKernel<<<unsigned(rows), threads, 0, s>>>(residual, x, w, eps, cols, out);
+  LAUNCH_CHECK(RmsNormKernel);
+}
+
+void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
+                      int64_t head_dim, const float* q_norm, const float* k_norm, float eps,
+                      double theta, const int32_t* pos, cudaStream_t s) {
+  LP_REQUIRE(rows > 0 && heads > 0 && kv_heads > 0 && head_dim % 2 == 0 && pos != nullptr);
+  const int64_t items = rows * (heads + kv_heads);
+  const int warps = 8;
+  QkArgs a{{q, k}, {q_norm, k_norm}, {heads, kv_heads}};
+  QkNormRopeKernel<<<unsigned((items + warps - 1) / warps), warps * 32, 0, s>>>(
+      a, rows, head_dim, eps, float(theta), pos);
+  LAUNCH_CHECK(QkNormRopeKernel);
+}
+
+void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s) {
+  LP_REQUIRE(n > 0);
+  SiluMulKernel<<<GridFor(n, 256), 256, 0, s>>>(gate, up, n, out);
+  LAUNCH_CHECK(SiluMulKernel);
+}
+
+void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s) {
+  LP_REQUIRE(n > 0);
+  AddKernel<<<GridFor(n, 256), 256, 0, s>>>(x, y, n);
+  LAUNCH_CHECK(AddKernel);
+}
+
+void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
+  LP_REQUIRE(rows > 0 && cols > 0 && bias != nullptr);
+  AddBiasKernel<<<GridFor(rows * cols, 256), 256, 0, s>>>(x, bias, rows, cols);
+  LAUNCH_CHECK(AddBiasKernel);
+}
+
+void LaunchGatherRows(const float* x, int64_t cols, const int32_t* rows, int64_t n, float* out,
+                      cudaStream_t s) {
+  LP_REQUIRE(n >= 0 && cols > 0);
+  for (int64_t first = 0; first < n; first += 64) {
+    RowList list{};
+    const int64_t count = std::min<int64_t>(64, n - first);
+    for (int64_t i = 0; i < count; ++i) list.r[i] = rows[first + i];
+    GatherRowsKernel<<<unsigned(count), 256, 0, s>>>(x, cols, list, out + first * cols);
+    LAUNCH_CHECK(GatherRowsKernel);
+  }
+}
+
+void LaunchToHalf(const float* x, int64_t n, bool half, void* out, cudaStream_t s) {
+  LP_REQUIRE(n > 0 && out != nullptr);
+  if (half) {
+    ToHalfKernel<<<GridFor(n, 256), 256, 0, s>>>(x, n, static_cast<__half*>(out));
+  } else {
+    ToHalfKernel<<<GridFor(n, 256), 256, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(out));
+  }
+  LAUNCH_CHECK(ToHalfKernel);
+}
+
+void LaunchRandomFill(void* out, int64_t n, int kind, uint64_t seed, float amplitude, bool ones,
+                      cudaStream_t s) {
+  LP_REQUIRE(n > 0 && kind >= 0 && kind <= 2);
+  RandomFillKernel<<<GridFor(n, 256), 256, 0, s>>>(out, n, kind, seed, amplitude, ones);
+  LAUNCH_CHECK(RandomFillKernel);
+}
+
+}  // namespace lp::cuda
