@@ -127,11 +127,8 @@ absl::StatusOr<std::vector<WorkerSpec>> ParseWorkers(const YAML::Node& root) {
         return Error(list[i]["address"], key + ".address",
                      absl::StrCat("'", w.address, "' is also worker ", other.name, "'s"));
       }
-      if (other.device == w.device && HostOf(other.address) == HostOf(w.address)) {
-        return Error(list[i]["device"], key + ".device",
-                     absl::StrCat(w.device, " of host ", HostOf(w.address), " already has worker ",
-                                  other.name, " (one worker per device)"));
-      }
+      // Several workers on one device (pipelining tests on one GPU) must each be given their
+      // share of it by name in max_memory; CheckSharedDevices says so once that is parsed.
     }
     workers.push_back(std::move(w));
   }
@@ -195,6 +192,23 @@ absl::StatusOr<std::string> ResolveTarget(const YAML::Node& n, const std::string
                               absl::StrJoin(holders, ", "), "): name the worker instead"));
   }
   return *device;
+}
+
+// Workers that share a device of one host split it: each needs its own max_memory entry by
+// worker name, or their budgets would each claim the whole device.
+absl::Status CheckSharedDevices(const YAML::Node& root, const ClusterConfig& c) {
+  for (size_t i = 0; i < c.workers.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      const WorkerSpec &a = c.workers[j], &b = c.workers[i];
+      if (a.device != b.device || HostOf(a.address) != HostOf(b.address)) continue;
+      if (c.max_memory.count(a.name) && c.max_memory.count(b.name)) continue;
+      return Error(root["workers"][i]["device"], absl::StrCat("workers[", i, "].device"),
+                   absl::StrCat(b.device, " of host ", HostOf(b.address), " is also worker ",
+                                a.name, "'s: workers sharing a device need max_memory entries by "
+                                "worker name ('", a.name, "', '", b.name, "')"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::map<std::string, uint64_t>> ParseMaxMemory(
@@ -266,6 +280,7 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   ASSIGN_OR_RETURN(c.workers, ParseWorkers(root));
   ASSIGN_OR_RETURN(c.limits, ParseLimits(root));
   ASSIGN_OR_RETURN(c.max_memory, ParseMaxMemory(root, c.workers));
+  RETURN_IF_ERROR(CheckSharedDevices(root, c));
   ASSIGN_OR_RETURN(c.device_map, ParseDeviceMap(root, c.workers));
   c.coordinator_listen = "127.0.0.1:7000";
   if (const YAML::Node co = root["coordinator"]) {

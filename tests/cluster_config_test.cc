@@ -154,7 +154,8 @@ TEST(ClusterConfig, ErrorsNameTheKeyAndTheLine) {
       {head + "workers:\n" + w0 + "  - {name: g1, device: \"cuda:1\", address: \"h:7001\"}\n",
        "line 4, workers[1].address: 'h:7001' is also worker g0's"},
       {head + "workers:\n" + w0 + "  - {name: g1, device: \"cuda:0\", address: \"h:7002\"}\n",
-       "line 4, workers[1].device: cuda:0 of host h already has worker g0"},
+       "line 4, workers[1].device: cuda:0 of host h is also worker g0's: workers sharing a "
+       "device need max_memory entries by worker name"},
       {head + "workers:\n  - {name: g0, device: \"gpu:0\", address: \"h:7001\"}\n",
        "line 3, workers[0].device: 'gpu:0' is not a device"},
       {head + "workers:\n  - {name: g0, device: \"cuda:0\", address: \"h\"}\n",
@@ -191,6 +192,17 @@ TEST(ClusterConfig, ErrorsNameTheKeyAndTheLine) {
     EXPECT_NE(config.status().message().find(c.message), std::string::npos)
         << c.yaml << "\n  got: " << config.status().message();
   }
+}
+
+TEST(ClusterConfig, WorkersMayShareADeviceWithABudgetEach) {
+  auto c = ParseClusterConfig(R"(model: {path: /m}
+max_memory: {g0: 30GiB, g1: 30GiB}
+workers:
+  - {name: g0, device: "cuda:0", address: "h:7001"}
+  - {name: g1, device: "cuda:0", address: "h:7002"}
+)", "/");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->workers[1].device, "cuda:0");
 }
 
 TEST(ClusterConfig, LoadNamesTheFile) {

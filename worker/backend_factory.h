@@ -1,5 +1,5 @@
-// Choosing a worker's backend from its device: "cpu:N" runs on the CPU backend; "cuda:N"
-// needs the CUDA backend (an error until this build has one).
+// Choosing a worker's backend from its device: "cpu:N" runs on the CPU backend, "cuda:N" on
+// the CUDA backend pinned to GPU N (an error in a build without CUDA, or when N is missing).
 #pragma once
 
 #include <memory>

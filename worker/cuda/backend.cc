@@ -102,6 +102,8 @@ void CudaBackend::Download(const Tensor& src, std::span<float> host) {
 }
 
 void CudaBackend::BeginStep(const StepLayout& layout) {
+  // The current device is per thread, and a worker's steps run on gRPC's threads.
+  CUDA_CHECK(cudaSetDevice(device_));
   Flush();
   const int64_t tokens = layout.total_tokens();
   LP_REQUIRE(tokens > 0 && tokens <= layout_rows_);
