@@ -6,6 +6,9 @@
 
 namespace lp {
 
+// Log-probabilities a request may ask for per step (the GPU sampler's limit too).
+inline constexpr int32_t kMaxLogprobs = 20;
+
 struct SamplingParams {
   float temperature = 0.0f;         // 0: greedy
   int32_t top_k = 0;                // 0: off

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/sampling_params.h"
 #include "coordinator/scheduler.h"
 #include "layerpipe/v1/layerpipe.pb.h"
 
@@ -17,7 +18,6 @@ struct ValidationContext {
   std::vector<int32_t> eos_ids;
 };
 
-inline constexpr int32_t kMaxLogprobs = 20;
 inline constexpr int kMaxStopStrings = 16;
 inline constexpr size_t kMaxStopLength = 256;
 

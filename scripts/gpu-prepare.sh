@@ -6,13 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-.}  # the checkout that travels (default: this one)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C build -j2 layerpipe layerpipe_gpu_tests
+ninja -C build -j2 layerpipe layerpipe-worker layerpipe-coordinator layerpipe_gpu_tests
 dev=$root/.device
 rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures"
 mkdir -p "$dev"
-../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe_gpu_tests
+../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-worker \
+  build/bin/layerpipe-coordinator build/bin/layerpipe_gpu_tests
 tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 cp -r tests/fixtures "$dev/fixtures"
 rm -f "$dev"/fixtures/qwen3-tiny/tokenizer*.json
-cp ../shared/tools/hf_baseline.py scripts/gpu-run.sh "$dev/"
+cp ../shared/tools/hf_baseline.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh "$dev/"
 du -sh "$dev"

@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "common/sampling_params.h"
 #include "common/safetensors.h"
 
 namespace lp {
@@ -88,7 +89,6 @@ struct SampleParams {
   uint64_t random = 0;
   int32_t num_logprobs = 0;  // also return the top-N log-probabilities (N <= kMaxLogprobs)
 };
-inline constexpr int32_t kMaxLogprobs = 20;
 
 struct TokenLogprob {
   int32_t id = 0;

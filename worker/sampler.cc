@@ -17,7 +17,7 @@ uint64_t Mix(uint64_t x) {
 
 // A uniform draw in [0, 1) determined by (seed, position) alone.
 double Uniform(uint64_t seed, int64_t position) {
-  return double(Mix(Mix(seed) ^ uint64_t(position)) >> 11) * 0x1.0p-53;
+  return double(SampleDraw(seed, position) >> 11) * 0x1.0p-53;
 }
 
 void ApplyRepetitionPenalty(std::span<const float> logits, float penalty,
@@ -84,6 +84,8 @@ int32_t Draw(const std::vector<float>& x, const SamplingParams& p, double u, Sam
 }
 
 }  // namespace
+
+uint64_t SampleDraw(uint64_t seed, int64_t position) { return Mix(Mix(seed) ^ uint64_t(position)); }
 
 Sample SampleToken(std::span<const float> logits, const SamplingParams& p,
                    std::span<const int32_t> history, int64_t position, SamplerScratch* s) {

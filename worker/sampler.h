@@ -26,6 +26,10 @@ struct SamplerScratch {
   std::vector<double> probs;
 };
 
+// The random number of the draw for the token at `position` of a request seeded `seed`: a
+// sequence samples the same tokens alone or in any batch.
+uint64_t SampleDraw(uint64_t seed, int64_t position);
+
 // Order of processing, as Hugging Face applies it: repetition penalty (once per distinct token
 // of `history`, the sequence so far), then greedy when temperature is 0, else temperature,
 // top-k, top-p, min-p (relative to the most likely token), and a draw. `position` is the

@@ -59,7 +59,10 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
   }
   std::span<const int32_t> ids(request.ids().data(), size_t(request.ids_size()));
   const bool head = slice_->spec().head;
-  RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, head ? &logits_ : hidden_out));
+  // Logits come back to the host only for the host sampler.
+  logits_.clear();
+  std::vector<float>* out = head ? (NeedsHostSampler(request) ? &logits_ : nullptr) : hidden_out;
+  RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out));
 
   // Bookkeeping after success only.
   int64_t offset = 0;
@@ -74,10 +77,53 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
   ++steps_;
   if (!head) return absl::OkStatus();
 
+  return SampleStep(request, response);
+}
+
+// What the backend's own sampler does (on the GPU for CUDA workers, so that only ids leave the
+// device): greedy, temperature, top-k, top-p, up to kMaxLogprobs log-probabilities. min-p and
+// the repetition penalty need the host sampler, over logits copied back. The choice is per
+// sequence, so a sequence samples the same way whatever its batch.
+bool WorkerCore::NeedsHostSampler(const layerpipe::v1::SeqChunk& s) {
+  const auto& p = s.sampling();
+  return s.has_sampling() &&
+         (p.min_p() > 0 || (p.repetition_penalty() > 0 && p.repetition_penalty() != 1));
+}
+
+bool WorkerCore::NeedsHostSampler(const layerpipe::v1::StepRequest& request) {
+  for (const auto& s : request.seqs()) {
+    if (NeedsHostSampler(s)) return true;
+  }
+  return false;
+}
+
+absl::Status WorkerCore::SampleStep(const layerpipe::v1::StepRequest& request,
+                                    layerpipe::v1::StepResponse* response) {
+  std::vector<SampleResult>& results = sample_results_;
+  sample_params_.clear();
+  for (const auto& s : request.seqs()) {
+    const auto& p = s.sampling();
+    // The draw depends on (seed, position) only: the same alone or in any batch.
+    const int64_t position = int64_t(s.start_pos()) + s.n_tokens();
+    sample_params_.push_back({p.temperature(), p.top_k(), p.top_p() > 0 ? p.top_p() : 1.0f,
+                              SampleDraw(p.seed(), position), p.logprobs()});
+  }
+  RETURN_IF_ERROR(slice_->Sample(sample_params_, &results));
   const int64_t vocab = slice_->config().vocab_size;
   for (int i = 0; i < request.seqs_size(); ++i) {
     const auto& s = request.seqs(i);
     if (!s.has_sampling()) continue;
+    auto* out = response->add_sampled();
+    out->set_slot(s.slot());
+    if (!NeedsHostSampler(s)) {
+      out->set_id(results[size_t(i)].id);
+      out->set_logprob(results[size_t(i)].logprob);
+      for (const auto& t : results[size_t(i)].top) {
+        out->add_top_ids(t.id);
+        out->add_top_logprobs(t.logprob);
+      }
+      continue;
+    }
     const auto& sp = s.sampling();
     SamplingParams params{sp.temperature(), sp.top_k(),  sp.top_p() > 0 ? sp.top_p() : 1.0f,
                           sp.min_p(),       sp.repetition_penalty() > 0 ? sp.repetition_penalty() : 1.0f,
@@ -86,8 +132,6 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
     Sample sample = SampleToken(std::span<const float>(logits_.data() + i * vocab, size_t(vocab)),
                                 params, slots_[size_t(s.slot())].history, position,
                                 &sampler_scratch_);
-    auto* out = response->add_sampled();
-    out->set_slot(s.slot());
     out->set_id(sample.id);
     out->set_logprob(sample.logprob);
     for (size_t k = 0; k < sample.top_ids.size(); ++k) {

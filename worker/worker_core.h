@@ -47,6 +47,11 @@ class WorkerCore {
   };
 
   void ReleaseLocked(int32_t slot);
+  static bool NeedsHostSampler(const layerpipe::v1::SeqChunk& seq);
+  static bool NeedsHostSampler(const layerpipe::v1::StepRequest& request);
+  // The last worker's sampling after Forward: by the backend, or on the host over logits_.
+  absl::Status SampleStep(const layerpipe::v1::StepRequest& request,
+                          layerpipe::v1::StepResponse* response);
 
   std::unique_ptr<Slice> slice_;
   WorkerIdentity identity_;
@@ -54,8 +59,10 @@ class WorkerCore {
   std::vector<SlotState> slots_;
   int64_t steps_ = 0;
   StepLayout layout_;
-  std::vector<float> logits_;
+  std::vector<float> logits_;  // filled only for the host sampler
   SamplerScratch sampler_scratch_;
+  std::vector<SampleParams> sample_params_;
+  std::vector<SampleResult> sample_results_;
 };
 
 }  // namespace lp

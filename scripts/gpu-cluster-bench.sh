@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# On the GPU machine (after scripts/gpu-prepare.sh here): layerpipe clusters of 1, 2 and 4
+# worker processes sharing GPU 0, activations between them over gRPC (host memory). Checks that
+# greedy output is the same through 1 and 3 CUDA workers (qwen3-tiny fixture), then times a
+# random-weight Qwen3-8B: batch-1 decode (the per-hop cost is (t4 - t1) / 3) and 64 streams.
+# Results in $OUT (or gpu-results/).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+[ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
+export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
+B=$PWD/.device/bundle/bin
+port=7600
+
+cluster() {  # cluster FILE MODEL N BUDGET_GIB LIMITS
+  local file=$1 model=$2 n=$3 budget=$4 limits=$5 i
+  {
+    echo "model: {path: $model}"
+    echo "device_map: balanced"
+    echo "coordinator: {listen: \"127.0.0.1:$port\"}"
+    echo "max_memory: {$(for ((i = 0; i < n; i++)); do printf 'g%d: %dGiB, ' $i $budget; done | sed 's/, $//')}"
+    echo "workers:"
+    for ((i = 0; i < n; i++)); do echo "  - {name: g$i, device: \"cuda:0\", address: \"127.0.0.1:$((port + 1 + i))\"}"; done
+    echo "limits: $limits"
+  } > "$file"
+}
+
+serve() {  # serve FILE LOG: starts `layerpipe serve`, waits until it serves
+  $B/layerpipe serve "$1" > "$2" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 600); do
+    grep -q "serving on" "$2" && return 0
+    kill -0 $serve_pid 2>/dev/null || { tail -20 "$2"; return 1; }
+    sleep 0.5
+  done
+  return 1
+}
+stop() { kill -INT $serve_pid; wait $serve_pid 2>/dev/null; }
+
+# 1. Greedy through 1 and 3 CUDA workers on the fixture.
+for n in 1 3; do
+  cluster /tmp/tiny$n.yaml $PWD/tests/fixtures/qwen3-tiny $n 10 "{max_batch: 4, max_context: 128, max_step_tokens: 128}"
+  serve /tmp/tiny$n.yaml "$out/tiny_serve_$n.log" || continue
+  $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 785,3974,13876,38835,34208 \
+    --max-tokens 20 --ignore-eos --json | tail -n 1 > "$out/tiny_greedy_$n.json"
+  stop
+done
+echo "greedy, 1 vs 3 CUDA workers:"; cat "$out"/tiny_greedy_*.json
+
+# 2. Qwen3-8B, random weights, 1 / 2 / 4 workers on the one GPU.
+time $B/layerpipe init-model --preset qwen3-8b --out /tmp/q8 --seed 1 > "$out/init.log" 2>&1
+for n in 1 2 4; do
+  cluster /tmp/q8_$n.yaml /tmp/q8 $n $((72 / n)) "{max_batch: 64, max_context: 512, max_step_tokens: 2048}"
+  serve /tmp/q8_$n.yaml "$out/q8_serve_$n.log" || { echo "serve $n failed"; continue; }
+  for c in 1 64; do
+    $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
+      --max-tokens 128 --json > "$out/q8_${n}w_c$c.json" 2>&1
+    echo "8B, $n workers, $c streams: $(cat "$out/q8_${n}w_c$c.json")"
+  done
+  stop
+done
