@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <set>
 
 namespace lp {
 
@@ -33,6 +34,9 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
                            std::function<void(bool)> on_ready_change)
     : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)) {
+  std::set<std::pair<std::string, std::string>> devices;
+  for (const auto& w : workers) devices.insert({w.address.substr(0, w.address.rfind(':')), w.device});
+  depth_ = std::max<int>(1, int(devices.size()));
   for (auto& w : workers) links_.push_back(std::make_unique<WorkerLink>(std::move(w)));
   problems_.resize(links_.size());
   for (size_t i = 0; i <= links_.size(); ++i) queues_.push_back(std::make_unique<Queue>());

@@ -30,7 +30,7 @@ class GrpcPipeline : public Pipeline {
                std::function<void(bool ready)> on_ready_change);
   ~GrpcPipeline() override;
 
-  int stages() const override { return int(links_.size()); }
+  int depth() const override { return depth_; }
   void Submit(uint64_t tag, StepInput step) override;
   bool Next(int timeout_ms, StepResult* result) override;
   bool Ready() const override { return ready_.load(); }
@@ -68,6 +68,7 @@ class GrpcPipeline : public Pipeline {
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
   const int period_ms_;
+  int depth_ = 1;  // distinct (host, device) pairs among the stages
   std::function<void(bool)> on_ready_change_;
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> step_id_{0};

@@ -42,13 +42,15 @@ struct StepResult {
   std::vector<SampledToken> sampled;
 };
 
-// Steps are submitted and their results taken in order. Up to stages() steps (micro-batches)
-// may be in flight, each on another stage, so that every stage works at once.
+// Steps are submitted and their results taken in order. Up to depth() steps (micro-batches)
+// may be in flight, each on another stage, so that every device works at once.
 class Pipeline {
  public:
   virtual ~Pipeline() = default;
-  // How many micro-batches can usefully be in flight: one per stage.
-  virtual int stages() const = 0;
+  // How many micro-batches can usefully be in flight: one per device that runs stages.
+  // Stages sharing a device run one at a time anyway, and splitting the batch further would
+  // only make every stage read its weights once more per token.
+  virtual int depth() const = 0;
   // Starts a step through every stage. `tag` comes back with its result.
   virtual void Submit(uint64_t tag, StepInput step) = 0;
   // Waits up to `timeout_ms` for the oldest step in flight; false on timeout.
@@ -61,7 +63,7 @@ class Pipeline {
 // stages and tests.
 class SyncPipeline : public Pipeline {
  public:
-  int stages() const override { return 1; }
+  int depth() const override { return 1; }
   void Submit(uint64_t tag, StepInput step) override {
     StepResult r;
     r.tag = tag;

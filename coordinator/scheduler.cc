@@ -214,7 +214,7 @@ void Scheduler::Loop() {
     Admit();
     Retire();
     // Spread the running sequences over one micro-batch per stage.
-    const int64_t depth = std::max(1, pipeline_->stages());
+    const int64_t depth = std::max(1, pipeline_->depth());
     const int64_t per_batch = std::max<int64_t>(1, (int64_t(active_.size()) + depth - 1) / depth);
     while (in_flight_ < depth && BuildStep(per_batch, &step)) {
       std::vector<int32_t>& slots = flights[next_tag];

@@ -63,7 +63,7 @@ class LocalPipeline : public SyncPipeline {
 class DeepPipeline : public Pipeline {
  public:
   explicit DeepPipeline(LocalPipeline* inner) : inner_(inner) {}
-  int stages() const override { return 3; }
+  int depth() const override { return 3; }
   void Submit(uint64_t tag, StepInput step) override {
     for (const auto& pending : pending_) {
       for (const auto& a : pending.second.seqs) {
