@@ -63,8 +63,10 @@ void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Pla
               (long long)cluster.limits.max_step_tokens);
   std::vector<std::vector<std::string>> rows = {{"worker", "device", "address", "layers", "n",
                                                  "also", "weights", "KV cache", "workspace",
-                                                 "reserve", "total", "budget", "used", "time"}};
-  for (const Stage& s : plan.stages) {
+                                                 "reserve", "total", "budget", "used", "time",
+                                                 "input by"}};
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    const Stage& s = plan.stages[i];
     const bool limited = s.budget_source != BudgetSource::kUnlimitedCpu;
     rows.push_back({s.worker, s.device, s.address,
                     s.num_layers() ? absl::StrCat("[", s.begin, ", ", s.end, ")") : "-",
@@ -72,10 +74,10 @@ void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Pla
                     FormatBytes(s.kv_bytes), FormatBytes(s.workspace_bytes),
                     FormatBytes(s.reserve_bytes), FormatBytes(s.total_bytes()), Budget(s),
                     limited ? Percent(double(s.total_bytes()) / double(s.budget_bytes)) : "-",
-                    Percent(s.time_share)});
+                    Percent(s.time_share), PlannedTransport(cluster, i)});
   }
   PrintTable(rows, {false, false, false, false, true, false, true, true, true, true, true, true,
-                    true, true});
+                    true, true, false});
   // A decode step is memory-bound: a stage's time follows the weight bytes it reads.
   std::printf(
       "\nslowest stage: %.3fx the mean time (time = the stage's share of the weight bytes read\n"
@@ -92,7 +94,8 @@ void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Pla
 
 json PlanJson(const ClusterConfig& cluster, const Plan& plan) {
   json stages = json::array();
-  for (const Stage& s : plan.stages) {
+  for (size_t i = 0; i < plan.stages.size(); ++i) {
+    const Stage& s = plan.stages[i];
     const bool limited = s.budget_source != BudgetSource::kUnlimitedCpu;
     stages.push_back({{"worker", s.worker},
                       {"device", s.device},
@@ -108,7 +111,8 @@ json PlanJson(const ClusterConfig& cluster, const Plan& plan) {
                       {"budget_bytes", limited ? json(s.budget_bytes) : json(nullptr)},
                       {"budget_assumed", s.budget_source == BudgetSource::kAssumedGpu},
                       {"read_bytes", s.read_bytes},
-                      {"time_share", s.time_share}});
+                      {"time_share", s.time_share},
+                      {"transport", PlannedTransport(cluster, i)}});
   }
   return {{"model", cluster.model_path},
           {"strategy", StrategyName(plan.strategy)},

@@ -274,7 +274,8 @@ absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
 absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
   RETURN_IF_ERROR(CheckKeys(
-      root, "", {"model", "device_map", "max_memory", "coordinator", "workers", "limits"}));
+      root, "", {"model", "device_map", "max_memory", "coordinator", "workers", "limits",
+                 "transport"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   ASSIGN_OR_RETURN(c.workers, ParseWorkers(root));
@@ -282,6 +283,13 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   ASSIGN_OR_RETURN(c.max_memory, ParseMaxMemory(root, c.workers));
   RETURN_IF_ERROR(CheckSharedDevices(root, c));
   ASSIGN_OR_RETURN(c.device_map, ParseDeviceMap(root, c.workers));
+  if (const YAML::Node t = root["transport"]) {
+    ASSIGN_OR_RETURN(c.transport, ScalarString(t, "transport"));
+    if (c.transport != "auto" && c.transport != "grpc") {
+      return Error(t, "transport", "must be auto (CUDA IPC between GPU workers of one host, "
+                                   "gRPC elsewhere) or grpc (gRPC everywhere)");
+    }
+  }
   c.coordinator_listen = "127.0.0.1:7000";
   if (const YAML::Node co = root["coordinator"]) {
     if (!co.IsMap()) return Error(co, "coordinator", "must be a map {listen: host:port}");
@@ -367,6 +375,15 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& yaml_path) {
                         absl::StrCat(yaml_path, ": ", config.status().message()));
   }
   return config;
+}
+
+std::string PlannedTransport(const ClusterConfig& config, size_t i) {
+  if (i == 0) return "token ids";
+  const WorkerSpec& a = config.workers[i - 1];
+  const WorkerSpec& b = config.workers[i];
+  const bool ipc = config.transport == "auto" && IsCudaDevice(a.device) && IsCudaDevice(b.device) &&
+                   HostOf(a.address) == HostOf(b.address);
+  return ipc ? "cuda-ipc" : "grpc";
 }
 
 }  // namespace lp

@@ -53,6 +53,9 @@ struct ClusterConfig {
   std::string coordinator_listen;   // host:port
   std::vector<WorkerSpec> workers;  // pipeline order
   ClusterLimits limits;
+  // How activations cross between neighbouring workers: "auto" (CUDA IPC between GPU workers
+  // of one host, gRPC messages elsewhere) or "grpc" (always gRPC).
+  std::string transport = "auto";
 };
 
 // Reads and parses the file at `yaml_path`; errors start with the path and name the key and line.
@@ -68,6 +71,11 @@ bool IsCudaDevice(const std::string& device);  // of a normalized device
 
 // The strategy names as written in the file ("auto", "balanced_low_0", ...; "explicit").
 std::string StrategyName(DeviceMapStrategy s);
+
+// How activations are meant to reach worker i from worker i - 1: "cuda-ipc" between GPU
+// workers of one host when `transport` is auto, "grpc" otherwise, "token ids" for the first.
+// (The coordinator falls back to gRPC where opening the IPC handles fails.)
+std::string PlannedTransport(const ClusterConfig& config, size_t i);
 
 // The index of the worker named `name`, or -1.
 int FindWorker(const ClusterConfig& config, const std::string& name);

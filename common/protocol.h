@@ -7,7 +7,10 @@
 namespace lp {
 
 // Bumped on any incompatible change of proto/layerpipe/v1/worker.proto's meaning.
-inline constexpr uint32_t kProtocolVersion = 2;
+inline constexpr uint32_t kProtocolVersion = 3;
+// Activation buffers each CUDA worker exports to the next one on its host; micro-batches in
+// flight never exceed it.
+inline constexpr int kIpcRing = 8;
 // Activations travel in pieces of at most this many bytes (gRPC's default message limit is
 // 4 MiB; a long prefill's hidden state is far larger).
 inline constexpr size_t kChunkBytes = 1 << 20;

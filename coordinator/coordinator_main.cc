@@ -62,7 +62,7 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   }
   std::unique_ptr<grpc::Server> server;
   std::atomic<grpc::Server*> health_target{nullptr};  // set once the server runs
-  lp::GrpcPipeline pipeline(std::move(workers), 1000, [&](bool ready) {
+  lp::GrpcPipeline pipeline(std::move(workers), 1000, cluster.transport == "auto", [&](bool ready) {
     std::fprintf(stderr, "coordinator: cluster %s\n", ready ? "ready (SERVING)" : "NOT_SERVING");
     if (grpc::Server* s = health_target.load()) s->GetHealthCheckService()->SetServingStatus(ready);
   });

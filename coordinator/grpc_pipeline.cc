@@ -3,7 +3,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <algorithm>
 #include <set>
+
+#include "common/protocol.h"
 
 namespace lp {
 
@@ -32,11 +35,14 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 }
 
 GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
-                           std::function<void(bool)> on_ready_change)
-    : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)) {
+                           bool allow_ipc, std::function<void(bool)> on_ready_change)
+    : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)),
+      allow_ipc_(allow_ipc) {
   std::set<std::pair<std::string, std::string>> devices;
   for (const auto& w : workers) devices.insert({w.address.substr(0, w.address.rfind(':')), w.device});
-  depth_ = std::max<int>(1, int(devices.size()));
+  depth_ = std::clamp<int>(int(devices.size()), 1, kIpcRing);  // ring slots bound it
+  ipc_.assign(workers.size(), 0);
+  ipc_instances_.assign(workers.size(), {0, 0});
   for (auto& w : workers) links_.push_back(std::make_unique<WorkerLink>(std::move(w)));
   problems_.resize(links_.size());
   for (size_t i = 0; i <= links_.size(); ++i) queues_.push_back(std::make_unique<Queue>());
@@ -92,7 +98,38 @@ void GrpcPipeline::CheckAll() {
     }
     problems_[i] = problem;
   }
+  ConnectIpc();
   UpdateReady();
+}
+
+void GrpcPipeline::ConnectIpc() {
+  for (size_t i = 0; i + 1 < links_.size(); ++i) {
+    const auto prev = links_[i]->handshake();
+    const auto next = links_[i + 1]->handshake();
+    const bool possible = allow_ipc_ && links_[i]->up() && links_[i + 1]->up() &&
+                          prev.ipc_buffers_size() > 0 && prev.host_id() == next.host_id();
+    const std::pair<uint64_t, uint64_t> instances{prev.instance_id(), next.instance_id()};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!possible) {
+        ipc_[i] = 0;
+        continue;
+      }
+      if (ipc_[i] && ipc_instances_[i] == instances) continue;  // connected already
+    }
+    absl::Status s = links_[i + 1]->Connect(prev, 5000);
+    std::fprintf(stderr, "coordinator: %s -> %s: %s\n", prev.name().c_str(), next.name().c_str(),
+                 s.ok() ? "CUDA IPC" : ("gRPC (" + std::string(s.message()) + ")").c_str());
+    std::lock_guard<std::mutex> lock(mu_);
+    ipc_[i] = s.ok();
+    ipc_instances_[i] = instances;
+  }
+}
+
+std::string GrpcPipeline::Transport(size_t i) const {
+  if (i == 0) return "token ids";
+  std::lock_guard<std::mutex> lock(mu_);
+  return ipc_[i - 1] ? "cuda-ipc" : "grpc";
 }
 
 void GrpcPipeline::UpdateReady() {
@@ -120,6 +157,10 @@ void GrpcPipeline::Submit(uint64_t tag, StepInput step) {
   auto flight = std::make_unique<Flight>();
   flight->result.tag = tag;
   flight->header = MakeStepRequest(step, ++step_id_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    flight->ipc = ipc_;  // the whole way through with the links as they are now
+  }
   queues_[0]->Push(std::move(flight));
 }
 
@@ -142,7 +183,12 @@ void GrpcPipeline::RunStage(size_t i) {
       continue;
     }
     if (flight->result.status.ok()) {
-      absl::Status s = links_[i]->Step(flight->header, flight->hidden, &out, &flight->result.sampled);
+      // Ring slots cycle with the tag; kIpcRing bounds the micro-batches in flight.
+      const int slot = int(flight->result.tag % kIpcRing);
+      auto& h = flight->header;
+      if (i > 0 && flight->ipc[i - 1]) h.set_ipc_in_slot(slot); else h.clear_ipc_in_slot();
+      if (flight->ipc[i]) h.set_ipc_out_slot(slot); else h.clear_ipc_out_slot();
+      absl::Status s = links_[i]->Step(h, flight->hidden, &out, &flight->result.sampled);
       if (!s.ok()) {
         if (!links_[i]->up()) UpdateReady();
         flight->result.status = s;

@@ -1,7 +1,10 @@
 // The pipeline over gRPC: activations chained through the workers in order, the token ids
 // sampled on the last one coming back. One thread per stage drives its worker, so while stage
 // 1 runs micro-batch k, stage 0 already runs micro-batch k + 1; each micro-batch in flight
-// carries its own activation buffer. A monitor thread handshakes every worker each period:
+// carries its own activation buffer. Between two GPU workers of one host (when the cluster
+// file allows) activations cross by CUDA IPC: the workers' rings are connected once, and a
+// step only tells the next worker which ring slot to read. A monitor thread handshakes every
+// worker each period:
 // a worker that stops answering marks the pipeline not ready (and unblocks a step waiting on
 // it); one that answers again, agreeing with the plan, makes it ready again.
 #pragma once
@@ -26,7 +29,7 @@ class GrpcPipeline : public Pipeline {
  public:
   // `on_ready_change` is called (from the monitor or a stage thread, never two at once) when
   // Ready() flips.
-  GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
+  GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms, bool allow_ipc,
                std::function<void(bool ready)> on_ready_change);
   ~GrpcPipeline() override;
 
@@ -38,6 +41,8 @@ class GrpcPipeline : public Pipeline {
   const std::vector<std::unique_ptr<WorkerLink>>& links() const { return links_; }
   // The last handshake error of each worker that is down (empty when up).
   std::vector<std::string> Problems() const;
+  // How activations reach worker i: "cuda-ipc", "grpc", or "token ids" for the first.
+  std::string Transport(size_t i) const;
 
  private:
   // A micro-batch on its way through the stages.
@@ -45,6 +50,7 @@ class GrpcPipeline : public Pipeline {
     StepResult result;
     layerpipe::v1::StepRequest header;
     std::vector<float> hidden;  // the previous stage's output
+    std::vector<char> ipc;      // ipc[i]: stage i hands over to i + 1 by CUDA IPC
   };
   // A queue between two stage threads (or the scheduler and the first / last stage).
   class Queue {
@@ -65,6 +71,8 @@ class GrpcPipeline : public Pipeline {
   // Ready() from every link's state; calls on_ready_change_ on a flip (one at a time).
   void UpdateReady();
   void RunStage(size_t i);
+  // (Re)connects the CUDA IPC rings of neighbours on one host whose instances changed.
+  void ConnectIpc();
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
   const int period_ms_;
@@ -77,6 +85,9 @@ class GrpcPipeline : public Pipeline {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::vector<std::string> problems_;
+  const bool allow_ipc_;
+  std::vector<char> ipc_;  // ipc_[i]: link i -> i + 1 uses CUDA IPC (guarded by mu_)
+  std::vector<std::pair<uint64_t, uint64_t>> ipc_instances_;  // what ipc_[i] connected
   std::vector<std::unique_ptr<Queue>> queues_;  // queues_[i] feeds stage i; the last is done
   std::vector<std::thread> stage_threads_;
   std::thread monitor_;

@@ -180,7 +180,7 @@ grpc::Status InferenceService::ListWorkers(grpc::ServerContext*,
     w->set_layer_end(stage.end);
     w->set_embed(stage.embed);
     w->set_head(stage.head);
-    w->set_transport("grpc");
+    w->set_transport(pipeline_->Transport(i));
     if (!links[i]->up()) {
       w->set_state("unreachable");
       continue;

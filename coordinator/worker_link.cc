@@ -87,6 +87,10 @@ absl::Status WorkerLink::Check(int timeout_ms) {
                                                " is unreachable: ", s.error_message()));
   }
   failed_checks_ = 0;
+  {
+    std::lock_guard<std::mutex> lock(handshake_mu_);
+    handshake_ = resp;
+  }
   absl::Status agree = CheckHandshake(resp, expect_);
   if (!agree.ok()) {
     MarkDown();
@@ -186,6 +190,23 @@ absl::StatusOr<layerpipe::v1::StatsResponse> WorkerLink::Stats(int timeout_ms) {
   grpc::Status s = stub_->Stats(&ctx, req, &resp);
   if (!s.ok()) return FromGrpc(s, absl::StrCat("worker '", expect_.name, "'"));
   return resp;
+}
+
+layerpipe::v1::HandshakeResponse WorkerLink::handshake() const {
+  std::lock_guard<std::mutex> lock(handshake_mu_);
+  return handshake_;
+}
+
+absl::Status WorkerLink::Connect(const layerpipe::v1::HandshakeResponse& prev, int timeout_ms) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(timeout_ms));
+  layerpipe::v1::ConnectRequest req;
+  *req.mutable_prev_ipc_buffers() = prev.ipc_buffers();
+  *req.mutable_prev_ipc_events() = prev.ipc_events();
+  layerpipe::v1::ConnectResponse resp;
+  grpc::Status s = stub_->Connect(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s, absl::StrCat("worker '", expect_.name, "': CUDA IPC"));
+  return absl::OkStatus();
 }
 
 }  // namespace lp

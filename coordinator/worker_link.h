@@ -53,6 +53,10 @@ class WorkerLink {
   absl::Status Step(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
                     std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
   absl::StatusOr<layerpipe::v1::StatsResponse> Stats(int timeout_ms);
+  // The worker's last good handshake (its host, IPC exports, instance).
+  layerpipe::v1::HandshakeResponse handshake() const;
+  // Has the worker open `prev`'s CUDA IPC exports.
+  absl::Status Connect(const layerpipe::v1::HandshakeResponse& prev, int timeout_ms);
 
  private:
   using Stream = grpc::ClientReaderWriter<layerpipe::v1::StepRequest, layerpipe::v1::StepResponse>;
@@ -70,6 +74,8 @@ class WorkerLink {
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<Stream> stream_;
   std::string bytes_;  // reused receive buffer
+  mutable std::mutex handshake_mu_;
+  layerpipe::v1::HandshakeResponse handshake_;
 };
 
 }  // namespace lp

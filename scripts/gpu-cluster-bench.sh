@@ -13,10 +13,11 @@ export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
 B=$PWD/.device/bundle/bin
 port=7600
 
-cluster() {  # cluster FILE MODEL N BUDGET_GIB LIMITS
-  local file=$1 model=$2 n=$3 budget=$4 limits=$5 i
+cluster() {  # cluster FILE MODEL N BUDGET_GIB LIMITS [TRANSPORT]
+  local file=$1 model=$2 n=$3 budget=$4 limits=$5 transport=${6:-auto} i
   {
     echo "model: {path: $model}"
+    echo "transport: $transport"
     echo "device_map: balanced"
     echo "coordinator: {listen: \"127.0.0.1:$port\"}"
     echo "max_memory: {$(for ((i = 0; i < n; i++)); do printf 'g%d: %dGiB, ' $i $budget; done | sed 's/, $//')}"
@@ -48,15 +49,20 @@ for n in 1 3; do
 done
 echo "greedy, 1 vs 3 CUDA workers:"; cat "$out"/tiny_greedy_*.json
 
-# 2. Qwen3-8B, random weights, 1 / 2 / 4 workers on the one GPU.
+# 2. Qwen3-8B, random weights, 1 / 2 / 4 workers on the one GPU (CUDA IPC between them), and
+# 4 workers over gRPC for comparison.
 time $B/layerpipe init-model --preset qwen3-8b --out /tmp/q8 --seed 1 > "$out/init.log" 2>&1
-for n in 1 2 4; do
-  cluster /tmp/q8_$n.yaml /tmp/q8 $n $((72 / n)) "{max_batch: 64, max_context: 512, max_step_tokens: 2048}"
-  serve /tmp/q8_$n.yaml "$out/q8_serve_$n.log" || { echo "serve $n failed"; continue; }
+for run in 1:auto 2:auto 4:auto 4:grpc; do
+  n=${run%%:*} transport=${run##*:}
+  cluster /tmp/q8_$n.yaml /tmp/q8 $n $((72 / n)) "{max_batch: 64, max_context: 512, max_step_tokens: 2048}" $transport
+  serve /tmp/q8_$n.yaml "$out/q8_serve_${n}_$transport.log" || { echo "serve $n failed"; continue; }
+  [ $n = 4 ] && $B/layerpipe status --endpoint 127.0.0.1:$port | tail -n 5
   for c in 1 64; do
     $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
-      --max-tokens 128 --json > "$out/q8_${n}w_c$c.json" 2>&1
-    echo "8B, $n workers, $c streams: $(cat "$out/q8_${n}w_c$c.json")"
+      --max-tokens 128 --json > "$out/q8_${n}w_${transport}_c$c.json" 2>&1
+    echo "8B, $n workers ($transport), $c streams: $(cat "$out/q8_${n}w_${transport}_c$c.json")"
   done
+  $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --max-tokens 16 \
+    --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' | sed "s/^/8B greedy, $n workers ($transport): /"
   stop
 done

@@ -205,6 +205,25 @@ workers:
   EXPECT_EQ(c->workers[1].device, "cuda:0");
 }
 
+TEST(ClusterConfig, TransportPerLink) {
+  const std::string workers = R"(workers:
+  - {name: a, device: "cuda:0", address: "h1:7001"}
+  - {name: b, device: "cuda:1", address: "h1:7002"}
+  - {name: c, device: "cuda:0", address: "h2:7001"}
+  - {name: d, device: "cpu:0", address: "h2:7002"}
+)";
+  auto c = ParseClusterConfig("model: {path: /m}\n" + workers, "/");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(PlannedTransport(*c, 0), "token ids");
+  EXPECT_EQ(PlannedTransport(*c, 1), "cuda-ipc");  // two GPUs of one host
+  EXPECT_EQ(PlannedTransport(*c, 2), "grpc");      // another host
+  EXPECT_EQ(PlannedTransport(*c, 3), "grpc");      // a CPU worker
+  auto g = ParseClusterConfig("model: {path: /m}\ntransport: grpc\n" + workers, "/");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(PlannedTransport(*g, 1), "grpc");
+  EXPECT_FALSE(ParseClusterConfig("model: {path: /m}\ntransport: rdma\n" + workers, "/").ok());
+}
+
 TEST(ClusterConfig, LoadNamesTheFile) {
   auto missing = LoadClusterConfig("/nonexistent/cluster.yaml");
   ASSERT_FALSE(missing.ok());

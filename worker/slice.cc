@@ -216,8 +216,12 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) 
 }
 
 absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,
-                            std::span<const float> hidden_in, std::vector<float>* out) {
-  RETURN_IF_ERROR(CheckLayout(layout, ids.size(), hidden_in.size()));
+                            std::span<const float> hidden_in, std::vector<float>* out,
+                            const Handoff& handoff) {
+  const bool in_ipc = handoff.in_slot >= 0 && !spec_.embed;
+  RETURN_IF_ERROR(CheckLayout(layout, ids.size(),
+                              in_ipc ? size_t(layout.total_tokens() * config_.hidden_size)
+                                     : hidden_in.size()));
   Backend& b = *backend_;
   const int64_t tokens = layout.total_tokens();
   last_row_index_.clear();
@@ -236,6 +240,8 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
       }
     }
     b.Embed(embed_, ids, x);
+  } else if (in_ipc) {
+    b.ReceiveIpc(handoff.in_slot, x);
   } else {
     b.Upload(hidden_in, x);
   }
@@ -249,6 +255,11 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
     if (decode) b.EndRecord();
   }
   last_step_seqs_ = n;
+  if (!spec_.head && handoff.out_slot >= 0) {
+    b.SendIpc(handoff.out_slot, x);
+    out->clear();
+    return absl::OkStatus();
+  }
   if (!spec_.head) {
     out->resize(size_t(tokens * config_.hidden_size));
     b.Download(x, *out);

@@ -38,6 +38,13 @@ struct SliceLimits {
 // with the embedding and the last with the head (for tests and `layerpipe logits --slices`).
 std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
 
+// Where a step's hidden state comes from and goes to when it does not travel through host
+// memory: slots of the CUDA IPC rings between neighbouring worker processes (-1: host).
+struct Handoff {
+  int in_slot = -1;   // read the input from the previous worker's buffer `in_slot`
+  int out_slot = -1;  // write the output into this worker's exported buffer `out_slot`
+};
+
 // Makes the weight `t` (rows = 1 for 1-D tensors) on the slice's backend.
 using WeightSource = std::function<absl::StatusOr<Tensor>(Backend&, const ExpectedTensor& t)>;
 
@@ -72,8 +79,10 @@ class Slice {
   // slice `out` may be null: the logits then stay on the backend for Sample.
   // A step in which every sequence has one token (decode) may be recorded and replayed by the
   // backend (Backend::Replay), keyed by its number of sequences.
+  // With `handoff`, the hidden state comes from / goes to the IPC rings instead.
   absl::Status Forward(const StepLayout& layout, std::span<const int32_t> ids,
-                       std::span<const float> hidden_in, std::vector<float>* out);
+                       std::span<const float> hidden_in, std::vector<float>* out,
+                       const Handoff& handoff = {});
   // Last slice, after Forward: one token per sequence of that step, by params[sequence].
   absl::Status Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out);
 

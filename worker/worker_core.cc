@@ -1,15 +1,50 @@
 // A worker's logic, without the network (see worker_core.h).
 #include "worker/worker_core.h"
 
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
 
 namespace lp {
 
+namespace {
+
+// Host name and boot id: two workers with the same one can use CUDA IPC between them.
+std::string HostId() {
+  char name[256] = {};
+  ::gethostname(name, sizeof(name) - 1);
+  std::ifstream boot("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(boot, id);
+  return absl::StrCat(name, "/", id);
+}
+
+}  // namespace
+
 WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity)
-    : slice_(std::move(slice)), identity_(std::move(identity)) {
+    : slice_(std::move(slice)), identity_(std::move(identity)), host_id_(HostId()) {
   slots_.resize(size_t(slice_->limits().max_seqs));
   for (auto& s : slots_) s.history.reserve(size_t(slice_->limits().max_context));
+  instance_id_ = std::random_device{}() * 0x100000000ull + std::random_device{}();
+  if (!slice_->spec().head) {
+    // The ring the next worker reads from, when it is on this host and the backend can.
+    const auto& l = slice_->limits();
+    auto exports = slice_->backend().ExportIpc(
+        kIpcRing, size_t(l.max_step_tokens * slice_->config().hidden_size) * sizeof(float));
+    if (exports.ok()) ipc_exports_ = std::move(*exports);
+  }
+}
+
+absl::Status WorkerCore::Connect(const layerpipe::v1::ConnectRequest& request) {
+  std::lock_guard<std::mutex> lock(mu_);
+  IpcExports peer;
+  peer.buffers.assign(request.prev_ipc_buffers().begin(), request.prev_ipc_buffers().end());
+  peer.events.assign(request.prev_ipc_events().begin(), request.prev_ipc_events().end());
+  return slice_->backend().ImportIpc(peer);
 }
 
 layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
@@ -28,6 +63,10 @@ layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
   r.set_max_context(slice_->limits().max_context);
   r.set_max_step_tokens(slice_->limits().max_step_tokens);
   r.set_hidden_size(slice_->config().hidden_size);
+  r.set_host_id(host_id_);
+  for (const auto& b : ipc_exports_.buffers) r.add_ipc_buffers(b);
+  for (const auto& e : ipc_exports_.events) r.add_ipc_events(e);
+  r.set_instance_id(instance_id_);
   return r;
 }
 
@@ -62,7 +101,13 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
   // Logits come back to the host only for the host sampler.
   logits_.clear();
   std::vector<float>* out = head ? (NeedsHostSampler(request) ? &logits_ : nullptr) : hidden_out;
-  RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out));
+  Handoff handoff;
+  if (request.has_ipc_in_slot()) handoff.in_slot = request.ipc_in_slot();
+  if (request.has_ipc_out_slot()) handoff.out_slot = request.ipc_out_slot();
+  if ((handoff.in_slot >= kIpcRing) || (handoff.out_slot >= int(ipc_exports_.buffers.size()))) {
+    return absl::InvalidArgumentError("IPC ring slot out of range");
+  }
+  RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, handoff));
 
   // Bookkeeping after success only.
   int64_t offset = 0;

@@ -35,6 +35,8 @@ class WorkerCore {
   absl::Status Step(const layerpipe::v1::StepRequest& request, std::span<const float> hidden_in,
                     std::vector<float>* hidden_out, layerpipe::v1::StepResponse* response);
   void Release(std::span<const int32_t> slots);
+  // Opens the previous worker's CUDA IPC exports (see worker.proto's Connect).
+  absl::Status Connect(const layerpipe::v1::ConnectRequest& request);
   layerpipe::v1::StatsResponse Stats() const;
 
   const Slice& slice() const { return *slice_; }
@@ -55,6 +57,9 @@ class WorkerCore {
 
   std::unique_ptr<Slice> slice_;
   WorkerIdentity identity_;
+  const std::string host_id_;
+  uint64_t instance_id_ = 0;
+  IpcExports ipc_exports_;  // empty: this worker hands activations over in host memory only
   mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_
   std::vector<SlotState> slots_;
   int64_t steps_ = 0;

@@ -97,4 +97,14 @@ grpc::Status WorkerService::Stats(grpc::ServerContext*, const layerpipe::v1::Sta
   return grpc::Status::OK;
 }
 
+grpc::Status WorkerService::Connect(grpc::ServerContext*,
+                                    const layerpipe::v1::ConnectRequest* request,
+                                    layerpipe::v1::ConnectResponse*) {
+  WorkerCore* core = core_.load();
+  if (core == nullptr) return kLoading;
+  absl::Status s = core->Connect(*request);
+  if (!s.ok()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(s.message()));
+  return grpc::Status::OK;
+}
+
 }  // namespace lp

@@ -25,6 +25,8 @@ class WorkerService final : public layerpipe::v1::Worker::Service {
                        layerpipe::v1::ReleaseResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const layerpipe::v1::StatsRequest*,
                      layerpipe::v1::StatsResponse*) override;
+  grpc::Status Connect(grpc::ServerContext*, const layerpipe::v1::ConnectRequest*,
+                       layerpipe::v1::ConnectResponse*) override;
 
  private:
   std::atomic<WorkerCore*> core_{nullptr};

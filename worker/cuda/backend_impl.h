@@ -65,6 +65,12 @@ class CudaBackend : public Backend {
   void BeginRecord(int64_t key) override;
   void EndRecord() override;
 
+  // CUDA IPC (ipc.cc).
+  absl::StatusOr<IpcExports> ExportIpc(int count, size_t bytes) override;
+  absl::Status ImportIpc(const IpcExports& peer) override;
+  void ReceiveIpc(int slot, Tensor& dst) override;
+  void SendIpc(int slot, const Tensor& src) override;
+
   // A device tensor of `dtype`, zeroed.
   Tensor DeviceTensor(int64_t rows, int64_t cols, DType dtype);
   cudaStream_t stream() const { return stream_; }
@@ -83,6 +89,15 @@ class CudaBackend : public Backend {
   int64_t converted_elems_ = 0;
   bool converted_half_ = false;
   void CopyToDevice(const void* host, size_t bytes, void* dst);
+
+  void CloseImports();
+
+  // CUDA IPC: this worker's exported buffers and events, and the previous worker's, opened.
+  std::vector<void*> ipc_own_buffers_;
+  std::vector<cudaEvent_t> ipc_own_events_;
+  size_t ipc_bytes_ = 0;
+  std::vector<void*> ipc_peer_buffers_;
+  std::vector<cudaEvent_t> ipc_peer_events_;
 
   int device_;
   CudaBackendOptions options_;
