@@ -44,7 +44,9 @@ absl::Status WorkerCore::Connect(const layerpipe::v1::ConnectRequest& request) {
   IpcExports peer;
   peer.buffers.assign(request.prev_ipc_buffers().begin(), request.prev_ipc_buffers().end());
   peer.events.assign(request.prev_ipc_events().begin(), request.prev_ipc_events().end());
-  return slice_->backend().ImportIpc(peer);
+  absl::Status s = slice_->backend().ImportIpc(peer);
+  ipc_imported_ = s.ok();
+  return s;
 }
 
 layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
@@ -104,8 +106,12 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
   Handoff handoff;
   if (request.has_ipc_in_slot()) handoff.in_slot = request.ipc_in_slot();
   if (request.has_ipc_out_slot()) handoff.out_slot = request.ipc_out_slot();
-  if ((handoff.in_slot >= kIpcRing) || (handoff.out_slot >= int(ipc_exports_.buffers.size()))) {
+  if (handoff.in_slot >= kIpcRing || handoff.out_slot >= int(ipc_exports_.buffers.size())) {
     return absl::InvalidArgumentError("IPC ring slot out of range");
+  }
+  if (handoff.in_slot >= 0 && !ipc_imported_) {
+    return absl::FailedPreconditionError(
+        "no CUDA IPC connection to the previous worker yet (did one of them restart?)");
   }
   RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, handoff));
 

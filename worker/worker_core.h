@@ -60,6 +60,7 @@ class WorkerCore {
   const std::string host_id_;
   uint64_t instance_id_ = 0;
   IpcExports ipc_exports_;  // empty: this worker hands activations over in host memory only
+  bool ipc_imported_ = false;  // the previous worker's exports are open (guarded by mu_)
   mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_
   std::vector<SlotState> slots_;
   int64_t steps_ = 0;
