@@ -149,6 +149,11 @@ absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
       ASSIGN_OR_RETURN(*out, PositiveInt(n[key], absl::StrCat("limits.", key)));
     }
   }
+  if (limits.max_batch > kMaxBatch) {
+    return Error(n["max_batch"], "limits.max_batch",
+                 absl::StrCat(limits.max_batch, " is more than the ", kMaxBatch,
+                              " sequences a step may carry"));
+  }
   if (limits.max_step_tokens < limits.max_batch) {
     return Error(n, "limits.max_step_tokens",
                  absl::StrCat(limits.max_step_tokens, " is less than max_batch ", limits.max_batch,

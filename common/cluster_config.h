@@ -20,6 +20,9 @@ struct WorkerSpec {
   std::string address;  // host:port the worker listens on
 };
 
+// Sequences one step may carry (the GPU sampler's rows).
+inline constexpr int64_t kMaxBatch = 1024;
+
 struct ClusterLimits {
   int64_t max_batch = 16;          // sequences at once = KV-cache slots
   int64_t max_context = 4096;      // tokens per sequence (prompt + generated)

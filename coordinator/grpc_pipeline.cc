@@ -186,11 +186,20 @@ void GrpcPipeline::RunStage(size_t i) {
       // Ring slots cycle with the tag; kIpcRing bounds the micro-batches in flight.
       const int slot = int(flight->result.tag % kIpcRing);
       auto& h = flight->header;
-      if (i > 0 && flight->ipc[i - 1]) h.set_ipc_in_slot(slot); else h.clear_ipc_in_slot();
+      const bool in = i > 0 && flight->ipc[i - 1];
+      if (in) h.set_ipc_in_slot(slot); else h.clear_ipc_in_slot();
+      h.set_ipc_in_instance(in ? flight->producer : 0);
       if (flight->ipc[i]) h.set_ipc_out_slot(slot); else h.clear_ipc_out_slot();
       absl::Status s = links_[i]->Step(h, flight->hidden, &out, &flight->result.sampled);
+      flight->producer = links_[i]->last_instance();
       if (!s.ok()) {
         if (!links_[i]->up()) UpdateReady();
+        if (in) {
+          // The IPC connection is stale (a neighbour restarted): gRPC until the monitor
+          // connects the rings again.
+          std::lock_guard<std::mutex> lock(mu_);
+          ipc_[i - 1] = 0;
+        }
         flight->result.status = s;
       }
       flight->hidden.swap(out);

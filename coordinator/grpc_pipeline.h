@@ -51,6 +51,7 @@ class GrpcPipeline : public Pipeline {
     layerpipe::v1::StepRequest header;
     std::vector<float> hidden;  // the previous stage's output
     std::vector<char> ipc;      // ipc[i]: stage i hands over to i + 1 by CUDA IPC
+    uint64_t producer = 0;      // instance of the worker that wrote the IPC slot
   };
   // A queue between two stage threads (or the scheduler and the first / last stage).
   class Queue {

@@ -169,6 +169,7 @@ absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
       return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", resp.error()));
     }
     bytes_ += resp.hidden_chunk();
+    last_instance_ = resp.instance_id();
     for (const auto& t : resp.sampled()) {
       sampled->push_back({t.slot(), t.id(), t.logprob(),
                           std::vector<int32_t>(t.top_ids().begin(), t.top_ids().end()),
@@ -203,6 +204,7 @@ absl::Status WorkerLink::Connect(const layerpipe::v1::HandshakeResponse& prev, i
   layerpipe::v1::ConnectRequest req;
   *req.mutable_prev_ipc_buffers() = prev.ipc_buffers();
   *req.mutable_prev_ipc_events() = prev.ipc_events();
+  req.set_prev_instance_id(prev.instance_id());
   layerpipe::v1::ConnectResponse resp;
   grpc::Status s = stub_->Connect(&ctx, req, &resp);
   if (!s.ok()) return FromGrpc(s, absl::StrCat("worker '", expect_.name, "': CUDA IPC"));

@@ -48,6 +48,8 @@ class WorkerLink {
   // slow to answer); a refused one (a worker that disagrees) at once.
   absl::Status Check(int timeout_ms);
   void MarkDown();
+  // The worker instance that answered the last step (only this stage's thread calls it).
+  uint64_t last_instance() const { return last_instance_; }
 
   // One step through this worker. Only this stage's thread calls it.
   absl::Status Step(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
@@ -74,6 +76,7 @@ class WorkerLink {
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<Stream> stream_;
   std::string bytes_;  // reused receive buffer
+  uint64_t last_instance_ = 0;  // the instance that answered the last step
   mutable std::mutex handshake_mu_;
   layerpipe::v1::HandshakeResponse handshake_;
 };

@@ -25,13 +25,13 @@ std::string HostId() {
 
 }  // namespace
 
-WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity)
+WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc)
     : slice_(std::move(slice)), identity_(std::move(identity)), host_id_(HostId()) {
   slots_.resize(size_t(slice_->limits().max_seqs));
   for (auto& s : slots_) s.history.reserve(size_t(slice_->limits().max_context));
   instance_id_ = std::random_device{}() * 0x100000000ull + std::random_device{}();
-  if (!slice_->spec().head) {
-    // The ring the next worker reads from, when it is on this host and the backend can.
+  if (export_ipc && !slice_->spec().head) {
+    // The ring the next worker reads from (the backend may not be able to: then none).
     const auto& l = slice_->limits();
     auto exports = slice_->backend().ExportIpc(
         kIpcRing, size_t(l.max_step_tokens * slice_->config().hidden_size) * sizeof(float));
@@ -46,6 +46,7 @@ absl::Status WorkerCore::Connect(const layerpipe::v1::ConnectRequest& request) {
   peer.events.assign(request.prev_ipc_events().begin(), request.prev_ipc_events().end());
   absl::Status s = slice_->backend().ImportIpc(peer);
   ipc_imported_ = s.ok();
+  ipc_peer_instance_ = request.prev_instance_id();
   return s;
 }
 
@@ -76,6 +77,7 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
                               std::span<const float> hidden_in, std::vector<float>* hidden_out,
                               layerpipe::v1::StepResponse* response) {
   std::lock_guard<std::mutex> lock(mu_);
+  response->set_instance_id(instance_id_);
   for (int32_t slot : request.release_slots()) ReleaseLocked(slot);
   if (request.seqs_size() == 0) {
     hidden_out->clear();
@@ -109,9 +111,12 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
   if (handoff.in_slot >= kIpcRing || handoff.out_slot >= int(ipc_exports_.buffers.size())) {
     return absl::InvalidArgumentError("IPC ring slot out of range");
   }
-  if (handoff.in_slot >= 0 && !ipc_imported_) {
+  // Data from a previous worker other than the one whose ring is open (it restarted) must not
+  // be read: the ring it wrote is not the one mapped here.
+  if (handoff.in_slot >= 0 &&
+      (!ipc_imported_ || request.ipc_in_instance() != ipc_peer_instance_)) {
     return absl::FailedPreconditionError(
-        "no CUDA IPC connection to the previous worker yet (did one of them restart?)");
+        "no CUDA IPC connection to this instance of the previous worker (did it restart?)");
   }
   RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, handoff));
 

@@ -26,7 +26,9 @@ struct WorkerIdentity {
 
 class WorkerCore {
  public:
-  WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity);
+  // `export_ipc`: export a CUDA IPC ring for the next worker (when it is a GPU worker of this
+  // host and the cluster's transport allows it; see PlannedTransport).
+  WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc = false);
 
   layerpipe::v1::HandshakeResponse Handshake() const;
   // Frees the request's release_slots, then runs its step (if it has sequences). `hidden_in`
@@ -61,6 +63,7 @@ class WorkerCore {
   uint64_t instance_id_ = 0;
   IpcExports ipc_exports_;  // empty: this worker hands activations over in host memory only
   bool ipc_imported_ = false;  // the previous worker's exports are open (guarded by mu_)
+  uint64_t ipc_peer_instance_ = 0;  // whose
   mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_
   std::vector<SlotState> slots_;
   int64_t steps_ = 0;

@@ -69,8 +69,11 @@ int Run(const std::string& cluster_path, const std::string& name, int threads) {
   if (!slice.ok()) return Fail(slice.status());
   std::fprintf(stderr, "worker %s: ready (KV cache %.1f MiB, files read: %zu)\n", name.c_str(),
                double((*slice)->kv_cache_bytes()) / (1 << 20), (*ckpt)->OpenedFiles().size());
+  const int index = lp::FindWorker(planned->cluster, name);
+  const bool export_ipc = size_t(index + 1) < planned->cluster.workers.size() &&
+                          lp::PlannedTransport(planned->cluster, size_t(index + 1)) == "cuda-ipc";
   lp::WorkerCore core(std::move(*slice), {name, stage->device, (*ckpt)->Fingerprint(),
-                                          planned->model.torch_dtype});
+                                          planned->model.torch_dtype}, export_ipc);
   service.SetCore(&core);
   server->GetHealthCheckService()->SetServingStatus(true);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
