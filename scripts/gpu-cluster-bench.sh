@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # On the GPU machine (after scripts/gpu-prepare.sh here): layerpipe clusters of 1, 2 and 4
-# worker processes sharing GPU 0, activations between them over gRPC (host memory). Checks that
-# greedy output is the same through 1 and 3 CUDA workers (qwen3-tiny fixture), then times a
+# worker processes sharing GPU 0, activations between them over CUDA IPC (and, for comparison,
+# over gRPC through host memory; then again under MPS where the driver has it). Checks that
+# greedy output is the same through 1 and 3 CUDA workers and 3 CPU workers (qwen3-tiny fixture), then times a
 # random-weight Qwen3-8B: batch-1 decode (the per-hop cost is (t4 - t1) / 3) and 64 streams.
 # Results in $OUT (or gpu-results/).
 set -uo pipefail
@@ -40,29 +41,73 @@ serve() {  # serve FILE LOG: starts `layerpipe serve`, waits until it serves
 stop() { kill -INT $serve_pid; wait $serve_pid 2>/dev/null; }
 
 # 1. Greedy through 1 and 3 CUDA workers on the fixture.
-for n in 1 3; do
+for run in 1:cuda 3:cuda 3:cpu; do
+  n=${run%%:*} kind=${run##*:}
   cluster /tmp/tiny$n.yaml $PWD/tests/fixtures/qwen3-tiny $n 10 "{max_batch: 4, max_context: 128, max_step_tokens: 128}"
-  serve /tmp/tiny$n.yaml "$out/tiny_serve_$n.log" || continue
+  sed -i "s/cuda:0/$kind:0/" /tmp/tiny$n.yaml
+  serve /tmp/tiny$n.yaml "$out/tiny_serve_${n}_$kind.log" || continue
   $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 785,3974,13876,38835,34208 \
-    --max-tokens 20 --ignore-eos --json | tail -n 1 > "$out/tiny_greedy_$n.json"
+    --max-tokens 20 --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' \
+    | sed "s/^/qwen3-tiny greedy, $n $kind workers: /"
   stop
 done
-echo "greedy, 1 vs 3 CUDA workers:"; cat "$out"/tiny_greedy_*.json
 
 # 2. Qwen3-8B, random weights, 1 / 2 / 4 workers on the one GPU (CUDA IPC between them), and
 # 4 workers over gRPC for comparison.
 time $B/layerpipe init-model --preset qwen3-8b --out /tmp/q8 --seed 1 > "$out/init.log" 2>&1
-for run in 1:auto 2:auto 4:auto 4:grpc; do
-  n=${run%%:*} transport=${run##*:}
-  cluster /tmp/q8_$n.yaml /tmp/q8 $n $((72 / n)) "{max_batch: 64, max_context: 512, max_step_tokens: 2048}" $transport
-  serve /tmp/q8_$n.yaml "$out/q8_serve_${n}_$transport.log" || { echo "serve $n failed"; continue; }
-  [ $n = 4 ] && $B/layerpipe status --endpoint 127.0.0.1:$port | tail -n 5
-  for c in 1 64; do
-    $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
-      --max-tokens 128 --json > "$out/q8_${n}w_${transport}_c$c.json" 2>&1
-    echo "8B, $n workers ($transport), $c streams: $(cat "$out/q8_${n}w_${transport}_c$c.json")"
+bench_runs() {  # bench_runs TAG RUN... (RUN = workers:transport)
+  local tag=$1 run n transport; shift
+  for run in "$@"; do
+    n=${run%%:*} transport=${run##*:}
+    cluster /tmp/q8_$n.yaml /tmp/q8 $n $((72 / n)) "{max_batch: 64, max_context: 512, max_step_tokens: 2048}" $transport
+    serve /tmp/q8_$n.yaml "$out/q8_serve_${n}_$transport$tag.log" || { echo "serve $n failed"; continue; }
+    [ $n = 4 ] && $B/layerpipe status --endpoint 127.0.0.1:$port | tail -n 5
+    for c in 1 64; do
+      $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
+        --max-tokens 128 --json > "$out/q8_${n}w_${transport}${tag}_c$c.json" 2>&1
+      echo "8B, $n workers ($transport$tag), $c streams: $(cat "$out/q8_${n}w_${transport}${tag}_c$c.json")"
+    done
+    $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --max-tokens 16 \
+      --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' | sed "s/^/8B greedy, $n workers ($transport$tag): /"
+    stop
   done
-  $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --max-tokens 16 \
-    --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' | sed "s/^/8B greedy, $n workers ($transport): /"
-  stop
-done
+}
+bench_runs "" 1:auto 2:auto 4:auto 4:grpc
+
+# 3. The same with NVIDIA's MPS daemon, where the driver has it: the worker processes share the
+# GPU's SMs at once instead of taking turns in time slices.
+if command -v nvidia-cuda-mps-control >/dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/lp-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/lp-mps-log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  if nvidia-cuda-mps-control -d; then
+    bench_runs "+mps" 1:auto 4:auto
+    echo quit | nvidia-cuda-mps-control
+  fi
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
+fi
+
+# 4. The table: decode time per token at batch 1, the cost of a hop ((t4 - t1) / 3), and 64
+# streams' throughput against one worker's.
+python3 - "$out" <<'PY'
+import json, os, sys
+out = sys.argv[1]
+def load(name):
+    try:
+        with open(os.path.join(out, name)) as f:
+            return json.loads(f.read().strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+print(f"{'run':<16}{'ms/token c=1':>14}{'hop ms':>9}{'tok/s c=64':>12}{'vs 1 worker':>13}")
+for tag in ("", "+mps"):
+    one1, one64 = load(f"q8_1w_auto{tag}_c1.json"), load(f"q8_1w_auto{tag}_c64.json")
+    for n, transport in ((1, "auto"), (2, "auto"), (4, "auto"), (4, "grpc")):
+        c1, c64 = load(f"q8_{n}w_{transport}{tag}_c1.json"), load(f"q8_{n}w_{transport}{tag}_c64.json")
+        if not c1 or not c64:
+            continue
+        ms = 1000 / c1["stream_tokens_per_s"]
+        hop = (ms - 1000 / one1["stream_tokens_per_s"]) / (n - 1) if one1 and n > 1 else None
+        ratio = c64["total_tokens_per_s"] / one64["total_tokens_per_s"] if one64 else None
+        print(f"{f'{n}w {transport}{tag}':<16}{ms:>14.2f}"
+              f"{(f'{hop:.3f}' if hop is not None else '-'):>9}"
+              f"{c64['total_tokens_per_s']:>12.0f}{(f'{ratio:.2f}x' if ratio else '-'):>13}")
+PY

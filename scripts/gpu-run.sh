@@ -7,11 +7,11 @@ out=${OUT:-gpu-results}
 mkdir -p "$out"
 tar xJf .device/bundle.tar.xz -C .device
 export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
-export LP_FIXTURES=$PWD/.device/fixtures
+export LP_FIXTURES=$PWD/.device/fixtures; [ -d "$LP_FIXTURES" ] || LP_FIXTURES=$PWD/tests/fixtures
 B=.device/bundle/bin
 timeout 200 $B/layerpipe_gpu_tests > "$out/gpu_tests.log" 2>&1; echo "gpu tests rc=$?" >> "$out/gpu_tests.log"
 grep -E "FAILED|Failure|rc=|PASSED" "$out/gpu_tests.log" | head -30
-$B/layerpipe greedy --backend cuda --model .device/fixtures/qwen3-tiny \
+$B/layerpipe greedy --backend cuda --model $LP_FIXTURES/qwen3-tiny \
   --prompt-ids 785,3974,13876,38835 --slices 3 --max-tokens 8 2>&1 | tail -3
 PYTHONUNBUFFERED=1 timeout 240 python3 .device/hf_baseline.py qwen3-0.6b,qwen3-8b \
   > "$out/hf.jsonl" 2> "$out/hf.err"; echo "hf_baseline rc=$?"

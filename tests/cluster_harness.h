@@ -78,6 +78,7 @@ class Cluster {
       yaml << "  - {name: w" << i << ", device: \"cpu:" << i << "\", address: \"127.0.0.1:" << port
            << "\"}\n";
       names_.push_back("w" + std::to_string(i));
+      worker_ports_.push_back(port);
     }
     yaml << "limits: " << limits_yaml << "\n";
     yaml.close();
@@ -91,6 +92,9 @@ class Cluster {
   }
   std::string cluster_file() const { return dir_ + "/cluster.yaml"; }
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(coordinator_port_); }
+  std::string worker_endpoint(int i) const {
+    return "127.0.0.1:" + std::to_string(worker_ports_[size_t(i)]);
+  }
   std::string log(const std::string& name) const {
     std::ifstream in(dir_ + "/" + name + ".log");
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
@@ -120,6 +124,7 @@ class Cluster {
   std::string dir_;
   int coordinator_port_ = 0;
   std::vector<std::string> names_;
+  std::vector<int> worker_ports_;
   std::vector<std::unique_ptr<Process>> workers_;
   std::unique_ptr<Process> coordinator_;
 };

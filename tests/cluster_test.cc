@@ -9,6 +9,7 @@
 #include "cluster_harness.h"
 #include "run_command.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
+#include "layerpipe/v1/worker.grpc.pb.h"
 
 namespace lp {
 namespace {
@@ -283,6 +284,45 @@ TEST(ClusterApi, AWorkerRestartedWhileIdleServesTheFirstRequest) {
   Outcome first = Generate(cluster, Ids({1, 2, 3}, 3));
   EXPECT_TRUE(first.status.ok()) << first.status.error_message();
   EXPECT_EQ(first.ids.size(), 3u);
+}
+
+TEST(WorkerApi, EveryStepAnswerNamesTheWorkerInstance) {
+  // The coordinator tells a worker which instance of its neighbour wrote a CUDA IPC ring slot
+  // from these answers; a non-last worker answers with hidden-state chunks, and each says who.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto worker = layerpipe::v1::Worker::NewStub(
+      grpc::CreateChannel(cluster.worker_endpoint(0), grpc::InsecureChannelCredentials()));
+  layerpipe::v1::HandshakeResponse hello;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(worker->Handshake(&ctx, layerpipe::v1::HandshakeRequest(), &hello).ok());
+  }
+  ASSERT_NE(hello.instance_id(), 0u);
+  grpc::ClientContext ctx;
+  auto stream = worker->Step(&ctx);
+  layerpipe::v1::StepRequest step;
+  step.set_step_id(1);
+  auto* seq = step.add_seqs();
+  seq->set_slot(3);
+  seq->set_n_tokens(3);
+  step.add_ids(1);
+  step.add_ids(2);
+  step.add_ids(3);
+  step.add_release_slots(3);
+  step.set_last_chunk(true);
+  ASSERT_TRUE(stream->Write(step));
+  layerpipe::v1::StepResponse answer;
+  int answers = 0;
+  do {
+    ASSERT_TRUE(stream->Read(&answer));
+    EXPECT_EQ(answer.error(), "");
+    EXPECT_EQ(answer.instance_id(), hello.instance_id());
+    ++answers;
+  } while (!answer.last_chunk());
+  EXPECT_GE(answers, 1);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {

@@ -70,6 +70,7 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
       const size_t n = std::min(kChunkBytes, total - sent);
       StepResponse chunk;
       chunk.set_step_id(first.step_id());
+      chunk.set_instance_id(response.instance_id());
       chunk.set_hidden_chunk(data + sent, n);
       sent += n;
       chunk.set_last_chunk(sent == total);
