@@ -382,13 +382,17 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& yaml_path) {
   return config;
 }
 
-std::string PlannedTransport(const ClusterConfig& config, size_t i) {
-  if (i == 0) return "token ids";
+bool PlannedCudaIpc(const ClusterConfig& config, size_t i) {
+  if (i == 0) return false;
   const WorkerSpec& a = config.workers[i - 1];
   const WorkerSpec& b = config.workers[i];
-  const bool ipc = config.transport == "auto" && IsCudaDevice(a.device) && IsCudaDevice(b.device) &&
-                   HostOf(a.address) == HostOf(b.address);
-  return ipc ? "cuda-ipc" : "grpc";
+  return config.transport == "auto" && IsCudaDevice(a.device) && IsCudaDevice(b.device) &&
+         HostOf(a.address) == HostOf(b.address);
+}
+
+std::string PlannedTransport(const ClusterConfig& config, size_t i) {
+  if (i == 0) return "token ids";
+  return PlannedCudaIpc(config, i) ? "cuda-ipc" : "grpc";
 }
 
 }  // namespace lp

@@ -79,6 +79,8 @@ std::string StrategyName(DeviceMapStrategy s);
 // workers of one host when `transport` is auto, "grpc" otherwise, "token ids" for the first.
 // (The coordinator falls back to gRPC where opening the IPC handles fails.)
 std::string PlannedTransport(const ClusterConfig& config, size_t i);
+// Whether the link into worker i (i >= 1) is planned as CUDA IPC.
+bool PlannedCudaIpc(const ClusterConfig& config, size_t i);
 
 // The index of the worker named `name`, or -1.
 int FindWorker(const ClusterConfig& config, const std::string& name);

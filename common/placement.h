@@ -45,7 +45,7 @@ struct Stage {
   bool head = false;             // model.norm + lm_head (the last stage)
   uint64_t weight_bytes = 0;     // resident weights (a tied head's copy of the table included)
   uint64_t kv_bytes = 0;         // KV cache for limits.max_batch x limits.max_context
-  uint64_t workspace_bytes = 0;  // activations for limits.max_step_tokens
+  uint64_t workspace_bytes = 0;  // activations for limits.max_step_tokens (+ CUDA IPC ring)
   uint64_t reserve_bytes = 0;    // runtime reserve
   uint64_t budget_bytes = 0;     // kUnlimitedBudget when not limited
   BudgetSource budget_source = BudgetSource::kMaxMemory;

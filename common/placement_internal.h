@@ -30,7 +30,8 @@ struct Context {
   bool last(int d) const { return d == num_workers() - 1; }
 
   StageBytes Bytes(int d, int64_t begin, int64_t end) const {
-    return cost.Bytes(cuda(d), begin, end, d == 0, last(d));
+    return cost.Bytes(cuda(d), begin, end, d == 0, last(d),
+                      !last(d) && PlannedCudaIpc(cluster, size_t(d) + 1));
   }
   bool Fits(int d, int64_t begin, int64_t end) const {
     return Bytes(d, begin, end).total() <= budgets[d];

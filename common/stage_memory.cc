@@ -1,6 +1,8 @@
 // The stage memory model (see stage_memory.h for what is counted and why).
 #include "common/stage_memory.h"
 
+#include "common/protocol.h"
+
 namespace lp {
 
 StageCost::StageCost(const ModelConfig& config, const WeightSizes& sizes,
@@ -26,7 +28,8 @@ uint64_t StageCost::HeadReads(bool cuda) const {
   return Resident(cuda, sizes_.norm) + Resident(cuda, table);
 }
 
-StageBytes StageCost::Bytes(bool cuda, int64_t begin, int64_t end, bool embed, bool head) const {
+StageBytes StageCost::Bytes(bool cuda, int64_t begin, int64_t end, bool embed, bool head,
+                             bool ipc_out) const {
   const ModelConfig& c = config_;
   const uint64_t layers = uint64_t(end - begin);
   StageBytes b;
@@ -52,6 +55,7 @@ StageBytes StageCost::Bytes(bool cuda, int64_t begin, int64_t end, bool embed, b
                    3 * uint64_t(c.intermediate_size));
   }
   if (head) floats += uint64_t(limits_.max_batch) * (2 * h + uint64_t(c.vocab_size));
+  if (ipc_out) floats += uint64_t(kIpcRing) * t * h;
   b.workspace = floats * 4;
   b.reserve = cuda ? kCudaReserve : kCpuReserve;
   return b;

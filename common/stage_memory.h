@@ -10,6 +10,8 @@
 //  - GPU workers keep weights as stored and the KV cache in the checkpoint's 16-bit type.
 //  - Activations are float32 on both: Slice::AllocateWorkspace's buffers for max_step_tokens
 //    rows, the incoming and outgoing hidden states, and on the last stage the logits rows.
+//  - A GPU worker whose next worker is reached over CUDA IPC exports a ring of kIpcRing
+//    float32 buffers of max_step_tokens rows (worker_core.cc), counted as workspace.
 //  - Runtime reserve: kCudaReserve per GPU (CUDA context, cuBLAS workspace, allocator slack),
 //    kCpuReserve per CPU worker (process, thread stacks, BLAS buffers).
 #pragma once
@@ -46,7 +48,9 @@ class StageCost {
   // per decode step, the weights it streams from memory: its layers, plus final norm and
   // lm_head (for a tied model the embedding table, which the head multiplies by) on the last
   // stage. The embedding on the first stage is a lookup of a few rows: memory, no time.
-  StageBytes Bytes(bool cuda, int64_t begin, int64_t end, bool embed, bool head) const;
+  // `ipc_out`: the stage exports a CUDA IPC ring to the next worker.
+  StageBytes Bytes(bool cuda, int64_t begin, int64_t end, bool embed, bool head,
+                   bool ipc_out) const;
 
   // Per-step reads of the layers [begin, end) and of the head, on a device kind.
   uint64_t LayerReads(bool cuda, int64_t begin, int64_t end) const;

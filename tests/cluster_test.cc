@@ -255,7 +255,8 @@ TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
   grpc::ClientContext ctx;
   auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 250));
   GenerateResponse resp;
-  ASSERT_TRUE(reader->Read(&resp));
+  ASSERT_TRUE(reader->Read(&resp)) << reader->Finish().error_message() << "\n"
+                                   << cluster.log("coordinator");
   const auto killed_at = std::chrono::steady_clock::now();
   cluster.KillWorker(1);
   while (reader->Read(&resp)) {}

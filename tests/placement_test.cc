@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/presets.h"
+#include "common/protocol.h"
 #include "common/stage_memory.h"
 
 namespace lp {
@@ -230,6 +231,21 @@ TEST(Balanced, RefusesMoreWorkersThanLayers) {
       << plan.status();
 }
 
+TEST(Budgets, ACudaIpcRingIsCountedWhereTheNextLinkUsesIt) {
+  // Each GPU worker whose next worker is on its host exports kIpcRing activation buffers.
+  const ModelConfig model = Preset("qwen3-8b");
+  const std::string limits = "limits: {max_batch: 4, max_step_tokens: 1024}\n";
+  auto ipc = PlanFor(ClusterYaml(3, "cuda", "balanced", limits), model);
+  auto grpc = PlanFor(ClusterYaml(3, "cuda", "balanced", limits + "transport: grpc"), model);
+  ASSERT_TRUE(ipc.ok()) << ipc.status();
+  ASSERT_TRUE(grpc.ok()) << grpc.status();
+  const uint64_t ring = uint64_t(kIpcRing) * 1024 * uint64_t(model.hidden_size) * 4;
+  for (size_t d = 0; d < 3; ++d) {
+    const uint64_t extra = d < 2 ? ring : 0;  // the last worker sends no activations
+    EXPECT_EQ(ipc->stages[d].workspace_bytes, grpc->stages[d].workspace_bytes + extra) << d;
+  }
+}
+
 // ---- balanced_low_0
 
 TEST(BalancedLow0, FirstDeviceKeepsOnlyTheEmbeddingWhenTheRestFits) {
@@ -258,7 +274,7 @@ TEST(BalancedLow0, Qwen2_72bOnTwo80GBCardsSpillsNothing) {
   EXPECT_LT(s0.num_layers(), s1.num_layers());
   // One layer fewer on GPU 0 would overflow GPU 1.
   const StageCost cost(model, *EstimateWeightSizes(model), Cluster(yaml).limits);
-  EXPECT_GT(cost.Bytes(true, s1.begin - 1, s1.end, false, true).total(), s1.budget_bytes);
+  EXPECT_GT(cost.Bytes(true, s1.begin - 1, s1.end, false, true, false).total(), s1.budget_bytes);
 }
 
 // ---- sequential
@@ -272,8 +288,8 @@ TEST(Sequential, FillsEachDeviceUpToItsBudgetInOrder) {
   const StageCost cost(model, *EstimateWeightSizes(model), Cluster(yaml).limits);
   const Stage& s0 = plan->stages[0];
   const Stage& s1 = plan->stages[1];
-  EXPECT_GT(cost.Bytes(true, 0, s0.end + 1, true, false).total(), s0.budget_bytes);
-  EXPECT_GT(cost.Bytes(true, s1.begin, s1.end + 1, false, false).total(), s1.budget_bytes);
+  EXPECT_GT(cost.Bytes(true, 0, s0.end + 1, true, false, true).total(), s0.budget_bytes);
+  EXPECT_GT(cost.Bytes(true, s1.begin, s1.end + 1, false, false, true).total(), s1.budget_bytes);
   EXPECT_EQ(plan->stages[2].budget_source, BudgetSource::kAssumedGpu);
   EXPECT_FALSE(plan->notes.empty());
 }

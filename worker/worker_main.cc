@@ -71,7 +71,7 @@ int Run(const std::string& cluster_path, const std::string& name, int threads) {
                double((*slice)->kv_cache_bytes()) / (1 << 20), (*ckpt)->OpenedFiles().size());
   const int index = lp::FindWorker(planned->cluster, name);
   const bool export_ipc = size_t(index + 1) < planned->cluster.workers.size() &&
-                          lp::PlannedTransport(planned->cluster, size_t(index + 1)) == "cuda-ipc";
+                          lp::PlannedCudaIpc(planned->cluster, size_t(index + 1));
   lp::WorkerCore core(std::move(*slice), {name, stage->device, (*ckpt)->Fingerprint(),
                                           planned->model.torch_dtype}, export_ipc);
   service.SetCore(&core);
