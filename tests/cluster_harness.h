@@ -55,6 +55,10 @@ class Process {
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  // Sends a signal and returns (SIGSTOP, SIGCONT); Kill waits for the process to end.
+  void Signal(int sig) const {
+    if (pid_ > 0) kill(pid_, sig);
+  }
   bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
 
  private:
@@ -108,6 +112,7 @@ class Cluster {
         dir_ + "/" + names_[size_t(i)] + ".log");
   }
   void KillWorker(int i) { workers_[size_t(i)]->Kill(SIGKILL); }
+  void SignalWorker(int i, int sig) { workers_[size_t(i)]->Signal(sig); }
 
   // Waits until the coordinator's health is `want`; false on timeout.
   bool WaitHealth(Health want, int timeout_ms) const {

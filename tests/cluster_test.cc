@@ -274,6 +274,29 @@ TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
   EXPECT_EQ(again.ids.size(), 5u);
 }
 
+TEST(ClusterApi, AHungWorkerFailsItsRequestsAndServesAgainWhenItWakes) {
+  // A stopped process keeps its connections open but answers nothing: the health monitor's
+  // unanswered handshakes take it out, and the requests it held fail instead of hanging.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto stub = Stub(cluster);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 250));
+  GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp)) << reader->Finish().error_message();
+  const auto stopped_at = std::chrono::steady_clock::now();
+  cluster.SignalWorker(1, SIGSTOP);
+  while (reader->Read(&resp)) {}
+  grpc::Status s = reader->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - stopped_at, std::chrono::seconds(15));
+  cluster.SignalWorker(1, SIGCONT);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 30000)) << cluster.log("coordinator");
+  Outcome again = Generate(cluster, Ids({1, 2, 3}, 5));
+  EXPECT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_EQ(again.ids.size(), 5u);
+}
+
 TEST(ClusterApi, AWorkerRestartedWhileIdleServesTheFirstRequest) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 2);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
