@@ -80,7 +80,7 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/lp-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/lp-mps-log
   mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
   if nvidia-cuda-mps-control -d; then
-    bench_runs "+mps" 1:auto 4:auto
+    bench_runs "_mps" 1:auto 4:auto
     echo quit | nvidia-cuda-mps-control
   fi
   unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
@@ -98,7 +98,7 @@ def load(name):
     except (OSError, ValueError, IndexError):
         return None
 print(f"{'run':<16}{'ms/token c=1':>14}{'hop ms':>9}{'tok/s c=64':>12}{'vs 1 worker':>13}")
-for tag in ("", "+mps"):
+for tag in ("", "_mps"):
     one1, one64 = load(f"q8_1w_auto{tag}_c1.json"), load(f"q8_1w_auto{tag}_c64.json")
     for n, transport in ((1, "auto"), (2, "auto"), (4, "auto"), (4, "grpc")):
         c1, c64 = load(f"q8_{n}w_{transport}{tag}_c1.json"), load(f"q8_{n}w_{transport}{tag}_c64.json")
