@@ -26,13 +26,15 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-int Run(const std::string& cluster_path, const std::string& name, int threads) {
+int Run(const std::string& cluster_path, const std::string& name, int threads,
+        std::string listen) {
   auto planned = lp::LoadAndPlan(cluster_path);
   if (!planned.ok()) return Fail(planned.status());
   const lp::Stage* stage = planned->plan.Find(name);
   if (stage == nullptr) {
     return Fail(absl::NotFoundError("no worker named '" + name + "' in " + cluster_path));
   }
+  if (listen.empty()) listen = stage->address;
   // Serve health and the (not yet ready) Worker service first, so the coordinator sees a
   // loading worker rather than none.
   lp::WorkerService service;
@@ -40,11 +42,11 @@ int Run(const std::string& cluster_path, const std::string& name, int threads) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(stage->address, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) return Fail(absl::UnavailableError("cannot listen on " + stage->address));
+  if (!server || port == 0) return Fail(absl::UnavailableError("cannot listen on " + listen));
   server->GetHealthCheckService()->SetServingStatus(false);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
@@ -53,7 +55,7 @@ int Run(const std::string& cluster_path, const std::string& name, int threads) {
   std::fprintf(stderr, "worker %s: %s, layers [%lld, %lld)%s%s, listening on %s\n", name.c_str(),
                stage->device.c_str(), (long long)stage->begin, (long long)stage->end,
                stage->embed ? " + embedding" : "", stage->head ? " + norm + lm_head" : "",
-               stage->address.c_str());
+               listen.c_str());
   auto backend = lp::MakeBackend(stage->device, threads > 0 ? threads : lp::DefaultCpuThreads(planned->cluster, name));
   if (!backend.ok()) return Fail(backend.status());
   auto ckpt = lp::Checkpoint::Open(planned->cluster.model_path);
@@ -88,12 +90,15 @@ int main(int argc, char** argv) {
   lp::EnsurePassiveOpenMpWait(argv);
   CLI::App app{"layerpipe-worker: serves one slice of the model (its layers, weights and KV "
                "cache) on one device"};
-  std::string cluster, name;
+  std::string cluster, name, listen;
   int threads = 0;
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--name", name, "this worker's name in the cluster file")->required();
   app.add_option("--threads", threads,
                  "CPU threads (cpu devices; default: this host's cores shared among its workers)");
+  app.add_option("--listen", listen,
+                 "host:port to listen on (default: the worker's address in the cluster file; "
+                 "e.g. 0.0.0.0:7001 in a container whose address others reach by another name)");
   CLI11_PARSE(app, argc, argv);
-  return Run(cluster, name, threads);
+  return Run(cluster, name, threads, listen);
 }
