@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <future>
 #include <sstream>
 
@@ -248,8 +249,11 @@ TEST(ClusterApi, DeadlineExceededReleasesTheSequence) {
   EXPECT_EQ(WaitAllReleased(cluster, 2), (std::vector<int64_t>{0, 0}));
 }
 
-TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
-  Cluster cluster(FixtureDir("qwen3-tiny"), 3);
+// Breaks worker 1 while a long generation runs through it: the request fails with UNAVAILABLE
+// within `within`, new ones are refused while the coordinator is NOT_SERVING, and once
+// `restore` has run it serves again without being restarted.
+void ExpectFailureThenRecovery(Cluster& cluster, const std::function<void()>& fail,
+                               std::chrono::seconds within, const std::function<void()>& restore) {
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   auto stub = Stub(cluster);
   grpc::ClientContext ctx;
@@ -257,44 +261,37 @@ TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
   GenerateResponse resp;
   ASSERT_TRUE(reader->Read(&resp)) << reader->Finish().error_message() << "\n"
                                    << cluster.log("coordinator");
-  const auto killed_at = std::chrono::steady_clock::now();
-  cluster.KillWorker(1);
+  const auto failed_at = std::chrono::steady_clock::now();
+  fail();
   while (reader->Read(&resp)) {}
   grpc::Status s = reader->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
-  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::seconds(5));
+  EXPECT_LT(std::chrono::steady_clock::now() - failed_at, within);
   EXPECT_TRUE(cluster.WaitHealth(Health::kNotServing, 5000));
   Outcome refused = Generate(cluster, Ids({1, 2}, 2));
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
 
-  cluster.StartWorker(1);
+  restore();
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 30000)) << cluster.log("coordinator");
   Outcome again = Generate(cluster, Ids({1, 2, 3}, 5));
   EXPECT_TRUE(again.status.ok()) << again.status.error_message();
   EXPECT_EQ(again.ids.size(), 5u);
 }
 
+TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 3);
+  ExpectFailureThenRecovery(
+      cluster, [&] { cluster.KillWorker(1); }, std::chrono::seconds(5),
+      [&] { cluster.StartWorker(1); });
+}
+
 TEST(ClusterApi, AHungWorkerFailsItsRequestsAndServesAgainWhenItWakes) {
   // A stopped process keeps its connections open but answers nothing: the health monitor's
   // unanswered handshakes take it out, and the requests it held fail instead of hanging.
   Cluster cluster(FixtureDir("qwen3-tiny"), 2);
-  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
-  auto stub = Stub(cluster);
-  grpc::ClientContext ctx;
-  auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 250));
-  GenerateResponse resp;
-  ASSERT_TRUE(reader->Read(&resp)) << reader->Finish().error_message();
-  const auto stopped_at = std::chrono::steady_clock::now();
-  cluster.SignalWorker(1, SIGSTOP);
-  while (reader->Read(&resp)) {}
-  grpc::Status s = reader->Finish();
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
-  EXPECT_LT(std::chrono::steady_clock::now() - stopped_at, std::chrono::seconds(15));
-  cluster.SignalWorker(1, SIGCONT);
-  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 30000)) << cluster.log("coordinator");
-  Outcome again = Generate(cluster, Ids({1, 2, 3}, 5));
-  EXPECT_TRUE(again.status.ok()) << again.status.error_message();
-  EXPECT_EQ(again.ids.size(), 5u);
+  ExpectFailureThenRecovery(
+      cluster, [&] { cluster.SignalWorker(1, SIGSTOP); }, std::chrono::seconds(15),
+      [&] { cluster.SignalWorker(1, SIGCONT); });
 }
 
 TEST(ClusterApi, AWorkerRestartedWhileIdleServesTheFirstRequest) {
