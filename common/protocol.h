@@ -7,7 +7,7 @@
 namespace lp {
 
 // Bumped on any incompatible change of proto/layerpipe/v1/worker.proto's meaning.
-inline constexpr uint32_t kProtocolVersion = 3;
+inline constexpr uint32_t kProtocolVersion = 4;
 // Activation buffers each CUDA worker exports to the next one on its host; micro-batches in
 // flight never exceed it.
 inline constexpr int kIpcRing = 8;

@@ -63,7 +63,7 @@ GrpcPipeline::~GrpcPipeline() {
   for (auto& t : stage_threads_) t.join();
 }
 
-void GrpcPipeline::Queue::Push(std::unique_ptr<Flight> f) {
+void GrpcPipeline::Queue::Push(std::shared_ptr<Flight> f) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     items_.push_back(std::move(f));
@@ -71,7 +71,7 @@ void GrpcPipeline::Queue::Push(std::unique_ptr<Flight> f) {
   cv_.notify_one();
 }
 
-std::unique_ptr<GrpcPipeline::Flight> GrpcPipeline::Queue::Pop(int timeout_ms) {
+std::shared_ptr<GrpcPipeline::Flight> GrpcPipeline::Queue::Pop(int timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !items_.empty() || closed_; });
   if (items_.empty()) return nullptr;
@@ -154,12 +154,13 @@ std::vector<std::string> GrpcPipeline::Problems() const {
 }
 
 void GrpcPipeline::Submit(uint64_t tag, StepInput step) {
-  auto flight = std::make_unique<Flight>();
+  auto flight = std::make_shared<Flight>();
   flight->result.tag = tag;
   flight->header = MakeStepRequest(step, ++step_id_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     flight->ipc = ipc_;  // the whole way through with the links as they are now
+    for (const auto& [prev, next] : ipc_instances_) flight->ipc_producer.push_back(prev);
   }
   queues_[0]->Push(std::move(flight));
 }
@@ -171,9 +172,56 @@ bool GrpcPipeline::Next(int timeout_ms, StepResult* result) {
   return true;
 }
 
+bool GrpcPipeline::StageStep(size_t i, const std::shared_ptr<Flight>& f, std::vector<float>* out) {
+  // Ring slots cycle with the tag; kIpcRing bounds the micro-batches in flight.
+  const int slot = int(f->result.tag % kIpcRing);
+  auto& h = f->header;
+  const bool in = i > 0 && f->ipc[i - 1];
+  if (in) h.set_ipc_in_slot(slot); else h.clear_ipc_in_slot();
+  h.set_ipc_in_instance(in ? f->ipc_producer[i - 1] : 0);
+  const bool early = f->ipc[i] != 0;
+  if (early) h.set_ipc_out_slot(slot); else h.clear_ipc_out_slot();
+  absl::Status s = links_[i]->Send(h, f->hidden);
+  if (s.ok() && early) {
+    // The next worker waits for this one's handover on its host: start it now.
+    f->hidden.clear();
+    {
+      std::lock_guard<std::mutex> lock(f->mu);
+      ++f->pending;
+    }
+    queues_[i + 1]->Push(f);
+    std::vector<SampledToken> none;
+    s = links_[i]->Receive(out, &none);
+    if (!s.ok()) NoteFailure(i, in);
+    std::lock_guard<std::mutex> lock(f->mu);
+    if (f->late_status.ok()) f->late_status = s;
+    --f->pending;
+    f->answered.notify_all();
+    return false;
+  }
+  if (s.ok()) s = links_[i]->Receive(out, &f->result.sampled);
+  if (!s.ok()) {
+    NoteFailure(i, in);
+    f->result.status = s;
+  }
+  f->hidden.swap(*out);
+  return true;
+}
+
+void GrpcPipeline::NoteFailure(size_t i, bool ipc_in) {
+  if (!links_[i]->up()) UpdateReady();
+  if (ipc_in) {
+    // If the IPC connection is stale (a neighbour restarted): gRPC until the monitor connects
+    // the rings again.
+    std::lock_guard<std::mutex> lock(mu_);
+    ipc_[i - 1] = 0;
+  }
+}
+
 // Stage i's thread: takes micro-batches in order, runs them on its worker, hands them on. A
 // failed micro-batch passes the remaining stages untouched, carrying its error.
 void GrpcPipeline::RunStage(size_t i) {
+  const bool last = i + 1 == links_.size();
   std::vector<float> out;
   while (true) {
     auto flight = queues_[i]->Pop(1000);
@@ -182,31 +230,15 @@ void GrpcPipeline::RunStage(size_t i) {
       if (stopping_) return;
       continue;
     }
-    if (flight->result.status.ok()) {
-      // Ring slots cycle with the tag; kIpcRing bounds the micro-batches in flight.
-      const int slot = int(flight->result.tag % kIpcRing);
-      auto& h = flight->header;
-      const bool in = i > 0 && flight->ipc[i - 1];
-      if (in) h.set_ipc_in_slot(slot); else h.clear_ipc_in_slot();
-      h.set_ipc_in_instance(in ? flight->producer : 0);
-      if (flight->ipc[i]) h.set_ipc_out_slot(slot); else h.clear_ipc_out_slot();
-      absl::Status s = links_[i]->Step(h, flight->hidden, &out, &flight->result.sampled);
-      flight->producer = links_[i]->last_instance();
-      if (!s.ok()) {
-        if (!links_[i]->up()) UpdateReady();
-        if (in) {
-          // The IPC connection is stale (a neighbour restarted): gRPC until the monitor
-          // connects the rings again.
-          std::lock_guard<std::mutex> lock(mu_);
-          ipc_[i - 1] = 0;
-        }
-        flight->result.status = s;
-      }
-      flight->hidden.swap(out);
+    if (flight->result.status.ok() && !StageStep(i, flight, &out)) continue;  // handed on
+    if (last) {
+      // Stages that handed the flight on early answer soon after (they only queue their work).
+      std::unique_lock<std::mutex> lock(flight->mu);
+      flight->answered.wait(lock, [&] { return flight->pending == 0; });
+      if (flight->result.status.ok()) flight->result.status = flight->late_status;
     }
     queues_[i + 1]->Push(std::move(flight));
   }
 }
-
 
 }  // namespace lp

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -45,26 +46,34 @@ class GrpcPipeline : public Pipeline {
   std::string Transport(size_t i) const;
 
  private:
-  // A micro-batch on its way through the stages.
+  // A micro-batch on its way through the stages. A stage whose output goes on by CUDA IPC
+  // hands the flight to the next stage as soon as it has sent its request (the workers order
+  // the hop between them, see worker/handover.h), and takes its own answer after: the flight
+  // is then shared, and leaves the last stage only when every stage has answered.
   struct Flight {
-    StepResult result;
+    StepResult result;  // its status: of the stages that answered before it was handed on
     layerpipe::v1::StepRequest header;
-    std::vector<float> hidden;  // the previous stage's output
-    std::vector<char> ipc;      // ipc[i]: stage i hands over to i + 1 by CUDA IPC
-    uint64_t producer = 0;      // instance of the worker that wrote the IPC slot
+    std::vector<float> hidden;          // the previous stage's output
+    std::vector<char> ipc;              // ipc[i]: stage i hands over to i + 1 by CUDA IPC
+    std::vector<uint64_t> ipc_producer;  // the instance whose ring stage i + 1 has open
+    // The answers of stages that handed the flight on before they had them.
+    std::mutex mu;
+    std::condition_variable answered;
+    int pending = 0;
+    absl::Status late_status;
   };
   // A queue between two stage threads (or the scheduler and the first / last stage).
   class Queue {
    public:
-    void Push(std::unique_ptr<Flight> f);
+    void Push(std::shared_ptr<Flight> f);
     // nullptr on timeout or when closed.
-    std::unique_ptr<Flight> Pop(int timeout_ms);
+    std::shared_ptr<Flight> Pop(int timeout_ms);
     void Close();
 
    private:
     std::mutex mu_;
     std::condition_variable cv_;
-    std::deque<std::unique_ptr<Flight>> items_;
+    std::deque<std::shared_ptr<Flight>> items_;
     bool closed_ = false;
   };
   void Monitor();
@@ -72,6 +81,11 @@ class GrpcPipeline : public Pipeline {
   // Ready() from every link's state; calls on_ready_change_ on a flip (one at a time).
   void UpdateReady();
   void RunStage(size_t i);
+  // Runs flight `f` on stage i's worker (handing it on early where the output goes by IPC).
+  // False when it was handed on already.
+  bool StageStep(size_t i, const std::shared_ptr<Flight>& f, std::vector<float>* out);
+  // After stage i's step failed: readiness, and an IPC input link back to gRPC.
+  void NoteFailure(size_t i, bool ipc_in);
   // (Re)connects the CUDA IPC rings of neighbours on one host whose instances changed.
   void ConnectIpc();
 
@@ -80,7 +94,10 @@ class GrpcPipeline : public Pipeline {
   int depth_ = 1;  // distinct (host, device) pairs among the stages
   std::function<void(bool)> on_ready_change_;
   std::atomic<bool> ready_{false};
-  std::atomic<uint64_t> step_id_{0};
+  // Step ids never repeat, not even across coordinator restarts: the workers' IPC handover
+  // words (worker/handover.h) must not match a step of an earlier coordinator.
+  std::atomic<uint64_t> step_id_{uint64_t(
+      std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1))};
   std::mutex ready_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/protocol.h"
+#include "common/status.h"
 
 namespace lp {
 namespace {
@@ -118,21 +119,33 @@ void WorkerLink::ResetStream() {
 absl::Status WorkerLink::Step(const layerpipe::v1::StepRequest& header,
                               std::span<const float> hidden_in, std::vector<float>* hidden_out,
                               std::vector<SampledToken>* sampled) {
-  if (!up_) {
-    return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' is unreachable"));
-  }
-  absl::Status s = StepOnce(header, hidden_in, hidden_out, sampled);
-  if (!s.ok() && s.code() == absl::StatusCode::kUnavailable) {
+  RETURN_IF_ERROR(Send(header, hidden_in));
+  return Receive(hidden_out, sampled);
+}
+
+absl::Status WorkerLink::Lost(absl::Status s) {
+  if (s.code() == absl::StatusCode::kUnavailable) {
     ResetStream();
     up_ = false;
   }
   return s;
 }
 
-absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
-                                  std::span<const float> hidden_in,
-                                  std::vector<float>* hidden_out,
-                                  std::vector<SampledToken>* sampled) {
+absl::Status WorkerLink::Send(const layerpipe::v1::StepRequest& header,
+                              std::span<const float> hidden_in) {
+  if (!up_) {
+    return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' is unreachable"));
+  }
+  return Lost(SendOnce(header, hidden_in));
+}
+
+absl::Status WorkerLink::Receive(std::vector<float>* hidden_out,
+                                 std::vector<SampledToken>* sampled) {
+  return Lost(ReceiveOnce(hidden_out, sampled));
+}
+
+absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,
+                                  std::span<const float> hidden_in) {
   if (stale_.exchange(false)) ResetStream();
   {
     std::lock_guard<std::mutex> lock(stream_mu_);
@@ -141,11 +154,7 @@ absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
       stream_ = stub_->Step(stream_context_.get());
     }
   }
-  const auto lost = [&] {
-    return absl::UnavailableError(
-        absl::StrCat("worker '", expect_.name, "' at ", expect_.address, " was lost mid-step"));
-  };
-  // Send: the header with the first piece of the hidden state, then the other pieces.
+  // The header with the first piece of the hidden state, then the other pieces.
   const char* data = reinterpret_cast<const char*>(hidden_in.data());
   const size_t total = hidden_in.size_bytes();
   size_t sent = 0;
@@ -155,21 +164,25 @@ absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
     msg.set_hidden_chunk(data + sent, n);
     sent += n;
     msg.set_last_chunk(sent == total);
-    if (!stream_->Write(msg)) return lost();
+    if (!stream_->Write(msg)) return LostMidStep();
     msg.Clear();
     msg.set_step_id(header.step_id());
   } while (sent < total);
+  return absl::OkStatus();
+}
 
-  // Receive until the last chunk.
+absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
+                                     std::vector<SampledToken>* sampled) {
+  if (!stream_) return LostMidStep();
+  // Until the last chunk.
   bytes_.clear();
   layerpipe::v1::StepResponse resp;
   do {
-    if (!stream_->Read(&resp)) return lost();
+    if (!stream_->Read(&resp)) return LostMidStep();
     if (!resp.error().empty()) {
       return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", resp.error()));
     }
     bytes_ += resp.hidden_chunk();
-    last_instance_ = resp.instance_id();
     for (const auto& t : resp.sampled()) {
       sampled->push_back({t.slot(), t.id(), t.logprob(),
                           std::vector<int32_t>(t.top_ids().begin(), t.top_ids().end()),
@@ -181,6 +194,11 @@ absl::Status WorkerLink::StepOnce(const layerpipe::v1::StepRequest& header,
     std::memcpy(hidden_out->data(), bytes_.data(), hidden_out->size() * sizeof(float));
   }
   return absl::OkStatus();
+}
+
+absl::Status WorkerLink::LostMidStep() const {
+  return absl::UnavailableError(
+      absl::StrCat("worker '", expect_.name, "' at ", expect_.address, " was lost mid-step"));
 }
 
 absl::StatusOr<layerpipe::v1::StatsResponse> WorkerLink::Stats(int timeout_ms) {

@@ -48,12 +48,13 @@ class WorkerLink {
   // slow to answer); a refused one (a worker that disagrees) at once.
   absl::Status Check(int timeout_ms);
   void MarkDown();
-  // The worker instance that answered the last step (only this stage's thread calls it).
-  uint64_t last_instance() const { return last_instance_; }
 
-  // One step through this worker. Only this stage's thread calls it.
+  // One step through this worker: Send, then Receive. Only this stage's thread calls them; a
+  // stage whose output goes on by CUDA IPC lets the next stage start between the two.
   absl::Status Step(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
                     std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
+  absl::Status Send(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in);
+  absl::Status Receive(std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
   absl::StatusOr<layerpipe::v1::StatsResponse> Stats(int timeout_ms);
   // The worker's last good handshake (its host, IPC exports, instance).
   layerpipe::v1::HandshakeResponse handshake() const;
@@ -62,8 +63,11 @@ class WorkerLink {
 
  private:
   using Stream = grpc::ClientReaderWriter<layerpipe::v1::StepRequest, layerpipe::v1::StepResponse>;
-  absl::Status StepOnce(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
-                        std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
+  absl::Status SendOnce(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in);
+  absl::Status ReceiveOnce(std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
+  // An UNAVAILABLE `s` means the worker is lost: its stream is dropped, the link marked down.
+  absl::Status Lost(absl::Status s);
+  absl::Status LostMidStep() const;
   void ResetStream();
 
   const WorkerExpectation expect_;
@@ -76,7 +80,6 @@ class WorkerLink {
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<Stream> stream_;
   std::string bytes_;  // reused receive buffer
-  uint64_t last_instance_ = 0;  // the instance that answered the last step
   mutable std::mutex handshake_mu_;
   layerpipe::v1::HandshakeResponse handshake_;
 };

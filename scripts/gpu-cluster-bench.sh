@@ -72,7 +72,8 @@ bench_runs() {  # bench_runs TAG RUN... (RUN = workers:transport)
     stop
   done
 }
-bench_runs "" 1:auto 2:auto 4:auto 4:grpc
+# LP_CLUSTER_RUNS / LP_CLUSTER_MPS_RUNS pick other runs (to fit a device call's time).
+bench_runs "" ${LP_CLUSTER_RUNS:-1:auto 2:auto 4:auto 4:grpc}
 
 # 3. The same with NVIDIA's MPS daemon, where the driver has it: the worker processes share the
 # GPU's SMs at once instead of taking turns in time slices.
@@ -80,7 +81,7 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/lp-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/lp-mps-log
   mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
   if nvidia-cuda-mps-control -d; then
-    bench_runs "_mps" 1:auto 4:auto
+    bench_runs "_mps" ${LP_CLUSTER_MPS_RUNS:-1:auto 4:auto}
     echo quit | nvidia-cuda-mps-control
   fi
   unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY

@@ -23,6 +23,9 @@ std::string HostId() {
   return absl::StrCat(name, "/", id);
 }
 
+// How long a worker waits for its predecessor to queue a step (a dead or hung one never does).
+constexpr std::chrono::milliseconds kHandoverTimeout{5000};
+
 }  // namespace
 
 WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc)
@@ -35,7 +38,11 @@ WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bo
     const auto& l = slice_->limits();
     auto exports = slice_->backend().ExportIpc(
         kIpcRing, size_t(l.max_step_tokens * slice_->config().hidden_size) * sizeof(float));
-    if (exports.ok()) ipc_exports_ = std::move(*exports);
+    auto handover = Handover::Create(instance_id_, kIpcRing);
+    if (exports.ok() && handover.ok()) {
+      ipc_exports_ = std::move(*exports);
+      handover_out_ = std::move(*handover);
+    }
   }
 }
 
@@ -44,10 +51,13 @@ absl::Status WorkerCore::Connect(const layerpipe::v1::ConnectRequest& request) {
   IpcExports peer;
   peer.buffers.assign(request.prev_ipc_buffers().begin(), request.prev_ipc_buffers().end());
   peer.events.assign(request.prev_ipc_events().begin(), request.prev_ipc_events().end());
-  absl::Status s = slice_->backend().ImportIpc(peer);
-  ipc_imported_ = s.ok();
+  ipc_imported_ = false;
+  handover_in_.reset();
+  RETURN_IF_ERROR(slice_->backend().ImportIpc(peer));
+  ASSIGN_OR_RETURN(handover_in_, Handover::Open(request.prev_instance_id(), kIpcRing));
+  ipc_imported_ = true;
   ipc_peer_instance_ = request.prev_instance_id();
-  return s;
+  return absl::OkStatus();
 }
 
 layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
@@ -77,6 +87,19 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
                               std::span<const float> hidden_in, std::vector<float>* hidden_out,
                               layerpipe::v1::StepResponse* response) {
   std::lock_guard<std::mutex> lock(mu_);
+  const absl::Status s = StepLocked(request, hidden_in, hidden_out, response);
+  // The next worker may already wait for this step's slot: tell it, success or not.
+  const int out_slot = request.has_ipc_out_slot() ? request.ipc_out_slot() : -1;
+  if (handover_out_ && out_slot >= 0 && out_slot < kIpcRing) {
+    handover_out_->Post(out_slot, request.step_id(), s.ok());
+  }
+  return s;
+}
+
+absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
+                                    std::span<const float> hidden_in,
+                                    std::vector<float>* hidden_out,
+                                    layerpipe::v1::StepResponse* response) {
   response->set_instance_id(instance_id_);
   for (int32_t slot : request.release_slots()) ReleaseLocked(slot);
   if (request.seqs_size() == 0) {
@@ -117,6 +140,11 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
       (!ipc_imported_ || request.ipc_in_instance() != ipc_peer_instance_)) {
     return absl::FailedPreconditionError(
         "no CUDA IPC connection to this instance of the previous worker (did it restart?)");
+  }
+  // The coordinator hands a step to every stage at once: the slot's event may be recorded
+  // only after the wait below would have been queued, so wait on the host for the record.
+  if (handoff.in_slot >= 0) {
+    RETURN_IF_ERROR(handover_in_->Wait(handoff.in_slot, request.step_id(), kHandoverTimeout));
   }
   RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, handoff));
 

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "common/protocol.h"
 #include "layerpipe/v1/worker.pb.h"
+#include "worker/handover.h"
 #include "worker/sampler.h"
 #include "worker/slice.h"
 
@@ -50,6 +51,10 @@ class WorkerCore {
     std::vector<int32_t> history;  // tokens seen (the last worker's repetition penalty)
   };
 
+  // Step's work once the lock is held (Step then posts the IPC handover, whatever happened).
+  absl::Status StepLocked(const layerpipe::v1::StepRequest& request,
+                          std::span<const float> hidden_in, std::vector<float>* hidden_out,
+                          layerpipe::v1::StepResponse* response);
   void ReleaseLocked(int32_t slot);
   static bool NeedsHostSampler(const layerpipe::v1::SeqChunk& seq);
   static bool NeedsHostSampler(const layerpipe::v1::StepRequest& request);
@@ -62,6 +67,8 @@ class WorkerCore {
   const std::string host_id_;
   uint64_t instance_id_ = 0;
   IpcExports ipc_exports_;  // empty: this worker hands activations over in host memory only
+  std::unique_ptr<Handover> handover_out_;  // with ipc_exports_: tells the next worker
+  std::unique_ptr<Handover> handover_in_;   // the previous worker's (guarded by mu_)
   bool ipc_imported_ = false;  // the previous worker's exports are open (guarded by mu_)
   uint64_t ipc_peer_instance_ = 0;  // whose
   mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_

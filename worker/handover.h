@@ -1,0 +1,50 @@
+// The host half of a CUDA IPC hop: a few words of shared memory through which a worker tells
+// the next worker on its host "step S is queued in ring slot k" the moment it has queued it
+// (recorded the slot's interprocess event), long before its GPU has run it. The next worker
+// waits for that word, then queues a device-side wait on the event and its own work, so the
+// coordinator can hand a step to every stage at once and no hop costs a round trip through it.
+//
+// The word is needed because a CUDA stream waits for an event's most recent record at the time
+// of the wait: the wait must not be queued before the producer's record.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace lp {
+
+class Handover {
+ public:
+  // The shared-memory name of a worker instance's signal words.
+  static std::string Name(uint64_t instance_id);
+  // The producer's side: creates the words (removed again when this object goes).
+  static absl::StatusOr<std::unique_ptr<Handover>> Create(uint64_t instance_id, int slots);
+  // The consumer's side: opens the words of the previous worker's instance.
+  static absl::StatusOr<std::unique_ptr<Handover>> Open(uint64_t instance_id, int slots);
+  ~Handover();
+  Handover(const Handover&) = delete;
+  Handover& operator=(const Handover&) = delete;
+
+  // Says that step `step_id`'s output is queued in `slot` (`ok`), or that the step failed and
+  // nothing will be written (the consumer then fails it at once instead of waiting).
+  void Post(int slot, uint64_t step_id, bool ok);
+  // Waits until `slot` is posted for `step_id`. An error when it was posted as failed, or when
+  // nothing came within `timeout` (the producer died or hangs).
+  absl::Status Wait(int slot, uint64_t step_id, std::chrono::milliseconds timeout) const;
+
+ private:
+  Handover(std::string name, uint64_t* words, int slots, bool owner)
+      : name_(std::move(name)), words_(words), slots_(slots), owner_(owner) {}
+
+  std::string name_;
+  uint64_t* words_;  // slots_ words: step_id << 1 | failed
+  int slots_;
+  bool owner_;
+};
+
+}  // namespace lp
