@@ -28,9 +28,11 @@ CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
   CUDA_CHECK(cudaHostAlloc(&sample_params_host_, kMaxSampleRows * sizeof(DeviceSampleParams), 0));
   CUDA_CHECK(cudaMalloc(&sample_dev_, kMaxSampleRows * sizeof(DeviceSampleResult)));
   CUDA_CHECK(cudaMalloc(&sample_params_dev_, kMaxSampleRows * sizeof(DeviceSampleParams)));
+  timeline_ = Timeline::FromEnvironment(stream_);
 }
 
 CudaBackend::~CudaBackend() {
+  timeline_.reset();
   cudaStreamSynchronize(stream_);
   CloseImports();
   for (void* p : ipc_own_buffers_) cudaFree(p);
@@ -133,6 +135,7 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   CUDA_CHECK(cudaMemcpyAsync(dpos + 3 * layout_rows_, tiles, n_tiles * sizeof(AttnTile),
                              cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaEventRecord(staged_, stream_));
+  Note(Mark::kStepStart);
   dev_layout_.pos = dpos;
   dev_layout_.slot = dpos + layout_rows_;
   dev_layout_.tiles = reinterpret_cast<const AttnTile*>(dpos + 3 * layout_rows_);
@@ -259,8 +262,10 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const SampleParams> par
   }
   auto* dp = static_cast<DeviceSampleParams*>(sample_params_dev_);
   auto* dr = static_cast<DeviceSampleResult*>(sample_dev_);
+  Note(Mark::kSample);
   CUDA_CHECK(cudaMemcpyAsync(dp, hp, rows * sizeof(*hp), cudaMemcpyHostToDevice, stream_));
   LaunchSample(logits.as<float>(), rows, logits.cols, dp, dr, stream_);
+  Note(Mark::kSampled);
   auto* hr = static_cast<DeviceSampleResult*>(sample_host_);
   CUDA_CHECK(cudaMemcpyAsync(hr, dr, rows * sizeof(*hr), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -281,6 +286,7 @@ bool CudaBackend::Replay(int64_t key) {
   if (!options_.graphs) return false;
   auto it = graphs_.find(key);
   if (it == graphs_.end()) return false;
+  Note(Mark::kLayers);
   CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
   return true;
 }

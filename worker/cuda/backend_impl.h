@@ -8,6 +8,7 @@
 #include "worker/cuda/check.h"
 #include "worker/cuda/cuda_backend.h"
 #include "worker/cuda/kernels.h"
+#include "worker/cuda/timeline.h"
 #include "worker/sampling.h"
 
 namespace lp::cuda {
@@ -133,6 +134,10 @@ class CudaBackend : public Backend {
   std::map<int64_t, cudaGraphExec_t> graphs_;
   bool recording_ = false;
   int64_t record_key_ = 0;
+  std::unique_ptr<Timeline> timeline_;  // LP_GPU_TIMELINE only
+  void Note(Mark mark) {
+    if (timeline_) timeline_->Add(mark);
+  }
 };
 
 }  // namespace lp::cuda

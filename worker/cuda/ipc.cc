@@ -105,6 +105,7 @@ void CudaBackend::ReceiveIpc(int slot, Tensor& dst) {
   Flush();
   LP_REQUIRE(slot >= 0 && size_t(slot) < ipc_peer_buffers_.size() && dst.dtype == DType::kF32);
   CUDA_CHECK(cudaStreamWaitEvent(stream_, ipc_peer_events_[size_t(slot)], 0));
+  Note(Mark::kInputReady);
   CUDA_CHECK(cudaMemcpyAsync(dst.data, ipc_peer_buffers_[size_t(slot)], size_t(dst.numel()) * 4,
                              cudaMemcpyDeviceToDevice, stream_));
 }
@@ -113,9 +114,11 @@ void CudaBackend::SendIpc(int slot, const Tensor& src) {
   Flush();
   const size_t bytes = size_t(src.numel()) * 4;
   LP_REQUIRE(slot >= 0 && size_t(slot) < ipc_own_buffers_.size() && bytes <= ipc_bytes_);
+  Note(Mark::kLayersDone);
   CUDA_CHECK(cudaMemcpyAsync(ipc_own_buffers_[size_t(slot)], src.data, bytes,
                              cudaMemcpyDeviceToDevice, stream_));
   CUDA_CHECK(cudaEventRecord(ipc_own_events_[size_t(slot)], stream_));
+  Note(Mark::kSent);
 }
 
 }  // namespace lp::cuda
