@@ -38,8 +38,13 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
                            bool allow_ipc, std::function<void(bool)> on_ready_change)
     : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)),
       allow_ipc_(allow_ipc) {
+  // CPU workers of one host share its memory bandwidth, which bounds their decode: like workers
+  // sharing a GPU, they count as one device.
   std::set<std::pair<std::string, std::string>> devices;
-  for (const auto& w : workers) devices.insert({w.address.substr(0, w.address.rfind(':')), w.device});
+  for (const auto& w : workers) {
+    const bool cpu = w.device.rfind("cpu", 0) == 0;
+    devices.insert({w.address.substr(0, w.address.rfind(':')), cpu ? "cpu" : w.device});
+  }
   depth_ = std::clamp<int>(int(devices.size()), 1, kIpcRing);  // ring slots bound it
   ipc_.assign(workers.size(), 0);
   ipc_instances_.assign(workers.size(), {0, 0});

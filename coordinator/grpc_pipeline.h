@@ -91,7 +91,7 @@ class GrpcPipeline : public Pipeline {
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
   const int period_ms_;
-  int depth_ = 1;  // distinct (host, device) pairs among the stages
+  int depth_ = 1;  // distinct (host, device) pairs among the stages, a host's CPUs as one
   std::function<void(bool)> on_ready_change_;
   std::atomic<bool> ready_{false};
   // Step ids never repeat, not even across coordinator restarts: the workers' IPC handover

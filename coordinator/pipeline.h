@@ -47,9 +47,10 @@ struct StepResult {
 class Pipeline {
  public:
   virtual ~Pipeline() = default;
-  // How many micro-batches can usefully be in flight: one per device that runs stages.
-  // Stages sharing a device run one at a time anyway, and splitting the batch further would
-  // only make every stage read its weights once more per token.
+  // How many micro-batches can usefully be in flight: one per device that runs stages (a
+  // host's CPU workers count as one: they share its memory bandwidth). Stages sharing a device
+  // run one at a time anyway, and splitting the batch further would only make every stage read
+  // its weights once more per token.
   virtual int depth() const = 0;
   // Starts a step through every stage. `tag` comes back with its result.
   virtual void Submit(uint64_t tag, StepInput step) = 0;

@@ -40,17 +40,11 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, 
   return absl::InvalidArgumentError(absl::StrCat("unknown device '", device, "'"));
 }
 
-int DefaultCpuThreads(const ClusterConfig& cluster, const std::string& worker_name) {
-  const int cores = int(std::max(1u, std::thread::hardware_concurrency()));
-  std::string host;
-  for (const auto& w : cluster.workers) {
-    if (w.name == worker_name) host = w.address.substr(0, w.address.rfind(':'));
-  }
-  int same_host = 0;
-  for (const auto& w : cluster.workers) {
-    same_host += w.address.substr(0, w.address.rfind(':')) == host && w.device.rfind("cpu:", 0) == 0;
-  }
-  return std::max(1, cores / std::max(1, same_host));
+int DefaultCpuThreads() {
+  // A host's CPU workers take turns (the coordinator keeps one micro-batch on them at a time:
+  // they share the host's memory bandwidth), and an idle one waits passively, so each may use
+  // every core.
+  return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 
 }  // namespace lp

@@ -6,15 +6,14 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "common/cluster_config.h"
 #include "worker/backend.h"
 
 namespace lp {
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int cpu_threads);
 
-// A CPU worker's default threads: this machine's cores shared among the cluster's workers on
-// the same host (so three demo workers on two cores do not fight over them), at least 1.
-int DefaultCpuThreads(const ClusterConfig& cluster, const std::string& worker_name);
+// A CPU worker's default threads: every core of this machine (a host's CPU workers run one at a
+// time, see Pipeline::depth).
+int DefaultCpuThreads();
 
 }  // namespace lp

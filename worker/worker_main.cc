@@ -56,7 +56,7 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
                stage->device.c_str(), (long long)stage->begin, (long long)stage->end,
                stage->embed ? " + embedding" : "", stage->head ? " + norm + lm_head" : "",
                listen.c_str());
-  auto backend = lp::MakeBackend(stage->device, threads > 0 ? threads : lp::DefaultCpuThreads(planned->cluster, name));
+  auto backend = lp::MakeBackend(stage->device, threads > 0 ? threads : lp::DefaultCpuThreads());
   if (!backend.ok()) return Fail(backend.status());
   auto ckpt = lp::Checkpoint::Open(planned->cluster.model_path);
   if (!ckpt.ok()) return Fail(ckpt.status());
@@ -95,7 +95,7 @@ int main(int argc, char** argv) {
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--name", name, "this worker's name in the cluster file")->required();
   app.add_option("--threads", threads,
-                 "CPU threads (cpu devices; default: this host's cores shared among its workers)");
+                 "CPU threads (cpu devices; default: every core of this host, which its CPU workers use in turn)");
   app.add_option("--listen", listen,
                  "host:port to listen on (default: the worker's address in the cluster file; "
                  "e.g. 0.0.0.0:7001 in a container whose address others reach by another name)");
