@@ -1,9 +1,9 @@
 // The pipeline over gRPC (see grpc_pipeline.h).
 #include "coordinator/grpc_pipeline.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <set>
 
 #include "common/protocol.h"
@@ -36,7 +36,8 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 
 GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
                            bool allow_ipc, std::function<void(bool)> on_ready_change)
-    : period_ms_(monitor_period_ms), on_ready_change_(std::move(on_ready_change)),
+    : period_ms_(monitor_period_ms),
+      on_ready_change_(std::move(on_ready_change)),
       allow_ipc_(allow_ipc) {
   // CPU workers of one host share its memory bandwidth, which bounds their decode: like workers
   // sharing a GPU, they count as one device.
@@ -52,7 +53,9 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
   problems_.resize(links_.size());
   for (size_t i = 0; i <= links_.size(); ++i) queues_.push_back(std::make_unique<Queue>());
   CheckAll();
-  for (size_t i = 0; i < links_.size(); ++i) stage_threads_.emplace_back([this, i] { RunStage(i); });
+  for (size_t i = 0; i < links_.size(); ++i) {
+    stage_threads_.emplace_back([this, i] { RunStage(i); });
+  }
   monitor_ = std::thread([this] { Monitor(); });
 }
 
@@ -78,7 +81,8 @@ void GrpcPipeline::Queue::Push(std::shared_ptr<Flight> f) {
 
 std::shared_ptr<GrpcPipeline::Flight> GrpcPipeline::Queue::Pop(int timeout_ms) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms), [&] { return !items_.empty() || closed_; });
+  cv_.wait_for(lock, std::chrono::milliseconds(timeout_ms),
+               [&] { return !items_.empty() || closed_; });
   if (items_.empty()) return nullptr;
   auto f = std::move(items_.front());
   items_.pop_front();
@@ -102,6 +106,12 @@ void GrpcPipeline::CheckAll() {
       std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
     }
     problems_[i] = problem;
+    // A worker that restarted has a new instance: its IPC links are stale from now on, not
+    // only once ConnectIpc below has replaced them (a step submitted in between would wait on
+    // the old instance's handover).
+    const uint64_t instance = links_[i]->handshake().instance_id();
+    if (i > 0 && ipc_[i - 1] && ipc_instances_[i - 1].second != instance) ipc_[i - 1] = 0;
+    if (i + 1 < links_.size() && ipc_[i] && ipc_instances_[i].first != instance) ipc_[i] = 0;
   }
   ConnectIpc();
   UpdateReady();
@@ -182,10 +192,18 @@ bool GrpcPipeline::StageStep(size_t i, const std::shared_ptr<Flight>& f, std::ve
   const int slot = int(f->result.tag % kIpcRing);
   auto& h = f->header;
   const bool in = i > 0 && f->ipc[i - 1];
-  if (in) h.set_ipc_in_slot(slot); else h.clear_ipc_in_slot();
+  if (in) {
+    h.set_ipc_in_slot(slot);
+  } else {
+    h.clear_ipc_in_slot();
+  }
   h.set_ipc_in_instance(in ? f->ipc_producer[i - 1] : 0);
   const bool early = f->ipc[i] != 0;
-  if (early) h.set_ipc_out_slot(slot); else h.clear_ipc_out_slot();
+  if (early) {
+    h.set_ipc_out_slot(slot);
+  } else {
+    h.clear_ipc_out_slot();
+  }
   absl::Status s = links_[i]->Send(h, f->hidden);
   if (s.ok() && early) {
     // The next worker waits for this one's handover on its host: start it now.
@@ -240,7 +258,8 @@ void GrpcPipeline::RunStage(size_t i) {
       // Stages that handed the flight on early answer soon after (they only queue their work).
       std::unique_lock<std::mutex> lock(flight->mu);
       flight->answered.wait(lock, [&] { return flight->pending == 0; });
-      if (flight->result.status.ok()) flight->result.status = flight->late_status;
+      // An earlier stage's error is the cause of any later one (e.g. a handover that failed).
+      if (!flight->late_status.ok()) flight->result.status = flight->late_status;
     }
     queues_[i + 1]->Push(std::move(flight));
   }

@@ -51,7 +51,7 @@ class GrpcPipeline : public Pipeline {
   // the hop between them, see worker/handover.h), and takes its own answer after: the flight
   // is then shared, and leaves the last stage only when every stage has answered.
   struct Flight {
-    StepResult result;  // its status: of the stages that answered before it was handed on
+    StepResult result;  // its status: of the stages that answered before handing it on
     layerpipe::v1::StepRequest header;
     std::vector<float> hidden;          // the previous stage's output
     std::vector<char> ipc;              // ipc[i]: stage i hands over to i + 1 by CUDA IPC

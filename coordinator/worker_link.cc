@@ -116,13 +116,6 @@ void WorkerLink::ResetStream() {
   stream_context_.reset();
 }
 
-absl::Status WorkerLink::Step(const layerpipe::v1::StepRequest& header,
-                              std::span<const float> hidden_in, std::vector<float>* hidden_out,
-                              std::vector<SampledToken>* sampled) {
-  RETURN_IF_ERROR(Send(header, hidden_in));
-  return Receive(hidden_out, sampled);
-}
-
 absl::Status WorkerLink::Lost(absl::Status s) {
   if (s.code() == absl::StatusCode::kUnavailable) {
     ResetStream();

@@ -51,8 +51,6 @@ class WorkerLink {
 
   // One step through this worker: Send, then Receive. Only this stage's thread calls them; a
   // stage whose output goes on by CUDA IPC lets the next stage start between the two.
-  absl::Status Step(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in,
-                    std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
   absl::Status Send(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in);
   absl::Status Receive(std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
   absl::StatusOr<layerpipe::v1::StatsResponse> Stats(int timeout_ms);

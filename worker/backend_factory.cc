@@ -41,9 +41,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, 
 }
 
 int DefaultCpuThreads() {
-  // A host's CPU workers take turns (the coordinator keeps one micro-batch on them at a time:
-  // they share the host's memory bandwidth), and an idle one waits passively, so each may use
-  // every core.
+  // A host's CPU workers mostly take turns (see the header), and an idle one waits passively.
   return int(std::max(1u, std::thread::hardware_concurrency()));
 }
 

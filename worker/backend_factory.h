@@ -12,8 +12,9 @@ namespace lp {
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device, int cpu_threads);
 
-// A CPU worker's default threads: every core of this machine (a host's CPU workers run one at a
-// time, see Pipeline::depth).
+// A CPU worker's default threads: every core of this machine. A host's CPU workers count as one
+// device for the micro-batches in flight (Pipeline::depth), so they mostly run in turn; in a
+// pipeline with other devices two of them may run at once and share the cores (--threads).
 int DefaultCpuThreads();
 
 }  // namespace lp

@@ -31,6 +31,9 @@ absl::StatusOr<uint64_t*> Map(int fd, int slots, const std::string& name) {
   return static_cast<uint64_t*>(p);
 }
 
+// Shared between processes: only a lock-free atomic is one there.
+static_assert(std::atomic_ref<uint64_t>::is_always_lock_free);
+
 std::atomic_ref<uint64_t> Word(uint64_t* words, int slot) { return std::atomic_ref(words[slot]); }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // the next worker on its host "step S is queued in ring slot k" the moment it has queued it
 // (recorded the slot's interprocess event), long before its GPU has run it. The next worker
 // waits for that word, then queues a device-side wait on the event and its own work, so the
-// coordinator can hand a step to every stage at once and no hop costs a round trip through it.
+// coordinator can hand a step to the next stage as soon as it has sent it to this one, and no
+// hop costs a round trip through the coordinator.
 //
 // The word is needed because a CUDA stream waits for an event's most recent record at the time
 // of the wait: the wait must not be queued before the producer's record.

@@ -4,7 +4,7 @@
 // previous worker's event and a device-to-device copy: no host round trip, no host memory.
 //
 // Ring slots are reused only after the micro-batch that last used them has left the pipeline
-// (the coordinator keeps fewer micro-batches in flight than there are slots), so a buffer is
+// (the coordinator keeps no more micro-batches in flight than there are slots), so a buffer is
 // never overwritten while the next worker may still read it.
 #include <cuda_runtime.h>
 

@@ -3,7 +3,8 @@
 // kernel writes the GPU's global nanosecond timer, which every process on a GPU shares) and
 // appends them to DIR/timeline-PID.txt as "ns tag" lines. tools/gpu_timeline.py merges the
 // files of a cluster's workers into hop, stage and between-step times. Off (no marks, no
-// cost) unless the variable is set.
+// cost) unless the variable is set. Every 4096 marks the backend waits for its stream to write
+// them out, which shows in the timeline as one slow step.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,7 +18,7 @@ namespace lp::cuda {
 enum class Mark : uint32_t {
   kStepStart = 0,   // the step's layout is on the device
   kInputReady = 1,  // the previous worker's activation slot is ready (CUDA IPC)
-  kLayers = 2,      // the layers (a graph replay or their kernels) start
+  kLayers = 2,      // a recorded decode step's replay starts (prefill steps have no mark)
   kLayersDone = 3,  // the output is ready, before the hand-over copy
   kSent = 4,        // the hand-over copy is done and its event recorded
   kSample = 5,      // sampling starts
