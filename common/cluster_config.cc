@@ -74,8 +74,6 @@ absl::Status CheckAddress(const YAML::Node& n, const std::string& key, const std
   return absl::OkStatus();
 }
 
-std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
-
 absl::StatusOr<std::string> ParseModel(const YAML::Node& root, const std::string& base_dir) {
   const YAML::Node model = root["model"];
   if (!model) return absl::InvalidArgumentError("model: missing (model: {path: DIR})");
@@ -308,6 +306,8 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
 }
 
 }  // namespace
+
+std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
 
 int FindWorker(const ClusterConfig& config, const std::string& name) {
   return FindWorkerIn(config.workers, name);

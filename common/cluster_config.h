@@ -71,6 +71,8 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& yaml_text,
 // "cpu:N", and bare "cuda" / "cpu" (index 0). Anything else ("disk", "gpu:1") is an error.
 absl::StatusOr<std::string> NormalizeDevice(const std::string& text);
 bool IsCudaDevice(const std::string& device);  // of a normalized device
+// The host of a "host:port" address.
+std::string HostOf(const std::string& address);
 
 // The strategy names as written in the file ("auto", "balanced_low_0", ...; "explicit").
 std::string StrategyName(DeviceMapStrategy s);

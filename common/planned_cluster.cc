@@ -19,7 +19,7 @@ absl::StatusOr<PlannedCluster> LoadAndPlan(const std::string& cluster_yaml) {
 }
 
 bool IsLocalAddress(const std::string& address) {
-  const std::string host = address.substr(0, address.rfind(':'));
+  const std::string host = HostOf(address);
   if (host == "127.0.0.1" || host == "localhost" || host == "0.0.0.0" || host == "[::1]" ||
       host == "[::]" || host.empty()) {
     return true;

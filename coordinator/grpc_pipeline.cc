@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <set>
 
+#include "common/cluster_config.h"
 #include "common/protocol.h"
 
 namespace lp {
@@ -43,8 +44,7 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
   // sharing a GPU, they count as one device.
   std::set<std::pair<std::string, std::string>> devices;
   for (const auto& w : workers) {
-    const bool cpu = w.device.rfind("cpu", 0) == 0;
-    devices.insert({w.address.substr(0, w.address.rfind(':')), cpu ? "cpu" : w.device});
+    devices.insert({HostOf(w.address), IsCudaDevice(w.device) ? w.device : "cpu"});
   }
   depth_ = std::clamp<int>(int(devices.size()), 1, kIpcRing);  // ring slots bound it
   ipc_.assign(workers.size(), 0);

@@ -8,7 +8,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/protocol.h"
-#include "common/status.h"
 
 namespace lp {
 namespace {
