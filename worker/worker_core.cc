@@ -124,8 +124,7 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     }
   }
   layout_.seqs.clear();
-  for (const auto& s : request.seqs())
-    layout_.seqs.push_back({s.slot(), s.start_pos(), s.n_tokens()});
+  for (const auto& s : request.seqs()) layout_.seqs.push_back({s.slot(), s.start_pos(), s.n_tokens()});
   if (request.ids_size() != layout_.total_tokens()) {
     return absl::InvalidArgumentError(absl::StrCat("step has ", layout_.total_tokens(),
                                                    " tokens but ", request.ids_size(), " ids"));
@@ -143,7 +142,8 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   }
   // Data from a previous worker other than the one whose ring is open (it restarted) must not
   // be read: the ring it wrote is not the one mapped here.
-  if (handoff.in_slot >= 0 && (!ipc_imported_ || request.ipc_in_instance() != ipc_peer_instance_)) {
+  if (handoff.in_slot >= 0 &&
+      (!ipc_imported_ || request.ipc_in_instance() != ipc_peer_instance_)) {
     return absl::FailedPreconditionError(
         "no CUDA IPC connection to this instance of the previous worker (did it restart?)");
   }
@@ -161,9 +161,7 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     if (s.start_pos() == 0) slot.history.clear();
     slot.active = true;
     slot.positions = int64_t(s.start_pos()) + s.n_tokens();
-    if (head)
-      slot.history.insert(slot.history.end(), ids.begin() + offset,
-                          ids.begin() + offset + s.n_tokens());
+    if (head) slot.history.insert(slot.history.end(), ids.begin() + offset, ids.begin() + offset + s.n_tokens());
     offset += s.n_tokens();
   }
   ++steps_;
@@ -217,17 +215,13 @@ absl::Status WorkerCore::SampleStep(const layerpipe::v1::StepRequest& request,
       continue;
     }
     const auto& sp = s.sampling();
-    SamplingParams params{sp.temperature(),
-                          sp.top_k(),
-                          sp.top_p() > 0 ? sp.top_p() : 1.0f,
-                          sp.min_p(),
-                          sp.repetition_penalty() > 0 ? sp.repetition_penalty() : 1.0f,
-                          sp.seed(),
-                          sp.logprobs()};
+    SamplingParams params{sp.temperature(), sp.top_k(),  sp.top_p() > 0 ? sp.top_p() : 1.0f,
+                          sp.min_p(),       sp.repetition_penalty() > 0 ? sp.repetition_penalty() : 1.0f,
+                          sp.seed(),        sp.logprobs()};
     const int64_t position = int64_t(s.start_pos()) + s.n_tokens();  // of the token chosen
-    Sample sample =
-        SampleToken(std::span<const float>(logits_.data() + i * vocab, size_t(vocab)), params,
-                    slots_[size_t(s.slot())].history, position, &sampler_scratch_);
+    Sample sample = SampleToken(std::span<const float>(logits_.data() + i * vocab, size_t(vocab)),
+                                params, slots_[size_t(s.slot())].history, position,
+                                &sampler_scratch_);
     out->set_id(sample.id);
     out->set_logprob(sample.logprob);
     for (size_t k = 0; k < sample.top_ids.size(); ++k) {

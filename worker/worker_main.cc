@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--name", name, "this worker's name in the cluster file")->required();
   app.add_option("--threads", threads,
-                 "CPU threads (cpu devices; default: every core of this host: its CPU workers mostly run in turn)");
+                 "CPU threads (cpu devices; default: every core of this host, which its CPU "
+                 "workers mostly use in turn)");
   app.add_option("--listen", listen,
                  "host:port to listen on (default: the worker's address in the cluster file; "
                  "e.g. 0.0.0.0:7001 in a container whose address others reach by another name)");
