@@ -178,7 +178,8 @@ json BenchPreset(const std::string& name, const BenchOptions& o, const std::vect
   bo.graphs = o.graphs;
   std::fprintf(stderr, "%s: building, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const auto t0 = Clock::now();
-  auto source = [](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
+  WeightSource source;
+  source.tensor = [](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
     const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
     const bool norm = t.name.find("norm") != std::string::npos;
     return CudaRandomWeight(b, rows, t.shape.back(), DType::kBF16, NameSeed(t.name), norm);

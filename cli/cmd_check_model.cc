@@ -1,6 +1,9 @@
 // `layerpipe check-model DIR`: validates a checkpoint completely and prints a summary.
 #include <cstdio>
 
+#include <string>
+
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/commands.h"
 #include "cli/util.h"
@@ -28,6 +31,22 @@ void AddCheckModelCommand(CLI::App& app) {
                 (long long)c.vocab_size, c.tie_word_embeddings ? ", tied embeddings" : "");
     std::printf("  parameters    %lld (%.3f B)\n", (long long)summary->num_parameters,
                 double(summary->num_parameters) / 1e9);
+    if (c.quant.quantized()) {
+      const QuantConfig& q = c.quant;
+      const bool gptq = q.method == QuantMethod::kGptq;
+      std::printf("  quantization  %s%s, %lld bits, group size %s, %s zeros, act order %s\n",
+                  QuantMethodName(q.method),
+                  gptq ? (q.gptq_v2 ? " (gptq_v2 format)" : " (gptq format)") : " (gemm)",
+                  (long long)q.bits,
+                  q.group_size < 0 ? "-1 (one group per row)" : std::to_string(q.group_size).c_str(),
+                  gptq && q.sym ? "symmetric" : "asymmetric",
+                  gptq ? absl::StrCat(q.desc_act ? "on" : "off", " (", summary->act_order_linears,
+                                      " linears with g_idx out of order)").c_str()
+                       : "n/a");
+      std::printf("  linears       %lld packed in 4 bits, %lld dense%s\n",
+                  (long long)summary->packed_linears, (long long)summary->dense_linears,
+                  summary->dense_linears ? " (modules_to_not_convert)" : "");
+    }
     for (const auto& [dtype, bytes] : summary->bytes_by_dtype) {
       std::printf("  %-13s %llu bytes (%.2f GiB)\n", dtype.c_str(), (unsigned long long)bytes,
                   double(bytes) / double(1ull << 30));

@@ -32,6 +32,37 @@ uint64_t HashName(const std::string& s) {
 
 // Element i of a tensor depends only on (seed, name, i), so any chunking writes the same file.
 // Norm weights are 1 (as at initialization); everything else uniform with std 0.02.
+constexpr float kAmplitude = 0.02f * 1.7320508f;
+
+// The parts of a packed Int4 linear (common/int4.h): random codes, every zero 8, scales that
+// give the same amplitude as the dense weights, groups in order (no act order).
+TensorToWrite RandomInt4Part(const ExpectedTensor& t, const QuantConfig& q, uint64_t seed) {
+  TensorToWrite w;
+  w.name = t.name;
+  w.dtype = *t.dtype;
+  w.shape = t.shape;
+  const uint64_t key = SplitMix64(seed ^ HashName(t.name));
+  const std::string part = t.name.substr(t.name.rfind('.') + 1);
+  const uint32_t zeros = q.method == QuantMethod::kGptq && !q.gptq_v2 ? 0x77777777u : 0x88888888u;
+  const uint16_t scale = F32ToF16(kAmplitude / 8);
+  const int64_t group = q.GroupSize(t.shape[0]);  // for g_idx, whose shape is [in]
+  w.fill = [=](uint64_t first, uint64_t count, void* out) {
+#pragma omp parallel for if (count > 65536)
+    for (uint64_t i = 0; i < count; ++i) {
+      if (part == "qweight") {
+        static_cast<uint32_t*>(out)[i] = uint32_t(SplitMix64(key + first + i));
+      } else if (part == "qzeros") {
+        static_cast<uint32_t*>(out)[i] = zeros;
+      } else if (part == "scales") {
+        static_cast<uint16_t*>(out)[i] = scale;
+      } else {  // g_idx
+        static_cast<int32_t*>(out)[i] = int32_t(int64_t(first + i) / group);
+      }
+    }
+  };
+  return w;
+}
+
 TensorToWrite RandomTensor(const ExpectedTensor& t, DType dtype, uint64_t seed) {
   TensorToWrite w;
   w.name = t.name;
@@ -39,7 +70,7 @@ TensorToWrite RandomTensor(const ExpectedTensor& t, DType dtype, uint64_t seed) 
   w.shape = t.shape;
   const bool is_norm = t.name.find("norm") != std::string::npos;
   const uint64_t key = SplitMix64(seed ^ HashName(t.name));
-  const float amplitude = 0.02f * std::sqrt(3.0f);
+  const float amplitude = kAmplitude;
   w.fill = [=](uint64_t first, uint64_t count, void* out) {
 #pragma omp parallel for if (count > 65536)
     for (uint64_t i = 0; i < count; ++i) {
@@ -74,7 +105,7 @@ void CopyTokenizer(const std::string& from, const std::string& to) {
 void AddInitModelCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("init-model", "write a random-weight checkpoint of a known shape");
   struct Options {
-    std::string preset, out, dtype = "bf16", tokenizer;
+    std::string preset, out, dtype, tokenizer;
     uint64_t seed = 0;
     double shard_mb = 0;
   };
@@ -84,8 +115,8 @@ void AddInitModelCommand(CLI::App& app) {
   cmd->add_option("--preset", o->preset, "model shape:" + names)->required();
   cmd->add_option("--out", o->out, "output directory (created)")->required();
   cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "weight type")
-      ->capture_default_str()
+  cmd->add_option("--dtype", o->dtype,
+                  "type of the unquantized weights (default: bf16; f16 for Int4 presets)")
       ->check(CLI::IsMember({"bf16", "f16", "f32"}));
   cmd->add_option("--shard-mb", o->shard_mb, "shard size in MiB (default: the preset's)");
   cmd->add_option("--tokenizer", o->tokenizer,
@@ -94,6 +125,7 @@ void AddInitModelCommand(CLI::App& app) {
     auto preset = FindPreset(o->preset);
     if (!preset.ok()) Fail(preset.status(), 2);
     ModelConfig c = preset->config;
+    if (o->dtype.empty()) o->dtype = c.quant.quantized() ? "f16" : "bf16";
     const DType dtype = o->dtype == "bf16" ? DType::kBF16 : o->dtype == "f16" ? DType::kF16 : DType::kF32;
     c.torch_dtype = o->dtype == "bf16" ? "bfloat16" : o->dtype == "f16" ? "float16" : "float32";
     std::error_code ec;
@@ -101,7 +133,10 @@ void AddInitModelCommand(CLI::App& app) {
     if (ec) Fail(absl::PermissionDeniedError(absl::StrCat(o->out, ": ", ec.message())));
 
     std::vector<TensorToWrite> tensors;
-    for (const auto& t : AllTensors(c)) tensors.push_back(RandomTensor(t, dtype, o->seed));
+    for (const auto& t : AllTensors(c)) {
+      tensors.push_back(t.dtype ? RandomInt4Part(t, c.quant, o->seed)
+                                : RandomTensor(t, dtype, o->seed));
+    }
     const uint64_t shard = o->shard_mb > 0 ? uint64_t(o->shard_mb * (1 << 20)) : preset->shard_bytes;
     std::fprintf(stderr, "writing %s (%s) to %s ...\n", preset->name.c_str(),
                  preset->description.c_str(), o->out.c_str());

@@ -10,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/int4.h"
+#include "common/status.h"
 #include "nlohmann/json.hpp"
 
 namespace lp {
@@ -126,7 +128,13 @@ absl::StatusOr<TensorView> Checkpoint::Get(const ExpectedTensor& expected) {
         (*file)->path(), ": tensor '", expected.name, "' has shape ", ShapeString(view.info->shape),
         " but config.json implies ", ShapeString(expected.shape)));
   }
-  if (!IsFloatWeightType(view.info->dtype)) {
+  if (expected.dtype && view.info->dtype != *expected.dtype) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        (*file)->path(), ": tensor '", expected.name, "' has dtype ",
+        std::string(DTypeName(view.info->dtype)), " but quantization_config (",
+        QuantMethodName(config_.quant.method), ") implies ", std::string(DTypeName(*expected.dtype))));
+  }
+  if (!expected.dtype && !IsFloatWeightType(view.info->dtype)) {
     return absl::InvalidArgumentError(absl::StrCat((*file)->path(), ": tensor '", expected.name,
                                                    "' has dtype ", std::string(DTypeName(view.info->dtype)),
                                                    "; weights must be BF16, F16 or F32"));
@@ -168,8 +176,22 @@ absl::StatusOr<CheckpointSummary> Checkpoint::Validate() {
     auto view = Get(expected);
     if (!view.ok()) return view.status();
     expected_names.insert(expected.name);
-    summary.num_parameters += int64_t(view->info->num_elements());
+    summary.num_parameters += NumElements({expected});
     summary.bytes_by_dtype[std::string(DTypeName(view->info->dtype))] += view->info->num_bytes();
+  }
+  // GPTQ group indices: in range, equal groups (what a worker checks when it loads them).
+  for (int64_t l = 0; l < config_.num_layers && config_.quant.quantized(); ++l) {
+    for (const LinearSpec& linear : LayerLinears(config_, l)) {
+      ++(linear.int4 ? summary.packed_linears : summary.dense_linears);
+      if (!linear.int4 || config_.quant.method != QuantMethod::kGptq) continue;
+      ASSIGN_OR_RETURN(TensorView g_idx, Get(Int4Tensors(config_.quant, linear).back()));
+      auto order = GroupOrder(config_.quant, linear, g_idx);
+      if (!order.ok()) {
+        return absl::Status(order.status().code(),
+                            absl::StrCat(dir_, ": ", order.status().message()));
+      }
+      if (!order->empty()) ++summary.act_order_linears;
+    }
   }
   for (const auto& [name, file_name] : weight_map_) {
     if (expected_names.count(name)) continue;

@@ -23,6 +23,11 @@ struct CheckpointSummary {
   std::map<std::string, uint64_t> bytes_by_dtype;
   std::vector<std::string> files;
   std::vector<std::string> ignored;  // tensors present but not used (explained)
+  // Quantized checkpoints: decoder linears stored in 4 bits, stored dense
+  // (modules_to_not_convert), and packed with GPTQ act order (g_idx not in order).
+  int64_t packed_linears = 0;
+  int64_t dense_linears = 0;
+  int64_t act_order_linears = 0;
 };
 
 class Checkpoint {

@@ -1,6 +1,7 @@
 // Reading Hugging Face config.json / generation_config.json.
 #include "common/model_config.h"
 
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -41,7 +42,81 @@ void IdsFrom(const json& j, std::vector<int64_t>* out) {
 
 absl::StatusOr<ModelConfig> ParseModelConfigJson(const json& j);
 
+absl::Status QuantError(const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("config.json: quantization_config: ", what));
+}
+
+// quantization_config: GPTQ or AWQ in 4 bits, in the layouts common/int4.h reads; anything
+// else is refused here, before a tensor is read.
+absl::StatusOr<QuantConfig> ParseQuantConfig(const json& q) {
+  QuantConfig c;
+  if (!q.is_object()) return QuantError("not an object");
+  const std::string method = q.value("quant_method", std::string());
+  if (method == "gptq") {
+    c.method = QuantMethod::kGptq;
+  } else if (method == "awq") {
+    c.method = QuantMethod::kAwq;
+  } else {
+    return QuantError(absl::StrCat("quant_method '", method,
+                                   "' is not supported (layerpipe loads gptq and awq)"));
+  }
+  c.bits = q.value("bits", c.bits);
+  if (q.contains("w_bit")) c.bits = q["w_bit"].get<int64_t>();  // AutoAWQ's spelling
+  if (c.bits != 4) {
+    return QuantError(absl::StrCat("bits ", c.bits, " is not supported (only 4)"));
+  }
+  c.group_size = q.value("group_size", c.group_size);
+  if (q.contains("q_group_size")) c.group_size = q["q_group_size"].get<int64_t>();
+  if (c.group_size != -1 && (c.group_size <= 0 || c.group_size % 8 != 0)) {
+    return QuantError(absl::StrCat("group_size ", c.group_size,
+                                   " must be -1 or a positive multiple of 8"));
+  }
+  if (c.method == QuantMethod::kGptq) {
+    c.sym = q.value("sym", true);
+    c.desc_act = q.value("desc_act", false);
+    const std::string format = q.contains("checkpoint_format") && q["checkpoint_format"].is_string()
+                                   ? q["checkpoint_format"].get<std::string>()
+                                   : "gptq";
+    if (format == "gptq_v2") {
+      c.gptq_v2 = true;
+    } else if (format != "gptq") {
+      return QuantError(absl::StrCat("checkpoint_format '", format,
+                                     "' is not supported (gptq or gptq_v2)"));
+    }
+  } else {
+    std::string version = q.value("version", std::string("gemm"));
+    for (char& ch : version) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+    if (version != "gemm") {
+      return QuantError(absl::StrCat("AWQ version '", version, "' is not supported (gemm)"));
+    }
+    if (!q.value("zero_point", true)) {
+      return QuantError("AWQ zero_point false is not supported (the gemm layout stores zeros)");
+    }
+    c.sym = false;
+  }
+  if (q.contains("modules_to_not_convert") && !q["modules_to_not_convert"].is_null()) {
+    const json& m = q["modules_to_not_convert"];
+    if (!m.is_array()) return QuantError("modules_to_not_convert must be a list of names");
+    for (const auto& name : m) {
+      if (!name.is_string() || name.get<std::string>().empty()) {
+        return QuantError("modules_to_not_convert must be a list of non-empty names");
+      }
+      c.modules_to_not_convert.push_back(name.get<std::string>());
+    }
+  }
+  return c;
+}
+
 }  // namespace
+
+const char* QuantMethodName(QuantMethod m) {
+  switch (m) {
+    case QuantMethod::kGptq: return "gptq";
+    case QuantMethod::kAwq: return "awq";
+    case QuantMethod::kNone: break;
+  }
+  return "none";
+}
 
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text) {
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
@@ -122,6 +197,24 @@ absl::StatusOr<ModelConfig> ParseModelConfigJson(const json& j) {
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     return absl::UnimplementedError("config.json: rope_scaling is not supported yet");
   }
+  if (j.contains("quantization_config") && !j["quantization_config"].is_null()) {
+    auto quant = ParseQuantConfig(j["quantization_config"]);
+    if (!quant.ok()) return quant.status();
+    c.quant = *quant;
+    // Every packed linear's inputs split into whole groups of whole words, outputs too.
+    for (auto [key, in] : {std::pair{"hidden_size", c.hidden_size},
+                           {"intermediate_size", c.intermediate_size},
+                           {"num_attention_heads x head_dim", c.q_dim()}}) {
+      if (in % 8 != 0 || in % c.quant.GroupSize(in) != 0) {
+        return QuantError(absl::StrCat("group_size ", c.quant.group_size, " does not divide ", key,
+                                       " ", in, " (a linear's inputs) into whole groups"));
+      }
+    }
+    if (c.kv_dim() % 8 != 0) {
+      return QuantError(absl::StrCat("num_key_value_heads x head_dim ", c.kv_dim(),
+                                     " is not a multiple of 8 (eight outputs a packed word)"));
+    }
+  }
   return c;
 }
 
@@ -157,6 +250,23 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   j["hidden_act"] = "silu";
   j["torch_dtype"] = c.torch_dtype;
   j["rope_scaling"] = nullptr;
+  if (c.quant.quantized()) {
+    json q = {{"quant_method", QuantMethodName(c.quant.method)},
+              {"bits", c.quant.bits},
+              {"group_size", c.quant.group_size}};
+    if (c.quant.method == QuantMethod::kGptq) {
+      q["sym"] = c.quant.sym;
+      q["desc_act"] = c.quant.desc_act;
+      q["checkpoint_format"] = c.quant.gptq_v2 ? "gptq_v2" : "gptq";
+    } else {
+      q["version"] = "gemm";
+      q["zero_point"] = true;
+    }
+    if (!c.quant.modules_to_not_convert.empty()) {
+      q["modules_to_not_convert"] = c.quant.modules_to_not_convert;
+    }
+    j["quantization_config"] = q;
+  }
   j["bos_token_id"] = 151643;
   j["eos_token_id"] = 151645;
   return j.dump(2) + "\n";

@@ -12,6 +12,28 @@ namespace lp {
 
 enum class Architecture { kQwen3, kQwen2 };
 
+// config.json's `quantization_config`, for the 4-bit formats layerpipe loads (common/int4.h).
+enum class QuantMethod { kNone, kGptq, kAwq };
+
+struct QuantConfig {
+  QuantMethod method = QuantMethod::kNone;
+  int64_t bits = 4;
+  int64_t group_size = 128;  // inputs per group; -1 in config.json: one group per input row
+  bool sym = true;           // GPTQ: symmetric (zeros all 8); informational, zeros are stored
+  bool desc_act = false;     // GPTQ act order: g_idx not monotonic
+  bool gptq_v2 = false;      // GPTQ checkpoint_format gptq_v2: zeros stored exactly (v1: zero - 1)
+  // Substrings of module names that stay unquantized (`<module>.weight`), as Hugging Face
+  // matches them.
+  std::vector<std::string> modules_to_not_convert;
+
+  bool quantized() const { return method != QuantMethod::kNone; }
+  // Inputs per group for a linear with `in` inputs.
+  int64_t GroupSize(int64_t in) const { return group_size < 0 ? in : group_size; }
+};
+
+// "gptq", "awq" or "none".
+const char* QuantMethodName(QuantMethod m);
+
 struct ModelConfig {
   Architecture arch = Architecture::kQwen3;
   std::string architecture_name;  // as in config.json, e.g. "Qwen3ForCausalLM"
@@ -29,6 +51,7 @@ struct ModelConfig {
   double rope_theta = 10000.0;
   double rms_norm_eps = 1e-6;
   std::string torch_dtype = "bfloat16";
+  QuantConfig quant;
 
   int64_t q_dim() const { return num_heads * head_dim; }
   int64_t kv_dim() const { return num_kv_heads * head_dim; }

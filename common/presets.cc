@@ -49,6 +49,15 @@ ModelConfig Qwen2(int64_t hidden, int64_t inter, int64_t layers, int64_t heads, 
 
 constexpr uint64_t kGiB = 1ull << 30;
 
+// `base` as Qwen's 4-bit releases ship it: group 128, f16 for what stays unquantized.
+ModelConfig Int4(ModelConfig base, QuantMethod method) {
+  base.torch_dtype = "float16";
+  base.quant.method = method;
+  base.quant.group_size = 128;
+  base.quant.sym = method == QuantMethod::kGptq;
+  return base;
+}
+
 }  // namespace
 
 const std::vector<Preset>& Presets() {
@@ -61,6 +70,13 @@ const std::vector<Preset>& Presets() {
       {"qwen2-72b", "Qwen2-72B (the article's 80-layer shape)",
        Qwen2(8192, 29568, 80, 64, 8, 152064, false, 32768), 4 * kGiB},
       {"qwen2-0.5b", "Qwen2-0.5B", Qwen2(896, 4864, 24, 14, 2, 151936, true, 32768), 2 * kGiB},
+      {"qwen3-8b-awq", "Qwen3-8B-AWQ (AWQ Int4, group 128)",
+       Int4(Qwen3(4096, 12288, 36, 32, 8, 128, false, 40960), QuantMethod::kAwq), 4 * kGiB},
+      {"qwen3-8b-gptq", "Qwen3-8B in GPTQ Int4 (group 128, symmetric)",
+       Int4(Qwen3(4096, 12288, 36, 32, 8, 128, false, 40960), QuantMethod::kGptq), 4 * kGiB},
+      // Qwen2-72B-Instruct-GPTQ-Int4 pads intermediate_size to 29696 (bf16: 29568).
+      {"qwen2-72b-gptq", "Qwen2-72B-Instruct-GPTQ-Int4 (group 128, intermediate 29696)",
+       Int4(Qwen2(8192, 29696, 80, 64, 8, 152064, false, 32768), QuantMethod::kGptq), 4 * kGiB},
   };
   return presets;
 }

@@ -41,8 +41,13 @@ absl::StatusOr<WeightSizes> EstimateWeightSizes(const ModelConfig& config) {
   ASSIGN_OR_RETURN(uint64_t element, TorchDtypeSize(config.torch_dtype));
   WeightSizes sizes;
   auto size_of = [&](const std::vector<ExpectedTensor>& ts) -> absl::StatusOr<ModuleSize> {
-    const uint64_t n = uint64_t(NumElements(ts));
-    return ModuleSize{n, n * element};
+    ModuleSize s{uint64_t(NumElements(ts)), 0};
+    for (const ExpectedTensor& t : ts) {  // packed Int4 parts have their own dtypes
+      uint64_t n = 1;
+      for (int64_t d : t.shape) n *= uint64_t(d);
+      s.bytes += n * (t.dtype ? DTypeSize(*t.dtype) : element);
+    }
+    return s;
   };
   RETURN_IF_ERROR(FillModules(config, size_of, &sizes));
   return sizes;
@@ -62,7 +67,7 @@ absl::StatusOr<WeightSizes> ReadWeightSizes(const std::string& model_dir,
     ModuleSize s;
     for (const ExpectedTensor& t : ts) {
       ASSIGN_OR_RETURN(TensorView view, ckpt->Get(t));  // maps the shard, reads no tensor data
-      s.elements += view.info->num_elements();
+      s.elements += uint64_t(NumElements({t}));
       s.bytes += view.info->num_bytes();
     }
     return s;

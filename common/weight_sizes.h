@@ -13,8 +13,8 @@
 namespace lp {
 
 struct ModuleSize {
-  uint64_t elements = 0;
-  uint64_t bytes = 0;  // as stored in the checkpoint
+  uint64_t elements = 0;  // parameters (a packed Int4 linear counts out x in)
+  uint64_t bytes = 0;     // as stored in the checkpoint
 };
 
 struct WeightSizes {

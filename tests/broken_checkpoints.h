@@ -30,6 +30,14 @@ inline const std::vector<Defect>& Defects() {
       {"config_disagrees", "config.json implies"},
       {"empty_file", "too short"},
       {"unknown_architecture", "LlamaForCausalLM"},
+      // Int4 (a copy of qwen2-gptq-small)
+      {"int4_bits_8", "bits 8 is not supported"},
+      {"int4_unknown_method", "quant_method 'exl2'"},
+      {"int4_group_size_disagrees", "config.json implies [2, 16]"},
+      {"int4_group_size_not_dividing", "group_size 48 does not divide"},
+      {"int4_qweight_dtype", "has dtype F32 but quantization_config (gptq) implies I32"},
+      {"int4_g_idx_out_of_range", "self_attn.q_proj.g_idx': entry 5 is 77"},
+      {"int4_modules_not_a_list", "modules_to_not_convert must be a list"},
   };
   return defects;
 }
@@ -62,13 +70,15 @@ inline std::string HeaderOf(const std::vector<uint8_t>& bytes) {
   return std::string(bytes.begin() + 8, bytes.begin() + 8 + std::ptrdiff_t(n));
 }
 
-// A copy of qwen2-small under `root`/`defect` with that defect applied; returns its path.
+// A copy of qwen2-small (qwen2-gptq-small for the int4_ defects) under `root`/`defect` with
+// that defect applied; returns its path.
 inline std::string MakeBroken(const std::string& root, const std::string& defect) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(root) / defect;
   fs::remove_all(dir);
   fs::create_directories(dir);
-  const fs::path src = FixtureDir("qwen2-small");
+  const bool int4 = defect.rfind("int4_", 0) == 0;
+  const fs::path src = FixtureDir(int4 ? "qwen2-gptq-small" : "qwen2-small");
   fs::copy_file(src / "config.json", dir / "config.json");
   fs::copy_file(src / "model.safetensors", dir / "model.safetensors");
   fs::permissions(dir / "model.safetensors", fs::perms::owner_write, fs::perm_options::add);
@@ -118,6 +128,24 @@ inline std::string MakeBroken(const std::string& root, const std::string& defect
     auto config = LoadJson((src / "config.json").string());
     config["architectures"] = {"LlamaForCausalLM"};
     std::ofstream(dir / "config.json") << config.dump(2);
+  } else if (int4 && defect != "int4_qweight_dtype" && defect != "int4_g_idx_out_of_range") {
+    auto config = LoadJson((src / "config.json").string());
+    auto& q = config["quantization_config"];
+    if (defect == "int4_bits_8") q["bits"] = 8;
+    if (defect == "int4_unknown_method") q["quant_method"] = "exl2";
+    if (defect == "int4_group_size_disagrees") q["group_size"] = 64;
+    if (defect == "int4_group_size_not_dividing") q["group_size"] = 48;
+    if (defect == "int4_modules_not_a_list") q["modules_to_not_convert"] = "lm_head";
+    std::ofstream(dir / "config.json") << config.dump(2);
+  } else if (defect == "int4_qweight_dtype") {
+    header["model.layers.1.mlp.up_proj.qweight"]["dtype"] = "F32";  // same size, wrong type
+    set_header();
+  } else if (defect == "int4_g_idx_out_of_range") {
+    const auto& t = header["model.layers.0.self_attn.q_proj.g_idx"];
+    uint64_t n;
+    std::memcpy(&n, bytes.data(), 8);
+    const int32_t bad = 77;
+    std::memcpy(bytes.data() + 8 + n + t["data_offsets"][0].get<uint64_t>() + 5 * 4, &bad, 4);
   }
   WriteBytes(file, bytes);
   return dir.string();

@@ -58,15 +58,22 @@ GenerateRequest Ids(const std::vector<int32_t>& ids, int max_tokens) {
   return r;
 }
 
-nlohmann::json Expected() { return lp::testing::LoadJson(FixtureDir("qwen3-tiny") + "/expected.json"); }
+nlohmann::json Expected(const std::string& fixture = "qwen3-tiny") {
+  return lp::testing::LoadJson(FixtureDir(fixture) + "/expected.json");
+}
 
-class ClusterSizes : public ::testing::TestWithParam<int> {};
+struct ClusterCase {
+  std::string fixture;
+  int workers;
+};
+
+class ClusterSizes : public ::testing::TestWithParam<ClusterCase> {};
 
 TEST_P(ClusterSizes, GreedyEqualsReference) {
-  Cluster cluster(FixtureDir("qwen3-tiny"), GetParam());
+  Cluster cluster(FixtureDir(GetParam().fixture), GetParam().workers);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   int compared = 0;
-  const nlohmann::json expected = Expected();
+  const nlohmann::json expected = Expected(GetParam().fixture);
   for (const auto& c : expected["cases"]) {
     const auto prompt = c["prompt"].get<std::vector<int32_t>>();
     // The reference's generate() masked prompt token 0 as padding (see model_test.cc).
@@ -77,10 +84,21 @@ TEST_P(ClusterSizes, GreedyEqualsReference) {
     EXPECT_EQ(o.finish, layerpipe::v1::FINISH_REASON_LENGTH);
     ++compared;
   }
-  EXPECT_GE(compared, 7);
+  EXPECT_EQ(compared, int(expected["cases"].size()) - (GetParam().fixture == "qwen3-tiny"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Workers, ClusterSizes, ::testing::Values(1, 2, 3));
+// The Int4 fixtures (GPTQ, AWQ) through three CPU workers too.
+INSTANTIATE_TEST_SUITE_P(Workers, ClusterSizes,
+                         ::testing::Values(ClusterCase{"qwen3-tiny", 1}, ClusterCase{"qwen3-tiny", 2},
+                                           ClusterCase{"qwen3-tiny", 3},
+                                           ClusterCase{"qwen2-gptq-small", 3},
+                                           ClusterCase{"qwen3-awq-small", 3}),
+                         [](const ::testing::TestParamInfo<ClusterCase>& info) {
+                           std::string name = info.param.fixture + "_" +
+                                              std::to_string(info.param.workers) + "workers";
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 TEST(ClusterApi, ConcurrentRequestsGetWhatTheyGetAlone) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 3);

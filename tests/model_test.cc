@@ -207,7 +207,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ModelTest,
                                            Param{"qwen3-small-sharded", 2},
                                            Param{"qwen3-small-sharded", 3},
                                            Param{"qwen2-small", 1}, Param{"qwen2-small", 2},
-                                           Param{"qwen2-small", 3}),
+                                           Param{"qwen2-small", 3},
+                                           Param{"qwen2-gptq-small", 1},
+                                           Param{"qwen2-gptq-small", 3},
+                                           Param{"qwen3-awq-small", 1},
+                                           Param{"qwen3-awq-small", 3}),
                          ParamName);
 
 TEST(SliceLoading, ReadsOnlyTheShardsOfItsLayers) {

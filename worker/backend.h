@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
+#include "common/int4.h"
 #include "common/sampling_params.h"
 #include "common/safetensors.h"
 
@@ -58,6 +59,16 @@ struct StepLayout {
     for (const auto& s : seqs) n += s.n_tokens;
     return n;
   }
+};
+
+// A linear layer's weight W[out, in] on a backend: a dense tensor [out, in], or 4-bit codes
+// kept packed by a backend that multiplies them directly (MatMulInt4; its own layout behind
+// `packed`).
+struct Linear {
+  Tensor dense;
+  std::shared_ptr<const void> packed;  // backend-defined; null when dense
+  int64_t rows = 0;  // out
+  int64_t cols = 0;  // in
 };
 
 struct KvCacheShape {
@@ -132,6 +143,9 @@ class Backend {
   // A weight from checkpoint bytes (BF16 / F16 / F32), converted to the backend's weight type.
   // 1-D weights (norms, biases) are given as rows = 1.
   virtual Tensor LoadWeight(const TensorView& src, int64_t rows, int64_t cols) = 0;
+  // A 4-bit weight (common/int4.h). By default dequantized to float32 on the host and loaded
+  // as a dense weight; a backend that keeps it packed overrides this and MatMulInt4.
+  virtual absl::StatusOr<Linear> LoadInt4(const Int4Matrix& w);
   virtual std::unique_ptr<KvCache> CreateKvCache(const KvCacheShape& shape) = 0;
   // Host float32 <-> activation.
   virtual void Upload(std::span<const float> host, Tensor& dst) = 0;
@@ -149,6 +163,8 @@ class Backend {
                           Tensor& out) = 0;
   // out[n, m] = x[n, k] * w[m, k]^T (+ bias[m] when given)
   virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
+  // The same for a packed weight from LoadInt4.
+  virtual void MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out);
   // In place: per-head RMSNorm of q and k when the norm weights are given (Qwen3), then RoPE
   // (rotate-half form) at each token's position from the step layout.
   virtual void QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,

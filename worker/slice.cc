@@ -34,10 +34,15 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Load(Checkpoint& ckpt, const Slice
                                                    const SliceLimits& limits,
                                                    std::unique_ptr<Backend> backend,
                                                    const Progress& progress) {
-  auto source = [&ckpt](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
+  WeightSource source;
+  source.tensor = [&ckpt](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
     ASSIGN_OR_RETURN(TensorView view, ckpt.Get(t));
     const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
     return b.LoadWeight(view, rows, t.shape.back());
+  };
+  source.int4 = [&ckpt](Backend& b, const LinearSpec& l) -> absl::StatusOr<Linear> {
+    ASSIGN_OR_RETURN(Int4Matrix m, ReadInt4(ckpt, l));
+    return b.LoadInt4(m);
   };
   return Build(ckpt.config(), spec, limits, std::move(backend), source, progress);
 }
@@ -63,17 +68,31 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Build(const ModelConfig& c, const 
 absl::Status Slice::LoadWeights(const WeightSource& source, const Progress& progress) {
   Backend& b = *backend_;
   const bool needs_table = spec_.embed || (spec_.head && config_.tie_word_embeddings);
-  const int64_t total = (needs_table ? 1 : 0) +
-                        int64_t(LayerTensors(config_, 0).size()) * (spec_.end - spec_.begin) +
+  // Per layer: 2 norms, 7 linears, the optional biases and q/k norms.
+  const int64_t per_layer = 9 + (config_.attention_bias ? 3 : 0) + (config_.qk_norm ? 2 : 0);
+  const int64_t total = (needs_table ? 1 : 0) + per_layer * (spec_.end - spec_.begin) +
                         (spec_.head ? int64_t(1 + HeadTensors(config_).size()) : 0);
   int64_t done = 0;
-  auto load = [&](const ExpectedTensor& t, Tensor* out) -> absl::Status {
-    ASSIGN_OR_RETURN(*out, source(b, t));
+  auto loaded = [&] {
     ++done;
     // Report about 10 times per slice, and at the end.
     if (progress && (done == total || done % std::max<int64_t>(1, total / 10) == 0)) {
       progress(done, total);
     }
+  };
+  auto load = [&](const ExpectedTensor& t, Tensor* out) -> absl::Status {
+    ASSIGN_OR_RETURN(*out, source.tensor(b, t));
+    loaded();
+    return absl::OkStatus();
+  };
+  auto load_linear = [&](const LinearSpec& l, Linear* out) -> absl::Status {
+    if (l.int4) {
+      ASSIGN_OR_RETURN(*out, source.int4(b, l));
+    } else {
+      ASSIGN_OR_RETURN(Tensor dense, source.tensor(b, {l.name + ".weight", {l.out, l.in}}));
+      *out = Linear{dense, nullptr, l.out, l.in};
+    }
+    loaded();
     return absl::OkStatus();
   };
   auto find = [](const std::vector<ExpectedTensor>& ts, const std::string& suffix) {
@@ -90,13 +109,11 @@ absl::Status Slice::LoadWeights(const WeightSource& source, const Progress& prog
     Layer w;
     RETURN_IF_ERROR(load(find(ts, "input_layernorm.weight"), &w.input_norm));
     RETURN_IF_ERROR(load(find(ts, "post_attention_layernorm.weight"), &w.post_norm));
-    RETURN_IF_ERROR(load(find(ts, "q_proj.weight"), &w.q));
-    RETURN_IF_ERROR(load(find(ts, "k_proj.weight"), &w.k));
-    RETURN_IF_ERROR(load(find(ts, "v_proj.weight"), &w.v));
-    RETURN_IF_ERROR(load(find(ts, "o_proj.weight"), &w.o));
-    RETURN_IF_ERROR(load(find(ts, "gate_proj.weight"), &w.gate));
-    RETURN_IF_ERROR(load(find(ts, "up_proj.weight"), &w.up));
-    RETURN_IF_ERROR(load(find(ts, "down_proj.weight"), &w.down));
+    const auto linears = LayerLinears(config_, l);  // q, k, v, o, gate, up, down
+    Linear* dst[] = {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down};
+    for (size_t i = 0; i < linears.size(); ++i) {
+      RETURN_IF_ERROR(load_linear(linears[i], dst[i]));
+    }
     if (config_.attention_bias) {
       RETURN_IF_ERROR(load(find(ts, "q_proj.bias"), &w.q_bias));
       RETURN_IF_ERROR(load(find(ts, "k_proj.bias"), &w.k_bias));
@@ -202,17 +219,25 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) 
   } else {
     b.AddRmsNorm(x, proj, w.input_norm, eps, xn);  // x += previous MLP; xn = norm(x)
   }
-  b.MatMul(xn, w.q, bias ? &w.q_bias : nullptr, q);
-  b.MatMul(xn, w.k, bias ? &w.k_bias : nullptr, k);
-  b.MatMul(xn, w.v, bias ? &w.v_bias : nullptr, v);
+  Project(xn, w.q, bias ? &w.q_bias : nullptr, q);
+  Project(xn, w.k, bias ? &w.k_bias : nullptr, k);
+  Project(xn, w.v, bias ? &w.v_bias : nullptr, v);
   b.QkNormRope(q, k, qk_norm ? &w.q_norm : nullptr, qk_norm ? &w.k_norm : nullptr, attn_);
   b.Attention(q, k, v, *kv_cache_, layer - spec_.begin, attn_, attn);
-  b.MatMul(attn, w.o, nullptr, proj);
+  Project(attn, w.o, nullptr, proj);
   b.AddRmsNorm(x, proj, w.post_norm, eps, xn);  // x += attention; xn = norm(x)
-  b.MatMul(xn, w.gate, nullptr, gate);
-  b.MatMul(xn, w.up, nullptr, up);
+  Project(xn, w.gate, nullptr, gate);
+  Project(xn, w.up, nullptr, up);
   b.SiluMul(gate, up, act);
-  b.MatMul(act, w.down, nullptr, proj);  // added to x by the next layer or RunLayersAndHead
+  Project(act, w.down, nullptr, proj);  // added to x by the next layer or RunLayersAndHead
+}
+
+void Slice::Project(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out) {
+  if (w.packed) {
+    backend_->MatMulInt4(x, w, bias, out);
+  } else {
+    backend_->MatMul(x, w.dense, bias, out);
+  }
 }
 
 absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,

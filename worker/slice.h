@@ -45,8 +45,12 @@ struct Handoff {
   int out_slot = -1;  // write the output into this worker's exported buffer `out_slot`
 };
 
-// Makes the weight `t` (rows = 1 for 1-D tensors) on the slice's backend.
-using WeightSource = std::function<absl::StatusOr<Tensor>(Backend&, const ExpectedTensor& t)>;
+// Makes the slice's weights on its backend: `tensor` a dense tensor `t` (rows = 1 for 1-D
+// tensors), `int4` a linear stored in 4 bits (LinearSpec::int4).
+struct WeightSource {
+  std::function<absl::StatusOr<Tensor>(Backend&, const ExpectedTensor& t)> tensor;
+  std::function<absl::StatusOr<Linear>(Backend&, const LinearSpec& linear)> int4;
+};
 
 class Slice {
  public:
@@ -92,10 +96,10 @@ class Slice {
  private:
   struct Layer {
     Tensor input_norm, post_norm;
-    Tensor q, k, v, o;              // projections, [out, in]
+    Linear q, k, v, o;              // projections, [out, in]
     Tensor q_bias, k_bias, v_bias;  // Qwen2 only
     Tensor q_norm, k_norm;          // Qwen3 only
-    Tensor gate, up, down;
+    Linear gate, up, down;
   };
   Slice(const ModelConfig& config, const SliceSpec& spec, const SliceLimits& limits,
         std::unique_ptr<Backend> backend);
@@ -103,6 +107,8 @@ class Slice {
   void AllocateWorkspace();
   absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
   void RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first);
+  // out = x w^T (+ bias), dense or packed.
+  void Project(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out);
   void RunLayersAndHead(int64_t tokens, int64_t seqs);
 
   ModelConfig config_;
