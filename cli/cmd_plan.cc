@@ -53,9 +53,14 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows,
 
 void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Plan& plan) {
   std::printf("model       %s\n", cluster.model_path.c_str());
-  std::printf("            %s, %lld layers, hidden %lld, %s, weights from %s\n",
+  const std::string quant =
+      model.quant.quantized()
+          ? absl::StrCat(QuantMethodName(model.quant.method), " int4 (group ",
+                         model.quant.group_size, ") + ")
+          : "";
+  std::printf("            %s, %lld layers, hidden %lld, %s%s, weights from %s\n",
               model.architecture_name.c_str(), (long long)model.num_layers,
-              (long long)model.hidden_size, model.torch_dtype.c_str(),
+              (long long)model.hidden_size, quant.c_str(), model.torch_dtype.c_str(),
               plan.weights_from_headers ? "safetensors headers" : "config.json (estimated)");
   std::printf("device_map  %s\n", StrategyName(plan.strategy).c_str());
   std::printf("limits      max_batch %lld, max_context %lld, max_step_tokens %lld\n\n",

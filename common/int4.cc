@@ -114,9 +114,17 @@ absl::StatusOr<Int4Matrix> UnpackInt4(const QuantConfig& q, const LinearSpec& l,
     ASSIGN_OR_RETURN(m.perm, GroupOrder(q, l, parts[3]));
   }
   if (gptq && m.perm.empty()) {
-    // Row r of qweight holds inputs 8r .. 8r + 7 of each output: our word, transposed.
-    for (int64_t r = 0; r < words; ++r) {
-      for (int64_t o = 0; o < out; ++o) m.codes[size_t(o * words + r)] = qweight[size_t(r * out + o)];
+    // Row r of qweight holds inputs 8r .. 8r + 7 of each output: our word, transposed (in
+    // tiles, so that both sides stay in cache).
+    constexpr int64_t kTile = 64;
+    for (int64_t r0 = 0; r0 < words; r0 += kTile) {
+      for (int64_t o0 = 0; o0 < out; o0 += kTile) {
+        for (int64_t r = r0; r < std::min(words, r0 + kTile); ++r) {
+          for (int64_t o = o0; o < std::min(out, o0 + kTile); ++o) {
+            m.codes[size_t(o * words + r)] = qweight[size_t(r * out + o)];
+          }
+        }
+      }
     }
   } else if (gptq) {
     for (int64_t o = 0; o < out; ++o) {

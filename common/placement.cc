@@ -100,8 +100,12 @@ std::vector<std::string> Notes(const ClusterConfig& cluster, const ModelConfig& 
     if (s.budget_source == BudgetSource::kUnlimitedCpu) unlimited.push_back(s.worker);
   }
   if (!plan.weights_from_headers) {
-    notes.push_back(absl::StrCat("weights estimated from config.json (", model.torch_dtype,
-                                 "): no safetensors in ", cluster.model_path));
+    notes.push_back(absl::StrCat(
+        "weights estimated from config.json (",
+        model.quant.quantized()
+            ? absl::StrCat(QuantMethodName(model.quant.method), " 4-bit packed linears, ")
+            : "",
+        model.torch_dtype, "): no safetensors in ", cluster.model_path));
   }
   if (!assumed.empty()) {
     notes.push_back(absl::StrCat("no max_memory for ", absl::StrJoin(assumed, ", "),

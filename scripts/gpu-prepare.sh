@@ -8,12 +8,15 @@ root=${1:-.}  # the checkout that travels (default: this one)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build -j2 layerpipe layerpipe-worker layerpipe-coordinator layerpipe_gpu_tests
 dev=$root/.device
-rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures"
+rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures" "$dev/tokenizer.tar.xz"
 mkdir -p "$dev"
 ../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-worker \
   build/bin/layerpipe-coordinator build/bin/layerpipe_gpu_tests
 tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 cp -r tests/fixtures "$dev/fixtures"
 rm -f "$dev"/fixtures/qwen3-tiny/tokenizer*.json
-cp ../shared/tools/hf_baseline.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh "$dev/"
+# The real Qwen3 tokenizer, compressed, for the chat completion of gpu-int4-cluster.sh.
+tar cJf "$dev/tokenizer.tar.xz" -C tests/fixtures/qwen3-tiny tokenizer.json tokenizer_config.json
+cp ../shared/tools/hf_baseline.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh \
+  scripts/gpu-int4-cluster.sh "$dev/"
 du -sh "$dev"

@@ -67,6 +67,8 @@ struct ClusterCase {
   int workers;
 };
 
+void PrintTo(const ClusterCase& c, std::ostream* os) { *os << c.fixture << " x" << c.workers; }
+
 class ClusterSizes : public ::testing::TestWithParam<ClusterCase> {};
 
 TEST_P(ClusterSizes, GreedyEqualsReference) {

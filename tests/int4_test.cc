@@ -49,6 +49,8 @@ struct Variant {
   std::string dense_module;  // modules_to_not_convert entry, or empty
 };
 
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+
 std::vector<TensorToWrite> Tensors(const std::vector<std::pair<ExpectedTensor, std::vector<uint8_t>>>& ts) {
   std::vector<TensorToWrite> out;
   for (const auto& [t, bytes] : ts) {

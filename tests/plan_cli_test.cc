@@ -4,11 +4,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
+#include "common/presets.h"
 #include "fixture_util.h"
 #include "run_command.h"
 
@@ -81,16 +83,20 @@ TEST(PlanCli, NeedsOnlyConfigJson) {
   EXPECT_GT(j["stages"][0]["weight_bytes"].get<uint64_t>(), 0u);
 }
 
-TEST(PlanCli, EstimateMatchesTheHeaders) {
-  // The same model planned from its safetensors headers and from config.json alone.
-  const fs::path model = TempPath("estimate");
+class PlanEstimate : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PlanEstimate, MatchesTheHeaders) {
+  // The same model planned from its safetensors headers and from config.json alone (for the
+  // Int4 fixtures: packed codes, zeros, scales and g_idx counted from quantization_config).
+  const std::string fixture = GetParam();
+  const fs::path model = TempPath("estimate_" + fixture);
   fs::create_directories(model);
-  fs::copy_file(FixtureDir("qwen3-small-sharded") + "/config.json", model / "config.json",
+  fs::copy_file(FixtureDir(fixture) + "/config.json", model / "config.json",
                 fs::copy_options::overwrite_existing);
-  Result from_config =
-      RunLayerpipe("plan --json " + WriteCluster("plan_est_a", model.string(), "balanced"));
+  Result from_config = RunLayerpipe(
+      "plan --json " + WriteCluster("plan_est_a_" + fixture, model.string(), "balanced"));
   Result from_headers = RunLayerpipe(
-      "plan --json " + WriteCluster("plan_est_b", FixtureDir("qwen3-small-sharded"), "balanced"));
+      "plan --json " + WriteCluster("plan_est_b_" + fixture, FixtureDir(fixture), "balanced"));
   ASSERT_EQ(from_config.exit_code, 0) << from_config.out;
   ASSERT_EQ(from_headers.exit_code, 0) << from_headers.out;
   auto a = nlohmann::json::parse(from_config.out);
@@ -100,6 +106,55 @@ TEST(PlanCli, EstimateMatchesTheHeaders) {
   for (size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(a["stages"][i]["weight_bytes"], b["stages"][i]["weight_bytes"]) << i;
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, PlanEstimate,
+                         ::testing::Values("qwen3-small-sharded", "qwen2-gptq-small",
+                                           "qwen3-awq-small"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
+// The article's case: Qwen2-72B in GPTQ Int4 on 24 GB cards with the default limits.
+std::string Write72bCluster(const std::string& name, int gpus) {
+  const fs::path model = TempPath(name + "_model");
+  fs::create_directories(model);
+  std::ofstream(model / "config.json") << ModelConfigToJson(FindPreset("qwen2-72b-gptq")->config);
+  const fs::path file = TempPath(name) / "cluster.yaml";
+  fs::create_directories(file.parent_path());
+  std::ofstream out(file);
+  out << "model: {path: " << model.string() << "}\ndevice_map: layered\nmax_memory: {";
+  for (int i = 0; i < gpus; ++i) out << (i ? ", " : "") << "gpu" << i << ": 24GiB";
+  out << "}\nworkers:\n";
+  for (int i = 0; i < gpus; ++i) {
+    out << "  - {name: gpu" << i << ", device: \"cuda:" << i << "\", address: \"127.0.0.1:"
+        << 7001 + i << "\"}\n";
+  }
+  return file.string();
+}
+
+TEST(PlanCli, Int4SeventyTwoBillionFitsFourCardsOf24GiB) {
+  Result r = RunLayerpipe("plan --json " + Write72bCluster("plan_72b_four", 4));
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["stages"].size(), 4u);
+  // get_device_map(4, 80): 20 / 21 / 21 / 18 layers.
+  const std::vector<std::pair<int, int>> want = {{0, 20}, {20, 41}, {41, 62}, {62, 80}};
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(j["stages"][i]["layers"], nlohmann::json({want[i].first, want[i].second})) << i;
+    EXPECT_LE(j["stages"][i]["total_bytes"].get<uint64_t>(), 24ull << 30) << i;
+  }
+  // ~4.25 bits per weight: 20 layers of 0.87 B parameters each in about 9 GiB, not 32.
+  EXPECT_LT(j["stages"][0]["weight_bytes"].get<uint64_t>(), 12ull << 30);
+}
+
+TEST(PlanCli, Int4SeventyTwoBillionDoesNotFitTwoCards) {
+  Result r = RunLayerpipe("plan " + Write72bCluster("plan_72b_two", 2));
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("worker gpu0) cannot hold"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("but has 24.00 GiB (max_memory)"), std::string::npos) << r.out;
 }
 
 TEST(PlanCli, BadClusterFileFailsWithTheReason) {

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# On the GPU machine (after scripts/gpu-prepare.sh here): the design brief's case, Qwen2-72B in
+# GPTQ Int4 (random weights of the published Int4 shape, preset qwen2-72b-gptq) served by four
+# CUDA workers that share GPU 0, each with max_memory 24GiB, device_map layered (20/21/21/18
+# layers), CUDA IPC between them; and by one worker for comparison. Shows the plan, streams a
+# chat completion, checks that greedy ids through 4 workers equal those through 1, and runs
+# load-test at 1 and 64 streams, without and with MPS. Results in $OUT (or gpu-results/).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+[ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
+export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
+B=$PWD/.device/bundle/bin
+port=7700
+model=/tmp/q72
+
+cluster() {  # cluster FILE WORKERS BUDGET_GIB
+  local file=$1 n=$2 budget=$3 i
+  {
+    echo "model: {path: $model}"
+    echo "device_map: layered"
+    echo "coordinator: {listen: \"127.0.0.1:$port\"}"
+    echo "max_memory: {$(for ((i = 0; i < n; i++)); do printf 'g%d: %dGiB, ' $i $budget; done | sed 's/, $//')}"
+    echo "workers:"
+    for ((i = 0; i < n; i++)); do
+      echo "  - {name: g$i, device: \"cuda:0\", address: \"127.0.0.1:$((port + 1 + i))\"}"
+    done
+    echo "limits: {max_batch: 64, max_context: 1024, max_step_tokens: 2048}"
+  } > "$file"
+}
+
+serve() {  # serve FILE LOG: starts `layerpipe serve`, waits until it serves
+  $B/layerpipe serve "$1" > "$2" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 900); do
+    grep -q "serving on" "$2" && return 0
+    kill -0 $serve_pid 2>/dev/null || { tail -20 "$2"; return 1; }
+    sleep 0.5
+  done
+  return 1
+}
+stop() { kill -INT $serve_pid; wait $serve_pid 2>/dev/null; }
+
+tok=.device/tokenizer
+mkdir -p $tok && tar xJf .device/tokenizer.tar.xz -C $tok 2>/dev/null
+[ -f $tok/tokenizer.json ] && tok_flag="--tokenizer $tok" || tok_flag=""
+/usr/bin/time -f "init-model: %e s" $B/layerpipe init-model --preset qwen2-72b-gptq --out $model \
+  --seed 1 $tok_flag > "$out/q72_init.log" 2>&1
+tail -n 2 "$out/q72_init.log"
+df -h /tmp | tail -n 1
+
+runs() {  # runs TAG WORKERS...
+  local tag=$1 n; shift
+  for n in "$@"; do
+    cluster /tmp/q72_$n.yaml $n $((n == 1 ? 120 : 24))
+    [ -n "$tag" ] || $B/layerpipe plan /tmp/q72_$n.yaml > "$out/q72_plan_${n}w.txt" 2>&1
+    local t0=$SECONDS
+    serve /tmp/q72_$n.yaml "$out/q72_serve_${n}w$tag.log" || { echo "serve $n failed"; continue; }
+    echo "72B Int4, $n workers$tag: serving after $((SECONDS - t0)) s"
+    if [ -z "$tag" ]; then
+      [ $n = 4 ] && $B/layerpipe status --endpoint 127.0.0.1:$port | tail -n 6
+      [ -n "$tok_flag" ] && $B/layerpipe generate --endpoint 127.0.0.1:$port --chat "Hello" \
+        --max-tokens 12 --temperature 0 > "$out/q72_chat_${n}w.txt" 2>&1 &&
+        echo "chat through $n workers: $(head -c 300 "$out/q72_chat_${n}w.txt" | tr '\n' ' ')"
+      $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 1,2,3,4,5,6,7,8 \
+        --max-tokens 24 --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' \
+        | sed "s/^/72B greedy, $n workers: /" | tee "$out/q72_greedy_${n}w.txt"
+    fi
+    for c in 1 64; do
+      $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
+        --max-tokens 128 --json > "$out/q72_${n}w${tag}_c$c.json" 2>&1
+      echo "72B Int4, $n workers$tag, $c streams: $(tail -n 1 "$out/q72_${n}w${tag}_c$c.json")"
+    done
+    stop
+  done
+}
+runs "" 1 4
+cmp -s "$out/q72_greedy_1w.txt" <(sed 's/4 workers/1 workers/' "$out/q72_greedy_4w.txt") &&
+  echo "greedy ids through 4 workers EQUAL those through 1" || echo "greedy ids DIFFER"
+
+if command -v nvidia-cuda-mps-control >/dev/null; then
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/lp-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/lp-mps-log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  if nvidia-cuda-mps-control -d; then
+    runs "_mps" 4
+    echo quit | nvidia-cuda-mps-control
+  fi
+fi
+rm -rf $model
