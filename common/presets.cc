@@ -64,6 +64,8 @@ const std::vector<Preset>& Presets() {
   static const std::vector<Preset> presets = {
       {"demo", "small Qwen3 (hidden 256, 6 layers) with the real vocabulary, for the demo",
        Qwen3(256, 768, 6, 4, 2, 64, true, 4096), 32ull << 20},
+      {"demo-gptq", "the demo model in GPTQ Int4 (group 128), for tests",
+       Int4(Qwen3(256, 768, 6, 4, 2, 64, true, 4096), QuantMethod::kGptq), 32ull << 20},
       {"qwen3-0.6b", "Qwen3-0.6B", Qwen3(1024, 3072, 28, 16, 8, 128, true, 40960), 2 * kGiB},
       {"qwen3-8b", "Qwen3-8B", Qwen3(4096, 12288, 36, 32, 8, 128, false, 40960), 4 * kGiB},
       {"qwen3-32b", "Qwen3-32B", Qwen3(5120, 25600, 64, 64, 8, 128, false, 40960), 4 * kGiB},

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -46,10 +47,27 @@ TEST(Cli, CheckModelSummarizesAValidCheckpoint) {
   EXPECT_NE(r.out.find("BF16"), std::string::npos) << r.out;
 }
 
-TEST(Cli, InitModelWritesACheckpointThatChecksAndRuns) {
-  const std::string dir = ::testing::TempDir() + "/lp_cli_demo_" + std::to_string(getpid());
+TEST(Cli, CheckModelSummarizesAnInt4Checkpoint) {
+  Result r = RunLayerpipe("check-model " + FixtureDir("qwen2-gptq-small"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  for (const char* part : {"quantization  gptq (gptq format), 4 bits, group size 32, symmetric "
+                           "zeros, act order off (0 linears with g_idx out of order)",
+                           "linears       21 packed in 4 bits, 0 dense", "I32", "F16"}) {
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
+  }
+  r = RunLayerpipe("check-model " + FixtureDir("qwen3-awq-small"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("awq (gemm), 4 bits, group size 32, asymmetric zeros"), std::string::npos)
+      << r.out;
+}
+
+class InitModel : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(InitModel, WritesACheckpointThatChecksAndRuns) {
+  const std::string dir = ::testing::TempDir() + "/lp_cli_" + GetParam() + "_" + std::to_string(getpid());
   std::filesystem::remove_all(dir);
-  Result init = RunLayerpipe("init-model --preset demo --out " + dir + " --seed 7 --shard-mb 20");
+  Result init = RunLayerpipe("init-model --preset " + GetParam() + " --out " + dir +
+                             " --seed 7 --shard-mb 20");
   ASSERT_EQ(init.exit_code, 0) << init.out;
   EXPECT_TRUE(std::filesystem::exists(dir + "/model.safetensors.index.json"));
   int shards = 0;
@@ -66,6 +84,14 @@ TEST(Cli, InitModelWritesACheckpointThatChecksAndRuns) {
   EXPECT_EQ(nlohmann::json::parse(one.out)["token_ids"], nlohmann::json::parse(three.out)["token_ids"]);
   std::filesystem::remove_all(dir);
 }
+
+// demo-gptq: the demo's shape with packed random GPTQ weights (init-model's Int4 writer).
+INSTANTIATE_TEST_SUITE_P(Presets, InitModel, ::testing::Values("demo", "demo-gptq"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 TEST(Cli, BadArgumentsAreUsageErrors) {
   EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1,x").exit_code, 0);
