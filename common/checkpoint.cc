@@ -90,18 +90,74 @@ absl::StatusOr<SafetensorsFile*> Checkpoint::File(const std::string& file_name) 
   return raw;
 }
 
-std::string Checkpoint::Fingerprint() const {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64-bit
-  auto mix = [&h](const std::string& s) {
-    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull;  // separator
-  };
-  mix(config_text_);
-  for (const auto& [name, file] : weight_map_) {
-    mix(name);
-    mix(file);
+namespace {
+
+// FNV-1a, 64-bit, over a sequence of strings (each followed by a separator).
+class Hash {
+ public:
+  void Mix(std::string_view s) {
+    for (unsigned char c : s) h_ = (h_ ^ c) * 1099511628211ull;
+    h_ = (h_ ^ 0xff) * 1099511628211ull;
   }
-  return absl::StrFormat("%016x", h);
+  std::string Hex() const { return absl::StrFormat("%016x", h_); }
+
+ private:
+  uint64_t h_ = 1469598103934665603ull;
+};
+
+constexpr size_t kContentSample = 4096;
+
+// The fingerprint's parts, in order, and what each covers (FingerprintDifference's words).
+constexpr std::pair<const char*, const char*> kFingerprintParts[] = {
+    {"config", "config.json"},
+    {"generation", "generation_config.json"},
+    {"tensors", "tensor names, files, dtypes or shapes"},
+    {"content", "tensor contents (first and last 4 KiB of each)"},
+};
+
+}  // namespace
+
+absl::StatusOr<std::string> Checkpoint::Fingerprint() {
+  Hash config, generation, tensors, content;
+  config.Mix(config_text_);
+  std::ifstream gen(fs::path(dir_) / "generation_config.json", std::ios::binary);
+  std::stringstream gen_text;
+  if (gen) gen_text << gen.rdbuf();
+  generation.Mix(gen ? gen_text.str() : "(none)");
+  for (const auto& [name, file_name] : weight_map_) {
+    auto file = File(file_name);
+    if (!file.ok()) return file.status();
+    const TensorView view = (*file)->Find(name);
+    if (view.info == nullptr) {
+      return absl::NotFoundError(absl::StrCat((*file)->path(), ": tensor '", name,
+                                              "' is listed in the index but not in the file"));
+    }
+    tensors.Mix(name);
+    tensors.Mix(file_name);
+    tensors.Mix(DTypeName(view.info->dtype));
+    tensors.Mix(absl::StrCat(ShapeString(view.info->shape), " ", view.info->num_bytes()));
+    const size_t n = view.info->num_bytes(), sample = std::min(n, kContentSample);
+    content.Mix(std::string_view(reinterpret_cast<const char*>(view.data), sample));
+    content.Mix(std::string_view(reinterpret_cast<const char*>(view.data) + n - sample, sample));
+  }
+  const Hash* parts[] = {&config, &generation, &tensors, &content};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < 4; ++i) {
+    out.push_back(absl::StrCat(kFingerprintParts[i].first, "=", parts[i]->Hex()));
+  }
+  return absl::StrJoin(out, " ");
+}
+
+std::string FingerprintDifference(const std::string& a, const std::string& b) {
+  std::vector<std::string> differ;
+  for (const auto& [key, words] : kFingerprintParts) {
+    auto part = [&, key = key](const std::string& f) {
+      const size_t at = f.find(absl::StrCat(key, "="));
+      return at == std::string::npos ? std::string() : f.substr(at, f.find(' ', at) - at);
+    };
+    if (part(a) != part(b) || part(a).empty()) differ.push_back(words);
+  }
+  return a == b ? "" : absl::StrJoin(differ, ", ");
 }
 
 std::vector<std::string> Checkpoint::OpenedFiles() const {

@@ -16,6 +16,10 @@
 
 namespace lp {
 
+// The parts of two Checkpoint::Fingerprint()s that differ, named ("config.json, tensor
+// contents"); empty when they are equal.
+std::string FingerprintDifference(const std::string& a, const std::string& b);
+
 struct CheckpointSummary {
   std::string architecture;
   int64_t num_layers = 0;
@@ -40,9 +44,12 @@ class Checkpoint {
 
   // The tensor `expected.name`, checked against `expected.shape` and for a float dtype.
   absl::StatusOr<TensorView> Get(const ExpectedTensor& expected);
-  // A hash of config.json and the tensor-to-file index: two processes that load the same
-  // checkpoint agree on it (the coordinator checks every worker's).
-  std::string Fingerprint() const;
+  // What two processes compare to know that they load the same checkpoint (the coordinator
+  // checks every worker's): hashes of config.json, generation_config.json, every tensor's name,
+  // file, dtype, shape and byte size, and a sample of every tensor's bytes (its first and last
+  // 4 KiB), as "config=H generation=H tensors=H content=H". Maps every file, reads only the
+  // samples.
+  absl::StatusOr<std::string> Fingerprint();
   // Files mapped so far, by file name.
   std::vector<std::string> OpenedFiles() const;
 

@@ -54,9 +54,14 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
                  cluster.model_path.c_str());
   }
 
+  auto fingerprint = (*ckpt)->Fingerprint();
+  if (!fingerprint.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(fingerprint.status().message()).c_str());
+    return 1;
+  }
   std::vector<lp::WorkerExpectation> workers;
   for (const lp::Stage& s : planned->plan.stages) {
-    workers.push_back({s.worker, s.address, s.device, (*ckpt)->Fingerprint(), s.begin, s.end,
+    workers.push_back({s.worker, s.address, s.device, *fingerprint, s.begin, s.end,
                        s.embed, s.head, cluster.limits.max_batch, cluster.limits.max_context,
                        cluster.limits.max_step_tokens});
   }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/checkpoint.h"
 #include "common/protocol.h"
 
 namespace lp {
@@ -45,8 +46,11 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
   }
   if (got.name() != want.name) return mismatch("name", got.name(), want.name);
   if (got.model_fingerprint() != want.fingerprint) {
-    return mismatch("model fingerprint (config.json + tensor index)", got.model_fingerprint(),
-                    want.fingerprint);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker '", want.name, "' at ", want.address,
+        " loads another checkpoint than the coordinator: they differ in ",
+        FingerprintDifference(got.model_fingerprint(), want.fingerprint), " (worker: ",
+        got.model_fingerprint(), "; coordinator: ", want.fingerprint, ")"));
   }
   if (got.layer_begin() != want.layer_begin || got.layer_end() != want.layer_end) {
     return mismatch("layer range",

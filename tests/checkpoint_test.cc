@@ -67,6 +67,47 @@ TEST(Checkpoint, PresetConfigsRoundTrip) {
   }
 }
 
+TEST(Checkpoint, FingerprintNamesWhatDiffers) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(::testing::TempDir()) / ("lp_fp_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  auto copy = [&](const std::string& name) {
+    const fs::path dir = root / name;
+    fs::create_directories(dir);
+    for (const char* f : {"config.json", "model.safetensors"}) {
+      fs::copy_file(FixtureDir("qwen2-small") + "/" + f, dir / f);
+      fs::permissions(dir / f, fs::perms::owner_write, fs::perm_options::add);
+    }
+    return dir;
+  };
+  auto fingerprint = [](const fs::path& dir) {
+    auto ckpt = Checkpoint::Open(dir.string());
+    EXPECT_TRUE(ckpt.ok()) << ckpt.status();
+    auto f = (*ckpt)->Fingerprint();
+    EXPECT_TRUE(f.ok()) << f.status();
+    return *f;
+  };
+  const std::string same = fingerprint(copy("a"));
+  EXPECT_EQ(same, fingerprint(copy("b")));
+  EXPECT_EQ(FingerprintDifference(same, same), "");
+
+  const fs::path weights = copy("weights");  // one byte of the last tensor's last 4 KiB
+  auto bytes = lp::testing::ReadBytes((weights / "model.safetensors").string());
+  bytes[bytes.size() - 10] ^= 1;
+  lp::testing::WriteBytes((weights / "model.safetensors").string(), bytes);
+  EXPECT_EQ(FingerprintDifference(fingerprint(weights), same),
+            "tensor contents (first and last 4 KiB of each)");
+
+  const fs::path generation = copy("generation");
+  std::ofstream(generation / "generation_config.json") << R"({"eos_token_id": 7})";
+  EXPECT_EQ(FingerprintDifference(fingerprint(generation), same), "generation_config.json");
+
+  const fs::path config = copy("config");
+  std::ofstream(config / "config.json", std::ios::app) << "\n";
+  EXPECT_EQ(FingerprintDifference(fingerprint(config), same), "config.json");
+  fs::remove_all(root);
+}
+
 class BrokenCheckpoint : public ::testing::TestWithParam<lp::testing::Defect> {};
 
 TEST_P(BrokenCheckpoint, IsRefusedWithAClearMessage) {

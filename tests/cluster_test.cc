@@ -386,6 +386,44 @@ TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
       << cluster.log("coordinator");
 }
 
+TEST(ClusterApi, CoordinatorRefusesAWorkerWithOtherWeights) {
+  // Same config.json, same tensor names and shapes, one weight byte changed: the worker must
+  // not join and serve other weights silently.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
+  cluster.KillWorker(0);
+  const std::string copy = cluster.cluster_file() + ".model";
+  std::filesystem::create_directories(copy);
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) {
+    std::filesystem::copy_file(FixtureDir("qwen3-tiny") + "/" + f, copy + "/" + f);
+  }
+  std::filesystem::permissions(copy + "/model.safetensors", std::filesystem::perms::owner_write,
+                               std::filesystem::perm_options::add);
+  {
+    std::fstream f(copy + "/model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+    uint64_t header = 0;
+    f.read(reinterpret_cast<char*>(&header), 8);
+    f.seekg(std::streamoff(8 + header + 100));
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(std::streamoff(8 + header + 100));
+    c = char(c ^ 0x40);
+    f.write(&c, 1);
+  }
+  std::ifstream in(cluster.cluster_file());
+  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string other = cluster.cluster_file() + ".other.yaml";
+  std::ofstream(other) << "model:\n  path: " << copy << text.substr(text.find("\ndevice_map"));
+  lp::testing::Process impostor({Cluster::Bin("layerpipe-worker"), other, "--name", "w0"},
+                                cluster.cluster_file() + ".impostor.log");
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kNotServing);
+  EXPECT_NE(cluster.log("coordinator").find("loads another checkpoint than the coordinator: they "
+                                            "differ in tensor contents"),
+            std::string::npos)
+      << cluster.log("coordinator");
+}
+
 }  // namespace
 }  // namespace lp
 

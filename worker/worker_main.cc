@@ -71,10 +71,12 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
   if (!slice.ok()) return Fail(slice.status());
   std::fprintf(stderr, "worker %s: ready (KV cache %.1f MiB, files read: %zu)\n", name.c_str(),
                double((*slice)->kv_cache_bytes()) / (1 << 20), (*ckpt)->OpenedFiles().size());
+  auto fingerprint = (*ckpt)->Fingerprint();  // maps every file, reads 8 KiB of each tensor
+  if (!fingerprint.ok()) return Fail(fingerprint.status());
   const int index = lp::FindWorker(planned->cluster, name);
   const bool export_ipc = size_t(index + 1) < planned->cluster.workers.size() &&
                           lp::PlannedCudaIpc(planned->cluster, size_t(index + 1));
-  lp::WorkerCore core(std::move(*slice), {name, stage->device, (*ckpt)->Fingerprint(),
+  lp::WorkerCore core(std::move(*slice), {name, stage->device, *fingerprint,
                                           planned->model.torch_dtype}, export_ipc);
   service.SetCore(&core);
   server->GetHealthCheckService()->SetServingStatus(true);
