@@ -227,11 +227,9 @@ absl::StatusOr<CheckpointSummary> Checkpoint::Validate() {
     }
   }
   // Every expected tensor present with its shape; nothing unexplained.
-  std::set<std::string> expected_names;
   for (const auto& expected : AllTensors(config_)) {
     auto view = Get(expected);
     if (!view.ok()) return view.status();
-    expected_names.insert(expected.name);
     summary.num_parameters += NumElements({expected});
     summary.bytes_by_dtype[std::string(DTypeName(view->info->dtype))] += view->info->num_bytes();
   }
@@ -249,17 +247,26 @@ absl::StatusOr<CheckpointSummary> Checkpoint::Validate() {
       if (!order->empty()) ++summary.act_order_linears;
     }
   }
+  ASSIGN_OR_RETURN(summary.ignored, CheckNothingUnexpected());
+  return summary;
+}
+
+absl::StatusOr<std::vector<std::string>> Checkpoint::CheckNothingUnexpected() const {
+  std::set<std::string> expected;
+  for (const auto& t : AllTensors(config_)) expected.insert(t.name);
+  std::vector<std::string> ignored;
   for (const auto& [name, file_name] : weight_map_) {
-    if (expected_names.count(name)) continue;
+    if (expected.count(name)) continue;
     if (IsExplainedExtra(config_, name)) {
-      summary.ignored.push_back(name);
+      ignored.push_back(name);
       continue;
     }
     return absl::InvalidArgumentError(absl::StrCat(dir_, "/", file_name, ": tensor '", name,
                                                    "' is not part of a ", config_.architecture_name,
-                                                   " with this config.json"));
+                                                   " with this config.json (",
+                                                   config_.num_layers, " layers)"));
   }
-  return summary;
+  return ignored;
 }
 
 }  // namespace lp

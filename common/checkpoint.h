@@ -53,6 +53,10 @@ class Checkpoint {
   // Files mapped so far, by file name.
   std::vector<std::string> OpenedFiles() const;
 
+  // Refuses a tensor in the index that config.json does not imply (a config.json with fewer
+  // layers than the checkpoint holds, say); returns the ones it ignores with a reason.
+  absl::StatusOr<std::vector<std::string>> CheckNothingUnexpected() const;
+
   // Maps every file and checks the whole checkpoint: every tensor config.json implies present
   // with its shape, nothing unexplained, the index agreeing with the files.
   absl::StatusOr<CheckpointSummary> Validate();

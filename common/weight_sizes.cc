@@ -73,6 +73,8 @@ absl::StatusOr<WeightSizes> ReadWeightSizes(const std::string& model_dir,
     return s;
   };
   RETURN_IF_ERROR(FillModules(config, size_of, &sizes));
+  // The same completeness check as check-model's: plan, coordinator and workers all come here.
+  RETURN_IF_ERROR(ckpt->CheckNothingUnexpected().status());
   return sizes;
 }
 

@@ -32,7 +32,8 @@ absl::StatusOr<uint64_t> TorchDtypeSize(const std::string& torch_dtype);
 absl::StatusOr<WeightSizes> EstimateWeightSizes(const ModelConfig& config);
 
 // From the safetensors headers of `model_dir` when it holds model.safetensors or an index (each
-// tensor checked for the shape config.json implies), else EstimateWeightSizes.
+// tensor checked for the shape config.json implies, and none that config.json does not imply),
+// else EstimateWeightSizes.
 absl::StatusOr<WeightSizes> ReadWeightSizes(const std::string& model_dir,
                                             const ModelConfig& config);
 

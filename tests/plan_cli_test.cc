@@ -157,6 +157,28 @@ TEST(PlanCli, Int4SeventyTwoBillionDoesNotFitTwoCards) {
   EXPECT_NE(r.out.find("but has 24.00 GiB (max_memory)"), std::string::npos) << r.out;
 }
 
+TEST(PlanCli, ConfigWithFewerLayersThanTheCheckpointIsRefusedEverywhere) {
+  // config.json says 3 layers, the checkpoint holds 4: plan, a worker and the coordinator all
+  // refuse it (before, only check-model did, and the cluster served a truncated model).
+  const fs::path model = TempPath("fewer_layers");
+  fs::create_directories(model);
+  fs::copy_file(FixtureDir("qwen2-small") + "/model.safetensors", model / "model.safetensors",
+                fs::copy_options::overwrite_existing);
+  auto config = lp::testing::LoadJson(FixtureDir("qwen2-small") + "/config.json");
+  config["num_hidden_layers"] = 3;
+  std::ofstream(model / "config.json") << config.dump(2);
+  const std::string file = WriteCluster("fewer_layers_cluster", model.string(), "balanced");
+  const std::string bin = fs::path(LP_LAYERPIPE_BIN).parent_path().string();
+  for (const std::string& cmd : {std::string(LP_LAYERPIPE_BIN) + " plan " + file,
+                                 bin + "/layerpipe-worker " + file + " --name c0",
+                                 bin + "/layerpipe-coordinator " + file}) {
+    Result r = lp::testing::RunCommand(cmd);
+    EXPECT_EQ(r.exit_code, 1) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find("tensor 'model.layers.3."), std::string::npos) << cmd << "\n" << r.out;
+    EXPECT_NE(r.out.find("with this config.json (3 layers)"), std::string::npos) << r.out;
+  }
+}
+
 TEST(PlanCli, BadClusterFileFailsWithTheReason) {
   Result r = RunLayerpipe("plan " + WriteCluster("plan_bad", FixtureDir("qwen3-tiny"), "fastest"));
   EXPECT_EQ(r.exit_code, 1) << r.out;
