@@ -367,6 +367,43 @@ TEST(WorkerApi, EveryStepAnswerNamesTheWorkerInstance) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST(ClusterApi, SixteenIdenticalSeededRequestsAtOnceGetWhatOneGetsAlone) {
+  // Every sampler option; the copies share steps, so any dependence of a row's logits on the
+  // batch (or of the draw on the order of near-equal candidates) shows.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  std::vector<GenerateRequest> kinds;
+  const std::vector<int32_t> prompt = {785, 3974, 13876, 38835, 34208, 916};
+  for (int kind = 0; kind < 4; ++kind) {
+    GenerateRequest r = Ids(prompt, 12);
+    r.set_seed(1234 + kind);
+    r.set_temperature(kind == 3 ? 0.0f : 1.0f);
+    if (kind == 1) {
+      r.set_min_p(0.05f);
+      r.set_repetition_penalty(1.3f);
+    }
+    if (kind == 2) {
+      r.set_top_k(50);
+      r.set_top_p(0.9f);
+      r.set_logprobs(3);
+    }
+    kinds.push_back(r);
+  }
+  for (size_t kind = 0; kind < kinds.size(); ++kind) {
+    const Outcome alone = Generate(cluster, kinds[kind]);
+    ASSERT_TRUE(alone.status.ok()) << alone.status.error_message();
+    std::vector<std::future<Outcome>> together;
+    for (int i = 0; i < 16; ++i) {
+      together.push_back(std::async(std::launch::async, [&] { return Generate(cluster, kinds[kind]); }));
+    }
+    for (int i = 0; i < 16; ++i) {
+      const Outcome o = together[size_t(i)].get();
+      ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+      EXPECT_EQ(o.ids, alone.ids) << "kind " << kind << ", copy " << i;
+    }
+  }
+}
+
 TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
   // A worker started from another cluster file (other limits) answers the handshake with
   // limits the coordinator's plan does not have.

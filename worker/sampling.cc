@@ -47,7 +47,9 @@ SampleResult SampleRow(const float* l, int64_t vocab, const SampleParams& p) {
           total += weight(i);
         }
       }
-      std::sort(cand.begin(), cand.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+      // One fixed order (ties: lower id first), whatever the sort does with equal keys.
+      std::sort(cand.begin(), cand.end(),
+                [&](int32_t a, int32_t b) { return l[a] != l[b] ? l[a] > l[b] : a < b; });
       float acc = 0.0f;
       for (int32_t i : cand) {
         acc += weight(i);

@@ -1,7 +1,6 @@
 // The CPU backend (see cpu_backend.h).
 #include "worker/cpu/cpu_backend.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "worker/cpu/matmul.h"
 #include "worker/sampling.h"
 
 namespace lp {
@@ -118,15 +118,8 @@ class CpuBackend : public Backend {
 
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override {
     assert(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(x.rows), int(w.rows), int(x.cols),
-                1.0f, x.as<float>(), int(x.cols), w.as<float>(), int(w.cols), 0.0f,
-                out.as<float>(), int(out.cols));
-    if (bias != nullptr) {
-      for (int64_t r = 0; r < out.rows; ++r) {
-        float* o = out.as<float>() + r * out.cols;
-        for (int64_t c = 0; c < out.cols; ++c) o[c] += bias->as<float>()[c];
-      }
-    }
+    MatMulF32(x.as<float>(), x.rows, x.cols, w.as<float>(), w.rows,
+              bias != nullptr ? bias->as<float>() : nullptr, out.as<float>());
   }
 
   void QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
@@ -271,9 +264,6 @@ void EnsurePassiveOpenMpWait(char** argv) {
   ::execv("/proc/self/exe", argv);  // on failure, carry on with the policy the runtime has
 }
 
-void SetCpuThreads(int threads) {
-  omp_set_num_threads(threads);
-  openblas_set_num_threads(threads);
-}
+void SetCpuThreads(int threads) { omp_set_num_threads(threads); }
 
 }  // namespace lp
