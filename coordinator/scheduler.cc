@@ -89,7 +89,11 @@ absl::StatusOr<std::shared_ptr<Request>> Scheduler::Submit(std::vector<int32_t> 
   auto request = std::make_shared<Request>(std::move(prompt), std::move(params));
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (int64_t(queue_.size()) >= limits_.queue_capacity) {
+    DropCancelledLocked();
+    // Requests that free KV slots will take at the next step boundary are not waiting: only
+    // the rest count against the queue's capacity.
+    const int64_t waiting = int64_t(queue_.size()) - int64_t(free_slots_.size());
+    if (waiting >= limits_.queue_capacity) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "the request queue is full (", limits_.queue_capacity, " waiting); retry later"));
     }
@@ -101,7 +105,12 @@ absl::StatusOr<std::shared_ptr<Request>> Scheduler::Submit(std::vector<int32_t> 
 
 int64_t Scheduler::queued() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return int64_t(queue_.size());
+  return int64_t(std::count_if(queue_.begin(), queue_.end(),
+                               [](const auto& r) { return !r->cancelled(); }));
+}
+
+void Scheduler::DropCancelledLocked() {
+  std::erase_if(queue_, [](const std::shared_ptr<Request>& r) { return r->cancelled(); });
 }
 
 int64_t Scheduler::active() const {

@@ -81,8 +81,9 @@ class Scheduler {
   Scheduler(Pipeline* pipeline, const SchedulerLimits& limits);
   ~Scheduler();
 
-  // Queues a request; RESOURCE_EXHAUSTED when the queue is full, UNAVAILABLE when the pipeline
-  // is not ready. The prompt must already be validated against the limits.
+  // Queues a request; RESOURCE_EXHAUSTED when the queue is full (requests cancelled while
+  // waiting and those that free KV slots take at once do not count), UNAVAILABLE when the
+  // pipeline is not ready. The prompt must already be validated against the limits.
   absl::StatusOr<std::shared_ptr<Request>> Submit(std::vector<int32_t> prompt,
                                                   GenerationParams params);
   const SchedulerLimits& limits() const { return limits_; }
@@ -99,6 +100,8 @@ class Scheduler {
   };
   void Loop();
   void Admit();
+  // Removes requests cancelled while they waited (their clients are gone). Holds mu_.
+  void DropCancelledLocked();
   // Builds a micro-batch of at most `max_seqs` sequences not in flight, carrying the pending
   // slot releases; false when there is nothing to send.
   bool BuildStep(int64_t max_seqs, StepInput* step);

@@ -208,5 +208,41 @@ TEST(Scheduler, BoundedQueueAndCancellationFreesTheSlot) {
   EXPECT_EQ(pipeline.active_on_last(), 0) << "every slot released";
 }
 
+TEST(Scheduler, RequestsCancelledWhileQueuedLeaveTheQueueAtOnce) {
+  LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 1, {1, 256, 64});
+  Scheduler scheduler(&pipeline, {1, 256, 64, 2});
+  auto running = scheduler.Submit({1, 2, 3}, Greedy(200));
+  ASSERT_TRUE(running.ok());
+  while ((*running)->Take(10).tokens.empty()) {}
+  auto q1 = scheduler.Submit({4, 5}, Greedy(2));
+  auto q2 = scheduler.Submit({6, 7}, Greedy(2));
+  ASSERT_TRUE(q1.ok() && q2.ok());
+  (*q1)->Cancel();  // their clients went away while they waited
+  (*q2)->Cancel();
+  EXPECT_EQ(scheduler.queued(), 0);
+  auto next = scheduler.Submit({8, 9}, Greedy(2));
+  EXPECT_TRUE(next.ok()) << next.status();
+  (*running)->Cancel();
+  if (next.ok()) EXPECT_EQ(Collect(**next).size(), 2u);
+}
+
+TEST(Scheduler, ABurstIntoFreeSlotsIsNotRefusedByTheQueueBound) {
+  // 16 free KV slots, a queue of 8: 16 requests at once all start.
+  LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 1, {16, 256, 64});
+  Scheduler scheduler(&pipeline, {16, 256, 64, 8});
+  std::vector<std::shared_ptr<Request>> requests;
+  for (int i = 0; i < 16; ++i) {
+    auto r = scheduler.Submit({1, 2, int32_t(3 + i)}, Greedy(100));  // running while we look
+    ASSERT_TRUE(r.ok()) << "request " << i << ": " << r.status();
+    requests.push_back(*r);
+  }
+  // Beyond the free slots, the queue's 8 still wait and the next is refused.
+  std::vector<std::shared_ptr<Request>> waiting;
+  for (int i = 0; i < 8; ++i) waiting.push_back(*scheduler.Submit({4, 5}, Greedy(2)));
+  EXPECT_EQ(scheduler.Submit({6}, Greedy(2)).status().code(), absl::StatusCode::kResourceExhausted);
+  for (auto& r : requests) EXPECT_EQ(Collect(*r).size(), 100u);
+  for (auto& r : waiting) EXPECT_EQ(Collect(*r).size(), 2u);
+}
+
 }  // namespace
 }  // namespace lp
