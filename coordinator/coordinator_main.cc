@@ -99,11 +99,15 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  // gRPC sets SO_REUSEPORT by default: a second process on a taken port would start and
+  // silently take part of its traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(16 << 20);
   builder.RegisterService(&service);
   server = builder.BuildAndStart();
   if (!server || port == 0) {
-    std::fprintf(stderr, "error: cannot listen on %s\n", listen.c_str());
+    std::fprintf(stderr, "error: cannot listen on %s (is another process using the port?)\n",
+                 listen.c_str());
     return 1;
   }
   server->GetHealthCheckService()->SetServingStatus(pipeline.Ready());

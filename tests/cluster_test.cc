@@ -404,6 +404,29 @@ TEST(ClusterApi, SixteenIdenticalSeededRequestsAtOnceGetWhatOneGetsAlone) {
   }
 }
 
+TEST(ClusterApi, ASecondProcessOnATakenPortExitsWithAClearError) {
+  // gRPC's default SO_REUSEPORT let a second worker or coordinator start on a taken port and
+  // steal part of its traffic.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
+  const std::string log_dir = cluster.cluster_file() + ".";
+  lp::testing::Process worker({Cluster::Bin("layerpipe-worker"), cluster.cluster_file(), "--name",
+                               "w0"}, log_dir + "worker2.log");
+  lp::testing::Process coordinator({Cluster::Bin("layerpipe-coordinator"), cluster.cluster_file()},
+                                   log_dir + "coordinator2.log");
+  for (int i = 0; i < 200 && (worker.running() || coordinator.running()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_FALSE(worker.running()) << "a second worker on a taken port keeps running";
+  EXPECT_FALSE(coordinator.running()) << "a second coordinator on a taken port keeps running";
+  for (const char* name : {"worker2.log", "coordinator2.log"}) {
+    std::ifstream in(log_dir + name);
+    const std::string log{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    EXPECT_NE(log.find("cannot listen on 127.0.0.1:"), std::string::npos) << name << ": " << log;
+  }
+  EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kServing);
+}
+
 TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
   // A worker started from another cluster file (other limits) answers the handshake with
   // limits the coordinator's plan does not have.

@@ -43,10 +43,16 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  // gRPC sets SO_REUSEPORT by default: a second worker on a taken port would start and
+  // silently take part of its traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) return Fail(absl::UnavailableError("cannot listen on " + listen));
+  if (!server || port == 0) {
+    return Fail(absl::UnavailableError("cannot listen on " + listen +
+                                       " (is another process using the port?)"));
+  }
   server->GetHealthCheckService()->SetServingStatus(false);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
