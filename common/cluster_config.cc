@@ -2,6 +2,9 @@
 // we do not know are refused (a misspelt `max_memroy` must not be silently ignored).
 #include "common/cluster_config.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -121,7 +124,7 @@ absl::StatusOr<std::vector<WorkerSpec>> ParseWorkers(const YAML::Node& root) {
     ASSIGN_OR_RETURN(WorkerSpec w, ParseWorker(list[i], key));
     for (const WorkerSpec& other : workers) {
       if (other.name == w.name) return Error(list[i]["name"], key + ".name", "used twice");
-      if (other.address == w.address) {
+      if (SameEndpoint(other.address, w.address)) {
         return Error(list[i]["address"], key + ".address",
                      absl::StrCat("'", w.address, "' is also worker ", other.name, "'s"));
       }
@@ -302,12 +305,49 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
       RETURN_IF_ERROR(CheckAddress(co["listen"], "coordinator.listen", c.coordinator_listen));
     }
   }
+  for (size_t i = 0; i < c.workers.size(); ++i) {
+    const WorkerSpec& w = c.workers[i];
+    if (SameEndpoint(w.address, c.coordinator_listen)) {
+      const YAML::Node co = root["coordinator"];
+      return Error(co && co["listen"] ? co["listen"] : root["workers"][i]["address"],
+                   "coordinator.listen",
+                   absl::StrCat("'", c.coordinator_listen, "' is also worker ", w.name,
+                                "'s address (", w.address, ")"));
+    }
+  }
   return c;
 }
 
 }  // namespace
 
 std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
+
+namespace {
+
+// The addresses a host stands for, without a DNS lookup (a cluster file is read by every
+// process, also where the other hosts' names do not resolve yet): a numeric address in its
+// canonical spelling, "localhost" as both loopback addresses, any other name as itself.
+std::set<std::string> Addresses(std::string host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") return {"127.0.0.1", "::1"};
+  unsigned char raw[sizeof(in6_addr)];
+  char text[INET6_ADDRSTRLEN] = {};
+  for (int family : {AF_INET, AF_INET6}) {
+    if (inet_pton(family, host.c_str(), raw) == 1 && inet_ntop(family, raw, text, sizeof text)) {
+      return {text};
+    }
+  }
+  return {host};
+}
+
+}  // namespace
+
+bool SameEndpoint(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  if (a.substr(a.rfind(':')) != b.substr(b.rfind(':'))) return false;  // other ports
+  const std::set<std::string> x = Addresses(HostOf(a)), y = Addresses(HostOf(b));
+  return std::any_of(x.begin(), x.end(), [&](const std::string& s) { return y.count(s) > 0; });
+}
 
 int FindWorker(const ClusterConfig& config, const std::string& name) {
   return FindWorkerIn(config.workers, name);

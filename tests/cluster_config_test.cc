@@ -224,6 +224,28 @@ TEST(ClusterConfig, TransportPerLink) {
   EXPECT_FALSE(ParseClusterConfig("model: {path: /m}\ntransport: rdma\n" + workers, "/").ok());
 }
 
+TEST(ClusterConfig, AddressesAreComparedAsEndpointsNotStrings) {
+  const std::string head = "model: {path: /m}\nworkers:\n";
+  auto same = ParseClusterConfig(head + "  - {name: a, device: cpu, address: \"localhost:7411\"}\n"
+                                        "  - {name: b, device: cpu, address: \"127.0.0.1:7411\"}\n",
+                                 "/");
+  ASSERT_FALSE(same.ok());
+  EXPECT_NE(same.status().message().find("'127.0.0.1:7411' is also worker a's"), std::string::npos)
+      << same.status();
+  EXPECT_TRUE(ParseClusterConfig(head + "  - {name: a, device: cpu, address: \"localhost:7411\"}\n"
+                                        "  - {name: b, device: cpu, address: \"127.0.0.1:7412\"}\n",
+                                 "/").ok());
+  auto coordinator = ParseClusterConfig(
+      head + "  - {name: a, device: cpu, address: \"localhost:7000\"}\n", "/");  // default listen
+  ASSERT_FALSE(coordinator.ok());
+  EXPECT_NE(coordinator.status().message().find("coordinator.listen: '127.0.0.1:7000' is also "
+                                                "worker a's address (localhost:7000)"),
+            std::string::npos)
+      << coordinator.status();
+  EXPECT_TRUE(SameEndpoint("[::1]:80", "[::1]:80"));
+  EXPECT_FALSE(SameEndpoint("10.0.0.5:7001", "10.0.0.6:7001"));
+}
+
 TEST(ClusterConfig, LoadNamesTheFile) {
   auto missing = LoadClusterConfig("/nonexistent/cluster.yaml");
   ASSERT_FALSE(missing.ok());
