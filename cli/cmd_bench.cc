@@ -1,5 +1,6 @@
 // `layerpipe bench`: decode and prefill speed of the CUDA backend on random-weight models of real
-// shape (presets), weights filled on the GPU (file loading is timed by `greedy`, not here).
+// shape (presets), weights filled on the GPU (file loading is timed by `greedy`, not here); the
+// linears of a 4-bit preset (GPTQ / AWQ) kept packed, as the CUDA backend loads them.
 // Per batch size: a prompt prefilled, then greedy decode steps with sampling on the GPU; the
 // weight bytes one decode step reads, the bandwidth that makes, as a fraction of the card's
 // copy bandwidth measured in the same run; and, given hf_baseline.py's output of the same
@@ -15,6 +16,7 @@
 #include "cli/util.h"
 #include "common/model_layout.h"
 #include "common/presets.h"
+#include "common/weight_sizes.h"
 #include "nlohmann/json.hpp"
 #include "worker/cuda/cuda_backend.h"
 #include "worker/cuda/device.h"
@@ -44,12 +46,14 @@ uint64_t NameSeed(const std::string& s) {
   return h;
 }
 
-// Bytes of the weights one decode step reads: every layer, the final norm and the head (the
-// embedding table when tied); not the embedding lookup.
+// Bytes of the weights one decode step reads, as stored (4-bit linears packed): every layer, the
+// final norm and the head (the embedding table when tied); not the embedding lookup.
 uint64_t DecodeWeightBytes(const ModelConfig& c) {
-  int64_t n = NumElements(NormTensors(c)) + c.vocab_size * c.hidden_size;
-  for (int64_t l = 0; l < c.num_layers; ++l) n += NumElements(LayerTensors(c, l));
-  return uint64_t(n) * 2;
+  auto sizes = EstimateWeightSizes(c);
+  if (!sizes.ok()) Fail(sizes.status());
+  uint64_t n = sizes->norm.bytes + (c.tie_word_embeddings ? sizes->embed.bytes : sizes->head.bytes);
+  for (const ModuleSize& l : sizes->layers) n += l.bytes;
+  return n;
 }
 
 // Prefills `batch` random prompts (steps of at most max_step_tokens), then runs greedy decode
@@ -133,6 +137,32 @@ double TimeMatMul(bool gemv, int64_t n, int64_t k, int64_t m) {
   return double(kReps) * double(m * k * 2) / Seconds(t0, Clock::now()) / 1e9;
 }
 
+// The same for a 4-bit weight (packed bytes: codes, scales and zeros).
+double TimeMatMulInt4(int64_t n, int64_t k, int64_t m, int64_t group) {
+  auto b = MakeCudaBackend(0);
+  std::vector<Linear> w;
+  std::vector<Tensor> x;
+  for (int i = 0; i < 4; ++i) {
+    auto l = CudaRandomInt4(*b, m, k, group, 7 + i);
+    if (!l.ok()) Fail(l.status());
+    w.push_back(*l);
+  }
+  for (int i = 0; i < 2; ++i) {
+    x.push_back(b->Alloc(n, k));
+    std::vector<float> host(static_cast<size_t>(n * k), 0.01f * float(i + 1));
+    b->Upload(host, x.back());
+  }
+  Tensor out = b->Alloc(n, m);
+  constexpr int kReps = 40;
+  for (int i = 0; i < 8; ++i) b->MatMulInt4(x[i % 2], w[i % 4], nullptr, out);  // warm-up
+  b->Synchronize();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kReps; ++i) b->MatMulInt4(x[i % 2], w[i % 4], nullptr, out);
+  b->Synchronize();
+  const double bytes = double(m * k / 2 + m * (k / group) * 4);
+  return double(kReps) * bytes / Seconds(t0, Clock::now()) / 1e9;
+}
+
 json ProbeMatMul(const ModelConfig& c) {
   json rows = json::array();
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
@@ -143,6 +173,12 @@ json ProbeMatMul(const ModelConfig& c) {
       json r = {{"n", n}, {"k", k}, {"m", m}, {"cublas_GBps", TimeMatMul(false, n, k, m)}};
       if (n <= 8) r["ours_GBps"] = TimeMatMul(true, n, k, m);
       rows.push_back(r);
+    }
+    if (c.quant.quantized() && k != c.vocab_size && m != c.vocab_size) {  // the head stays dense
+      for (int64_t n : {1, 16, 64}) {
+        rows.push_back({{"n", n}, {"k", k}, {"m", m},
+                        {"int4_GBps", TimeMatMulInt4(n, k, m, c.quant.group_size)}});
+      }
     }
   }
   return rows;
@@ -179,10 +215,16 @@ json BenchPreset(const std::string& name, const BenchOptions& o, const std::vect
   std::fprintf(stderr, "%s: building, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const auto t0 = Clock::now();
   WeightSource source;
-  source.tensor = [](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
+  // What stays dense is f16 in a 4-bit checkpoint (as Qwen's releases ship it), else bf16.
+  const DType dense = c.torch_dtype == "float16" ? DType::kF16 : DType::kBF16;
+  source.tensor = [dense](Backend& b, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
     const int64_t rows = t.shape.size() == 2 ? t.shape[0] : 1;
     const bool norm = t.name.find("norm") != std::string::npos;
-    return CudaRandomWeight(b, rows, t.shape.back(), DType::kBF16, NameSeed(t.name), norm);
+    return CudaRandomWeight(b, rows, t.shape.back(), dense, NameSeed(t.name), norm);
+  };
+  const int64_t group = c.quant.group_size;
+  source.int4 = [group](Backend& b, const LinearSpec& l) -> absl::StatusOr<Linear> {
+    return CudaRandomInt4(b, l.out, l.in, group, NameSeed(l.name));
   };
   auto slice = Slice::Build(c, {0, c.num_layers, true, true}, limits, MakeCudaBackend(0, bo), source);
   if (!slice.ok()) Fail(slice.status());
@@ -231,10 +273,11 @@ void PrintTable(const json& out) {
                   hf ? absl::StrCat(absl::SixDigits(d["speedup_vs_hf"].get<double>()), "x").c_str() : "-");
     }
     for (const auto& p : r.value("matmul_probe", json::array())) {
-      std::printf("  matmul %5lld x %5lld -> %6lld: cuBLAS %6.0f GB/s", (long long)p["n"].get<int64_t>(),
-                  (long long)p["k"].get<int64_t>(), (long long)p["m"].get<int64_t>(),
-                  p["cublas_GBps"].get<double>());
+      std::printf("  matmul %5lld x %5lld -> %6lld:", (long long)p["n"].get<int64_t>(),
+                  (long long)p["k"].get<int64_t>(), (long long)p["m"].get<int64_t>());
+      if (p.contains("cublas_GBps")) std::printf(" cuBLAS %6.0f GB/s", p["cublas_GBps"].get<double>());
       if (p.contains("ours_GBps")) std::printf(", ours %6.0f GB/s", p["ours_GBps"].get<double>());
+      if (p.contains("int4_GBps")) std::printf(" int4 %6.0f GB/s", p["int4_GBps"].get<double>());
       std::printf("\n");
     }
     if (r.contains("prefill")) {

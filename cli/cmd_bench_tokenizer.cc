@@ -47,7 +47,7 @@ void AddBenchTokenizerCommand(CLI::App& app) {
   cmd->add_option("--mb", o->mb, "size of the generated text in MB (default 8)");
   cmd->add_option("--seed", o->seed, "seed of the generated text (default 1)");
   cmd->add_option("--repeat", o->repeat, "timed runs; the best is reported (default 3)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--write-text", o->write_text, "write the text that was encoded to this file");
   cmd->add_option("--write-ids", o->write_ids, "write the ids as little-endian int32");
   cmd->add_flag("--json", o->json, "print one JSON object");

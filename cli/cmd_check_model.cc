@@ -1,5 +1,6 @@
 // `layerpipe check-model DIR`: validates a checkpoint completely and prints a summary.
 #include <cstdio>
+#include <filesystem>
 
 #include <string>
 
@@ -52,6 +53,10 @@ void AddCheckModelCommand(CLI::App& app) {
                   double(bytes) / double(1ull << 30));
     }
     std::printf("  files         %s\n", absl::StrJoin(summary->files, ", ").c_str());
+    if (!std::filesystem::exists(std::filesystem::path(*dir) / "tokenizer.json")) {
+      std::printf("  tokenizer     none (no tokenizer.json): a cluster serving it accepts token-id "
+                  "prompts only, no text or chat\n");
+    }
     if (!summary->ignored.empty()) {
       std::printf("  ignored       %s (not used by the model)\n",
                   absl::StrJoin(summary->ignored, ", ").c_str());

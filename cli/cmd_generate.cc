@@ -41,7 +41,7 @@ nlohmann::json LogprobsJson(const layerpipe::v1::StepLogprobs& s) {
 
 void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
   layerpipe::v1::GenerateRequest req;
-  if (!o.prompt_ids.empty()) {
+  if (cmd->count("--prompt-ids")) {
     auto ids = ParseIdList(o.prompt_ids);
     if (!ids.ok()) Fail(ids.status(), 2);
     req.mutable_token_ids()->mutable_ids()->Add(ids->begin(), ids->end());
@@ -70,7 +70,7 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
   req.set_ignore_eos(o.ignore_eos);
   req.set_logprobs(o.logprobs);
 
-  auto channel = grpc::CreateChannel(o.endpoint, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(CheckEndpoint(o.endpoint), grpc::InsecureChannelCredentials());
   auto stub = layerpipe::v1::Inference::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() +
@@ -92,8 +92,8 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
       usage = {{"prompt_tokens", resp.usage().prompt_tokens()},
                {"completion_tokens", resp.usage().completion_tokens()}};
     }
-    if (o.json && last) continue;  // the final object is printed below
-    if (o.json) {
+    if (o.json && last && resp.token_ids().empty() && resp.text().empty()) continue;
+    if (o.json) {  // every token in a delta; the "done" object below sums them up
       nlohmann::json ev = {{"event", "delta"},
                            {"token_ids", std::vector<int32_t>(resp.token_ids().begin(), resp.token_ids().end())},
                            {"text", resp.text()}};

@@ -1,5 +1,7 @@
 // `layerpipe init-model`: writes a random-weight checkpoint of a known shape (config.json,
 // generation_config.json, sharded safetensors with an index), for benchmarks and the demo.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -106,6 +108,7 @@ void AddInitModelCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("init-model", "write a random-weight checkpoint of a known shape");
   struct Options {
     std::string preset, out, dtype, tokenizer;
+    bool force = false;
     uint64_t seed = 0;
     double shard_mb = 0;
   };
@@ -113,7 +116,9 @@ void AddInitModelCommand(CLI::App& app) {
   std::string names;
   for (const auto& p : Presets()) names += "\n  " + p.name + ": " + p.description;
   cmd->add_option("--preset", o->preset, "model shape:" + names)->required();
-  cmd->add_option("--out", o->out, "output directory (created)")->required();
+  cmd->add_option("--out", o->out, "output directory (created; must be empty or absent)")
+      ->required();
+  cmd->add_flag("--force", o->force, "replace a non-empty --out (once the new model is complete)");
   cmd->add_option("--seed", o->seed, "random seed")->capture_default_str();
   cmd->add_option("--dtype", o->dtype,
                   "type of the unquantized weights (default: bf16; f16 for Int4 presets)")
@@ -129,8 +134,25 @@ void AddInitModelCommand(CLI::App& app) {
     const DType dtype = o->dtype == "bf16" ? DType::kBF16 : o->dtype == "f16" ? DType::kF16 : DType::kF32;
     c.torch_dtype = o->dtype == "bf16" ? "bfloat16" : o->dtype == "f16" ? "float16" : "float32";
     std::error_code ec;
-    fs::create_directories(o->out, ec);
-    if (ec) Fail(absl::PermissionDeniedError(absl::StrCat(o->out, ": ", ec.message())));
+    if (fs::exists(o->out) && !(fs::is_directory(o->out) && fs::is_empty(o->out)) && !o->force) {
+      Fail(absl::AlreadyExistsError(absl::StrCat(
+          o->out, " exists and is not empty (a model in use?): --force replaces it")));
+    }
+    // Everything goes to a folder beside the target, renamed into place at the end: an error
+    // leaves no partial model, and a model being read is replaced only once complete.
+    const fs::path out = fs::path(o->out).lexically_normal();
+    const fs::path tmp = out.string() + ".partial-" + std::to_string(getpid());
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp, ec);
+    if (ec) Fail(absl::PermissionDeniedError(absl::StrCat(tmp.string(), ": ", ec.message())));
+    struct RemoveOnError {
+      fs::path dir;
+      bool done = false;
+      ~RemoveOnError() {
+        std::error_code ignored;
+        if (!done) fs::remove_all(dir, ignored);
+      }
+    } cleanup{tmp};
 
     std::vector<TensorToWrite> tensors;
     for (const auto& t : AllTensors(c)) {
@@ -140,13 +162,19 @@ void AddInitModelCommand(CLI::App& app) {
     const uint64_t shard = o->shard_mb > 0 ? uint64_t(o->shard_mb * (1 << 20)) : preset->shard_bytes;
     std::fprintf(stderr, "writing %s (%s) to %s ...\n", preset->name.c_str(),
                  preset->description.c_str(), o->out.c_str());
-    if (auto s = WriteShardedCheckpoint(o->out, tensors, shard); !s.ok()) Fail(s);
-    std::ofstream(fs::path(o->out) / "config.json") << ModelConfigToJson(c);
-    std::ofstream(fs::path(o->out) / "generation_config.json")
+    if (auto s = WriteShardedCheckpoint(tmp.string(), tensors, shard); !s.ok()) Fail(s);
+    std::ofstream(tmp / "config.json") << ModelConfigToJson(c);
+    std::ofstream(tmp / "generation_config.json")
         << "{\n  \"bos_token_id\": 151643,\n  \"eos_token_id\": [151645, 151643],\n"
            "  \"pad_token_id\": 151643,\n  \"do_sample\": true,\n  \"temperature\": 0.6,\n"
            "  \"top_k\": 20,\n  \"top_p\": 0.95\n}\n";
-    if (!o->tokenizer.empty()) CopyTokenizer(o->tokenizer, o->out);
+    if (!o->tokenizer.empty()) CopyTokenizer(o->tokenizer, tmp.string());
+    const fs::path old = out.string() + ".old-" + std::to_string(getpid());
+    if (fs::exists(out)) fs::rename(out, old, ec);
+    if (!ec) fs::rename(tmp, out, ec);
+    if (ec) Fail(absl::InternalError(absl::StrCat("cannot move ", tmp.string(), " to ", o->out, ": ", ec.message())));
+    cleanup.done = true;
+    fs::remove_all(old, ec);
     std::printf("wrote %s: %lld parameters\n", o->out.c_str(), (long long)NumElements(
         AllTensors(c)));
   });

@@ -64,13 +64,13 @@ void AddLoadTestCommand(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--endpoint", o->endpoint, "coordinator host:port")->required();
-  cmd->add_option("--concurrency", o->concurrency, "streams at once")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--prompt-len", o->prompt_len, "prompt tokens per stream")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--max-tokens", o->max_tokens, "tokens per stream")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--concurrency", o->concurrency, "streams at once")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--prompt-len", o->prompt_len, "prompt tokens per stream")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-tokens", o->max_tokens, "tokens per stream")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] {
     auto stub = layerpipe::v1::Inference::NewStub(
-        grpc::CreateChannel(o->endpoint, grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(CheckEndpoint(o->endpoint), grpc::InsecureChannelCredentials()));
     layerpipe::v1::ModelInfo info;
     {
       grpc::ClientContext ctx;

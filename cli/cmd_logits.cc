@@ -32,7 +32,7 @@ void AddChainOptions(CLI::App* cmd, ChainOptions* o) {
   cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids, e.g. 1,2,3")->required();
   cmd->add_option("--slices", o->slices, "cut the model into N slices run in a chain")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--backend", o->backend, "cpu, or cuda (every slice on GPU 0, bf16)")
       ->capture_default_str()
       ->check(CLI::IsMember({"cpu", "cuda"}));
@@ -162,7 +162,7 @@ void AddLogitsCommand(CLI::App& app) {
   auto dump = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   AddChainOptions(cmd, o.get());
-  cmd->add_option("--top", *top, "print the K largest logits")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--top", *top, "print the K largest logits")->capture_default_str()->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--dump", *dump, "write the full last-position logits (float32, little-endian)");
   cmd->add_flag("--json", *as_json, "print {\"argmax\": ID, \"top\": [{\"id\", \"logit\"}, ...]}");
   cmd->callback([=] { RunLogits(*o, *top, *dump, *as_json); });
@@ -175,7 +175,7 @@ void AddLogitsCommand(CLI::App& app) {
   AddChainOptions(greedy, go.get());
   greedy->add_option("--max-tokens", *max_tokens, "tokens to generate")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(1, 1 << 30));
   greedy->add_flag("--json", *gjson, "print one JSON object");
   greedy->callback([=] { RunGreedy(*go, *max_tokens, *gjson); });
 }

@@ -17,7 +17,7 @@ void AddStatusCommand(CLI::App& app) {
   cmd->add_option("--endpoint", *endpoint, "coordinator host:port")->required();
   cmd->callback([endpoint] {
     auto stub = layerpipe::v1::Inference::NewStub(
-        grpc::CreateChannel(*endpoint, grpc::InsecureChannelCredentials()));
+        grpc::CreateChannel(CheckEndpoint(*endpoint), grpc::InsecureChannelCredentials()));
     auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
     grpc::ClientContext c1, c2;
     c1.set_deadline(deadline);

@@ -1,5 +1,6 @@
 // `layerpipe`: the one program users run. Subcommands live in cmd_*.cc.
 #include "cli/commands.h"
+#include "common/program.h"
 #include "worker/cpu/cpu_backend.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +21,6 @@ int main(int argc, char** argv) {
 #ifdef LAYERPIPE_WITH_CUDA
   lp::cli::AddBenchCommand(app);
 #endif
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  const int code = lp::ParseCommandLine(app, argc, argv);
+  return code < 0 ? 0 : code;
 }

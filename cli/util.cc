@@ -11,6 +11,9 @@
 namespace lp::cli {
 
 absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {
+  if (absl::StripAsciiWhitespace(text).empty()) {
+    return absl::InvalidArgumentError("no token ids given (expected e.g. 1,2,3)");
+  }
   std::vector<int32_t> ids;
   for (absl::string_view part : absl::StrSplit(text, ',')) {
     part = absl::StripAsciiWhitespace(part);
@@ -24,6 +27,21 @@ absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {
     ids.push_back(int32_t(v));
   }
   return ids;
+}
+
+const std::string& CheckEndpoint(const std::string& endpoint) {
+  const size_t colon = endpoint.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : endpoint.substr(colon + 1);
+  int value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (colon == 0 || port.empty() || ec != std::errc() || end != port.data() + port.size() ||
+      value <= 0 || value > 65535 || endpoint.find(']') > colon) {
+    Fail(absl::InvalidArgumentError(absl::StrCat(
+             "--endpoint '", endpoint, "' needs host:port, e.g. 127.0.0.1:7000 (the port of "
+             "coordinator.listen in the cluster file; without one gRPC would dial port 443)")),
+         2);
+  }
+  return endpoint;
 }
 
 void Fail(const absl::Status& status, int exit_code) {

@@ -14,7 +14,11 @@ namespace lp::cli {
 // Parses "1,2,3" into ids; an error names the bad entry.
 absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text);
 
-// Prints "error: <message>" on stderr and leaves the program with `exit_code`.
+// `endpoint` when it is host:port (a usage error otherwise: gRPC would dial port 443).
+const std::string& CheckEndpoint(const std::string& endpoint);
+
+// Prints "error: <message>" on stderr and leaves the program with `exit_code`: 1 for runtime
+// errors, 2 for usage errors (common/program.h).
 [[noreturn]] void Fail(const absl::Status& status, int exit_code = 1);
 
 }  // namespace lp::cli

@@ -284,6 +284,8 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
                  "transport"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
+  c.model_path_written = root["model"]["path"].as<std::string>();
+  c.base_dir = base_dir;
   ASSIGN_OR_RETURN(c.workers, ParseWorkers(root));
   ASSIGN_OR_RETURN(c.limits, ParseLimits(root));
   ASSIGN_OR_RETURN(c.max_memory, ParseMaxMemory(root, c.workers));

@@ -48,6 +48,8 @@ struct DeviceMap {
 
 struct ClusterConfig {
   std::string model_path;  // resolved: relative paths are taken from the cluster file's folder
+  std::string model_path_written;  // model.path as the file spells it (for error messages)
+  std::string base_dir;            // the folder relative paths are taken from
   DeviceMap device_map;
   // Budgets in bytes, keyed by a normalized device ("cuda:0", "cpu:1") or a worker name. A
   // device key applies to every worker on that device (e.g. cuda:0 of several hosts); a worker

@@ -13,6 +13,7 @@
 #include "CLI/CLI.hpp"
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
+#include "common/program.h"
 #include "coordinator/inference_service.h"
 
 namespace {
@@ -138,7 +139,7 @@ int main(int argc, char** argv) {
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--listen", listen, "host:port to serve on (default: coordinator.listen)");
   app.add_option("--queue", queue_capacity, "waiting requests beyond which Generate answers "
-                 "RESOURCE_EXHAUSTED")->capture_default_str()->check(CLI::PositiveNumber);
-  CLI11_PARSE(app, argc, argv);
+                 "RESOURCE_EXHAUSTED")->capture_default_str()->check(CLI::Range(1, 1 << 30));
+  if (const int code = lp::ParseCommandLine(app, argc, argv); code >= 0) return code;
   return Run(cluster, listen, queue_capacity);
 }

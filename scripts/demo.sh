@@ -9,7 +9,7 @@ scripts/setup.sh build
 model=demo-model
 if [ ! -f "$model/tokenizer.json" ]; then
   tokenizer=$(scripts/fetch_tokenizer.sh)
-  build/bin/layerpipe init-model --preset demo --out "$model" --seed 1 --tokenizer "$tokenizer"
+  build/bin/layerpipe init-model --preset demo --out "$model" --seed 1 --tokenizer "$tokenizer" --force
 fi
 build/bin/layerpipe check-model "$model"
 build/bin/layerpipe plan deploy/demo-cpu.yaml

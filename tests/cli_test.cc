@@ -93,6 +93,65 @@ INSTANTIATE_TEST_SUITE_P(Presets, InitModel, ::testing::Values("demo", "demo-gpt
                            return name;
                          });
 
+TEST(Cli, CheckModelSaysWhenThereIsNoTokenizer) {
+  Result r = RunLayerpipe("check-model " + FixtureDir("qwen2-small"));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("accepts token-id prompts only"), std::string::npos) << r.out;
+  r = RunLayerpipe("check-model " + FixtureDir("qwen3-tiny"));
+  EXPECT_EQ(r.out.find("tokenizer     none"), std::string::npos) << r.out;
+}
+
+TEST(Cli, VersionAndOneExitCodeScheme) {
+  const std::string bin = std::filesystem::path(LP_LAYERPIPE_BIN).parent_path().string();
+  for (const std::string program : {"layerpipe", "layerpipe-worker", "layerpipe-coordinator"}) {
+    Result v = lp::testing::RunCommand(bin + "/" + program + " --version");
+    EXPECT_EQ(v.exit_code, 0) << v.out;
+    EXPECT_EQ(v.out.rfind(program + " ", 0), 0u) << v.out;
+    // Usage errors are 2 (CLI11's own codes are 100 and up).
+    EXPECT_EQ(lp::testing::RunCommand(bin + "/" + program + " --no-such-flag").exit_code, 2);
+  }
+  EXPECT_EQ(RunLayerpipe("").exit_code, 2);  // no subcommand
+  EXPECT_EQ(RunLayerpipe("plan").exit_code, 2);
+  EXPECT_EQ(RunLayerpipe("check-model /nonexistent").exit_code, 1);  // a runtime error
+}
+
+TEST(Cli, ClientFlagsAreCheckedBeforeDialing) {
+  Result r = RunLayerpipe("generate --endpoint localhost --prompt hi");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("needs host:port"), std::string::npos) << r.out;
+  r = RunLayerpipe("status --endpoint 127.0.0.1");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  r = RunLayerpipe("generate --endpoint 127.0.0.1:1 --prompt-ids ''");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("no token ids given"), std::string::npos) << r.out;
+  r = RunLayerpipe("load-test --endpoint 127.0.0.1:1 --concurrency 0");
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_LT(r.out.size(), 300u) << r.out;
+}
+
+TEST(Cli, InitModelNeverLeavesAPartialModelNorOverwritesWithoutForce) {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(::testing::TempDir()) / ("lp_cli_init_" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::create_directories(root / "taken");
+  std::ofstream(root / "taken" / "config.json") << "{}";
+  Result r = RunLayerpipe("init-model --preset demo --out " + (root / "taken").string());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_NE(r.out.find("--force replaces it"), std::string::npos) << r.out;
+  // A failure half-way (no tokenizer to copy) leaves nothing behind.
+  r = RunLayerpipe("init-model --preset demo --out " + (root / "new").string() +
+                   " --tokenizer /nonexistent");
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  EXPECT_FALSE(fs::exists(root / "new"));
+  int leftovers = 0;
+  for (const auto& e : fs::directory_iterator(root)) leftovers += e.path().filename() != "taken";
+  EXPECT_EQ(leftovers, 0) << "no partial folder";
+  r = RunLayerpipe("init-model --preset demo --out " + (root / "taken").string() + " --force");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_EQ(RunLayerpipe("check-model " + (root / "taken").string()).exit_code, 0);
+  fs::remove_all(root);
+}
+
 TEST(Cli, BadArgumentsAreUsageErrors) {
   EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1,x").exit_code, 0);
   EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1 --slices 9").exit_code, 0);

@@ -179,6 +179,23 @@ TEST(PlanCli, ConfigWithFewerLayersThanTheCheckpointIsRefusedEverywhere) {
   }
 }
 
+TEST(PlanCli, AMissingModelPathNamesTheKeyTheFolderAndTheHub) {
+  const fs::path dir = TempPath("hub_id");
+  fs::create_directories(dir);
+  std::ofstream(dir / "cluster.yaml")
+      << "model: {path: Qwen/Qwen3-8B}\nworkers:\n  - {name: c0, device: cpu, address: "
+         "\"127.0.0.1:7101\"}\n";
+  Result r = RunLayerpipe("plan " + (dir / "cluster.yaml").string());
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+  for (const std::string& part :
+       {std::string("model.path 'Qwen/Qwen3-8B' (relative to the cluster file's folder ") +
+            dir.string(),
+        std::string("which is not a directory"), std::string("looks like a Hugging Face Hub id"),
+        std::string("huggingface-cli download Qwen/Qwen3-8B")}) {
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
+  }
+}
+
 TEST(PlanCli, BadClusterFileFailsWithTheReason) {
   Result r = RunLayerpipe("plan " + WriteCluster("plan_bad", FixtureDir("qwen3-tiny"), "fastest"));
   EXPECT_EQ(r.exit_code, 1) << r.out;

@@ -13,6 +13,7 @@
 #include "worker/cpu/cpu_backend.h"
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
+#include "common/program.h"
 #include "worker/backend_factory.h"
 #include "worker/worker_service.h"
 
@@ -108,6 +109,6 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen,
                  "host:port to listen on (default: the worker's address in the cluster file; "
                  "e.g. 0.0.0.0:7001 in a container whose address others reach by another name)");
-  CLI11_PARSE(app, argc, argv);
+  if (const int code = lp::ParseCommandLine(app, argc, argv); code >= 0) return code;
   return Run(cluster, name, threads, listen);
 }
