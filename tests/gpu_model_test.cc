@@ -1,9 +1,10 @@
 // The fixtures (tests/fixtures/) on the CUDA backend, through 1 and 3 slices, within the bf16
-// tolerances of fixtures/README.md: relative error of the last-position logits below 2e-2 and
-// the same argmax on every case; the reference's greedy tokens reproduced step by step (fed the
-// reference's own tokens, with the KV cache and recorded decode steps) wherever the float32
-// CPU backend's top-2 margin at that step is clear (>= kClearMargin); and a step recorded as a
-// CUDA graph giving what the same step gives unrecorded.
+// tolerances of fixtures/README.md (the GPTQ and AWQ fixtures with their linears kept in 4
+// bits): relative error of the last-position logits below 2e-2 and the same argmax on every
+// case; the reference's greedy tokens reproduced step by step (fed the reference's own tokens,
+// with the KV cache and recorded decode steps) wherever the float32 CPU backend's top-2 margin
+// at that step is clear (>= kClearMargin); and a step recorded as a CUDA graph giving what the
+// same step gives unrecorded.
 #include <algorithm>
 #include <cmath>
 
@@ -168,7 +169,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModelTest,
                          ::testing::Values(Param{"qwen3-tiny", 1}, Param{"qwen3-tiny", 3},
                                            Param{"qwen3-small-sharded", 1},
                                            Param{"qwen3-small-sharded", 3},
-                                           Param{"qwen2-small", 1}, Param{"qwen2-small", 3}),
+                                           Param{"qwen2-small", 1}, Param{"qwen2-small", 3},
+                                           Param{"qwen2-gptq-small", 1},
+                                           Param{"qwen2-gptq-small", 3},
+                                           Param{"qwen3-awq-small", 1},
+                                           Param{"qwen3-awq-small", 3}),
                          [](const auto& info) {
                            std::string n = info.param.fixture + "_" +
                                            std::to_string(info.param.slices) + "slices";

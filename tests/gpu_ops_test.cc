@@ -1,8 +1,10 @@
 // Every op of the CUDA backend against the CPU backend (the oracle) on fresh random inputs of
 // several shapes, odd ones included. Bound: normalized MSE (sum of squared differences over the
-// sum of squares of the CPU result) below 1e-4 where bf16 enters (matrix inputs converted for
-// cuBLAS, the bf16 KV cache), below 1e-9 for float32-only ops.
+// sum of squares of the CPU result) below 1e-4 where bf16 / f16 enters (matrix inputs converted
+// for cuBLAS or the tensor cores, 4-bit weights dequantized to f16, the bf16 KV cache), below
+// 1e-9 for float32-only ops.
 #include <algorithm>
+#include <tuple>
 
 #include "gpu_util.h"
 
@@ -62,6 +64,68 @@ TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
     for (size_t i = 0; i < w.size(); ++i) {
       cpu_->MatMul(xc, w[i].first, nullptr, out[i].first);
       gpu_->MatMul(xg, w[i].second, nullptr, out[i].second);
+    }
+    for (size_t i = 0; i < w.size(); ++i) {
+      EXPECT_LT(Nmse(out[i].first, out[i].second), kBf16Bound) << n << " rows, product " << i;
+    }
+  }
+}
+
+// 4-bit products against the CPU's dequantized float32 weight: every path by rows (GEMV 1..8
+// and up to 16, the tiled kernel at 17..128, dequantization + cuBLAS above), with bias, act
+// order, groups of 32, 128, a whole row and 96 (groups that straddle the kernels' 64-column
+// chunks); Qwen3-8B's k = 12288 (down_proj) split over blocks.
+TEST_F(GpuTest, MatMulInt4AllPaths) {
+  struct Shape { int64_t n, k, m, group; bool bias, perm; };
+  std::vector<Shape> shapes;
+  for (int64_t n = 1; n <= 8; ++n) {
+    shapes.push_back({n, 512, 256, n % 2 ? 128 : 32, n % 3 == 0, n % 4 == 1});
+  }
+  for (Shape s : {Shape{1, 4096, 1024, 128, false, false}, {1, 12288, 128, 128, true, false},
+                  {4, 256, 80, 256, true, true}, {12, 1024, 272, 32, false, false},
+                  {16, 512, 256, 128, true, true}, {16, 1024, 1040, 1024, false, false},
+                  {17, 512, 144, 32, true, false}, {64, 512, 256, 128, false, true},
+                  {64, 4096, 384, 128, true, false}, {100, 1024, 192, 1024, false, false},
+                  {128, 512, 256, 64, true, false}, {300, 512, 256, 128, true, true},
+                  {300, 1024, 320, 32, false, false}, {129, 256, 64, 256, true, false},
+                  {3, 384, 64, 96, true, false}, {40, 768, 160, 96, false, true}}) {
+    shapes.push_back(s);
+  }
+  for (const Shape& s : shapes) {
+    const Int4Matrix m = RandomInt4(s.m, s.k, s.group, s.perm);
+    auto [wc, wg] = Int4Weight(m);
+    EXPECT_NE(wg.packed, nullptr);
+    auto [xc, xg] = Act(s.n, s.k);
+    auto [bc, bg] = Weight(1, s.m);
+    Tensor oc = cpu_->Alloc(s.n, s.m), og = gpu_->Alloc(s.n, s.m);
+    Poison(og);
+    Project(*cpu_, xc, wc, s.bias ? &bc : nullptr, oc);
+    Project(*gpu_, xg, wg, s.bias ? &bg : nullptr, og);
+    EXPECT_LT(Nmse(oc, og), kBf16Bound) << s.n << "x" << s.k << " * " << s.m << ", group "
+                                        << s.group << (s.perm ? ", act order" : "")
+                                        << (s.bias ? ", bias" : "");
+  }
+}
+
+// q, k, v (and gate, up) of one input share the GEMV's launch, a perm'd one goes alone, and a
+// shape the packed kernels do not take is loaded dense; each product is still right.
+TEST_F(GpuTest, MatMulInt4SharedLaunchesAndDenseFallback) {
+  for (int64_t n : {1, 5, 16, 40, 200}) {
+    auto [xc, xg] = Act(n, 256);
+    std::vector<std::pair<Linear, Linear>> w;
+    std::vector<std::pair<Tensor, Tensor>> out;
+    const std::vector<std::tuple<int64_t, int64_t, bool>> mats = {
+        {256, 64, false}, {64, 64, false}, {64, 32, false}, {128, 128, true}, {48, 256, false},
+        {40, 32, false}};  // 40 rows: not a multiple of 16, loaded dense
+    for (auto [m, group, perm] : mats) {
+      w.push_back(Int4Weight(RandomInt4(m, 256, group, perm)));
+      out.push_back({cpu_->Alloc(n, m), gpu_->Alloc(n, m)});
+      Poison(out.back().second);
+    }
+    EXPECT_EQ(w.back().second.packed, nullptr);
+    for (size_t i = 0; i < w.size(); ++i) {
+      Project(*cpu_, xc, w[i].first, nullptr, out[i].first);
+      Project(*gpu_, xg, w[i].second, nullptr, out[i].second);
     }
     for (size_t i = 0; i < w.size(); ++i) {
       EXPECT_LT(Nmse(out[i].first, out[i].second), kBf16Bound) << n << " rows, product " << i;

@@ -1,15 +1,19 @@
-// Shared by the GPU tests: skipping where no GPU is visible, random inputs loaded identically
-// into the CPU backend (the oracle) and the CUDA backend, and the normalized MSE between them.
+// Shared by the GPU tests: skipping where no GPU is visible, random inputs (activations, bf16
+// and 4-bit weights) loaded identically into the CPU backend (the oracle) and the CUDA backend,
+// and the normalized MSE between them.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 #include <random>
 #include <vector>
 
 #include "common/dtype.h"
+#include "common/int4.h"
 #include "common/safetensors.h"
 #include "worker/backend.h"
 #include "worker/cpu/cpu_backend.h"
@@ -59,6 +63,50 @@ class GpuTest : public ::testing::Test {
     auto g = gpu_->LoadWeight(view, rows, cols);
     gpu_->Synchronize();
     return {c, g};
+  }
+
+  // A random 4-bit weight [rows, cols]: codes uniform, f16 scales around 0.01, zeros 0 .. 16
+  // (16: a v1 GPTQ's stored 15), and with `act_order` a random column order (perm).
+  Int4Matrix RandomInt4(int64_t rows, int64_t cols, int64_t group_size, bool act_order) {
+    Int4Matrix m;
+    m.rows = rows;
+    m.cols = cols;
+    m.group_size = group_size;
+    std::uniform_int_distribution<uint32_t> word;
+    std::uniform_real_distribution<float> scale(0.004f, 0.016f);
+    std::uniform_int_distribution<int> zero(0, 16);
+    m.codes.resize(size_t(rows * cols / 8));
+    for (auto& c : m.codes) c = word(rng_);
+    m.scales.resize(size_t(rows * m.groups()));
+    for (auto& s : m.scales) s = F32ToF16(scale(rng_));
+    m.zeros.resize(m.scales.size());
+    for (auto& z : m.zeros) z = uint8_t(zero(rng_));
+    if (act_order) {
+      m.perm.resize(size_t(cols));
+      std::iota(m.perm.begin(), m.perm.end(), 0);
+      std::shuffle(m.perm.begin(), m.perm.end(), rng_);
+    }
+    return m;
+  }
+
+  // The same 4-bit weight in both backends (the CPU dequantizes it; the GPU keeps it packed
+  // where the shape fits its kernels).
+  std::pair<Linear, Linear> Int4Weight(const Int4Matrix& m) {
+    auto c = cpu_->LoadInt4(m);
+    auto g = gpu_->LoadInt4(m);
+    EXPECT_TRUE(c.ok() && g.ok());
+    gpu_->Synchronize();
+    return {*c, *g};
+  }
+
+  // out = x w^T (+ bias) on `b`, as the Slice does it.
+  static void Project(Backend& b, const Tensor& x, const Linear& w, const Tensor* bias,
+                      Tensor& out) {
+    if (w.packed) {
+      b.MatMulInt4(x, w, bias, out);
+    } else {
+      b.MatMul(x, w.dense, bias, out);
+    }
   }
 
   // Fills a CUDA output with NaN first, so an element the op does not write fails the check.

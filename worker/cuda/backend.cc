@@ -16,6 +16,7 @@ CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
     : device_(device), options_(options) {
   CUDA_CHECK(cudaSetDevice(device));
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device));
   cublasHandle_t h;
   CUBLAS_CHECK(cublasCreate(&h));
   cublas_ = h;
@@ -43,6 +44,9 @@ CudaBackend::~CudaBackend() {
   cudaFree(scratch_);
   cudaFree(layout_dev_);
   cudaFree(attn_scratch_);
+  cudaFree(int4_partial_);
+  cudaFree(int4_dense_);
+  cudaFree(int4_xperm_);
   cudaFree(sample_dev_);
   cudaFree(sample_params_dev_);
   cudaFreeHost(layout_host_);
@@ -83,7 +87,26 @@ Tensor CudaBackend::Alloc(int64_t rows, int64_t cols) {
     CUDA_CHECK(cudaMalloc(&layout_dev_, LayoutBytes()));
     CUDA_CHECK(cudaHostAlloc(&layout_host_, LayoutBytes(), 0));
   }
+  max_alloc_rows_ = std::max(max_alloc_rows_, rows);
+  EnsureInt4Scratch();
   return DeviceTensor(rows, cols, DType::kF32);
+}
+
+void CudaBackend::EnsureInt4Scratch() {
+  if (int4_max_elems_ == 0) return;  // no packed weights
+  auto grow = [](auto** p, int64_t& have, int64_t want, size_t elem) {
+    if (want <= have) return;
+    cudaFree(*p);
+    CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(p), size_t(want) * elem));
+    have = want;
+  };
+  if (max_alloc_rows_ > kInt4GemvMaxRows) {
+    grow(&int4_partial_, int4_partial_floats_, Int4PartialFloats(sms_), sizeof(float));
+  }
+  if (max_alloc_rows_ > kInt4TiledMaxRows) {
+    grow(&int4_dense_, int4_dense_elems_, int4_max_elems_, 2);
+  }
+  if (int4_perm_) grow(&int4_xperm_, int4_xperm_floats_, scratch_elems_, sizeof(float));
 }
 
 size_t CudaBackend::LayoutBytes() const {
@@ -171,7 +194,15 @@ void CudaBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w,
 
 void CudaBackend::Flush() {
   FlushGemv();
+  FlushInt4();
   converted_x_ = nullptr;
+}
+
+void CudaBackend::FlushInt4() {
+  if (pending_int4_.empty()) return;
+  LaunchInt4Gemv(pending_int4_x_, pending_int4_n_, pending_int4_k_, pending_int4_.data(),
+                 int(pending_int4_.size()), stream_);
+  pending_int4_.clear();
 }
 
 void CudaBackend::FlushGemv() {
@@ -185,6 +216,7 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   LP_REQUIRE(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
   LP_REQUIRE(w.dtype == DType::kBF16 || w.dtype == DType::kF16);
   const bool half = w.dtype == DType::kF16;
+  FlushInt4();
   if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
     const bool joins = !pending_.empty() && pending_x_ == x.as<float>() &&
                        pending_n_ == x.rows && pending_k_ == x.cols && pending_half_ == half &&
@@ -208,6 +240,57 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   converted_x_ = x.data;  // the next product of the same x skips the conversion
   converted_elems_ = x.numel();
   converted_half_ = half;
+}
+
+// Up to 16 rows: int4.cu's GEMV, products of one x waiting to share a launch as in MatMul; up
+// to kInt4TiledMaxRows: the tiled kernel on x converted to f16; more: W dequantized to f16,
+// then cuBLAS. With act order, x is gathered through the perm first (into its own scratch, so
+// neither shared nor remembered as converted).
+void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out) {
+  const auto* p = static_cast<const Int4Packed*>(w.packed.get());
+  LP_REQUIRE(p != nullptr && x.dtype == DType::kF32 && x.cols == p->dev.k);
+  LP_REQUIRE(out.rows == x.rows && out.cols == p->dev.m && out.dtype == DType::kF32);
+  FlushGemv();
+  const int64_t n = x.rows, k = p->dev.k, m = p->dev.m;
+  const float* xp = x.as<float>();
+  if (p->dev.perm != nullptr) {
+    FlushInt4();  // a waiting product may read the gathered x
+    LP_REQUIRE(int4_xperm_ != nullptr && int4_xperm_floats_ >= n * k);
+    LaunchGatherCols(xp, n, k, p->dev.perm, int4_xperm_, stream_);
+    xp = int4_xperm_;
+  }
+  if (out.data == converted_x_) converted_x_ = nullptr;
+  const Int4Job job{p->dev, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>()};
+  if (n <= kInt4GemvMaxRows) {
+    const bool joins = !pending_int4_.empty() && pending_int4_x_ == xp && pending_int4_n_ == n &&
+                       pending_int4_k_ == k && int(pending_int4_.size()) < kMaxInt4Jobs;
+    if (!joins) FlushInt4();
+    pending_int4_x_ = xp;
+    pending_int4_n_ = n;
+    pending_int4_k_ = k;
+    pending_int4_.push_back(job);
+    if (p->dev.perm != nullptr) FlushInt4();
+    return;
+  }
+  FlushInt4();
+  // Both larger paths take x in f16, converted once for the products of one x (q, k, v).
+  const bool same_x = p->dev.perm == nullptr && converted_x_ == x.data &&
+                      converted_elems_ == x.numel() && converted_half_;
+  if (n <= kInt4TiledMaxRows) {
+    LP_REQUIRE(scratch_elems_ >= n * k);
+    if (!same_x) LaunchToHalf(xp, n * k, true, scratch_, stream_);
+    LaunchInt4Tiled(scratch_, n, job, int4_partial_, int4_partial_floats_, sms_, stream_);
+  } else {
+    LP_REQUIRE(int4_dense_ != nullptr && int4_dense_elems_ >= m * k);
+    LaunchInt4Dequant(p->dev, int4_dense_, stream_);
+    MatMulContext c{cublas_, scratch_, scratch_elems_, false, same_x};
+    cuda::MatMul(c, xp, n, k, int4_dense_, true, m, bias != nullptr ? bias->as<float>() : nullptr,
+                 out.as<float>(), stream_);
+  }
+  // The next product of the same x (q, k, v) skips the conversion; a gathered x is not kept.
+  converted_x_ = p->dev.perm == nullptr ? x.data : nullptr;
+  converted_elems_ = x.numel();
+  converted_half_ = true;
 }
 
 void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,

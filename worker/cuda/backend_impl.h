@@ -33,6 +33,15 @@ class CudaKvCache : public KvCache {
   void* v_ = nullptr;
 };
 
+// What Linear::packed points to for a weight kept in 4 bits: its device layout (int4.cu), in
+// one allocation.
+struct Int4Packed {
+  Int4Device dev;
+  void* memory = nullptr;
+  uint64_t bytes = 0;
+  ~Int4Packed() { cudaFree(memory); }
+};
+
 class CudaBackend : public Backend {
  public:
   CudaBackend(int device, const CudaBackendOptions& options);
@@ -41,6 +50,8 @@ class CudaBackend : public Backend {
 
   Tensor Alloc(int64_t rows, int64_t cols) override;
   Tensor LoadWeight(const TensorView& src, int64_t rows, int64_t cols) override;
+  // Packed on the device (int4.cu) when the shape fits its kernels, else dense.
+  absl::StatusOr<Linear> LoadInt4(const Int4Matrix& w) override;
   std::unique_ptr<KvCache> CreateKvCache(const KvCacheShape& shape) override;
   void Upload(std::span<const float> host, Tensor& dst) override;
   void Download(const Tensor& src, std::span<float> host) override;
@@ -51,6 +62,7 @@ class CudaBackend : public Backend {
   void AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                   Tensor& out) override;
   void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) override;
+  void MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out) override;
   void QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
                   const AttentionParams& p) override;
   void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
@@ -74,6 +86,9 @@ class CudaBackend : public Backend {
 
   // A device tensor of `dtype`, zeroed.
   Tensor DeviceTensor(int64_t rows, int64_t cols, DType dtype);
+  // An uninitialized packed 4-bit weight (codes, scales and zeros, and `perm` when asked), with
+  // the scratch its products need.
+  std::shared_ptr<Int4Packed> NewInt4(int64_t rows, int64_t cols, int64_t group_size, bool perm);
   cudaStream_t stream() const { return stream_; }
 
  private:
@@ -85,6 +100,9 @@ class CudaBackend : public Backend {
   // GEMV launch before any other work.
   void Flush();
   void FlushGemv();
+  void FlushInt4();
+  // Sizes the 4-bit products' scratch from the largest Alloc and the largest packed weight.
+  void EnsureInt4Scratch();
   // What the cuBLAS path last converted into scratch_; any op but MatMul forgets it.
   const void* converted_x_ = nullptr;
   int64_t converted_elems_ = 0;
@@ -120,6 +138,23 @@ class CudaBackend : public Backend {
   const float* pending_x_ = nullptr;
   int64_t pending_n_ = 0, pending_k_ = 0;
   bool pending_half_ = false;
+  // The same for 4-bit products (int4.cu's GEMV).
+  std::vector<Int4Job> pending_int4_;
+  const float* pending_int4_x_ = nullptr;
+  int64_t pending_int4_n_ = 0, pending_int4_k_ = 0;
+  // 4-bit products: the largest Alloc's rows and packed weight's elements seen so far, whether
+  // a weight has an act-order perm; the tiled kernel's partial sums, the f16 weight for cuBLAS
+  // (only when a step may exceed kInt4TiledMaxRows), x gathered through a perm.
+  int sms_ = 0;
+  int64_t max_alloc_rows_ = 0;
+  int64_t int4_max_elems_ = 0;
+  bool int4_perm_ = false;
+  float* int4_partial_ = nullptr;
+  int64_t int4_partial_floats_ = 0;
+  void* int4_dense_ = nullptr;
+  int64_t int4_dense_elems_ = 0;
+  float* int4_xperm_ = nullptr;
+  int64_t int4_xperm_floats_ = 0;
   // Weight loading: pinned staging buffers used in turn, each with its copy's event.
   std::vector<void*> staging_;
   std::vector<cudaEvent_t> staging_done_;

@@ -1,7 +1,8 @@
-// The CUDA backend: one GPU, bf16 weights (f16 when the checkpoint is f16) with float32
-// accumulation, float32 activations, a bf16 KV cache. Matrix products through cuBLAS (GEMM) and
-// our own GEMV for small steps; the other ops are our kernels (norm_rope.cu, attention.cu,
-// sample.cu). A pure C++ header: code without CUDA may include it.
+// The CUDA backend: one GPU, bf16 weights (f16 when the checkpoint is f16; GPTQ / AWQ 4-bit
+// linears kept packed, int4.cu) with float32 accumulation, float32 activations, a bf16 KV
+// cache. Matrix products through cuBLAS (GEMM) and our own GEMV for small steps; the other ops
+// are our kernels (norm_rope.cu, attention.cu, sample.cu). A pure C++ header: code without CUDA
+// may include it.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +29,13 @@ std::unique_ptr<Backend> MakeCudaBackend(int device, const CudaBackendOptions& o
 // weights, rows == 1, are float32 like every 1-D weight of this backend).
 Tensor CudaRandomWeight(Backend& b, int64_t rows, int64_t cols, DType dtype, uint64_t seed,
                         bool ones);
+
+// A 4-bit linear W[rows, cols] of the CUDA backend `b` kept packed, filled on the GPU: random
+// codes, zero 8 and one scale in every group of `group_size` (standard deviation 0.02, as
+// CudaRandomWeight). An error for a shape the packed kernels do not take (rows % 16, cols % 64,
+// group_size % 32 must be 0).
+absl::StatusOr<Linear> CudaRandomInt4(Backend& b, int64_t rows, int64_t cols, int64_t group_size,
+                                      uint64_t seed);
 
 // Copy bandwidth of the current device: a device-to-device cudaMemcpy of `bytes`, timed with
 // events (median of `reps`); bytes read plus bytes written per second.

@@ -73,6 +73,55 @@ bool GemvFits(const float* x, int64_t n, int64_t k, const void* w);
 void LaunchGemv(const float* x, int64_t n, int64_t k, bool half_weights, const GemvOut* outs,
                 int count, cudaStream_t s);
 
+// ---- int4.cu
+// A 4-bit weight W[m, k] on the device, in int4.cu's layout: `codes` uint4 [m / 16][k / 64][32],
+// `sz` [m / 16][groups][8][2] (f16 scale | zero << 16 per row and group), `perm` [k] or null
+// (x is gathered through it first: column j multiplies input perm[j]).
+struct Int4Device {
+  const uint4* codes = nullptr;
+  const uint32_t* sz = nullptr;
+  const int32_t* perm = nullptr;
+  int64_t m = 0, k = 0, group_size = 0;
+  int64_t groups = 0;  // k / group_size
+};
+inline constexpr int kInt4GemvMaxRows = 16;    // our GEMV up to here
+inline constexpr int kInt4TiledMaxRows = 128;  // then the tiled kernel; above, cuBLAS
+inline constexpr int kMaxInt4Jobs = 4;
+struct Int4Job {
+  Int4Device w;
+  const float* bias;
+  float* out;
+};
+struct Int4Jobs {
+  Int4Job job[kMaxInt4Jobs];
+  int first_block[kMaxInt4Jobs];
+  int count;
+};
+// Whether the packed kernels take a weight of this shape (else it is loaded dense).
+bool Int4Fits(int64_t m, int64_t k, int64_t group_size);
+// Words of `sz`, and where row `row`, group `group` of `groups` lies in it.
+int64_t Int4SzWords(int64_t m, int64_t k, int64_t group_size);
+int64_t Int4SzIndex(int64_t row, int64_t group, int64_t groups);
+// Floats of the tiled kernel's partial sums that any shape needs, on a GPU of `sms` SMs.
+int64_t Int4PartialFloats(int sms);
+// Codes in Int4Matrix's layout ([m][k / 8] words, on the device) -> `codes`.
+void LaunchInt4Repack(const uint32_t* row_codes, int64_t m, int64_t k, uint4* codes,
+                      cudaStream_t s);
+// Random codes, one scale and zero everywhere (benchmarks).
+void LaunchInt4Random(const Int4Device& w, float scale, int zero, uint64_t seed, cudaStream_t s);
+// out = x W^T (+ bias) for up to kMaxInt4Jobs weights of the same k, x: n <= 16 rows.
+void LaunchInt4Gemv(const float* x, int64_t n, int64_t k, const Int4Job* jobs, int count,
+                    cudaStream_t s);
+// The same for n <= kInt4TiledMaxRows, x given in f16 (LaunchToHalf); `partial` holds
+// Int4PartialFloats(sms) floats.
+void LaunchInt4Tiled(const void* x_half, int64_t n, const Int4Job& job, float* partial,
+                     int64_t partial_floats, int sms, cudaStream_t s);
+// W as f16 [m, k] into `out` (for cuBLAS).
+void LaunchInt4Dequant(const Int4Device& w, void* out, cudaStream_t s);
+// out[r, j] = x[r, perm[j]] for x [n, k].
+void LaunchGatherCols(const float* x, int64_t n, int64_t k, const int32_t* perm, float* out,
+                      cudaStream_t s);
+
 // ---- attention.cu
 // KV cache of one layer: [slot][pos][kv_heads * head_dim], bf16.
 struct KvLayer {

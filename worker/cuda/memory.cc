@@ -1,11 +1,13 @@
 // The CUDA backend's memory: weights copied from the checkpoint through pinned staging buffers
 // (the host copy into one buffer overlaps the DMA out of the other), converted to bf16 (f16
-// kept as f16; 1-D weights to float32); the bf16 KV cache; random weights filled on the GPU;
+// kept as f16; 1-D weights to float32); 4-bit weights kept packed (int4.cu's layout: codes
+// repacked on the GPU, scales and zeros here); the bf16 KV cache; random weights filled on the GPU;
 // the copy-bandwidth probe; and MakeCudaBackend.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "worker/cuda/backend_impl.h"
 #include "worker/cuda/device.h"
 
@@ -85,6 +87,61 @@ Tensor CudaBackend::LoadWeight(const TensorView& src, int64_t rows, int64_t cols
   return t;
 }
 
+std::shared_ptr<Int4Packed> CudaBackend::NewInt4(int64_t rows, int64_t cols, int64_t group_size,
+                                                 bool perm) {
+  LP_REQUIRE(Int4Fits(rows, cols, group_size));
+  const uint64_t codes = uint64_t(rows * cols / 2);
+  const uint64_t sz = uint64_t(Int4SzWords(rows, cols, group_size)) * 4;
+  auto p = std::make_shared<Int4Packed>();
+  p->bytes = codes + sz + (perm ? uint64_t(cols) * 4 : 0);
+  CUDA_CHECK(cudaMalloc(&p->memory, p->bytes));
+  char* base = static_cast<char*>(p->memory);
+  p->dev.codes = reinterpret_cast<const uint4*>(base);
+  p->dev.sz = reinterpret_cast<const uint32_t*>(base + codes);  // codes: a multiple of 512 bytes
+  p->dev.perm = perm ? reinterpret_cast<const int32_t*>(base + codes + sz) : nullptr;
+  p->dev.m = rows;
+  p->dev.k = cols;
+  p->dev.group_size = group_size;
+  p->dev.groups = cols / group_size;
+  int4_max_elems_ = std::max(int4_max_elems_, rows * cols);
+  int4_perm_ = int4_perm_ || perm;
+  EnsureInt4Scratch();
+  weight_bytes_ += p->bytes;
+  return p;
+}
+
+absl::StatusOr<Linear> CudaBackend::LoadInt4(const Int4Matrix& w) {
+  if (!Int4Fits(w.rows, w.cols, w.group_size)) return Backend::LoadInt4(w);  // dense
+  LP_REQUIRE(int64_t(w.codes.size()) == w.rows * w.cols / 8 &&
+             int64_t(w.scales.size()) == w.rows * w.groups() &&
+             int64_t(w.zeros.size()) == w.rows * w.groups() &&
+             (w.perm.empty() || int64_t(w.perm.size()) == w.cols));
+  auto p = NewInt4(w.rows, w.cols, w.group_size, !w.perm.empty());
+  // Codes: through a temporary device buffer in the host layout, repacked there.
+  void* row_codes = nullptr;
+  CUDA_CHECK(cudaMalloc(&row_codes, w.codes.size() * 4));
+  CopyToDevice(w.codes.data(), w.codes.size() * 4, row_codes);
+  LaunchInt4Repack(static_cast<const uint32_t*>(row_codes), w.rows, w.cols,
+                   const_cast<uint4*>(p->dev.codes), stream_);
+  const int64_t groups = w.groups();
+  std::vector<uint32_t> sz(size_t(w.rows * groups));
+  for (int64_t r = 0; r < w.rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      const size_t i = size_t(r * groups + g);
+      sz[size_t(Int4SzIndex(r, g, groups))] = uint32_t(w.scales[i]) | uint32_t(w.zeros[i]) << 16;
+    }
+  }
+  CopyToDevice(sz.data(), sz.size() * 4, const_cast<uint32_t*>(p->dev.sz));
+  if (!w.perm.empty()) {
+    CopyToDevice(w.perm.data(), w.perm.size() * 4, const_cast<int32_t*>(p->dev.perm));
+  }
+  // `sz` dies here, and the temporary buffer with it.
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  CUDA_CHECK(cudaFree(row_codes));
+  if (options_.on_weight_loaded) options_.on_weight_loaded(weight_bytes_);
+  return Linear{Tensor{}, p, w.rows, w.cols};
+}
+
 }  // namespace lp::cuda
 
 namespace lp {
@@ -106,6 +163,22 @@ Tensor CudaRandomWeight(Backend& b, int64_t rows, int64_t cols, DType dtype, uin
   const int kind = to == DType::kF32 ? 0 : to == DType::kBF16 ? 1 : 2;
   cuda::LaunchRandomFill(t.data, rows * cols, kind, seed, 0.02f * 1.7320508f, ones, cb->stream());
   return t;
+}
+
+absl::StatusOr<Linear> CudaRandomInt4(Backend& b, int64_t rows, int64_t cols, int64_t group_size,
+                                      uint64_t seed) {
+  auto* cb = dynamic_cast<cuda::CudaBackend*>(&b);
+  LP_REQUIRE(cb != nullptr);
+  if (!cuda::Int4Fits(rows, cols, group_size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a packed 4-bit weight needs rows % 16, cols % 64 and group % 32 == 0; got ",
+                     rows, " x ", cols, ", group ", group_size));
+  }
+  auto p = cb->NewInt4(rows, cols, group_size, false);
+  // (code - 8) is uniform on -8 .. 7 (standard deviation 4.6): scaled to 0.02, as
+  // CudaRandomWeight.
+  cuda::LaunchInt4Random(p->dev, 0.02f / 4.61f, 8, seed, cb->stream());
+  return Linear{Tensor{}, p, rows, cols};
 }
 
 double CudaCopyBandwidth(uint64_t bytes, int reps) {
