@@ -55,7 +55,7 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
     auto* m = chat->add_messages();
     m->set_role("user");
     m->set_content(o.chat);
-    chat->set_enable_thinking(!o.no_think);
+    if (o.no_think) chat->set_enable_thinking(false);  // unset: the template's default, on
   } else {
     req.set_text(o.prompt);
   }

@@ -9,12 +9,13 @@
 
 namespace lp {
 
-Health CheckHealth(const std::string& address, int timeout_ms) {
+Health CheckHealth(const std::string& address, int timeout_ms, const std::string& service) {
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
   grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
   grpc::health::v1::HealthCheckResponse resp;
   if (!stub->Check(&ctx, req, &resp).ok()) return Health::kUnreachable;
   return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? Health::kServing

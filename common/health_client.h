@@ -7,7 +7,8 @@ namespace lp {
 
 enum class Health { kServing, kNotServing, kUnreachable };
 
-// Checks the overall ("") status of the server at `address`, waiting at most `timeout_ms`.
-Health CheckHealth(const std::string& address, int timeout_ms);
+// Checks the status of `service` ("": the server's overall status) at `address`, waiting at
+// most `timeout_ms`; kUnreachable also when the server does not know the service.
+Health CheckHealth(const std::string& address, int timeout_ms, const std::string& service = "");
 
 }  // namespace lp

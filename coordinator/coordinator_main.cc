@@ -14,6 +14,7 @@
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
+#include "common/reflection_v1.h"
 #include "coordinator/inference_service.h"
 
 namespace {
@@ -105,12 +106,17 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(16 << 20);
   builder.RegisterService(&service);
+  lp::ReflectionV1 reflection({"layerpipe.v1.Inference"});  // v1alpha comes with the plugin
+  builder.RegisterService(&reflection);
   server = builder.BuildAndStart();
   if (!server || port == 0) {
     std::fprintf(stderr, "error: cannot listen on %s (is another process using the port?)\n",
                  listen.c_str());
     return 1;
   }
+  // Per service too (grpc.health.v1 clients ask by name); the plain SetServingStatus(bool)
+  // calls below and in the ready callback then update it with the server's.
+  server->GetHealthCheckService()->SetServingStatus("layerpipe.v1.Inference", pipeline.Ready());
   server->GetHealthCheckService()->SetServingStatus(pipeline.Ready());
   health_target = server.get();
   server->GetHealthCheckService()->SetServingStatus(pipeline.Ready());  // a flip in between

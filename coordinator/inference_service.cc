@@ -41,7 +41,7 @@ absl::StatusOr<std::string> InferenceService::RenderChat(const layerpipe::v1::Ch
   std::vector<ChatMessage> messages;
   for (const auto& m : chat.messages()) messages.push_back({m.role(), m.content()});
   auto text = model_.chat_template->Render(messages, /*add_generation_prompt=*/true,
-                                           chat.enable_thinking());
+                                           chat.has_enable_thinking() ? chat.enable_thinking() : true);
   if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
   return text;
 }

@@ -427,6 +427,20 @@ TEST(ClusterApi, ASecondProcessOnATakenPortExitsWithAClearError) {
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kServing);
 }
 
+TEST(ClusterApi, HealthIsServedPerService) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
+  EXPECT_EQ(CheckHealth(cluster.endpoint(), 2000, "layerpipe.v1.Inference"), Health::kServing);
+  EXPECT_EQ(CheckHealth(cluster.worker_endpoint(0), 2000, "layerpipe.v1.Worker"), Health::kServing);
+  EXPECT_EQ(CheckHealth(cluster.endpoint(), 2000, "no.such.Service"), Health::kUnreachable);
+  cluster.KillWorker(0);
+  for (int i = 0; i < 100 && CheckHealth(cluster.endpoint(), 500, "layerpipe.v1.Inference") ==
+                                 Health::kServing; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(CheckHealth(cluster.endpoint(), 2000, "layerpipe.v1.Inference"), Health::kNotServing);
+}
+
 TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
   // A worker started from another cluster file (other limits) answers the handshake with
   // limits the coordinator's plan does not have.

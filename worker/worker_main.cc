@@ -14,6 +14,7 @@
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
+#include "common/reflection_v1.h"
 #include "worker/backend_factory.h"
 #include "worker/worker_service.h"
 
@@ -49,11 +50,15 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(64 << 20);
   builder.RegisterService(&service);
+  lp::ReflectionV1 reflection({"layerpipe.v1.Worker"});  // v1alpha comes with the plugin
+  builder.RegisterService(&reflection);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || port == 0) {
     return Fail(absl::UnavailableError("cannot listen on " + listen +
                                        " (is another process using the port?)"));
   }
+  // Per service too (clients may ask by name); SetServingStatus(bool) later updates both.
+  server->GetHealthCheckService()->SetServingStatus("layerpipe.v1.Worker", false);
   server->GetHealthCheckService()->SetServingStatus(false);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
