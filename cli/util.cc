@@ -35,7 +35,8 @@ const std::string& CheckEndpoint(const std::string& endpoint) {
   int value = 0;
   auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
   if (colon == 0 || port.empty() || ec != std::errc() || end != port.data() + port.size() ||
-      value <= 0 || value > 65535 || endpoint.find(']') > colon) {
+      value <= 0 || value > 65535 ||
+      (endpoint.find(']') != std::string::npos && endpoint.find(']') > colon)) {
     Fail(absl::InvalidArgumentError(absl::StrCat(
              "--endpoint '", endpoint, "' needs host:port, e.g. 127.0.0.1:7000 (the port of "
              "coordinator.listen in the cluster file; without one gRPC would dial port 443)")),

@@ -4,11 +4,15 @@
 # CUDA workers that share GPU 0, each with max_memory 24GiB, device_map layered (20/21/21/18
 # layers), CUDA IPC between them; and by one worker for comparison. Shows the plan, streams a
 # chat completion, checks that greedy ids through 4 workers equal those through 1, and runs
-# load-test at 1 and 64 streams, without and with MPS. Results in $OUT (or gpu-results/).
+# load-test at 1 and 64 streams, without and with MPS. Results in $OUT (or gpu-results/): the
+# summary (also on stdout) in q72_summary.txt, plans and logs in q72_logs.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-gpu-results}
 mkdir -p "$out"
+work=/tmp/q72-work  # per-run files; only the summary and the logs go to $out (8 files come back)
+mkdir -p $work
+exec > >(tee "$out/q72_summary.txt") 2>&1
 [ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
 export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
 B=$PWD/.device/bundle/bin
@@ -46,38 +50,42 @@ tok=.device/tokenizer
 mkdir -p $tok && tar xJf .device/tokenizer.tar.xz -C $tok 2>/dev/null
 [ -f $tok/tokenizer.json ] && tok_flag="--tokenizer $tok" || tok_flag=""
 /usr/bin/time -f "init-model: %e s" $B/layerpipe init-model --preset qwen2-72b-gptq --out $model \
-  --seed 1 $tok_flag > "$out/q72_init.log" 2>&1
-tail -n 2 "$out/q72_init.log"
+  --seed 1 $tok_flag > $work/init.log 2>&1
+tail -n 2 $work/init.log
 df -h /tmp | tail -n 1
 
 runs() {  # runs TAG WORKERS...
   local tag=$1 n; shift
   for n in "$@"; do
     cluster /tmp/q72_$n.yaml $n $((n == 1 ? 120 : 24))
-    [ -n "$tag" ] || $B/layerpipe plan /tmp/q72_$n.yaml > "$out/q72_plan_${n}w.txt" 2>&1
+    [ -n "$tag" ] || $B/layerpipe plan /tmp/q72_$n.yaml >> "$out/q72_logs.txt" 2>&1
     local t0=$SECONDS
-    serve /tmp/q72_$n.yaml "$out/q72_serve_${n}w$tag.log" || { echo "serve $n failed"; continue; }
+    serve /tmp/q72_$n.yaml $work/serve_${n}w$tag.log || { echo "serve $n failed"; continue; }
     echo "72B Int4, $n workers$tag: serving after $((SECONDS - t0)) s"
     if [ -z "$tag" ]; then
       [ $n = 4 ] && $B/layerpipe status --endpoint 127.0.0.1:$port | tail -n 6
       [ -n "$tok_flag" ] && $B/layerpipe generate --endpoint 127.0.0.1:$port --chat "Hello" \
-        --max-tokens 12 --temperature 0 > "$out/q72_chat_${n}w.txt" 2>&1 &&
-        echo "chat through $n workers: $(head -c 300 "$out/q72_chat_${n}w.txt" | tr '\n' ' ')"
+        --max-tokens 12 --temperature 0 > $work/chat_${n}w.txt 2>&1
+      echo "chat through $n workers (rc $?): $(head -c 300 $work/chat_${n}w.txt | tr '\n' ' ')"
       $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 1,2,3,4,5,6,7,8 \
         --max-tokens 24 --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' \
-        | sed "s/^/72B greedy, $n workers: /" | tee "$out/q72_greedy_${n}w.txt"
+        | tee $work/greedy_${n}w.txt | sed "s/^/72B greedy, $n workers: /"
     fi
     for c in 1 64; do
       $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
-        --max-tokens 128 --json > "$out/q72_${n}w${tag}_c$c.json" 2>&1
-      echo "72B Int4, $n workers$tag, $c streams: $(tail -n 1 "$out/q72_${n}w${tag}_c$c.json")"
+        --max-tokens 128 --json > $work/${n}w${tag}_c$c.json 2>&1
+      echo "72B Int4, $n workers$tag, $c streams: $(tail -n 1 $work/${n}w${tag}_c$c.json)"
     done
     stop
+    { echo "== serve log, $n workers$tag"; tail -n 40 $work/serve_${n}w$tag.log; } >> "$out/q72_logs.txt"
   done
 }
 runs "" 1 4
-cmp -s "$out/q72_greedy_1w.txt" <(sed 's/4 workers/1 workers/' "$out/q72_greedy_4w.txt") &&
-  echo "greedy ids through 4 workers EQUAL those through 1" || echo "greedy ids DIFFER"
+if [ -s $work/greedy_1w.txt ] && cmp -s $work/greedy_1w.txt $work/greedy_4w.txt; then
+  echo "greedy ids through 4 workers EQUAL those through 1"
+else
+  echo "greedy ids DIFFER (or missing)"
+fi
 
 if command -v nvidia-cuda-mps-control >/dev/null; then
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/lp-mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/lp-mps-log
@@ -87,4 +95,4 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
     echo quit | nvidia-cuda-mps-control
   fi
 fi
-rm -rf $model
+rm -rf $model $work

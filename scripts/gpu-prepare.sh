@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a machine without a GPU: build, then pack into .device/ what scripts/gpu-run.sh needs on
 # the GPU machine (the binaries with their libraries, compressed to stay under the 64 MiB that
-# travels; the fixtures without the tokenizer; hf_baseline.py). .device/ must be git-ignored.
+# travels; hf_baseline.py). .device/ must be git-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-.}  # the checkout that travels (default: this one)
@@ -13,8 +13,7 @@ mkdir -p "$dev"
 ../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-worker \
   build/bin/layerpipe-coordinator build/bin/layerpipe_gpu_tests
 tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
-cp -r tests/fixtures "$dev/fixtures"
-rm -f "$dev"/fixtures/qwen3-tiny/tokenizer*.json
+# The fixtures travel with the working tree (tests/fixtures); gpu-run.sh finds them there.
 # The real Qwen3 tokenizer, compressed, for the chat completion of gpu-int4-cluster.sh.
 tar cJf "$dev/tokenizer.tar.xz" -C tests/fixtures/qwen3-tiny tokenizer.json tokenizer_config.json
 cp ../shared/tools/hf_baseline.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh \

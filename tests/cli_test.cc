@@ -127,6 +127,12 @@ TEST(Cli, ClientFlagsAreCheckedBeforeDialing) {
   r = RunLayerpipe("load-test --endpoint 127.0.0.1:1 --concurrency 0");
   EXPECT_EQ(r.exit_code, 2) << r.out;
   EXPECT_LT(r.out.size(), 300u) << r.out;
+  // Well-formed endpoints pass the check and fail only at dialing (nothing listens): exit 1.
+  for (const char* endpoint : {"127.0.0.1:1", "localhost:1", "[::1]:1"}) {
+    r = RunLayerpipe(std::string("status --endpoint ") + endpoint);
+    EXPECT_EQ(r.exit_code, 1) << endpoint << ": " << r.out;
+    EXPECT_EQ(r.out.find("needs host:port"), std::string::npos) << r.out;
+  }
 }
 
 TEST(Cli, InitModelNeverLeavesAPartialModelNorOverwritesWithoutForce) {
