@@ -52,7 +52,7 @@ BackendFactory Factory(const std::string& backend) {
     return MakeCudaBackend(0, o);
   };
 #else
-  Fail(absl::UnavailableError("--backend cuda: this layerpipe was built without CUDA"));
+  RunCudaProgram();  // the same command in layerpipe-cuda
 #endif
 }
 

@@ -1,8 +1,13 @@
 // Small helpers shared by the subcommands.
 #include "cli/util.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -43,6 +48,37 @@ const std::string& CheckEndpoint(const std::string& endpoint) {
          2);
   }
   return endpoint;
+}
+
+namespace {
+std::vector<std::string> g_args;
+}  // namespace
+
+void RememberArgs(int argc, char** argv) { g_args.assign(argv, argv + argc); }
+
+void RunCudaProgram() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path program = fs::read_symlink("/proc/self/exe", ec).parent_path() / "layerpipe-cuda";
+  if (ec || !fs::exists(program)) {
+    Fail(absl::UnavailableError(absl::StrCat(
+        "this command needs the CUDA backend, and ", program.string(),
+        " is not there (a build without nvcc has none)")));
+  }
+  std::vector<char*> argv;
+  std::string self = program.string();
+  argv.push_back(self.data());
+  for (size_t i = 1; i < g_args.size(); ++i) argv.push_back(g_args[i].data());
+  argv.push_back(nullptr);
+  ::execv(self.c_str(), argv.data());
+  Fail(absl::InternalError(absl::StrCat(self, ": cannot run: ", std::strerror(errno))));
+}
+
+void AddCudaForward(CLI::App& app, const std::string& name, const std::string& description) {
+  auto* cmd = app.add_subcommand(name, description);
+  cmd->prefix_command();   // every argument after the name goes to layerpipe-cuda as is
+  cmd->set_help_flag();    // --help too
+  cmd->callback([] { RunCudaProgram(); });
 }
 
 void Fail(const absl::Status& status, int exit_code) {

@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-.}  # the checkout that travels (default: this one)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
-ninja -C build -j2 layerpipe layerpipe-worker layerpipe-coordinator layerpipe_gpu_tests
+ninja -C build -j2 layerpipe layerpipe-cuda layerpipe-worker layerpipe-coordinator layerpipe_gpu_tests
 dev=$root/.device
 rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures" "$dev/tokenizer.tar.xz"
 mkdir -p "$dev"
-../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-worker \
+../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-cuda build/bin/layerpipe-worker \
   build/bin/layerpipe-coordinator build/bin/layerpipe_gpu_tests
 tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 # The fixtures travel with the working tree (tests/fixtures); gpu-run.sh finds them there.

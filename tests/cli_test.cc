@@ -115,6 +115,25 @@ TEST(Cli, VersionAndOneExitCodeScheme) {
   EXPECT_EQ(RunLayerpipe("check-model /nonexistent").exit_code, 1);  // a runtime error
 }
 
+TEST(Cli, TheProgramNeedsNoCudaLibrary) {
+  // Client commands must start at once: CUDA (cuBLAS alone is hundreds of MB) lives in
+  // layerpipe-cuda, which `bench` and `--backend cuda` run in layerpipe's place.
+  Result ldd = lp::testing::RunCommand(std::string("ldd ") + LP_LAYERPIPE_BIN);
+  ASSERT_EQ(ldd.exit_code, 0) << ldd.out;
+  for (const char* lib : {"cublas", "cudart", "libcuda"}) {
+    EXPECT_EQ(ldd.out.find(lib), std::string::npos) << lib << "\n" << ldd.out;
+  }
+  const auto cuda = std::filesystem::path(LP_LAYERPIPE_BIN).parent_path() / "layerpipe-cuda";
+  Result bench = RunLayerpipe("bench --help");
+  if (std::filesystem::exists(cuda)) {
+    EXPECT_EQ(bench.exit_code, 0) << bench.out;
+    EXPECT_NE(bench.out.find("layerpipe-cuda bench"), std::string::npos) << bench.out;
+  } else {
+    EXPECT_EQ(bench.exit_code, 1) << bench.out;
+    EXPECT_NE(bench.out.find("needs the CUDA backend"), std::string::npos) << bench.out;
+  }
+}
+
 TEST(Cli, ClientFlagsAreCheckedBeforeDialing) {
   Result r = RunLayerpipe("generate --endpoint localhost --prompt hi");
   EXPECT_EQ(r.exit_code, 2) << r.out;
