@@ -60,6 +60,19 @@ class Process {
     if (pid_ > 0) kill(pid_, sig);
   }
   bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  // Waits up to `timeout_ms` for the process to end; its exit code, or -1 (still running or
+  // killed by a signal).
+  int WaitExit(int timeout_ms) {
+    for (int waited = 0; pid_ > 0 && waited <= timeout_ms; waited += 20) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
 
  private:
   pid_t pid_ = -1;

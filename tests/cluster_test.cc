@@ -581,6 +581,119 @@ TEST(ClusterCli, ServeStartsEverythingAndStopsCleanly) {
   EXPECT_NE(log.find("serve: stopping"), std::string::npos) << log;
 }
 
+// A cluster file with fresh ports for `layerpipe serve`: two CPU workers, a and b.
+struct ServeFiles {
+  std::string dir, file, endpoint;
+  int worker_a_port = 0;
+};
+
+ServeFiles WriteServeCluster(const std::string& name) {
+  ServeFiles f;
+  f.dir = ::testing::TempDir() + "/lp_" + name + "_" + std::to_string(getpid());
+  std::filesystem::create_directories(f.dir);
+  f.file = f.dir + "/c.yaml";
+  const int port = lp::testing::FreePort();
+  f.endpoint = "127.0.0.1:" + std::to_string(port);
+  f.worker_a_port = lp::testing::FreePort();
+  std::ofstream(f.file) << "model: {path: " << FixtureDir("qwen3-tiny") << "}\n"
+                        << "coordinator: {listen: \"" << f.endpoint << "\"}\n"
+                        << "workers:\n"
+                        << "  - {name: a, device: \"cpu:0\", address: \"127.0.0.1:"
+                        << f.worker_a_port << "\"}\n"
+                        << "  - {name: b, device: \"cpu:1\", address: \"127.0.0.1:"
+                        << lp::testing::FreePort() << "\"}\n"
+                        << "limits: {max_batch: 4, max_context: 128, max_step_tokens: 64}\n";
+  return f;
+}
+
+std::string ReadLog(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// The pid of the process whose command line holds both strings, or -1.
+pid_t FindProcess(const std::string& a, const std::string& b) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::string cmdline = ReadLog((e.path() / "cmdline").string());
+    std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+    if (cmdline.find(a) != std::string::npos && cmdline.find(b) != std::string::npos) {
+      return pid_t(std::atoi(e.path().filename().c_str()));
+    }
+  }
+  return -1;
+}
+
+bool WaitServing(const std::string& endpoint, int timeout_ms) {
+  for (int waited = 0; waited < timeout_ms; waited += 100) {
+    if (CheckHealth(endpoint, 200) == Health::kServing) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
+TEST(ClusterCli, ServeFailsFastNamingAWorkerThatCannotStart) {
+  // Worker a's port is taken: it exits at once, and serve with it (not after --ready-timeout).
+  const ServeFiles f = WriteServeCluster("serve_fail");
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(uint16_t(f.worker_a_port));
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  listen(fd, 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", f.file}, f.dir + "/serve.log");
+  EXPECT_EQ(serve.WaitExit(60000), 1);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+  const std::string log = ReadLog(f.dir + "/serve.log");
+  EXPECT_NE(log.find("worker a exited while the cluster started"), std::string::npos) << log;
+  EXPECT_NE(log.find("its last lines:"), std::string::npos) << log;
+  EXPECT_NE(log.find("cannot listen on 127.0.0.1:" + std::to_string(f.worker_a_port)),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(FindProcess(f.file, "layerpipe-coordinator"), -1) << "children stopped";
+  close(fd);
+}
+
+TEST(ClusterCli, ServeRestartsWhatDiesAndGivesUpWithAnError) {
+  const ServeFiles f = WriteServeCluster("serve_restart");
+  lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", f.file, "--max-restarts", "1"},
+                             f.dir + "/serve.log");
+  ASSERT_TRUE(WaitServing(f.endpoint, 60000)) << ReadLog(f.dir + "/serve.log");
+  // A worker killed: restarted, and the cluster serves again.
+  const pid_t worker = FindProcess(f.file, "--name a");
+  ASSERT_GT(worker, 0);
+  kill(worker, SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(WaitServing(f.endpoint, 60000)) << ReadLog(f.dir + "/serve.log");
+  EXPECT_NE(FindProcess(f.file, "--name a"), worker);
+  // The coordinator killed: restarted too.
+  const pid_t coordinator = FindProcess(f.file, "layerpipe-coordinator");
+  ASSERT_GT(coordinator, 0);
+  kill(coordinator, SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(WaitServing(f.endpoint, 60000)) << ReadLog(f.dir + "/serve.log");
+  std::string log = ReadLog(f.dir + "/serve.log");
+  EXPECT_NE(log.find("serve: worker a died (signal 9); starting it again in 1 s"),
+            std::string::npos) << log;
+  EXPECT_NE(log.find("serve: coordinator died (signal 9)"), std::string::npos) << log;
+  EXPECT_NE(log.find("[worker b] worker b: ready"), std::string::npos) << "output named" << log;
+  // Worker a dies twice within a minute: with --max-restarts 1, serve gives up, exit 1.
+  for (int i = 0; i < 2; ++i) {
+    pid_t pid = -1;
+    for (int t = 0; t < 100 && pid < 0; ++t) {
+      pid = FindProcess(f.file, "--name a");
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (pid > 0) kill(pid, SIGKILL);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  EXPECT_EQ(serve.WaitExit(30000), 1);
+  log = ReadLog(f.dir + "/serve.log");
+  EXPECT_NE(log.find("worker a died 2 times in a row"), std::string::npos) << log;
+  EXPECT_EQ(FindProcess(f.file, "layerpipe-coordinator"), -1) << "children stopped";
+}
+
 TEST(ClusterApi, LongPrefillActivationsTravelInChunks) {
   // The demo shape (hidden 256): a 1500-token prompt's hidden state is 1.5 MB, more than one
   // 1 MiB chunk, so it crosses the stage boundary in pieces.
