@@ -151,6 +151,15 @@ void GrpcPipeline::UpdateReady() {
   std::lock_guard<std::mutex> lock(ready_mu_);
   bool all = true;
   for (const auto& link : links_) all = all && link->up();
+  if (all && !ready_.load()) {
+    // Becoming ready (at start, or after a lost worker failed every request): no request has a
+    // sequence on any worker, so what their KV caches hold belongs to requests that are gone
+    // (another coordinator's, or failed ones whose releases never went out). Free it, so that
+    // status shows the load that is.
+    for (const auto& link : links_) {
+      if (auto s = link->ReleaseAll(std::max(200, period_ms_)); !s.ok()) all = false;
+    }
+  }
   if (ready_.exchange(all) != all && on_ready_change_) on_ready_change_(all);
 }
 

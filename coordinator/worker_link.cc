@@ -207,6 +207,17 @@ absl::StatusOr<layerpipe::v1::StatsResponse> WorkerLink::Stats(int timeout_ms) {
   return resp;
 }
 
+absl::Status WorkerLink::ReleaseAll(int timeout_ms) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(Deadline(timeout_ms));
+  layerpipe::v1::ReleaseRequest req;
+  for (int64_t s = 0; s < expect_.max_seqs; ++s) req.add_slots(int32_t(s));
+  layerpipe::v1::ReleaseResponse resp;
+  grpc::Status s = stub_->Release(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s, absl::StrCat("worker '", expect_.name, "'"));
+  return absl::OkStatus();
+}
+
 layerpipe::v1::HandshakeResponse WorkerLink::handshake() const {
   std::lock_guard<std::mutex> lock(handshake_mu_);
   return handshake_;

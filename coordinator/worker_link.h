@@ -54,6 +54,9 @@ class WorkerLink {
   absl::Status Send(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in);
   absl::Status Receive(std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
   absl::StatusOr<layerpipe::v1::StatsResponse> Stats(int timeout_ms);
+  // Frees every KV-cache slot on the worker (out of band): what it holds then belongs to
+  // requests that are gone (another coordinator, or ones failed while a worker was lost).
+  absl::Status ReleaseAll(int timeout_ms);
   // The worker's last good handshake (its host, IPC exports, instance).
   layerpipe::v1::HandshakeResponse handshake() const;
   // Has the worker open `prev`'s CUDA IPC exports.

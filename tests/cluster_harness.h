@@ -100,9 +100,14 @@ class Cluster {
     yaml << "limits: " << limits_yaml << "\n";
     yaml.close();
     for (size_t i = 0; i < names_.size(); ++i) StartWorker(int(i));
+    StartCoordinator();
+  }
+
+  void StartCoordinator() {
     coordinator_ = std::make_unique<Process>(
         std::vector<std::string>{Bin("layerpipe-coordinator"), cluster_file()}, dir_ + "/coordinator.log");
   }
+  void KillCoordinator() { coordinator_->Kill(SIGKILL); }
 
   static std::string Bin(const std::string& name) {
     return (std::filesystem::path(LP_LAYERPIPE_BIN).parent_path() / name).string();

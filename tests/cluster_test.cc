@@ -441,6 +441,31 @@ TEST(ClusterApi, HealthIsServedPerService) {
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 2000, "layerpipe.v1.Inference"), Health::kNotServing);
 }
 
+TEST(ClusterApi, StatusShowsNoStaleLoadAfterACoordinatorRestart) {
+  // A coordinator killed mid-generation leaves its sequences in the workers' KV caches; the
+  // next one frees them before it serves, so status shows the load there is.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
+  auto busy = std::async(std::launch::async, [&] { return Generate(cluster, Ids({1, 2, 3}, 200)); });
+  auto load = [&] {
+    auto stub = Stub(cluster);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    layerpipe::v1::ListWorkersResponse resp;
+    EXPECT_TRUE(stub->ListWorkers(&ctx, {}, &resp).ok());
+    int64_t active = 0;
+    for (const auto& w : resp.workers()) active += w.active_sequences() + w.cached_tokens();
+    return active;
+  };
+  for (int i = 0; i < 100 && load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_GT(load(), 0) << "the request is running";
+  cluster.KillCoordinator();
+  busy.get();
+  cluster.StartCoordinator();
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  EXPECT_EQ(load(), 0) << "KV slots of the dead coordinator's request are still held";
+}
+
 TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
   // A worker started from another cluster file (other limits) answers the handshake with
   // limits the coordinator's plan does not have.
