@@ -1,6 +1,8 @@
 // The pipeline over gRPC (see grpc_pipeline.h).
 #include "coordinator/grpc_pipeline.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -163,13 +165,47 @@ void GrpcPipeline::UpdateReady() {
   if (ready_.exchange(all) != all && on_ready_change_) on_ready_change_(all);
 }
 
+// Handshakes every worker each period, at once when a worker's connection changes state (a
+// worker that dies while idle closes it), and every 50 ms fails overdue steps (a hung worker).
 void GrpcPipeline::Monitor() {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!cv_.wait_for(lock, std::chrono::milliseconds(period_ms_), [&] { return stopping_; })) {
-    lock.unlock();
-    CheckAll();
-    lock.lock();
+  grpc::CompletionQueue cq;
+  auto watch = [&](size_t i) {  // short deadlines: the queue drains quickly at shutdown
+    grpc::Channel* c = links_[i]->channel();
+    c->NotifyOnStateChange(c->GetState(false),
+                           std::chrono::system_clock::now() + std::chrono::seconds(1), &cq,
+                           reinterpret_cast<void*>(i));
+  };
+  for (size_t i = 0; i < links_.size(); ++i) watch(i);
+  auto next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(period_ms_);
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) break;
+    }
+    bool changed = false;
+    void* tag = nullptr;
+    bool ok = false;
+    const auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(50);
+    while (cq.AsyncNext(&tag, &ok, deadline) == grpc::CompletionQueue::GOT_EVENT) {
+      changed = changed || ok;  // ok: the state changed (else the watch timed out)
+      watch(reinterpret_cast<size_t>(tag));
+    }
+    for (const auto& link : links_) {
+      if (!link->StepOverdue() || !link->up()) continue;
+      std::fprintf(stderr, "coordinator: worker '%s' did not answer a step in time: marked down\n",
+                   link->expectation().name.c_str());
+      link->MarkDown();  // cancels its stream: the waiting stage fails the step
+      UpdateReady();
+    }
+    if (changed || std::chrono::steady_clock::now() >= next_check) {
+      CheckAll();
+      next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(period_ms_);
+    }
   }
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {}
 }
 
 std::vector<std::string> GrpcPipeline::Problems() const {

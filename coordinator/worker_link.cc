@@ -86,7 +86,8 @@ absl::Status WorkerLink::Check(int timeout_ms) {
   layerpipe::v1::HandshakeResponse resp;
   grpc::Status s = stub_->Handshake(&ctx, req, &resp);
   if (!s.ok()) {
-    if (++failed_checks_ >= 3 || !up_) MarkDown();
+    const bool timed_out = s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!timed_out || ++failed_checks_ >= 2 || !up_) MarkDown();
     return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' at ", expect_.address,
                                                " is unreachable: ", s.error_message()));
   }
@@ -132,12 +133,40 @@ absl::Status WorkerLink::Send(const layerpipe::v1::StepRequest& header,
   if (!up_) {
     return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' is unreachable"));
   }
+  step_sent_ = std::chrono::steady_clock::now();
+  step_tokens_ = header.ids_size();
+  step_deadline_ns_ = (step_sent_ + StepBudget(step_tokens_)).time_since_epoch().count();
   return Lost(SendOnce(header, hidden_in));
 }
 
 absl::Status WorkerLink::Receive(std::vector<float>* hidden_out,
                                  std::vector<SampledToken>* sampled) {
-  return Lost(ReceiveOnce(hidden_out, sampled));
+  const bool overdue = StepOverdue();
+  absl::Status s = Lost(ReceiveOnce(hidden_out, sampled));
+  step_deadline_ns_ = 0;
+  if (s.ok() && step_tokens_ > 0) {
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                                step_sent_).count();
+    const double per_token = ms / double(step_tokens_), old = ms_per_token_;
+    ms_per_token_ = old < 0 ? per_token : 0.8 * old + 0.2 * per_token;
+  }
+  if (!s.ok() && (overdue || StepOverdue())) {
+    return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' at ", expect_.address,
+                                               " did not answer a step within ",
+                                               StepBudget(step_tokens_).count(), " ms"));
+  }
+  return s;
+}
+
+std::chrono::milliseconds WorkerLink::StepBudget(int64_t tokens) const {
+  const double per_token = ms_per_token_;
+  if (per_token < 0) return kFirstSteps;
+  return kStepFloor + std::chrono::milliseconds(int64_t(10.0 * per_token * double(tokens)));
+}
+
+bool WorkerLink::StepOverdue() const {
+  const int64_t deadline = step_deadline_ns_;
+  return deadline != 0 && std::chrono::steady_clock::now().time_since_epoch().count() > deadline;
 }
 
 absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -43,11 +44,23 @@ class WorkerLink {
 
   const WorkerExpectation& expectation() const { return expect_; }
   bool up() const { return up_.load(); }
-  // Handshakes (deadline `timeout_ms`) and marks the link up when the worker agrees. An
-  // unanswered handshake marks it down only the third time in a row (a busy worker may be
-  // slow to answer); a refused one (a worker that disagrees) at once.
+  // Handshakes (deadline `timeout_ms`) and marks the link up when the worker agrees. A
+  // handshake that times out marks it down only the second time in a row (a busy worker may
+  // be slow to answer); one that cannot connect (a dead worker) or is refused (a worker that
+  // disagrees) at once.
   absl::Status Check(int timeout_ms);
   void MarkDown();
+  grpc::Channel* channel() const { return channel_.get(); }
+
+  // Step deadlines: a step sent (Send) must be answered (Receive) within a budget derived
+  // from this worker's measured time per token (kStepFloor + 10 x the estimate for the step's
+  // tokens; kFirstSteps before any step finished). The monitor marks an overdue link down,
+  // which fails the step: a hung worker does not hold its requests.
+  static constexpr std::chrono::milliseconds kStepFloor{2000};
+  static constexpr std::chrono::milliseconds kFirstSteps{60000};
+  // How long a step of `tokens` may take, and whether the step in progress is overdue.
+  std::chrono::milliseconds StepBudget(int64_t tokens) const;
+  bool StepOverdue() const;
 
   // One step through this worker: Send, then Receive. Only this stage's thread calls them; a
   // stage whose output goes on by CUDA IPC lets the next stage start between the two.
@@ -77,6 +90,12 @@ class WorkerLink {
   std::atomic<bool> up_{false};
   std::atomic<bool> stale_{false};  // the stream was cancelled: open a new one
   int failed_checks_ = 0;           // consecutive; only the monitor thread touches it
+  // The step in progress: when it was sent, its deadline (0: none), and the measured
+  // milliseconds per token (EWMA; < 0 until a step has finished).
+  std::chrono::steady_clock::time_point step_sent_;
+  std::atomic<int64_t> step_deadline_ns_{0};
+  int64_t step_tokens_ = 0;
+  std::atomic<double> ms_per_token_{-1.0};
   std::mutex stream_mu_;  // guards stream_context_ against MarkDown from the monitor
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<Stream> stream_;

@@ -306,12 +306,28 @@ TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
 }
 
 TEST(ClusterApi, AHungWorkerFailsItsRequestsAndServesAgainWhenItWakes) {
-  // A stopped process keeps its connections open but answers nothing: the health monitor's
-  // unanswered handshakes take it out, and the requests it held fail instead of hanging.
+  // A stopped process keeps its connections open but answers nothing: its step misses the
+  // deadline its measured step times give (2 s floor), and the requests it held fail instead
+  // of hanging (before: 6-10 s, three missed handshakes).
   Cluster cluster(FixtureDir("qwen3-tiny"), 2);
   ExpectFailureThenRecovery(
-      cluster, [&] { cluster.SignalWorker(1, SIGSTOP); }, std::chrono::seconds(15),
+      cluster, [&] { cluster.SignalWorker(1, SIGSTOP); }, std::chrono::seconds(5),
       [&] { cluster.SignalWorker(1, SIGCONT); });
+  EXPECT_NE(cluster.log("coordinator").find("did not answer a step in time"), std::string::npos)
+      << cluster.log("coordinator");
+}
+
+TEST(ClusterApi, AWorkerThatDiesWhileIdleIsSeenAtOnce) {
+  // Its connection closes: the coordinator handshakes at once and stops serving, so the next
+  // request is refused rather than accepted and failed.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  ASSERT_TRUE(Generate(cluster, Ids({1, 2, 3}, 3)).status.ok());  // the streams are open
+  const auto killed_at = std::chrono::steady_clock::now();
+  cluster.KillWorker(1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kNotServing, 10000));
+  EXPECT_LT(std::chrono::steady_clock::now() - killed_at, std::chrono::milliseconds(800));
+  EXPECT_EQ(Generate(cluster, Ids({1, 2}, 2)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
 }
 
 TEST(ClusterApi, AWorkerRestartedWhileIdleServesTheFirstRequest) {
