@@ -74,7 +74,8 @@ TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
 // 4-bit products against the CPU's dequantized float32 weight: every path by rows (GEMV 1..8
 // and up to 16, the tiled kernel at 17..128, dequantization + cuBLAS above), with bias, act
 // order, groups of 32, 128, a whole row and 96 (groups that straddle the kernels' 64-column
-// chunks); Qwen3-8B's k = 12288 (down_proj) split over blocks.
+// chunks); Qwen3-8B's k = 12288 (down_proj) split over blocks; products wide enough for the
+// GEMV's two-tile blocks.
 TEST_F(GpuTest, MatMulInt4AllPaths) {
   struct Shape { int64_t n, k, m, group; bool bias, perm; };
   std::vector<Shape> shapes;
@@ -88,7 +89,10 @@ TEST_F(GpuTest, MatMulInt4AllPaths) {
                   {64, 4096, 384, 128, true, false}, {100, 1024, 192, 1024, false, false},
                   {128, 512, 256, 64, true, false}, {300, 512, 256, 128, true, true},
                   {300, 1024, 320, 32, false, false}, {129, 256, 64, 256, true, false},
-                  {3, 384, 64, 96, true, false}, {40, 768, 160, 96, false, true}}) {
+                  {3, 384, 64, 96, true, false}, {40, 768, 160, 96, false, true},
+                  // >= 1056 m-tiles: the GEMV's two-tile blocks (odd tile counts included)
+                  {1, 384, 16912, 96, true, false}, {5, 512, 17424, 32, true, true},
+                  {12, 256, 17408, 128, false, false}, {16, 384, 16912, 96, true, false}}) {
     shapes.push_back(s);
   }
   for (const Shape& s : shapes) {

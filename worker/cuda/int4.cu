@@ -5,7 +5,8 @@
 // float32 accumulation; sm_80 and later), and each thread's share of a 16 x 16 weight tile (8
 // weights) is one 32-bit word, so the codes go from global memory straight into registers in
 // 16-byte loads and are dequantized there with a few bit operations (no shared memory, no
-// shuffles). On the device:
+// shuffles). (The GEMV uses the same layout and mma, only without the scale in the fragment.)
+// On the device:
 //
 //   codes  uint4 [m / 16][k / 64][32 lanes]: lane (g = lane / 4, t = lane % 4) of m-tile i,
 //          chunk c holds, in word j, the codes of rows 16i + g and 16i + g + 8 at columns
@@ -22,10 +23,13 @@
 // f16 (as the dense path does for f16 checkpoints, which GPTQ / AWQ releases are).
 //
 // Three paths by the number of rows n:
-//   n <= 16   decode GEMV: a block is 16 (n <= 8) or 32 rows of W, its 8 warps split k and sum
-//             through shared memory; each lane keeps 4 chunks' codes (2 KB a warp) in flight,
-//             loaded past L1 (read once), and reads x (float32) through L1, where it stays.
-//             Products of one x (q, k, v; gate, up) share a launch.
+//   n <= 16   decode GEMV: a block is 16 or 32 rows of W (32 only when that still gives >= 4
+//             blocks an SM), its 8 warps split k and sum through shared memory. Weights enter
+//             the mma as the exact integers code - zero (9 instructions a word); each row's
+//             scale multiplies the float32 partial sum once a group. Codes, loaded past L1 (read
+//             once), are double-buffered in registers (the next set is out while this one is
+//             multiplied); x (float32) is read through L1, where it stays. Products of one x
+//             (q, k, v; gate, up) share a launch.
 //   n <= 128  tiled: x converted to f16 once (matmul.cu's conversion, shared by q, k, v); a block
 //             is 128 rows of W x 64 rows of x over a share of k; x is copied into shared memory
 //             in fragment order by cp.async, two stages in turn (the next one lands while this
@@ -78,6 +82,33 @@ __device__ __forceinline__ void Dequant(uint32_t v, const RowConst& r0, const Ro
   a[3] = AsU32(__hmul2(__hfma2(AsHalf2(hi1), sixteenth, AsHalf2(r1.nz64)), AsHalf2(r1.scale)));
 }
 
+// The GEMV's dequantization: the A fragment as the exact f16 integers code - zero (the scale
+// is applied to the group's float32 partial sum). `z0`: row g's zero, `z1`: row g + 8's.
+struct ZeroConst {
+  uint32_t z1024, nz64;  // f16 pairs 1024 + zero, -(64 + zero)
+};
+__device__ __forceinline__ ZeroConst MakeZero(uint32_t sz) {
+  const uint32_t z = sz >> 16;
+  return {0x64006400u + z * 0x00010001u, 0xd400d400u + z * 0x00100010u};
+}
+__device__ __forceinline__ void DequantExact(uint32_t v, const ZeroConst& z0, const ZeroConst& z1,
+                                             uint32_t a[4]) {
+  const uint32_t lo0 = (v & 0x000f000fu) | 0x64006400u;
+  const uint32_t hi0 = (v & 0x00f000f0u) | 0x64006400u;
+  v >>= 8;
+  const uint32_t lo1 = (v & 0x000f000fu) | 0x64006400u;
+  const uint32_t hi1 = (v & 0x00f000f0u) | 0x64006400u;
+  const __half2 sixteenth = AsHalf2(0x2c002c00u);  // 1 / 16
+  a[0] = AsU32(__hsub2(AsHalf2(lo0), AsHalf2(z0.z1024)));
+  a[1] = AsU32(__hfma2(AsHalf2(hi0), sixteenth, AsHalf2(z1.nz64)));
+  a[2] = AsU32(__hsub2(AsHalf2(lo1), AsHalf2(z0.z1024)));
+  a[3] = AsU32(__hfma2(AsHalf2(hi1), sixteenth, AsHalf2(z1.nz64)));
+}
+// A row's f16 scale (low half of its sz word) in float32.
+__device__ __forceinline__ float ScaleOf(uint32_t sz) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(sz & 0xffffu)));
+}
+
 __device__ __forceinline__ uint32_t HalfPair(float a, float b) {
   return AsU32(__floats2half2_rn(a, b));
 }
@@ -124,6 +155,16 @@ __device__ __forceinline__ uint4 LoadStream(const uint4* p) {
   return v;
 }
 
+// The same, kept in program order with the mma (asm volatile), so that a set loaded ahead is
+// in flight while the previous one is multiplied.
+__device__ __forceinline__ uint4 LoadStreamOrdered(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
 // 16 bytes global -> shared without registers; zeros when !valid.
 __device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem, bool valid) {
   const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
@@ -139,11 +180,15 @@ __device__ __forceinline__ void CopyAsyncWaitAllButOne() {
 // ---- kernels
 
 // Decode GEMV (n <= 8 NT = 1, n <= 16 NT = 2; WM m-tiles a block). Warp w takes chunks
-// [w C / 8, (w + 1) C / 8) of the C = k / 64; the block sums its warps in shared memory. kHalves:
-// the group size is an odd multiple of 32, so a chunk may hold two groups (else one scale load
-// a chunk).
+// [w C / 8, (w + 1) C / 8) of the C = k / 64; the block sums its warps in shared memory.
+// Weights enter the mma as the exact integers code - zero (the zero folded into the
+// magic-number subtraction: 9 instructions a word); each row's scale multiplies the float32
+// partial sum of a group once, when the group ends (a "unit" is a chunk, or half a chunk when
+// kHalves: the group size is an odd multiple of 32). Codes are double-buffered in registers:
+// the next set of U chunks is loaded before this one is multiplied, so each warp keeps 2-4 KB
+// in flight while it computes.
 template <int NT, int WM, bool kHalves>
-__global__ void __launch_bounds__(kGemvWarps * 32)
+__global__ void __launch_bounds__(kGemvWarps * 32, NT * WM == 1 ? 3 : 2)
     Int4GemvKernel(const float* __restrict__ x, int n, int k, Int4Jobs jobs) {
   Int4Job job = jobs.job[0];
   int first = 0;
@@ -160,8 +205,9 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   const int mt0 = (int(blockIdx.x) - first) * WM;
   const int chunks = k / 64;
   const int c_begin = warp * chunks / kGemvWarps, c_end = (warp + 1) * chunks / kGemvWarps;
-  constexpr int U = 4 / WM;           // chunks in flight: 2 KB of codes a warp
-  constexpr int S = kHalves ? 2 : 1;  // scale loads a chunk
+  constexpr int U = NT * WM >= 4 ? 1 : 2;  // chunks a set (1 or 2 KB of codes a warp), two sets
+  constexpr int S = kHalves ? 2 : 1;  // units (scale loads) a chunk
+  constexpr int JU = 4 / S;           // k-tiles a unit
   // Per-warp bases; in the loop only 32-bit offsets. A tile past the end (odd tile count,
   // WM = 2) reads the last one again and is not written.
   const uint4* cp[WM];
@@ -179,11 +225,12 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     xok[nt] = nt * 8 + g < n;
     xp[nt] = x + int64_t(xok[nt] ? nt * 8 + g : 0) * k + 4 * t;
   }
-  float acc[WM][NT][4] = {};
-  GroupCursor cursor(S * c_begin, int(w.group_size) / (64 / S));
-  for (int c0 = c_begin; c0 < c_end; c0 += U) {
-    uint4 code[U][WM];
-    uint2 sz[U][WM][S];
+  float tot[WM][NT][4] = {}, part[WM][NT][4] = {};
+  const int units_per_group = int(w.group_size) / (64 / S);
+  GroupCursor cursor(S * c_begin, units_per_group);  // the loads'
+  int fold_next = cursor.next;                       // first unit of the next group (folds)
+
+  auto load_set = [&](int c0, uint4 (&code)[U][WM], uint2 (&sz)[U][WM][S]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
@@ -193,39 +240,79 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       for (int h = 0; h < S; ++h) grp[h] = cursor.Step(S * c + h);
 #pragma unroll
       for (int mt = 0; mt < WM; ++mt) {
-        code[u][mt] = ok ? LoadStream(cp[mt] + c * 32) : make_uint4(0, 0, 0, 0);
+        code[u][mt] = ok ? LoadStreamOrdered(cp[mt] + c * 32) : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int h = 0; h < S; ++h) {
           sz[u][mt][h] = ok ? __ldg(sp[mt] + grp[h] * 8) : make_uint2(0, 0);
         }
       }
     }
+  };
+  auto compute_set = [&](int c0, const uint4 (&code)[U][WM], const uint2 (&sz)[U][WM][S]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
       if (c >= c_end) break;
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        uint32_t b[NT][2];
-#pragma unroll
-        for (int nt = 0; nt < NT; ++nt) {
-          const float4 v = xok[nt]
-                               ? __ldg(reinterpret_cast<const float4*>(xp[nt] + c * 64 + j * 16))
-                               : make_float4(0, 0, 0, 0);
-          b[nt][0] = HalfPair(v.x, v.y);
-          b[nt][1] = HalfPair(v.z, v.w);
-        }
+      for (int h = 0; h < S; ++h) {
+        ZeroConst z0[WM], z1[WM];
 #pragma unroll
         for (int mt = 0; mt < WM; ++mt) {
-          const uint2 s = sz[u][mt][kHalves ? j / 2 : 0];
-          uint32_t a[4];
-          const uint32_t words[4] = {code[u][mt].x, code[u][mt].y, code[u][mt].z, code[u][mt].w};
-          Dequant(words[j], MakeConst(s.x), MakeConst(s.y), a);
+          z0[mt] = MakeZero(sz[u][mt][h].x);
+          z1[mt] = MakeZero(sz[u][mt][h].y);
+        }
 #pragma unroll
-          for (int nt = 0; nt < NT; ++nt) Mma(acc[mt][nt], a, b[nt][0], b[nt][1]);
+        for (int jj = 0; jj < JU; ++jj) {
+          const int j = h * JU + jj;
+          uint32_t b[NT][2];
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            const float4 v = xok[nt] ? __ldg(reinterpret_cast<const float4*>(xp[nt] + c * 64 +
+                                                                              j * 16))
+                                     : make_float4(0, 0, 0, 0);
+            b[nt][0] = HalfPair(v.x, v.y);
+            b[nt][1] = HalfPair(v.z, v.w);
+          }
+#pragma unroll
+          for (int mt = 0; mt < WM; ++mt) {
+            const uint32_t words[4] = {code[u][mt].x, code[u][mt].y, code[u][mt].z,
+                                       code[u][mt].w};
+            uint32_t a[4];
+            DequantExact(words[j], z0[mt], z1[mt], a);
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) Mma(part[mt][nt], a, b[nt][0], b[nt][1]);
+          }
+        }
+        // The group ends with this unit (or the warp's share does): scale and add.
+        const int unit = S * c + h;
+        if (unit + 1 == fold_next || (h == S - 1 && c + 1 == c_end)) {
+          fold_next += units_per_group;
+#pragma unroll
+          for (int mt = 0; mt < WM; ++mt) {
+            const float s0 = ScaleOf(sz[u][mt][h].x), s1 = ScaleOf(sz[u][mt][h].y);
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              tot[mt][nt][0] = fmaf(part[mt][nt][0], s0, tot[mt][nt][0]);
+              tot[mt][nt][1] = fmaf(part[mt][nt][1], s0, tot[mt][nt][1]);
+              tot[mt][nt][2] = fmaf(part[mt][nt][2], s1, tot[mt][nt][2]);
+              tot[mt][nt][3] = fmaf(part[mt][nt][3], s1, tot[mt][nt][3]);
+#pragma unroll
+              for (int e = 0; e < 4; ++e) part[mt][nt][e] = 0.0f;
+            }
+          }
         }
       }
     }
+  };
+
+  uint4 code_a[U][WM], code_b[U][WM];
+  uint2 sz_a[U][WM][S], sz_b[U][WM][S];
+  load_set(c_begin, code_a, sz_a);
+  for (int c0 = c_begin; c0 < c_end; c0 += 2 * U) {
+    load_set(c0 + U, code_b, sz_b);
+    compute_set(c0, code_a, sz_a);
+    load_set(c0 + 2 * U, code_a, sz_a);
+    compute_set(c0 + U, code_b, sz_b);
   }
   // Sum the warps' shares: c0, c1 are row g, columns (rows of x) 2t, 2t + 1; c2, c3 row g + 8.
   constexpr int kValues = WM * NT * 4;
@@ -235,7 +322,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) red[warp][(mt * NT + nt) * 4 + e][lane] = acc[mt][nt][e];
+      for (int e = 0; e < 4; ++e) red[warp][(mt * NT + nt) * 4 + e][lane] = tot[mt][nt][e];
     }
   }
   __syncthreads();
@@ -515,10 +602,24 @@ void LaunchInt4Gemv(const float* x, int64_t n, int64_t k, const Int4Job* jobs, i
     const Int4Device& w = jobs[i].w;
     LP_REQUIRE(Int4Fits(w.m, w.k, w.group_size) && w.k == k && jobs[i].out != nullptr);
   }
+  // Two m-tiles a block (x converted once for both) only while that still leaves >= 4 blocks
+  // an SM; else one (the 4096-row products would leave SMs idle).
+  int64_t tiles = 0;
+  for (int i = 0; i < count; ++i) tiles += jobs[i].w.m / 16;
+  int device = 0, sms = 0;
+  CUDA_CHECK(cudaGetDevice(&device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const bool wide = tiles / 2 >= 4 * int64_t(sms);
   if (n <= 8) {
-    Gemv<1, 1>(x, n, k, jobs, count, s);
-  } else {
+    if (wide) {
+      Gemv<1, 2>(x, n, k, jobs, count, s);
+    } else {
+      Gemv<1, 1>(x, n, k, jobs, count, s);
+    }
+  } else if (wide) {
     Gemv<2, 2>(x, n, k, jobs, count, s);
+  } else {
+    Gemv<2, 1>(x, n, k, jobs, count, s);
   }
 }
 
