@@ -59,7 +59,14 @@ class Process {
   void Signal(int sig) const {
     if (pid_ > 0) kill(pid_, sig);
   }
-  bool running() const { return pid_ > 0 && waitpid(pid_, nullptr, WNOHANG) == 0; }
+  // Whether it still runs; once it has ended it is reaped and forgotten (its pid may be
+  // another process's later: never signal it).
+  bool running() {
+    if (pid_ <= 0) return false;
+    if (waitpid(pid_, nullptr, WNOHANG) == 0) return true;
+    pid_ = -1;
+    return false;
+  }
   // Waits up to `timeout_ms` for the process to end; its exit code, or -1 (still running or
   // killed by a signal).
   int WaitExit(int timeout_ms) {

@@ -495,7 +495,10 @@ TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
                        << "limits: {max_batch: 4, max_context: 256, max_step_tokens: 128}\n";
   lp::testing::Process impostor({Cluster::Bin("layerpipe-worker"), other, "--name", "w0"},
                                 cluster.cluster_file() + ".impostor.log");
-  std::this_thread::sleep_for(std::chrono::seconds(3));
+  for (int i = 0; i < 300 && cluster.log("coordinator").find("disagrees with the plan") ==
+                                  std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the impostor loads
+  }
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kNotServing);
   EXPECT_NE(cluster.log("coordinator").find("disagrees with the plan"), std::string::npos)
       << cluster.log("coordinator");
@@ -531,11 +534,13 @@ TEST(ClusterApi, CoordinatorRefusesAWorkerWithOtherWeights) {
   std::ofstream(other) << "model:\n  path: " << copy << text.substr(text.find("\ndevice_map"));
   lp::testing::Process impostor({Cluster::Bin("layerpipe-worker"), other, "--name", "w0"},
                                 cluster.cluster_file() + ".impostor.log");
-  std::this_thread::sleep_for(std::chrono::seconds(4));
+  const std::string refusal =
+      "loads another checkpoint than the coordinator: they differ in tensor contents";
+  for (int i = 0; i < 300 && cluster.log("coordinator").find(refusal) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the impostor loads
+  }
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kNotServing);
-  EXPECT_NE(cluster.log("coordinator").find("loads another checkpoint than the coordinator: they "
-                                            "differ in tensor contents"),
-            std::string::npos)
+  EXPECT_NE(cluster.log("coordinator").find(refusal), std::string::npos)
       << cluster.log("coordinator");
 }
 
