@@ -32,7 +32,8 @@ void SetError(grpc::StatusCode code, const std::string& message, ServerReflectio
 }  // namespace
 
 ReflectionV1::ReflectionV1(std::vector<std::string> services) : services_(std::move(services)) {
-  grpc::health::v1::HealthCheckRequest::default_instance();  // links health.proto's descriptors
+  // Links health.proto's descriptors into the program (and so into the generated pool).
+  grpc::health::v1::HealthCheckRequest::descriptor();
   services_.push_back("grpc.health.v1.Health");
   services_.push_back("grpc.reflection.v1.ServerReflection");
   services_.push_back("grpc.reflection.v1alpha.ServerReflection");

@@ -9,7 +9,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libyaml-cpp-dev libgtest-dev nlohmann-json3-dev libcli11-dev
   libpcre2-dev libutf8proc-dev
-  systemd python3-yaml python3-jsonschema
+  systemd python3-yaml python3-jsonschema python3-grpcio
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <future>
+#include <optional>
 #include <sstream>
 
 #include "cluster_harness.h"
@@ -441,6 +442,43 @@ TEST(ClusterApi, ASecondProcessOnATakenPortExitsWithAClearError) {
     EXPECT_NE(log.find("cannot listen on 127.0.0.1:"), std::string::npos) << name << ": " << log;
   }
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kServing);
+}
+
+TEST(ClusterApi, ReflectionV1ResolvesEveryServedService) {
+  // With a client nobody here wrote (Debian's python3-grpcio, requests encoded by hand).
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
+  const std::string client = "/usr/bin/python3 " + std::string(LP_FIXTURES) + "/../reflection_client.py ";
+  auto r = lp::testing::RunCommand(client + cluster.endpoint() +
+                                   " layerpipe.v1.Inference grpc.health.v1.Health");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  for (const char* part :
+       {"grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "layerpipe.v1.Inference",
+        "layerpipe.v1.Inference: layerpipe/v1/layerpipe.proto",
+        "grpc.health.v1.Health: grpc/health/v1/health.proto"}) {
+    EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
+  }
+  r = lp::testing::RunCommand(client + cluster.worker_endpoint(0) + " layerpipe.v1.Worker");
+  EXPECT_NE(r.out.find("layerpipe.v1.Worker: layerpipe/v1/worker.proto"), std::string::npos) << r.out;
+}
+
+TEST(ClusterApi, EnableThinkingUnsetIsQwensDefaultOn) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
+  auto render = [&](std::optional<bool> thinking) {
+    auto stub = Stub(cluster);
+    grpc::ClientContext ctx;
+    layerpipe::v1::TokenizeRequest req;
+    req.mutable_chat()->add_messages()->set_role("user");
+    req.mutable_chat()->mutable_messages(0)->set_content("Hi");
+    if (thinking) req.mutable_chat()->set_enable_thinking(*thinking);
+    layerpipe::v1::TokenizeResponse resp;
+    EXPECT_TRUE(stub->Tokenize(&ctx, req, &resp).ok());
+    return resp.rendered();
+  };
+  EXPECT_EQ(render(std::nullopt), render(true));
+  EXPECT_NE(render(std::nullopt), render(false));
+  EXPECT_NE(render(false).find("<think>"), std::string::npos);
 }
 
 TEST(ClusterApi, HealthIsServedPerService) {

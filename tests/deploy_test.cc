@@ -80,7 +80,7 @@ TEST(Deploy, HelmChartValuesMatchTheSchema) {
   const fs::path chart = Deploy() / "helm" / "layerpipe";
   // python3 with yaml and jsonschema (Debian: python3-yaml, python3-jsonschema; setup.sh).
   const std::string check =
-      "python3 -c 'import sys, json, yaml, jsonschema; "
+      "/usr/bin/python3 -c 'import sys, json, yaml, jsonschema; "
       "jsonschema.validate(yaml.safe_load(open(sys.argv[1])), json.load(open(sys.argv[2])))' ";
   auto good = lp::testing::RunCommand(check + (chart / "values.yaml").string() + " " +
                                       (chart / "values.schema.json").string());
