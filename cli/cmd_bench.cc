@@ -8,6 +8,7 @@
 #include <chrono>
 #include <ctime>
 #include <fstream>
+#include <functional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -114,53 +115,52 @@ json BenchPrefill(Slice& slice, int64_t n, std::mt19937& rng) {
   return {{"tokens", n}, {"ms", ms[1]}, {"tokens_per_s", double(n) * 1e3 / ms[1]}};
 }
 
+// GB/s of `product(x, i, out)` (x [n, k], out [n, m]; i picks one of four weights in turn, so
+// the smaller ones stay out of L2), reading `bytes` of weights a product.
+double TimeProducts(Backend& b, int64_t n, int64_t k, int64_t m, double bytes,
+                    const std::function<void(const Tensor&, int, Tensor&)>& product) {
+  std::vector<Tensor> x;
+  for (int i = 0; i < 2; ++i) {
+    x.push_back(b.Alloc(n, k));
+    std::vector<float> host(static_cast<size_t>(n * k), 0.01f * float(i + 1));
+    b.Upload(host, x.back());
+  }
+  Tensor out = b.Alloc(n, m);
+  constexpr int kReps = 40;
+  for (int i = 0; i < 8; ++i) product(x[size_t(i % 2)], i, out);  // warm-up
+  b.Synchronize();
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kReps; ++i) product(x[size_t(i % 2)], i, out);
+  b.Synchronize();
+  return double(kReps) * bytes / Seconds(t0, Clock::now()) / 1e9;
+}
+
 // Weight-read bandwidth of single matrix products of the model's shapes: ours (GEMV for <= 8
-// rows) against cuBLAS. Four weight copies in turn keep the smaller ones out of L2.
+// rows) against cuBLAS.
 double TimeMatMul(bool gemv, int64_t n, int64_t k, int64_t m) {
   CudaBackendOptions bo;
   bo.gemv = gemv;
   auto b = MakeCudaBackend(0, bo);
-  std::vector<Tensor> w, x;
+  std::vector<Tensor> w;
   for (int i = 0; i < 4; ++i) w.push_back(CudaRandomWeight(*b, m, k, DType::kBF16, 7 + i, false));
-  for (int i = 0; i < 2; ++i) {
-    x.push_back(b->Alloc(n, k));
-    std::vector<float> host(static_cast<size_t>(n * k), 0.01f * float(i + 1));
-    b->Upload(host, x.back());
-  }
-  Tensor out = b->Alloc(n, m);
-  constexpr int kReps = 40;
-  for (int i = 0; i < 8; ++i) b->MatMul(x[i % 2], w[i % 4], nullptr, out);  // warm-up
-  b->Synchronize();
-  const auto t0 = Clock::now();
-  for (int i = 0; i < kReps; ++i) b->MatMul(x[i % 2], w[i % 4], nullptr, out);
-  b->Synchronize();
-  return double(kReps) * double(m * k * 2) / Seconds(t0, Clock::now()) / 1e9;
+  return TimeProducts(*b, n, k, m, double(m * k * 2), [&](const Tensor& x, int i, Tensor& out) {
+    b->MatMul(x, w[size_t(i % 4)], nullptr, out);
+  });
 }
 
 // The same for a 4-bit weight (packed bytes: codes, scales and zeros).
 double TimeMatMulInt4(int64_t n, int64_t k, int64_t m, int64_t group) {
   auto b = MakeCudaBackend(0);
   std::vector<Linear> w;
-  std::vector<Tensor> x;
   for (int i = 0; i < 4; ++i) {
     auto l = CudaRandomInt4(*b, m, k, group, 7 + i);
     if (!l.ok()) Fail(l.status());
     w.push_back(*l);
   }
-  for (int i = 0; i < 2; ++i) {
-    x.push_back(b->Alloc(n, k));
-    std::vector<float> host(static_cast<size_t>(n * k), 0.01f * float(i + 1));
-    b->Upload(host, x.back());
-  }
-  Tensor out = b->Alloc(n, m);
-  constexpr int kReps = 40;
-  for (int i = 0; i < 8; ++i) b->MatMulInt4(x[i % 2], w[i % 4], nullptr, out);  // warm-up
-  b->Synchronize();
-  const auto t0 = Clock::now();
-  for (int i = 0; i < kReps; ++i) b->MatMulInt4(x[i % 2], w[i % 4], nullptr, out);
-  b->Synchronize();
   const double bytes = double(m * k / 2 + m * (k / group) * 4);
-  return double(kReps) * bytes / Seconds(t0, Clock::now()) / 1e9;
+  return TimeProducts(*b, n, k, m, bytes, [&](const Tensor& x, int i, Tensor& out) {
+    b->MatMulInt4(x, w[size_t(i % 4)], nullptr, out);
+  });
 }
 
 json ProbeMatMul(const ModelConfig& c) {

@@ -6,7 +6,8 @@
 # random-weight Qwen3-8B: batch-1 decode (the per-hop cost is (t4 - t1) / 3) and 64 streams.
 # Results in $OUT (or gpu-results/).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
+cd "$here/.."
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 [ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
@@ -14,31 +15,7 @@ export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
 B=$PWD/.device/bundle/bin
 port=7600
 
-cluster() {  # cluster FILE MODEL N BUDGET_GIB LIMITS [TRANSPORT]
-  local file=$1 model=$2 n=$3 budget=$4 limits=$5 transport=${6:-auto} i
-  {
-    echo "model: {path: $model}"
-    echo "transport: $transport"
-    echo "device_map: balanced"
-    echo "coordinator: {listen: \"127.0.0.1:$port\"}"
-    echo "max_memory: {$(for ((i = 0; i < n; i++)); do printf 'g%d: %dGiB, ' $i $budget; done | sed 's/, $//')}"
-    echo "workers:"
-    for ((i = 0; i < n; i++)); do echo "  - {name: g$i, device: \"cuda:0\", address: \"127.0.0.1:$((port + 1 + i))\"}"; done
-    echo "limits: $limits"
-  } > "$file"
-}
-
-serve() {  # serve FILE LOG: starts `layerpipe serve`, waits until it serves
-  $B/layerpipe serve "$1" > "$2" 2>&1 &
-  serve_pid=$!
-  for _ in $(seq 600); do
-    grep -q "serving on" "$2" && return 0
-    kill -0 $serve_pid 2>/dev/null || { tail -20 "$2"; return 1; }
-    sleep 0.5
-  done
-  return 1
-}
-stop() { kill -INT $serve_pid; wait $serve_pid 2>/dev/null; }
+. "$here/gpu-cluster-lib.sh"  # cluster, serve, stop
 
 # 1. Greedy through 1 and 3 CUDA workers on the fixture.
 for run in 1:cuda 3:cuda 3:cpu; do

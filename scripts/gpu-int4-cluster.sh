@@ -7,7 +7,8 @@
 # load-test at 1 and 64 streams, without and with MPS. Results in $OUT (or gpu-results/): the
 # summary (also on stdout) in q72_summary.txt, plans and logs in q72_logs.txt.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
+cd "$here/.."
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 work=/tmp/q72-work  # per-run files; only the summary and the logs go to $out (8 files come back)
@@ -19,32 +20,7 @@ B=$PWD/.device/bundle/bin
 port=7700
 model=/tmp/q72
 
-cluster() {  # cluster FILE WORKERS BUDGET_GIB
-  local file=$1 n=$2 budget=$3 i
-  {
-    echo "model: {path: $model}"
-    echo "device_map: layered"
-    echo "coordinator: {listen: \"127.0.0.1:$port\"}"
-    echo "max_memory: {$(for ((i = 0; i < n; i++)); do printf 'g%d: %dGiB, ' $i $budget; done | sed 's/, $//')}"
-    echo "workers:"
-    for ((i = 0; i < n; i++)); do
-      echo "  - {name: g$i, device: \"cuda:0\", address: \"127.0.0.1:$((port + 1 + i))\"}"
-    done
-    echo "limits: {max_batch: 64, max_context: 1024, max_step_tokens: 2048}"
-  } > "$file"
-}
-
-serve() {  # serve FILE LOG: starts `layerpipe serve`, waits until it serves
-  $B/layerpipe serve "$1" > "$2" 2>&1 &
-  serve_pid=$!
-  for _ in $(seq 900); do
-    grep -q "serving on" "$2" && return 0
-    kill -0 $serve_pid 2>/dev/null || { tail -20 "$2"; return 1; }
-    sleep 0.5
-  done
-  return 1
-}
-stop() { kill -INT $serve_pid; wait $serve_pid 2>/dev/null; }
+. "$here/gpu-cluster-lib.sh"  # cluster, serve, stop
 
 tok=.device/tokenizer
 mkdir -p $tok && tar xJf .device/tokenizer.tar.xz -C $tok 2>/dev/null
@@ -57,7 +33,8 @@ df -h /tmp | tail -n 1
 runs() {  # runs TAG WORKERS...
   local tag=$1 n; shift
   for n in "$@"; do
-    cluster /tmp/q72_$n.yaml $n $((n == 1 ? 120 : 24))
+    cluster /tmp/q72_$n.yaml $model $n $((n == 1 ? 120 : 24)) \
+      "{max_batch: 64, max_context: 1024, max_step_tokens: 2048}" auto layered
     [ -n "$tag" ] || $B/layerpipe plan /tmp/q72_$n.yaml >> "$out/q72_logs.txt" 2>&1
     local t0=$SECONDS
     serve /tmp/q72_$n.yaml $work/serve_${n}w$tag.log || { echo "serve $n failed"; continue; }

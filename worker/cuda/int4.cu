@@ -55,37 +55,13 @@ constexpr int kMaxSplits = 16;
 __device__ __forceinline__ __half2 AsHalf2(uint32_t u) { return *reinterpret_cast<__half2*>(&u); }
 __device__ __forceinline__ uint32_t AsU32(__half2 h) { return *reinterpret_cast<uint32_t*>(&h); }
 
-// One row's group constants as f16 pairs: the scale, 1024 + zero, and -(64 + zero).
-struct RowConst {
-  uint32_t scale, z1024, nz64;
-};
-__device__ __forceinline__ RowConst MakeConst(uint32_t sz) {
-  const uint32_t z = sz >> 16;
-  return {__byte_perm(sz, 0, 0x1010), 0x64006400u + z * 0x00010001u, 0xd400d400u + z * 0x00100010u};
-}
-
-// A thread's 8 codes of a 16 x 16 weight tile -> its mma A fragment, (code - zero) * scale in
-// f16. `r0` holds row g's constants, `r1` row g + 8's. (v & 0x000f000f) | 0x64006400 is the f16
-// pair 1024 + code for nibbles 0 and 4; the 0x00f000f0 mask gives 1024 + 16 code for nibbles 1
-// and 5; both subtractions are exact.
-__device__ __forceinline__ void Dequant(uint32_t v, const RowConst& r0, const RowConst& r1,
-                                        uint32_t a[4]) {
-  const uint32_t lo0 = (v & 0x000f000fu) | 0x64006400u;
-  const uint32_t hi0 = (v & 0x00f000f0u) | 0x64006400u;
-  v >>= 8;
-  const uint32_t lo1 = (v & 0x000f000fu) | 0x64006400u;
-  const uint32_t hi1 = (v & 0x00f000f0u) | 0x64006400u;
-  const __half2 sixteenth = AsHalf2(0x2c002c00u);  // 1 / 16
-  a[0] = AsU32(__hmul2(__hsub2(AsHalf2(lo0), AsHalf2(r0.z1024)), AsHalf2(r0.scale)));
-  a[1] = AsU32(__hmul2(__hfma2(AsHalf2(hi0), sixteenth, AsHalf2(r1.nz64)), AsHalf2(r1.scale)));
-  a[2] = AsU32(__hmul2(__hsub2(AsHalf2(lo1), AsHalf2(r0.z1024)), AsHalf2(r0.scale)));
-  a[3] = AsU32(__hmul2(__hfma2(AsHalf2(hi1), sixteenth, AsHalf2(r1.nz64)), AsHalf2(r1.scale)));
-}
-
-// The GEMV's dequantization: the A fragment as the exact f16 integers code - zero (the scale
-// is applied to the group's float32 partial sum). `z0`: row g's zero, `z1`: row g + 8's.
+// A thread's 8 codes of a 16 x 16 weight tile -> its mma A fragment as the exact f16 integers
+// code - zero. `z0` holds row g's zero, `z1` row g + 8's, as f16 pairs 1024 + zero and
+// -(64 + zero). (v & 0x000f000f) | 0x64006400 is the f16 pair 1024 + code for nibbles 0 and 4;
+// the 0x00f000f0 mask gives 1024 + 16 code for nibbles 1 and 5; both subtractions are exact.
+// The GEMV uses it as is (the scale multiplies the group's float32 partial sum).
 struct ZeroConst {
-  uint32_t z1024, nz64;  // f16 pairs 1024 + zero, -(64 + zero)
+  uint32_t z1024, nz64;
 };
 __device__ __forceinline__ ZeroConst MakeZero(uint32_t sz) {
   const uint32_t z = sz >> 16;
@@ -104,6 +80,24 @@ __device__ __forceinline__ void DequantExact(uint32_t v, const ZeroConst& z0, co
   a[2] = AsU32(__hsub2(AsHalf2(lo1), AsHalf2(z0.z1024)));
   a[3] = AsU32(__hfma2(AsHalf2(hi1), sixteenth, AsHalf2(z1.nz64)));
 }
+
+// The tiled kernel's and the cuBLAS path's dequantization: (code - zero) x scale in f16.
+struct RowConst {
+  uint32_t scale;  // f16 pair
+  ZeroConst zero;
+};
+__device__ __forceinline__ RowConst MakeConst(uint32_t sz) {
+  return {__byte_perm(sz, 0, 0x1010), MakeZero(sz)};
+}
+__device__ __forceinline__ void Dequant(uint32_t v, const RowConst& r0, const RowConst& r1,
+                                        uint32_t a[4]) {
+  DequantExact(v, r0.zero, r1.zero, a);
+  a[0] = AsU32(__hmul2(AsHalf2(a[0]), AsHalf2(r0.scale)));
+  a[1] = AsU32(__hmul2(AsHalf2(a[1]), AsHalf2(r1.scale)));
+  a[2] = AsU32(__hmul2(AsHalf2(a[2]), AsHalf2(r0.scale)));
+  a[3] = AsU32(__hmul2(AsHalf2(a[3]), AsHalf2(r1.scale)));
+}
+
 // A row's f16 scale (low half of its sz word) in float32.
 __device__ __forceinline__ float ScaleOf(uint32_t sz) {
   return __half2float(__ushort_as_half(static_cast<unsigned short>(sz & 0xffffu)));

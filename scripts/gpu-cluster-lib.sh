@@ -1,0 +1,30 @@
+# Shared by the GPU machine's cluster scripts (gpu-cluster-bench.sh, gpu-int4-cluster.sh):
+# writing a cluster file of N workers on GPU 0, and `layerpipe serve` started and stopped.
+# Needs $B (the bundle's bin folder) and $port (the coordinator's; workers take the next ones).
+
+cluster() {  # cluster FILE MODEL N BUDGET_GIB LIMITS [TRANSPORT] [DEVICE_MAP]
+  local file=$1 model=$2 n=$3 budget=$4 limits=$5 transport=${6:-auto} map=${7:-balanced} i
+  {
+    echo "model: {path: $model}"
+    echo "transport: $transport"
+    echo "device_map: $map"
+    echo "coordinator: {listen: \"127.0.0.1:$port\"}"
+    echo "max_memory: {$(for ((i = 0; i < n; i++)); do printf 'g%d: %dGiB, ' $i $budget; done | sed 's/, $//')}"
+    echo "workers:"
+    for ((i = 0; i < n; i++)); do echo "  - {name: g$i, device: \"cuda:0\", address: \"127.0.0.1:$((port + 1 + i))\"}"; done
+    echo "limits: $limits"
+  } > "$file"
+}
+
+serve() {  # serve FILE LOG: starts `layerpipe serve`, waits until it serves (7.5 minutes at most)
+  $B/layerpipe serve "$1" > "$2" 2>&1 &
+  serve_pid=$!
+  for _ in $(seq 900); do
+    grep -q "serving on" "$2" && return 0
+    kill -0 $serve_pid 2>/dev/null || { tail -20 "$2"; return 1; }
+    sleep 0.5
+  done
+  return 1
+}
+
+stop() { kill -INT $serve_pid; wait $serve_pid 2>/dev/null; }
