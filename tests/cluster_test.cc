@@ -744,6 +744,11 @@ TEST(ClusterCli, ServeRestartsWhatDiesAndGivesUpWithAnError) {
   lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", f.file, "--max-restarts", "1"},
                              f.dir + "/serve.log");
   ASSERT_TRUE(WaitServing(f.endpoint, 60000)) << ReadLog(f.dir + "/serve.log");
+  // Until serve has seen it too, a death is a failure to start (it gives up at once).
+  for (int i = 0; i < 300 && ReadLog(f.dir + "/serve.log").find("serving on") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
   // A worker killed: restarted, and the cluster serves again.
   const pid_t worker = FindProcess(f.file, "--name a");
   ASSERT_GT(worker, 0);
