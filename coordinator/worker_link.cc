@@ -107,6 +107,7 @@ absl::Status WorkerLink::Check(int timeout_ms) {
 
 void WorkerLink::MarkDown() {
   up_ = false;
+  step_deadline_ns_ = 0;  // the step in progress fails; a recovered link starts clean
   stale_ = true;
   std::lock_guard<std::mutex> lock(stream_mu_);
   if (stream_context_) stream_context_->TryCancel();  // unblocks a step waiting on a dead peer
@@ -124,6 +125,7 @@ absl::Status WorkerLink::Lost(absl::Status s) {
   if (s.code() == absl::StatusCode::kUnavailable) {
     ResetStream();
     up_ = false;
+    step_deadline_ns_ = 0;
   }
   return s;
 }
@@ -136,7 +138,9 @@ absl::Status WorkerLink::Send(const layerpipe::v1::StepRequest& header,
   step_sent_ = std::chrono::steady_clock::now();
   step_tokens_ = header.ids_size();
   step_deadline_ns_ = (step_sent_ + StepBudget(step_tokens_)).time_since_epoch().count();
-  return Lost(SendOnce(header, hidden_in));
+  absl::Status s = Lost(SendOnce(header, hidden_in));
+  if (!s.ok()) step_deadline_ns_ = 0;  // no Receive follows a failed send
+  return s;
 }
 
 absl::Status WorkerLink::Receive(std::vector<float>* hidden_out,
