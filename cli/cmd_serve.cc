@@ -16,7 +16,6 @@
 #include <chrono>
 #include <cstdio>
 #include <deque>
-#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -50,10 +49,6 @@ struct Child {
   std::shared_ptr<std::mutex> mu = std::make_shared<std::mutex>();
   std::shared_ptr<std::deque<std::string>> tail = std::make_shared<std::deque<std::string>>();
 };
-
-std::string SiblingBinary(const std::string& name) {
-  return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / name).string();
-}
 
 std::string Describe(int status) {
   return WIFEXITED(status) ? absl::StrCat("exit code ", WEXITSTATUS(status))

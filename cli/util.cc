@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/cluster_config.h"
 
 namespace lp::cli {
 
@@ -35,13 +36,7 @@ absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {
 }
 
 const std::string& CheckEndpoint(const std::string& endpoint) {
-  const size_t colon = endpoint.rfind(':');
-  const std::string port = colon == std::string::npos ? "" : endpoint.substr(colon + 1);
-  int value = 0;
-  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-  if (colon == 0 || port.empty() || ec != std::errc() || end != port.data() + port.size() ||
-      value <= 0 || value > 65535 ||
-      (endpoint.find(']') != std::string::npos && endpoint.find(']') > colon)) {
+  if (!IsHostPort(endpoint)) {
     Fail(absl::InvalidArgumentError(absl::StrCat(
              "--endpoint '", endpoint, "' needs host:port, e.g. 127.0.0.1:7000 (the port of "
              "coordinator.listen in the cluster file; without one gRPC would dial port 443)")),
@@ -56,17 +51,17 @@ std::vector<std::string> g_args;
 
 void RememberArgs(int argc, char** argv) { g_args.assign(argv, argv + argc); }
 
+std::string SiblingBinary(const std::string& name) {
+  return (std::filesystem::read_symlink("/proc/self/exe").parent_path() / name).string();
+}
+
 void RunCudaProgram() {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path program = fs::read_symlink("/proc/self/exe", ec).parent_path() / "layerpipe-cuda";
-  if (ec || !fs::exists(program)) {
-    Fail(absl::UnavailableError(absl::StrCat(
-        "this command needs the CUDA backend, and ", program.string(),
-        " is not there (a build without nvcc has none)")));
+  std::string self = SiblingBinary("layerpipe-cuda");
+  if (!std::filesystem::exists(self)) {
+    Fail(absl::UnavailableError(absl::StrCat("this command needs the CUDA backend, and ", self,
+                                             " is not there (a build without nvcc has none)")));
   }
   std::vector<char*> argv;
-  std::string self = program.string();
   argv.push_back(self.data());
   for (size_t i = 1; i < g_args.size(); ++i) argv.push_back(g_args[i].data());
   argv.push_back(nullptr);

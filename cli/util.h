@@ -17,6 +17,8 @@ absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text);
 // `endpoint` when it is host:port (a usage error otherwise: gRPC would dial port 443).
 const std::string& CheckEndpoint(const std::string& endpoint);
 
+// The program `name` in this program's folder (the others are installed beside it).
+std::string SiblingBinary(const std::string& name);
 // The command line as main received it (for RunCudaProgram).
 void RememberArgs(int argc, char** argv);
 // Replaces this process with `layerpipe-cuda` (beside this program) and the same arguments:

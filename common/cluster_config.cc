@@ -64,14 +64,8 @@ absl::StatusOr<int64_t> PositiveInt(const YAML::Node& n, const std::string& key)
   return v;
 }
 
-// host:port, the host possibly a bracketed IPv6 address.
 absl::Status CheckAddress(const YAML::Node& n, const std::string& key, const std::string& a) {
-  const size_t colon = a.rfind(':');
-  int port = 0;
-  const std::string p = colon == std::string::npos ? "" : a.substr(colon + 1);
-  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
-  if (colon == 0 || colon == std::string::npos || ec != std::errc() || end != p.data() + p.size() ||
-      port <= 0 || port > 65535) {
+  if (!IsHostPort(a)) {
     return Error(n, key, absl::StrCat("'", a, "' is not host:port (e.g. 10.0.0.5:7001)"));
   }
   return absl::OkStatus();
@@ -323,6 +317,15 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
 }  // namespace
 
 std::string HostOf(const std::string& address) { return address.substr(0, address.rfind(':')); }
+
+bool IsHostPort(const std::string& a) {
+  const size_t colon = a.rfind(':');
+  int port = 0;
+  const std::string p = colon == std::string::npos ? "" : a.substr(colon + 1);
+  auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
+  return colon != 0 && colon != std::string::npos && ec == std::errc() &&
+         end == p.data() + p.size() && port > 0 && port <= 65535;
+}
 
 namespace {
 

@@ -75,6 +75,9 @@ absl::StatusOr<std::string> NormalizeDevice(const std::string& text);
 bool IsCudaDevice(const std::string& device);  // of a normalized device
 // The host of a "host:port" address.
 std::string HostOf(const std::string& address);
+// Whether `address` is host:port with a port in 1..65535, the host possibly a bracketed IPv6
+// address ("[::1]:7001"; "[::1]" alone is not).
+bool IsHostPort(const std::string& address);
 // Whether two "host:port" addresses name one listening socket: equal strings, or the same port
 // on hosts that stand for a common address ("localhost:7411" and "127.0.0.1:7411",
 // "[::1]:80" and "[0:0::1]:80"). No DNS lookup: other names compare as written.

@@ -22,13 +22,6 @@ std::vector<T> Copy(const TensorView& v) {
   return out;
 }
 
-template <typename T>
-std::vector<uint8_t> Bytes(const std::vector<T>& v) {
-  std::vector<uint8_t> out(v.size() * sizeof(T));
-  std::memcpy(out.data(), v.data(), out.size());
-  return out;
-}
-
 int Nibble(uint32_t word, int k) { return int(word >> (4 * k)) & 15; }
 
 }  // namespace
@@ -173,41 +166,6 @@ std::vector<float> DequantizeInt4(const Int4Matrix& m) {
     }
   }
   return w;
-}
-
-std::vector<PackedTensor> PackInt4(const QuantConfig& q, const LinearSpec& l, const Int4Matrix& m) {
-  const bool gptq = q.method == QuantMethod::kGptq;
-  const int64_t out = m.rows, in = m.cols, groups = m.groups();
-  std::vector<uint32_t> qweight(size_t(gptq ? (in / 8) * out : in * (out / 8)), 0);
-  std::vector<uint32_t> qzeros(size_t(groups * (out / 8)), 0);
-  std::vector<uint16_t> scales(size_t(groups * out));
-  std::vector<int32_t> g_idx(static_cast<size_t>(in));
-  int awq_slot[8];
-  for (int k = 0; k < 8; ++k) awq_slot[kAwqOrder[k]] = k;
-  for (int64_t o = 0; o < out; ++o) {
-    for (int64_t j = 0; j < in; ++j) {
-      const int64_t i = m.perm.empty() ? j : m.perm[size_t(j)];
-      const uint32_t code = uint32_t(m.Code(o, j));
-      if (gptq) {
-        qweight[size_t((i / 8) * out + o)] |= code << (4 * (i % 8));
-      } else {
-        qweight[size_t(i * (out / 8) + o / 8)] |= code << (4 * awq_slot[o % 8]);
-      }
-      g_idx[size_t(i)] = int32_t(j / m.group_size);
-    }
-    for (int64_t g = 0; g < groups; ++g) {
-      const uint32_t zero = uint32_t(m.zeros[size_t(o * groups + g)] - (gptq && !q.gptq_v2 ? 1 : 0));
-      const int slot = gptq ? int(o % 8) : awq_slot[o % 8];
-      qzeros[size_t(g * (out / 8) + o / 8)] |= (zero & 15u) << (4 * slot);
-      scales[size_t(g * out + o)] = m.scales[size_t(o * groups + g)];
-    }
-  }
-  std::vector<ExpectedTensor> names = Int4Tensors(q, l);
-  std::vector<PackedTensor> packed = {{names[0], Bytes(qweight)},
-                                      {names[1], Bytes(qzeros)},
-                                      {names[2], Bytes(scales)}};
-  if (gptq) packed.push_back({names[3], Bytes(g_idx)});
-  return packed;
 }
 
 }  // namespace lp

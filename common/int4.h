@@ -44,17 +44,13 @@ struct Int4Matrix {
   int Code(int64_t r, int64_t c) const {
     return int(codes[size_t(r * (cols / 8) + c / 8)] >> (4 * (c % 8))) & 15;
   }
-  // Device bytes of this layout (codes, scales, zeros, perm).
-  uint64_t bytes() const {
-    return codes.size() * 4 + scales.size() * 2 + zeros.size() + perm.size() * 4;
-  }
 };
 
 // The checkpoint tensors of a packed linear under `q`, in the order UnpackInt4 takes them.
 std::vector<ExpectedTensor> Int4Tensors(const QuantConfig& q, const LinearSpec& linear);
 
 // Decodes a linear's packed tensors (views in the order of Int4Tensors, shapes already checked)
-// into an Int4Matrix; checks g_idx (range, equal groups) and the zeros. Errors name the tensor.
+// into an Int4Matrix; checks g_idx (range, equal groups). Errors name the tensor.
 absl::StatusOr<Int4Matrix> UnpackInt4(const QuantConfig& q, const LinearSpec& linear,
                                       std::span<const TensorView> parts);
 
@@ -70,16 +66,5 @@ absl::StatusOr<Int4Matrix> ReadInt4(Checkpoint& ckpt, const LinearSpec& linear);
 // The dense weight [rows, cols] in float32, in the inputs' order (perm undone); exact: an f16
 // scale times a small integer is a float32.
 std::vector<float> DequantizeInt4(const Int4Matrix& m);
-
-// A tensor of a packed checkpoint, with its bytes.
-struct PackedTensor {
-  ExpectedTensor tensor;  // name, shape, dtype
-  std::vector<uint8_t> bytes;
-};
-
-// The inverse of UnpackInt4: the checkpoint tensors of `m` under `q` (init-model, tests). AWQ
-// and GPTQ without act order need an empty perm; v1 GPTQ needs zeros >= 1.
-std::vector<PackedTensor> PackInt4(const QuantConfig& q, const LinearSpec& linear,
-                                   const Int4Matrix& m);
 
 }  // namespace lp

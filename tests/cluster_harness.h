@@ -20,6 +20,22 @@
 
 namespace lp::testing {
 
+// A whole file (a log); empty when it cannot be read.
+inline std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Waits until the health of the server at `endpoint` is `want`; false on timeout.
+inline bool WaitHealthAt(const std::string& endpoint, Health want, int timeout_ms) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < end) {
+    if (CheckHealth(endpoint, 500) == want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
 inline int FreePort() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
@@ -124,10 +140,7 @@ class Cluster {
   std::string worker_endpoint(int i) const {
     return "127.0.0.1:" + std::to_string(worker_ports_[size_t(i)]);
   }
-  std::string log(const std::string& name) const {
-    std::ifstream in(dir_ + "/" + name + ".log");
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-  }
+  std::string log(const std::string& name) const { return ReadFile(dir_ + "/" + name + ".log"); }
 
   void StartWorker(int i) {
     workers_.resize(names_.size());
@@ -141,12 +154,7 @@ class Cluster {
 
   // Waits until the coordinator's health is `want`; false on timeout.
   bool WaitHealth(Health want, int timeout_ms) const {
-    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    while (std::chrono::steady_clock::now() < end) {
-      if (CheckHealth(endpoint(), 500) == want) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return false;
+    return WaitHealthAt(endpoint(), want, timeout_ms);
   }
 
  private:

@@ -437,8 +437,7 @@ TEST(ClusterApi, ASecondProcessOnATakenPortExitsWithAClearError) {
   EXPECT_FALSE(worker.running()) << "a second worker on a taken port keeps running";
   EXPECT_FALSE(coordinator.running()) << "a second coordinator on a taken port keeps running";
   for (const char* name : {"worker2.log", "coordinator2.log"}) {
-    std::ifstream in(log_dir + name);
-    const std::string log{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const std::string log = lp::testing::ReadFile(log_dir + name);
     EXPECT_NE(log.find("cannot listen on 127.0.0.1:"), std::string::npos) << name << ": " << log;
   }
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kServing);
@@ -566,8 +565,7 @@ TEST(ClusterApi, CoordinatorRefusesAWorkerWithOtherWeights) {
     c = char(c ^ 0x40);
     f.write(&c, 1);
   }
-  std::ifstream in(cluster.cluster_file());
-  std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  const std::string text = lp::testing::ReadFile(cluster.cluster_file());
   const std::string other = cluster.cluster_file() + ".other.yaml";
   std::ofstream(other) << "model:\n  path: " << copy << text.substr(text.find("\ndevice_map"));
   lp::testing::Process impostor({Cluster::Bin("layerpipe-worker"), other, "--name", "w0"},
@@ -690,29 +688,16 @@ ServeFiles WriteServeCluster(const std::string& name) {
   return f;
 }
 
-std::string ReadLog(const std::string& path) {
-  std::ifstream in(path);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // The pid of the process whose command line holds both strings, or -1.
 pid_t FindProcess(const std::string& a, const std::string& b) {
   for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-    std::string cmdline = ReadLog((e.path() / "cmdline").string());
+    std::string cmdline = lp::testing::ReadFile((e.path() / "cmdline").string());
     std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
     if (cmdline.find(a) != std::string::npos && cmdline.find(b) != std::string::npos) {
       return pid_t(std::atoi(e.path().filename().c_str()));
     }
   }
   return -1;
-}
-
-bool WaitServing(const std::string& endpoint, int timeout_ms) {
-  for (int waited = 0; waited < timeout_ms; waited += 100) {
-    if (CheckHealth(endpoint, 200) == Health::kServing) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return false;
 }
 
 TEST(ClusterCli, ServeFailsFastNamingAWorkerThatCannotStart) {
@@ -729,7 +714,7 @@ TEST(ClusterCli, ServeFailsFastNamingAWorkerThatCannotStart) {
   lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", f.file}, f.dir + "/serve.log");
   EXPECT_EQ(serve.WaitExit(60000), 1);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
-  const std::string log = ReadLog(f.dir + "/serve.log");
+  const std::string log = lp::testing::ReadFile(f.dir + "/serve.log");
   EXPECT_NE(log.find("worker a exited while the cluster started"), std::string::npos) << log;
   EXPECT_NE(log.find("its last lines:"), std::string::npos) << log;
   EXPECT_NE(log.find("cannot listen on 127.0.0.1:" + std::to_string(f.worker_a_port)),
@@ -743,9 +728,9 @@ TEST(ClusterCli, ServeRestartsWhatDiesAndGivesUpWithAnError) {
   const ServeFiles f = WriteServeCluster("serve_restart");
   lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", f.file, "--max-restarts", "1"},
                              f.dir + "/serve.log");
-  ASSERT_TRUE(WaitServing(f.endpoint, 60000)) << ReadLog(f.dir + "/serve.log");
+  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000)) << lp::testing::ReadFile(f.dir + "/serve.log");
   // Until serve has seen it too, a death is a failure to start (it gives up at once).
-  for (int i = 0; i < 300 && ReadLog(f.dir + "/serve.log").find("serving on") == std::string::npos;
+  for (int i = 0; i < 300 && lp::testing::ReadFile(f.dir + "/serve.log").find("serving on") == std::string::npos;
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -754,15 +739,15 @@ TEST(ClusterCli, ServeRestartsWhatDiesAndGivesUpWithAnError) {
   ASSERT_GT(worker, 0);
   kill(worker, SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  ASSERT_TRUE(WaitServing(f.endpoint, 60000)) << ReadLog(f.dir + "/serve.log");
+  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000)) << lp::testing::ReadFile(f.dir + "/serve.log");
   EXPECT_NE(FindProcess(f.file, "--name a"), worker);
   // The coordinator killed: restarted too.
   const pid_t coordinator = FindProcess(f.file, "layerpipe-coordinator");
   ASSERT_GT(coordinator, 0);
   kill(coordinator, SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  ASSERT_TRUE(WaitServing(f.endpoint, 60000)) << ReadLog(f.dir + "/serve.log");
-  std::string log = ReadLog(f.dir + "/serve.log");
+  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000)) << lp::testing::ReadFile(f.dir + "/serve.log");
+  std::string log = lp::testing::ReadFile(f.dir + "/serve.log");
   EXPECT_NE(log.find("serve: worker a died (signal 9); starting it again in 1 s"),
             std::string::npos) << log;
   EXPECT_NE(log.find("serve: coordinator died (signal 9)"), std::string::npos) << log;
@@ -778,7 +763,7 @@ TEST(ClusterCli, ServeRestartsWhatDiesAndGivesUpWithAnError) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
   }
   EXPECT_EQ(serve.WaitExit(30000), 1);
-  log = ReadLog(f.dir + "/serve.log");
+  log = lp::testing::ReadFile(f.dir + "/serve.log");
   EXPECT_NE(log.find("worker a died 2 times in a row"), std::string::npos) << log;
   EXPECT_EQ(FindProcess(f.file, "layerpipe-coordinator"), -1) << "children stopped";
 }

@@ -68,8 +68,9 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Build(const ModelConfig& c, const 
 absl::Status Slice::LoadWeights(const WeightSource& source, const Progress& progress) {
   Backend& b = *backend_;
   const bool needs_table = spec_.embed || (spec_.head && config_.tie_word_embeddings);
-  // Per layer: 2 norms, 7 linears, the optional biases and q/k norms.
-  const int64_t per_layer = 9 + (config_.attention_bias ? 3 : 0) + (config_.qk_norm ? 2 : 0);
+  // Per layer: 2 norms, the linears, the optional biases and q/k norms.
+  const int64_t per_layer = 2 + int64_t(LayerLinears(config_, 0).size()) +
+                            (config_.attention_bias ? 3 : 0) + (config_.qk_norm ? 2 : 0);
   const int64_t total = (needs_table ? 1 : 0) + per_layer * (spec_.end - spec_.begin) +
                         (spec_.head ? int64_t(1 + HeadTensors(config_).size()) : 0);
   int64_t done = 0;
