@@ -134,13 +134,14 @@ void AddInitModelCommand(CLI::App& app) {
     const DType dtype = o->dtype == "bf16" ? DType::kBF16 : o->dtype == "f16" ? DType::kF16 : DType::kF32;
     c.torch_dtype = o->dtype == "bf16" ? "bfloat16" : o->dtype == "f16" ? "float16" : "float32";
     std::error_code ec;
-    if (fs::exists(o->out) && !(fs::is_directory(o->out) && fs::is_empty(o->out)) && !o->force) {
+    fs::path out = fs::path(o->out).lexically_normal();
+    if (!out.has_filename()) out = out.parent_path();  // "DIR/" names DIR
+    if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)) && !o->force) {
       Fail(absl::AlreadyExistsError(absl::StrCat(
           o->out, " exists and is not empty (a model in use?): --force replaces it")));
     }
     // Everything goes to a folder beside the target, renamed into place at the end: an error
     // leaves no partial model, and a model being read is replaced only once complete.
-    const fs::path out = fs::path(o->out).lexically_normal();
     const fs::path tmp = out.string() + ".partial-" + std::to_string(getpid());
     fs::remove_all(tmp, ec);
     fs::create_directories(tmp, ec);
@@ -170,9 +171,15 @@ void AddInitModelCommand(CLI::App& app) {
            "  \"top_k\": 20,\n  \"top_p\": 0.95\n}\n";
     if (!o->tokenizer.empty()) CopyTokenizer(o->tokenizer, tmp.string());
     const fs::path old = out.string() + ".old-" + std::to_string(getpid());
-    if (fs::exists(out)) fs::rename(out, old, ec);
+    const bool replacing = fs::exists(out);
+    if (replacing) fs::rename(out, old, ec);
     if (!ec) fs::rename(tmp, out, ec);
-    if (ec) Fail(absl::InternalError(absl::StrCat("cannot move ", tmp.string(), " to ", o->out, ": ", ec.message())));
+    if (ec) {
+      std::error_code ignored;
+      if (replacing && !fs::exists(out)) fs::rename(old, out, ignored);  // put the old one back
+      Fail(absl::InternalError(
+          absl::StrCat("cannot move ", tmp.string(), " to ", o->out, ": ", ec.message())));
+    }
     cleanup.done = true;
     fs::remove_all(old, ec);
     std::printf("wrote %s: %lld parameters\n", o->out.c_str(), (long long)NumElements(

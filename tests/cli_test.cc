@@ -171,8 +171,8 @@ TEST(Cli, InitModelNeverLeavesAPartialModelNorOverwritesWithoutForce) {
   int leftovers = 0;
   for (const auto& e : fs::directory_iterator(root)) leftovers += e.path().filename() != "taken";
   EXPECT_EQ(leftovers, 0) << "no partial folder";
-  r = RunLayerpipe("init-model --preset demo --out " + (root / "taken").string() + " --force");
-  EXPECT_EQ(r.exit_code, 0) << r.out;
+  r = RunLayerpipe("init-model --preset demo --out " + (root / "taken").string() + "/ --force");
+  EXPECT_EQ(r.exit_code, 0) << "a trailing slash names the folder: " << r.out;
   EXPECT_EQ(RunLayerpipe("check-model " + (root / "taken").string()).exit_code, 0);
   fs::remove_all(root);
 }
