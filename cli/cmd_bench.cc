@@ -19,9 +19,8 @@
 #include "common/presets.h"
 #include "common/weight_sizes.h"
 #include "nlohmann/json.hpp"
-#include "worker/cuda/cuda_backend.h"
-#include "worker/cuda/device.h"
-#include "worker/slice.h"
+#include "engine/cuda.h"
+#include "engine/slice.h"
 
 namespace lp::cli {
 namespace {

@@ -10,12 +10,8 @@
 #include "cli/util.h"
 #include "common/checkpoint.h"
 #include "nlohmann/json.hpp"
-#include "worker/cpu/cpu_backend.h"
-#include "worker/local_chain.h"
-#ifdef LAYERPIPE_WITH_CUDA
-#include "worker/cuda/cuda_backend.h"
-#include "worker/cuda/device.h"
-#endif
+#include "engine/backend_factory.h"
+#include "engine/local_chain.h"
 
 namespace lp::cli {
 namespace {
@@ -38,22 +34,12 @@ void AddChainOptions(CLI::App* cmd, ChainOptions* o) {
       ->check(CLI::IsMember({"cpu", "cuda"}));
 }
 
+// Every slice on the CPU, or every slice on GPU 0. `layerpipe` has no CUDA backend: it runs
+// the same command in layerpipe-cuda.
 BackendFactory Factory(const std::string& backend) {
-  if (backend == "cpu") return [] { return MakeCpuBackend(); };
-#ifdef LAYERPIPE_WITH_CUDA
-  if (cuda::DeviceCount() == 0) Fail(absl::UnavailableError("--backend cuda: no CUDA device visible"));
-  return [] {
-    CudaBackendOptions o;
-    o.on_weight_loaded = [next = uint64_t(1) << 30](uint64_t bytes) mutable {
-      if (bytes < next) return;  // progress on stderr, once per GiB
-      std::fprintf(stderr, "loaded %.1f GiB of weights\n", double(bytes) / (1ull << 30));
-      next = bytes + (uint64_t(1) << 30);
-    };
-    return MakeCudaBackend(0, o);
-  };
-#else
-  RunCudaProgram();  // the same command in layerpipe-cuda
-#endif
+  if (backend == "cuda" && !HasCudaBackend()) RunCudaProgram();
+  const std::string device = backend == "cuda" ? "cuda:0" : "cpu:0";
+  return [device] { return MakeBackend(device, {.log_name = "loading"}); };
 }
 
 struct LoadedChain {

@@ -4,7 +4,7 @@
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "common/program.h"
-#include "worker/cpu/cpu_backend.h"
+#include "engine/backend_factory.h"
 
 int main(int argc, char** argv) {
   lp::cli::RememberArgs(argc, argv);

@@ -1,5 +1,5 @@
 // How a request wants its next token chosen; the coordinator fills it in, the last worker
-// applies it (worker/sampler.h).
+// applies it (engine/sampler.h).
 #pragma once
 
 #include <cstdint>

@@ -5,7 +5,7 @@
 // step, and the runtime's own memory, and runs out of memory at generation time if those are
 // not counted at placement time.
 //
-// Assumptions, matched to the worker code (worker/slice.cc, the backends):
+// Assumptions, matched to the worker code (engine/slice.cc, the backends):
 //  - CPU workers convert weights to float32 at load and keep the KV cache in float32.
 //  - GPU workers keep weights as stored and the KV cache in the checkpoint's 16-bit type.
 //  - Activations are float32 on both: Slice::AllocateWorkspace's buffers for max_step_tokens

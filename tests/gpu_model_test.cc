@@ -11,7 +11,7 @@
 #include "common/checkpoint.h"
 #include "fixture_util.h"
 #include "gpu_util.h"
-#include "worker/local_chain.h"
+#include "engine/local_chain.h"
 
 namespace lp {
 namespace {

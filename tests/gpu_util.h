@@ -15,10 +15,9 @@
 #include "common/dtype.h"
 #include "common/int4.h"
 #include "common/safetensors.h"
-#include "worker/backend.h"
-#include "worker/cpu/cpu_backend.h"
-#include "worker/cuda/cuda_backend.h"
-#include "worker/cuda/device.h"
+#include "engine/backend.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/cuda.h"
 
 namespace lp::testing {
 

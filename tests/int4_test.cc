@@ -17,8 +17,8 @@
 #include "common/checkpoint.h"
 #include "common/int4.h"
 #include "common/safetensors_writer.h"
-#include "worker/cpu/cpu_backend.h"
-#include "worker/local_chain.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/local_chain.h"
 
 namespace lp {
 namespace {

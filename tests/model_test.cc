@@ -10,8 +10,8 @@
 
 #include "common/checkpoint.h"
 #include "fixture_util.h"
-#include "worker/cpu/cpu_backend.h"
-#include "worker/local_chain.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/local_chain.h"
 
 namespace lp {
 namespace {

@@ -1,4 +1,4 @@
-// Host token selection (worker/sampling.h), which the CPU backend runs and the CUDA sampling
+// Host token selection (engine/sampling.h), which the CPU backend runs and the CUDA sampling
 // kernel is tested against: greedy, log-probabilities, top-k / top-p cuts, and draws that
 // follow the distribution.
 #include <gtest/gtest.h>
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <map>
 
-#include "worker/sampling.h"
+#include "engine/sampling.h"
 
 namespace lp {
 namespace {

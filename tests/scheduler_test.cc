@@ -10,7 +10,7 @@
 #include "coordinator/grpc_pipeline.h"
 #include "coordinator/scheduler.h"
 #include "fixture_util.h"
-#include "worker/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_backend.h"
 #include "worker/worker_core.h"
 
 namespace lp {

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Merges the GPU timelines of a cluster's CUDA workers (LP_GPU_TIMELINE=DIR, see
-worker/cuda/timeline.h) and prints, per burst of steps, the median time of each part of a
+engine/cuda/timeline.h) and prints, per burst of steps, the median time of each part of a
 step on the GPU: a hop (the previous worker's event recorded -> this worker's wait over), the
 hand-over copies, each stage's layers, and the gap between steps (sampling done -> the next
 step on the GPU).   Usage: tools/gpu_timeline.py DIR"""

@@ -13,8 +13,8 @@
 #include "common/protocol.h"
 #include "layerpipe/v1/worker.pb.h"
 #include "worker/handover.h"
-#include "worker/sampler.h"
-#include "worker/slice.h"
+#include "engine/sampler.h"
+#include "engine/slice.h"
 
 namespace lp {
 

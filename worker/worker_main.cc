@@ -10,12 +10,11 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "worker/cpu/cpu_backend.h"
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
 #include "common/reflection_v1.h"
-#include "worker/backend_factory.h"
+#include "engine/backend_factory.h"
 #include "worker/worker_service.h"
 
 namespace {
@@ -68,7 +67,7 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
                stage->device.c_str(), (long long)stage->begin, (long long)stage->end,
                stage->embed ? " + embedding" : "", stage->head ? " + norm + lm_head" : "",
                listen.c_str());
-  auto backend = lp::MakeBackend(stage->device, threads > 0 ? threads : lp::DefaultCpuThreads());
+  auto backend = lp::MakeBackend(stage->device, {.cpu_threads = threads, .log_name = "worker " + name});
   if (!backend.ok()) return Fail(backend.status());
   auto ckpt = lp::Checkpoint::Open(planned->cluster.model_path);
   if (!ckpt.ok()) return Fail(ckpt.status());

@@ -1,5 +1,5 @@
 // The CPU backend (see cpu_backend.h).
-#include "worker/cpu/cpu_backend.h"
+#include "engine/cpu/cpu_backend.h"
 
 #include <omp.h>
 #include <unistd.h>
@@ -11,8 +11,8 @@
 #include <cstring>
 #include <vector>
 
-#include "worker/cpu/matmul.h"
-#include "worker/sampling.h"
+#include "engine/cpu/matmul.h"
+#include "engine/sampling.h"
 
 namespace lp {
 namespace {
@@ -257,12 +257,6 @@ class CpuBackend : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> MakeCpuBackend(int threads) { return std::make_unique<CpuBackend>(threads); }
-
-void EnsurePassiveOpenMpWait(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  ::setenv("OMP_WAIT_POLICY", "passive", 1);
-  ::execv("/proc/self/exe", argv);  // on failure, carry on with the policy the runtime has
-}
 
 void SetCpuThreads(int threads) { omp_set_num_threads(threads); }
 

@@ -1,4 +1,4 @@
-// The CUDA backend (see cuda_backend.h): memory, the step layout on the device, recorded decode
+// The CUDA backend (see engine/cuda.h): memory, the step layout on the device, recorded decode
 // steps (CUDA graphs), and the ops, each a launcher of kernels.h. Weight loading, random
 // weights and the KV cache live in memory.cu.
 //
@@ -8,7 +8,7 @@
 #include <map>
 #include <vector>
 
-#include "worker/cuda/backend_impl.h"
+#include "engine/cuda/backend_impl.h"
 
 namespace lp::cuda {
 

@@ -1,5 +1,5 @@
 // In-process chain of slices (see local_chain.h).
-#include "worker/local_chain.h"
+#include "engine/local_chain.h"
 
 #include "common/status.h"
 
@@ -22,7 +22,8 @@ absl::StatusOr<std::unique_ptr<LocalChain>> LocalChain::Load(Checkpoint& ckpt,
   }
   auto chain = std::make_unique<LocalChain>();
   for (const auto& spec : specs) {
-    ASSIGN_OR_RETURN(auto slice, Slice::Load(ckpt, spec, limits, make_backend()));
+    ASSIGN_OR_RETURN(auto backend, make_backend());
+    ASSIGN_OR_RETURN(auto slice, Slice::Load(ckpt, spec, limits, std::move(backend)));
     chain->slices_.push_back(std::move(slice));
   }
   return chain;

@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "worker/cuda/backend_impl.h"
-#include "worker/cuda/device.h"
+#include "engine/cuda/backend_impl.h"
+#include "engine/cuda.h"
 
 namespace lp::cuda {
 

@@ -5,7 +5,7 @@
 
 #include <memory>
 
-#include "worker/backend.h"
+#include "engine/backend.h"
 
 namespace lp {
 
@@ -13,10 +13,4 @@ namespace lp {
 std::unique_ptr<Backend> MakeCpuBackend(int threads = 0);
 // Threads for OpenMP loops in this process.
 void SetCpuThreads(int threads);
-
-// OpenMP threads that spin while they wait fight the other workers of a host for the cores: measured on 2 cores under load, decode ran 3.4x slower. The wait policy
-// is read when the OpenMP runtime loads, before main, so a program that has none set re-runs
-// itself once with OMP_WAIT_POLICY=passive. Call first thing in main; returns when set.
-void EnsurePassiveOpenMpWait(char** argv);
-
 }  // namespace lp

@@ -11,8 +11,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "worker/cuda/backend_impl.h"
-#include "worker/cuda/check.h"
+#include "engine/cuda/backend_impl.h"
+#include "engine/cuda/check.h"
 
 namespace lp::cuda {
 namespace {

@@ -5,7 +5,7 @@
 // x 4 columns share their loads, but no element's arithmetic depends on the tile it is in.
 // x86-64 machines with AVX2 + FMA get a clone built for them (chosen once at load): the same
 // scheme with fused multiply-adds, on every row alike.
-#include "worker/cpu/matmul.h"
+#include "engine/cpu/matmul.h"
 
 #include <algorithm>
 

@@ -9,12 +9,13 @@
 
 #include "absl/status/statusor.h"
 #include "common/checkpoint.h"
-#include "worker/backend.h"
-#include "worker/slice.h"
+#include "engine/backend.h"
+#include "engine/slice.h"
 
 namespace lp {
 
-using BackendFactory = std::function<std::unique_ptr<Backend>()>;
+// Makes each slice's backend; an error stops the load.
+using BackendFactory = std::function<absl::StatusOr<std::unique_ptr<Backend>>()>;
 
 class LocalChain {
  public:

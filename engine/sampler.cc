@@ -1,5 +1,5 @@
 // Token sampling on the last worker (see sampler.h).
-#include "worker/sampler.h"
+#include "engine/sampler.h"
 
 #include <algorithm>
 #include <cmath>

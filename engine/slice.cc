@@ -1,5 +1,5 @@
 // The Qwen3 / Qwen2 decoder, written once over the Backend interface (see slice.h).
-#include "worker/slice.h"
+#include "engine/slice.h"
 
 #include <algorithm>
 

@@ -5,11 +5,11 @@
 #include <algorithm>
 #include <map>
 
-#include "worker/cuda/check.h"
-#include "worker/cuda/cuda_backend.h"
-#include "worker/cuda/kernels.h"
-#include "worker/cuda/timeline.h"
-#include "worker/sampling.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda.h"
+#include "engine/cuda/kernels.h"
+#include "engine/cuda/timeline.h"
+#include "engine/sampling.h"
 
 namespace lp::cuda {
 

@@ -1,15 +1,20 @@
-// The CUDA backend: one GPU, bf16 weights (f16 when the checkpoint is f16; GPTQ / AWQ 4-bit
-// linears kept packed, int4.cu) with float32 accumulation, float32 activations, a bf16 KV
-// cache. Matrix products through cuBLAS (GEMM) and our own GEMV for small steps; the other ops
-// are our kernels (norm_rope.cu, attention.cu, sample.cu). A pure C++ header: code without CUDA
-// may include it.
+// The CUDA backend's public face, for the programs that choose it themselves (the benchmark,
+// the GPU tests; a worker goes through backend_factory.h): its devices, the backend, and
+// weights filled on the GPU. One GPU, bf16 weights (f16 when the checkpoint is f16; GPTQ / AWQ
+// 4-bit linears kept packed, cuda/int4.cu) with float32 accumulation, float32 activations, a
+// bf16 KV cache. Matrix products through cuBLAS (GEMM) and our own GEMV for small steps; the
+// other ops are our kernels (cuda/norm_rope.cu, attention.cu, sample.cu). A pure C++ header:
+// code without CUDA may include it.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
-#include "worker/backend.h"
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/cuda/device.h"  // lp::cuda::DeviceCount, PinDevice, ...
 
 namespace lp {
 

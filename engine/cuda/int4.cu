@@ -38,8 +38,8 @@
 //   larger    prefill: W dequantized into an f16 scratch matrix, then cuBLAS (matmul.cu).
 #include <algorithm>
 
-#include "worker/cuda/common.cuh"
-#include "worker/cuda/kernels.h"
+#include "engine/cuda/common.cuh"
+#include "engine/cuda/kernels.h"
 
 namespace lp::cuda {
 namespace {

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "worker/cuda/check.h"
-#include "worker/cuda/timeline.h"
+#include "engine/cuda/check.h"
+#include "engine/cuda/timeline.h"
 
 namespace lp::cuda {
 namespace {

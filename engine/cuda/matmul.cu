@@ -5,8 +5,8 @@
 // weight row with 16-byte loads, several in flight, all rows of x at once (x stays in L1).
 // Larger steps are matrix-bound: x is converted to the weight type and cuBLAS multiplies with
 // float32 accumulation and a float32 result.
-#include "worker/cuda/common.cuh"
-#include "worker/cuda/kernels.h"
+#include "engine/cuda/common.cuh"
+#include "engine/cuda/kernels.h"
 
 namespace lp::cuda {
 namespace {

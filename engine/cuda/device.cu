@@ -1,5 +1,5 @@
-// CUDA device discovery and self-test (see device.h).
-#include "worker/cuda/device.h"
+// CUDA device discovery and self-test (see engine/cuda.h).
+#include "engine/cuda/device.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>

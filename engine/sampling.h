@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "worker/backend.h"
+#include "engine/backend.h"
 
 namespace lp {
 

@@ -8,8 +8,8 @@
 // positions in the thousands fast intrinsics would lose the angle.
 #include <cmath>
 
-#include "worker/cuda/common.cuh"
-#include "worker/cuda/kernels.h"
+#include "engine/cuda/common.cuh"
+#include "engine/cuda/kernels.h"
 
 namespace lp::cuda {
 namespace {

@@ -1,13 +1,13 @@
 // Token selection on the GPU: one block per sequence over its row of logits (which stays in
-// L2), following the steps of SampleRow (worker/sampling.cc) exactly: argmax and log-sum-exp;
+// L2), following the steps of SampleRow (engine/sampling.cc) exactly: argmax and log-sum-exp;
 // the top-N log-probabilities by N passes that each take the next largest (value, id); then,
 // when sampling, the top-k and top-p thresholds found by binary search over the order-keeping
 // integer keys of the logits (32 counting passes each: no sort of the vocabulary), and the draw
 // by a prefix sum in vocabulary order.
 #include <climits>
 
-#include "worker/cuda/common.cuh"
-#include "worker/cuda/kernels.h"
+#include "engine/cuda/common.cuh"
+#include "engine/cuda/kernels.h"
 
 namespace lp::cuda {
 namespace {

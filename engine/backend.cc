@@ -1,5 +1,5 @@
 // The Backend interface's defaults for packed 4-bit weights: dequantize once at load.
-#include "worker/backend.h"
+#include "engine/backend.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -11,8 +11,8 @@
 // positions; the number of chunks depends only on the cache's max_context.
 #include <cmath>
 
-#include "worker/cuda/common.cuh"
-#include "worker/cuda/kernels.h"
+#include "engine/cuda/common.cuh"
+#include "engine/cuda/kernels.h"
 
 namespace lp::cuda {
 namespace {

@@ -5,7 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "worker/cuda/check.h"
+#include "engine/cuda/check.h"
 
 namespace lp::cuda {
 

@@ -16,7 +16,7 @@
 #include "common/checkpoint.h"
 #include "common/model_config.h"
 #include "common/model_layout.h"
-#include "worker/backend.h"
+#include "engine/backend.h"
 
 namespace lp {
 

@@ -1,5 +1,5 @@
 // Host token selection (see sampling.h).
-#include "worker/sampling.h"
+#include "engine/sampling.h"
 
 #include <algorithm>
 #include <cmath>
