@@ -116,14 +116,6 @@ struct SampleResult {
   std::vector<TokenLogprob> top;
 };
 
-// Device buffers (and an event each) that one worker process exports so that the next one on
-// the same host reads its activations without a trip through host memory (CUDA IPC). Opaque
-// handles, as bytes.
-struct IpcExports {
-  std::vector<std::string> buffers;
-  std::vector<std::string> events;
-};
-
 struct AttentionParams {
   int64_t num_heads = 0;
   int64_t num_kv_heads = 0;
@@ -184,22 +176,6 @@ class Backend {
                       std::span<SampleResult> out) = 0;
   // Waits for queued work (a no-op on the CPU).
   virtual void Synchronize() {}
-
-  // ---- handing activations to the next worker process on the same device or host (optional;
-  // the CUDA backend does it with CUDA IPC). Buffers and events are made once, at load.
-  // Exports `count` buffers of `bytes` each, with an event per buffer.
-  virtual absl::StatusOr<IpcExports> ExportIpc(int /*count*/, size_t /*bytes*/) {
-    return absl::UnimplementedError("this backend has no IPC transport");
-  }
-  // Opens the previous worker's exports (again, after that worker restarted).
-  virtual absl::Status ImportIpc(const IpcExports& /*peer*/) {
-    return absl::UnimplementedError("this backend has no IPC transport");
-  }
-  // Makes the device wait for the previous worker's event `slot`, then copies its buffer
-  // `slot` into `dst` (no host round trip).
-  virtual void ReceiveIpc(int /*slot*/, Tensor& /*dst*/) {}
-  // Copies `src` into this worker's exported buffer `slot` and records its event.
-  virtual void SendIpc(int /*slot*/, const Tensor& /*src*/) {}
 
   // ---- step recording (optional; the CUDA backend records CUDA graphs)
   // The ops issued between BeginRecord(key) and EndRecord() may be recorded and replayed for a

@@ -46,4 +46,17 @@ absl::StatusOr<Linear> CudaRandomInt4(Backend& b, int64_t rows, int64_t cols, in
 // events (median of `reps`); bytes read plus bytes written per second.
 double CudaCopyBandwidth(uint64_t bytes, int reps);
 
+// ---- for a caller that queues its own device work in order with a CUDA backend's (the
+// worker's CUDA IPC ring, worker/ipc_ring.h): the engine knows no transport.
+// Submits what `b` has batched, makes its device current and returns its stream (a
+// cudaStream_t); nullptr when `b` is not a CUDA backend.
+void* CudaStream(Backend& b);
+// Hand-over marks on b's GPU timeline (LP_GPU_TIMELINE, tools/gpu_timeline.py).
+enum class HandoverMark {
+  kInputReady = 1,   // the previous worker's activations are ready
+  kOutputReady = 3,  // the slice's output is ready, before the copy to the next worker
+  kSent = 4,         // the copy to the next worker is queued and its event recorded
+};
+void NoteHandover(Backend& b, HandoverMark mark);
+
 }  // namespace lp

@@ -241,13 +241,20 @@ void Slice::Project(const Tensor& x, const Linear& w, const Tensor* bias, Tensor
   }
 }
 
+absl::StatusOr<Tensor> Slice::Hidden(const StepLayout& layout) const {
+  const size_t tokens = size_t(layout.total_tokens());
+  RETURN_IF_ERROR(CheckLayout(layout, spec_.embed ? tokens : 0,
+                              spec_.embed ? 0 : tokens * size_t(config_.hidden_size)));
+  return residual_.Rows(int64_t(tokens));
+}
+
 absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,
                             std::span<const float> hidden_in, std::vector<float>* out,
-                            const Handoff& handoff) {
-  const bool in_ipc = handoff.in_slot >= 0 && !spec_.embed;
+                            const KeepOnBackend& keep) {
+  const bool input_kept = keep.input && !spec_.embed;
   RETURN_IF_ERROR(CheckLayout(layout, ids.size(),
-                              in_ipc ? size_t(layout.total_tokens() * config_.hidden_size)
-                                     : hidden_in.size()));
+                              input_kept ? size_t(layout.total_tokens() * config_.hidden_size)
+                                         : hidden_in.size()));
   Backend& b = *backend_;
   const int64_t tokens = layout.total_tokens();
   last_row_index_.clear();
@@ -266,9 +273,7 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
       }
     }
     b.Embed(embed_, ids, x);
-  } else if (in_ipc) {
-    b.ReceiveIpc(handoff.in_slot, x);
-  } else {
+  } else if (!input_kept) {
     b.Upload(hidden_in, x);
   }
   // A decode step (one token per sequence) depends on the step only through the layout, so
@@ -281,8 +286,7 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
     if (decode) b.EndRecord();
   }
   last_step_seqs_ = n;
-  if (!spec_.head && handoff.out_slot >= 0) {
-    b.SendIpc(handoff.out_slot, x);
+  if (!spec_.head && keep.output) {
     out->clear();
     return absl::OkStatus();
   }

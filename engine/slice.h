@@ -38,11 +38,11 @@ struct SliceLimits {
 // with the embedding and the last with the head (for tests and `layerpipe logits --slices`).
 std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
 
-// Where a step's hidden state comes from and goes to when it does not travel through host
-// memory: slots of the CUDA IPC rings between neighbouring worker processes (-1: host).
-struct Handoff {
-  int in_slot = -1;   // read the input from the previous worker's buffer `in_slot`
-  int out_slot = -1;  // write the output into this worker's exported buffer `out_slot`
+// Which hidden states of a step stay on the backend, in Slice::Hidden, instead of passing
+// through host memory (a worker moves them to and from its neighbours on the device itself).
+struct KeepOnBackend {
+  bool input = false;   // a non-first slice's input is already in Hidden(layout)
+  bool output = false;  // a non-last slice leaves its output in Hidden(layout)
 };
 
 // Makes the slice's weights on its backend: `tensor` a dense tensor `t` (rows = 1 for 1-D
@@ -83,10 +83,14 @@ class Slice {
   // slice `out` may be null: the logits then stay on the backend for Sample.
   // A step in which every sequence has one token (decode) may be recorded and replayed by the
   // backend (Backend::Replay), keyed by its number of sequences.
-  // With `handoff`, the hidden state comes from / goes to the IPC rings instead.
+  // With `keep`, the hidden state comes from / stays in Hidden(layout) instead.
   absl::Status Forward(const StepLayout& layout, std::span<const int32_t> ids,
                        std::span<const float> hidden_in, std::vector<float>* out,
-                       const Handoff& handoff = {});
+                       const KeepOnBackend& keep = {});
+  // The backend buffer of a step's hidden state ([tokens, hidden_size], float32): where
+  // Forward reads a non-first slice's input and leaves a non-last slice's output (see
+  // KeepOnBackend). An error for a layout that Forward would refuse.
+  absl::StatusOr<Tensor> Hidden(const StepLayout& layout) const;
   // Last slice, after Forward: one token per sequence of that step, by params[sequence].
   absl::Status Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out);
 

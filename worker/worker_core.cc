@@ -43,10 +43,11 @@ WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bo
                    identity_.name.c_str(), std::string(handover.status().message()).c_str());
       return;
     }
-    auto exports = slice_->backend().ExportIpc(
-        kIpcRing, size_t(l.max_step_tokens * slice_->config().hidden_size) * sizeof(float));
-    if (exports.ok()) {
-      ipc_exports_ = std::move(*exports);
+    auto ring = IpcRing::Export(
+        slice_->backend(), kIpcRing,
+        size_t(l.max_step_tokens * slice_->config().hidden_size) * sizeof(float));
+    if (ring.ok()) {
+      ring_out_ = std::move(*ring);
       handover_out_ = std::move(*handover);
     }
   }
@@ -57,11 +58,11 @@ absl::Status WorkerCore::Connect(const layerpipe::v1::ConnectRequest& request) {
   IpcExports peer;
   peer.buffers.assign(request.prev_ipc_buffers().begin(), request.prev_ipc_buffers().end());
   peer.events.assign(request.prev_ipc_events().begin(), request.prev_ipc_events().end());
-  ipc_imported_ = false;
+  ring_in_.reset();
   handover_in_.reset();
-  RETURN_IF_ERROR(slice_->backend().ImportIpc(peer));
+  ASSIGN_OR_RETURN(auto ring, IpcRing::Import(slice_->backend(), peer));
   ASSIGN_OR_RETURN(handover_in_, Handover::Open(request.prev_instance_id(), kIpcRing));
-  ipc_imported_ = true;
+  ring_in_ = std::move(ring);
   ipc_peer_instance_ = request.prev_instance_id();
   return absl::OkStatus();
 }
@@ -83,8 +84,10 @@ layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
   r.set_max_step_tokens(slice_->limits().max_step_tokens);
   r.set_hidden_size(slice_->config().hidden_size);
   r.set_host_id(host_id_);
-  for (const auto& b : ipc_exports_.buffers) r.add_ipc_buffers(b);
-  for (const auto& e : ipc_exports_.events) r.add_ipc_events(e);
+  if (ring_out_) {
+    for (const auto& b : ring_out_->exports().buffers) r.add_ipc_buffers(b);
+    for (const auto& e : ring_out_->exports().events) r.add_ipc_events(e);
+  }
   r.set_instance_id(instance_id_);
   return r;
 }
@@ -134,25 +137,28 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   // Logits come back to the host only for the host sampler.
   logits_.clear();
   std::vector<float>* out = head ? (NeedsHostSampler(request) ? &logits_ : nullptr) : hidden_out;
-  Handoff handoff;
-  if (request.has_ipc_in_slot()) handoff.in_slot = request.ipc_in_slot();
-  if (request.has_ipc_out_slot()) handoff.out_slot = request.ipc_out_slot();
-  if (handoff.in_slot >= kIpcRing || handoff.out_slot >= int(ipc_exports_.buffers.size())) {
+  // Hidden states from / to a neighbour on the device (CUDA IPC) stay on the backend.
+  const int in_slot = request.has_ipc_in_slot() ? request.ipc_in_slot() : -1;
+  const int out_slot = request.has_ipc_out_slot() ? request.ipc_out_slot() : -1;
+  if (in_slot >= kIpcRing || out_slot >= (ring_out_ ? ring_out_->slots() : 0)) {
     return absl::InvalidArgumentError("IPC ring slot out of range");
   }
   // Data from a previous worker other than the one whose ring is open (it restarted) must not
   // be read: the ring it wrote is not the one mapped here.
-  if (handoff.in_slot >= 0 &&
-      (!ipc_imported_ || request.ipc_in_instance() != ipc_peer_instance_)) {
+  if (in_slot >= 0 && (!ring_in_ || request.ipc_in_instance() != ipc_peer_instance_)) {
     return absl::FailedPreconditionError(
         "no CUDA IPC connection to this instance of the previous worker (did it restart?)");
   }
-  // The coordinator may hand this worker a step before the previous one has queued it, and a
-  // stream waits for an event's latest record: wait on the host until the record is queued.
-  if (handoff.in_slot >= 0) {
-    RETURN_IF_ERROR(handover_in_->Wait(handoff.in_slot, request.step_id(), kHandoverTimeout));
+  const KeepOnBackend keep{.input = in_slot >= 0, .output = out_slot >= 0 && !head};
+  if (keep.input) {
+    ASSIGN_OR_RETURN(Tensor input, slice_->Hidden(layout_));
+    // The coordinator may hand this worker a step before the previous one has queued it, and
+    // a stream waits for an event's latest record: wait on the host until the record is queued.
+    RETURN_IF_ERROR(handover_in_->Wait(in_slot, request.step_id(), kHandoverTimeout));
+    ring_in_->Receive(in_slot, input);
   }
-  RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, handoff));
+  RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, keep));
+  if (keep.output) ring_out_->Send(out_slot, *slice_->Hidden(layout_));
 
   // Bookkeeping after success only.
   int64_t offset = 0;

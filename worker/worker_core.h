@@ -13,6 +13,7 @@
 #include "common/protocol.h"
 #include "layerpipe/v1/worker.pb.h"
 #include "worker/handover.h"
+#include "worker/ipc_ring.h"
 #include "engine/sampler.h"
 #include "engine/slice.h"
 
@@ -66,10 +67,13 @@ class WorkerCore {
   WorkerIdentity identity_;
   const std::string host_id_;
   uint64_t instance_id_ = 0;
-  IpcExports ipc_exports_;  // empty: this worker hands activations over in host memory only
-  std::unique_ptr<Handover> handover_out_;  // with ipc_exports_: tells the next worker
-  std::unique_ptr<Handover> handover_in_;   // the previous worker's (guarded by mu_)
-  bool ipc_imported_ = false;  // the previous worker's exports are open (guarded by mu_)
+  // CUDA IPC to the next worker (none: it hands activations over in host memory only), and
+  // the signal words that tell it a slot is queued.
+  std::unique_ptr<IpcRing> ring_out_;
+  std::unique_ptr<Handover> handover_out_;
+  // The previous worker's ring and words, open after Connect (guarded by mu_).
+  std::unique_ptr<IpcRing> ring_in_;
+  std::unique_ptr<Handover> handover_in_;
   uint64_t ipc_peer_instance_ = 0;  // whose
   mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_
   std::vector<SlotState> slots_;

@@ -35,9 +35,6 @@ CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
 CudaBackend::~CudaBackend() {
   timeline_.reset();
   cudaStreamSynchronize(stream_);
-  CloseImports();
-  for (void* p : ipc_own_buffers_) cudaFree(p);
-  for (auto e : ipc_own_events_) cudaEventDestroy(e);
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   cublasDestroy(static_cast<cublasHandle_t>(cublas_));
   cudaFree(cublas_workspace_);

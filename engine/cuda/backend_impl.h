@@ -78,11 +78,6 @@ class CudaBackend : public Backend {
   void BeginRecord(int64_t key) override;
   void EndRecord() override;
 
-  // CUDA IPC (ipc.cc).
-  absl::StatusOr<IpcExports> ExportIpc(int count, size_t bytes) override;
-  absl::Status ImportIpc(const IpcExports& peer) override;
-  void ReceiveIpc(int slot, Tensor& dst) override;
-  void SendIpc(int slot, const Tensor& src) override;
 
   // A device tensor of `dtype`, zeroed.
   Tensor DeviceTensor(int64_t rows, int64_t cols, DType dtype);
@@ -90,6 +85,15 @@ class CudaBackend : public Backend {
   // the scratch its products need.
   std::shared_ptr<Int4Packed> NewInt4(int64_t rows, int64_t cols, int64_t group_size, bool perm);
   cudaStream_t stream() const { return stream_; }
+  // For work that callers queue on stream() in order with this backend's (see CudaStream).
+  cudaStream_t Submit() {
+    Flush();
+    CUDA_CHECK(cudaSetDevice(device_));
+    return stream_;
+  }
+  void Note(Mark mark) {
+    if (timeline_) timeline_->Add(mark);
+  }
 
  private:
   static constexpr size_t kCublasWorkspace = 32u << 20;
@@ -108,15 +112,6 @@ class CudaBackend : public Backend {
   int64_t converted_elems_ = 0;
   bool converted_half_ = false;
   void CopyToDevice(const void* host, size_t bytes, void* dst);
-
-  void CloseImports();
-
-  // CUDA IPC: this worker's exported buffers and events, and the previous worker's, opened.
-  std::vector<void*> ipc_own_buffers_;
-  std::vector<cudaEvent_t> ipc_own_events_;
-  size_t ipc_bytes_ = 0;
-  std::vector<void*> ipc_peer_buffers_;
-  std::vector<cudaEvent_t> ipc_peer_events_;
 
   int device_;
   CudaBackendOptions options_;
@@ -170,9 +165,6 @@ class CudaBackend : public Backend {
   bool recording_ = false;
   int64_t record_key_ = 0;
   std::unique_ptr<Timeline> timeline_;  // LP_GPU_TIMELINE only
-  void Note(Mark mark) {
-    if (timeline_) timeline_->Add(mark);
-  }
 };
 
 }  // namespace lp::cuda

@@ -154,6 +154,18 @@ std::unique_ptr<Backend> MakeCudaBackend(int device, const CudaBackendOptions& o
   return std::make_unique<cuda::CudaBackend>(device, options);
 }
 
+void* CudaStream(Backend& b) {
+  auto* cb = dynamic_cast<cuda::CudaBackend*>(&b);
+  return cb != nullptr ? cb->Submit() : nullptr;
+}
+
+void NoteHandover(Backend& b, HandoverMark mark) {
+  static_assert(int(HandoverMark::kInputReady) == int(cuda::Mark::kInputReady) &&
+                int(HandoverMark::kOutputReady) == int(cuda::Mark::kLayersDone) &&
+                int(HandoverMark::kSent) == int(cuda::Mark::kSent));
+  if (auto* cb = dynamic_cast<cuda::CudaBackend*>(&b)) cb->Note(cuda::Mark(int(mark)));
+}
+
 Tensor CudaRandomWeight(Backend& b, int64_t rows, int64_t cols, DType dtype, uint64_t seed,
                         bool ones) {
   auto* cb = dynamic_cast<cuda::CudaBackend*>(&b);
