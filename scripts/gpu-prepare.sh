@@ -10,12 +10,12 @@ ninja -C build -j2 layerpipe layerpipe-cuda layerpipe-worker layerpipe-coordinat
 dev=$root/.device
 rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures" "$dev/tokenizer.tar.xz"
 mkdir -p "$dev"
-../shared/tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-cuda build/bin/layerpipe-worker \
+tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-cuda build/bin/layerpipe-worker \
   build/bin/layerpipe-coordinator build/bin/layerpipe_gpu_tests
 tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 # The fixtures travel with the working tree (tests/fixtures); gpu-run.sh finds them there.
 # The real Qwen3 tokenizer, compressed, for the chat completion of gpu-int4-cluster.sh.
 tar cJf "$dev/tokenizer.tar.xz" -C tests/fixtures/qwen3-tiny tokenizer.json tokenizer_config.json
-cp ../shared/tools/hf_baseline.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh \
+cp tools/hf_baseline.py tools/hf_prefill.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh \
   scripts/gpu-int4-cluster.sh scripts/gpu-cluster-lib.sh "$dev/"
 du -sh "$dev"
