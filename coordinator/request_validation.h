@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/sampling_params.h"
-#include "coordinator/scheduler.h"
+#include "coordinator/request.h"
 #include "layerpipe/v1/layerpipe.pb.h"
 
 namespace lp {

@@ -1,6 +1,8 @@
-// Continuous batching over an in-process pipeline of WorkerCores (no network): greedy output
-// equals the reference, concurrent requests get exactly what they get alone, seeded sampling
-// is reproducible, the queue is bounded, cancellation frees the slot.
+// Continuous batching. The core (SchedulerCore) driven by hand with made-up step results, no
+// thread and no waiting: admission up to the limits, chunked prefill, finishing, cancellation,
+// failed steps, retirement. Then the whole scheduler over an in-process pipeline of WorkerCores
+// (no network): greedy output equals the reference, concurrent requests get exactly what they
+// get alone, seeded sampling is reproducible, the queue is bounded, cancellation frees the slot.
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -9,6 +11,7 @@
 #include "common/checkpoint.h"
 #include "coordinator/grpc_pipeline.h"
 #include "coordinator/scheduler.h"
+#include "coordinator/scheduler_core.h"
 #include "fixture_util.h"
 #include "engine/cpu/cpu_backend.h"
 #include "worker/worker_core.h"
@@ -17,6 +20,297 @@ namespace lp {
 namespace {
 
 using lp::testing::FixtureDir;
+
+// ---- The core, by hand
+
+GenerationParams Greedy(int64_t n) {
+  GenerationParams p;
+  p.max_tokens = n;
+  return p;
+}
+
+std::shared_ptr<Request> AddOk(SchedulerCore& core, std::vector<int32_t> prompt,
+                               GenerationParams params) {
+  auto r = core.Add(std::move(prompt), std::move(params));
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : nullptr;
+}
+
+// What the last stage would answer: `id` for every sequence of the step that samples.
+StepResult Answer(const ScheduledStep& step, int32_t id) {
+  StepResult r;
+  r.tag = step.tag;
+  for (const StepSeq& s : step.input.seqs) {
+    if (s.sample) r.sampled.push_back({s.slot, id});
+  }
+  return r;
+}
+
+StepResult Failed(const ScheduledStep& step, absl::Status status) {
+  StepResult r;
+  r.tag = step.tag;
+  r.status = std::move(status);
+  return r;
+}
+
+std::vector<int32_t> Ids(const Request::Events& ev) {
+  std::vector<int32_t> ids;
+  for (const auto& t : ev.tokens) ids.push_back(t.id);
+  return ids;
+}
+
+using Ints = std::vector<int32_t>;
+
+TEST(SchedulerCore, AdmitsUpToTheBatchAndBoundsTheQueue) {
+  SchedulerCore core({2, 64, 64, 1});
+  auto a = AddOk(core, {1, 2, 3}, Greedy(4));
+  auto b = AddOk(core, {4, 5}, Greedy(4));
+  auto c = AddOk(core, {6}, Greedy(4));  // waits: 3 queued, 2 free slots
+  auto d = core.Add({7}, Greedy(4));
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(core.queued(), 3);
+
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  const StepInput& in = steps[0].input;
+  ASSERT_EQ(in.seqs.size(), 2u);
+  EXPECT_EQ(in.seqs[0].slot, 0);
+  EXPECT_EQ(in.seqs[0].start_pos, 0);
+  EXPECT_EQ(in.seqs[0].n_tokens, 3);
+  EXPECT_TRUE(in.seqs[0].sample);
+  EXPECT_EQ(in.seqs[1].slot, 1);
+  EXPECT_EQ(in.seqs[1].n_tokens, 2);
+  EXPECT_EQ(in.ids, Ints({1, 2, 3, 4, 5}));
+  EXPECT_TRUE(in.release_slots.empty());
+  EXPECT_EQ(core.active(), 2);
+  EXPECT_EQ(core.queued(), 1);
+  EXPECT_EQ(core.state_of_slot(0), SeqState::kPrefilling);
+  // Both sequences are in flight: nothing more to send.
+  EXPECT_TRUE(core.Schedule(1).empty());
+  EXPECT_EQ(core.in_flight(), 1);
+
+  core.OnResult(Answer(steps[0], 42));
+  EXPECT_EQ(Ids(a->Take(0)), Ints({42}));
+  EXPECT_EQ(Ids(b->Take(0)), Ints({42}));
+  EXPECT_TRUE(Ids(c->Take(0)).empty());
+  EXPECT_EQ(core.state_of_slot(1), SeqState::kDecoding);
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  ASSERT_EQ(steps[0].input.seqs.size(), 2u);
+  EXPECT_EQ(steps[0].input.seqs[0].start_pos, 3);  // the decode token's position
+  EXPECT_EQ(steps[0].input.seqs[0].n_tokens, 1);
+  EXPECT_EQ(steps[0].input.seqs[1].start_pos, 2);
+  EXPECT_EQ(steps[0].input.ids, Ints({42, 42}));
+}
+
+TEST(SchedulerCore, SpreadsTheBatchOverOneMicroBatchPerStage) {
+  SchedulerCore core({4, 64, 64, 4});
+  for (int i = 0; i < 3; ++i) AddOk(core, {1, 2}, Greedy(4));
+  auto steps = core.Schedule(2);  // 3 sequences over 2 stages: 2 + 1
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].input.seqs.size(), 2u);
+  ASSERT_EQ(steps[1].input.seqs.size(), 1u);
+  EXPECT_EQ(steps[1].input.seqs[0].slot, 2);
+  EXPECT_NE(steps[0].tag, steps[1].tag);
+  EXPECT_EQ(core.in_flight(), 2);
+  EXPECT_TRUE(core.Schedule(2).empty());
+  // The first comes back: only its sequences go again, as one micro-batch.
+  core.OnResult(Answer(steps[0], 9));
+  auto next = core.Schedule(2);
+  ASSERT_EQ(next.size(), 1u);
+  ASSERT_EQ(next[0].input.seqs.size(), 2u);
+  EXPECT_EQ(next[0].input.seqs[0].slot, 0);
+  EXPECT_EQ(next[0].input.seqs[1].slot, 1);
+}
+
+TEST(SchedulerCore, ChunksPrefillWithinTheStepBudgetAfterTheDecodes) {
+  SchedulerCore core({2, 64, 4, 4});
+  auto a = AddOk(core, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, Greedy(8));
+  std::vector<std::pair<int32_t, int32_t>> chunks;  // start, n
+  while (true) {
+    auto steps = core.Schedule(1);
+    ASSERT_EQ(steps.size(), 1u);
+    const StepSeq& s = steps[0].input.seqs.at(0);
+    chunks.push_back({s.start_pos, s.n_tokens});
+    EXPECT_EQ(s.sample, s.start_pos + s.n_tokens == 10);
+    core.OnResult(Answer(steps[0], 77));
+    if (s.sample) break;
+    EXPECT_EQ(core.state_of_slot(0), SeqState::kPrefilling);
+  }
+  EXPECT_EQ(chunks, (std::vector<std::pair<int32_t, int32_t>>{{0, 4}, {4, 4}, {8, 2}}));
+  EXPECT_EQ(Ids(a->Take(0)), Ints({77}));
+
+  // A decoding and B prefilling share a step: A's token first, B's chunk takes the rest.
+  auto b = AddOk(core, {20, 21, 22, 23, 24, 25}, Greedy(8));
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  const StepInput& in = steps[0].input;
+  ASSERT_EQ(in.seqs.size(), 2u);
+  EXPECT_EQ(in.seqs[0].slot, 0);
+  EXPECT_EQ(in.seqs[0].start_pos, 10);
+  EXPECT_EQ(in.seqs[0].n_tokens, 1);
+  EXPECT_EQ(in.seqs[1].slot, 1);
+  EXPECT_EQ(in.seqs[1].start_pos, 0);
+  EXPECT_EQ(in.seqs[1].n_tokens, 3);
+  EXPECT_FALSE(in.seqs[1].sample);
+  EXPECT_EQ(in.ids, Ints({77, 20, 21, 22}));
+  core.OnResult(Answer(steps[0], 78));
+  EXPECT_EQ(Ids(a->Take(0)), Ints({78}));
+  EXPECT_TRUE(Ids(b->Take(0)).empty());
+}
+
+TEST(SchedulerCore, FinishesOnMaxTokensStopIdsAndTheContext) {
+  SchedulerCore core({3, 5, 64, 4});
+  auto by_length = AddOk(core, {1}, Greedy(2));
+  GenerationParams stop = Greedy(10);
+  stop.stop_ids = {9};
+  auto by_stop = AddOk(core, {1}, stop);
+  auto by_context = AddOk(core, {1, 2, 3, 4}, Greedy(10));  // room for one token
+
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  core.OnResult(Answer(steps[0], 9));  // the stop id for the second, a plain token for the rest
+  auto ev = by_stop->Take(0);
+  EXPECT_EQ(Ids(ev), Ints({9}));
+  EXPECT_TRUE(ev.done);
+  EXPECT_EQ(ev.finish, FinishReason::kStop);
+  ev = by_context->Take(0);
+  EXPECT_TRUE(ev.done);
+  EXPECT_EQ(ev.finish, FinishReason::kLength);
+  EXPECT_EQ(core.state_of_slot(1), SeqState::kFinished);
+  ev = by_length->Take(0);
+  EXPECT_FALSE(ev.done);
+
+  steps = core.Schedule(1);  // the finished two leave; their slots go out with the next step
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].input.release_slots, Ints({1, 2}));
+  ASSERT_EQ(steps[0].input.seqs.size(), 1u);
+  EXPECT_EQ(core.active(), 1);
+  core.OnResult(Answer(steps[0], 5));
+  ev = by_length->Take(0);
+  EXPECT_EQ(Ids(ev), Ints({5}));
+  EXPECT_TRUE(ev.done);
+  EXPECT_EQ(ev.finish, FinishReason::kLength);
+  EXPECT_TRUE(ev.error.ok());
+}
+
+TEST(SchedulerCore, RetiringFreesTheSlotForTheNextRequest) {
+  SchedulerCore core({1, 64, 64, 4});
+  auto a = AddOk(core, {1, 2}, Greedy(1));
+  auto b = AddOk(core, {3, 4, 5}, Greedy(1));
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps[0].input.seqs.size(), 1u);
+  EXPECT_EQ(core.queued(), 1);
+  core.OnResult(Answer(steps[0], 6));
+  EXPECT_TRUE(a->Take(0).done);
+  EXPECT_TRUE(core.idle()) << "nothing in flight, no release pending yet";
+  // A leaves and its slot goes out to the workers; B is admitted at the next boundary (waiting
+  // requests join before finished ones leave).
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].input.release_slots, Ints({0}));
+  EXPECT_TRUE(steps[0].input.seqs.empty());
+  EXPECT_EQ(core.active(), 0);
+  EXPECT_EQ(core.queued(), 1);
+  core.OnResult(Answer(steps[0], 0));
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_TRUE(steps[0].input.release_slots.empty());
+  ASSERT_EQ(steps[0].input.seqs.size(), 1u);
+  EXPECT_EQ(steps[0].input.seqs[0].slot, 0);
+  EXPECT_EQ(steps[0].input.ids, Ints({3, 4, 5}));
+  EXPECT_EQ(core.queued(), 0);
+  EXPECT_EQ(core.active(), 1);
+  core.OnResult(Answer(steps[0], 7));
+  EXPECT_EQ(Ids(b->Take(0)), Ints({7}));
+  // The last release travels alone.
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_TRUE(steps[0].input.seqs.empty());
+  EXPECT_EQ(steps[0].input.release_slots, Ints({0}));
+  EXPECT_EQ(core.active(), 0);
+  core.OnResult(Answer(steps[0], 0));
+  EXPECT_TRUE(core.idle());
+  EXPECT_FALSE(core.has_work());
+  EXPECT_TRUE(core.Schedule(1).empty());
+}
+
+TEST(SchedulerCore, CancelledRequestsLeaveAtTheNextBoundary) {
+  SchedulerCore core({2, 64, 64, 4});
+  auto running = AddOk(core, {1}, Greedy(10));
+  auto in_flight = AddOk(core, {2}, Greedy(10));
+  auto waiting = AddOk(core, {3}, Greedy(10));
+  waiting->Cancel();  // while queued: it leaves the queue, never takes a slot
+  EXPECT_EQ(core.queued(), 2);  // the other two
+  auto steps = core.Schedule(2);  // one sequence per micro-batch
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(core.active(), 2);
+  core.OnResult(Answer(steps[0], 5));
+  running->Cancel();
+  in_flight->Cancel();
+  auto next = core.Schedule(2);
+  // The idle one leaves at once; the one in flight stays until its step is back.
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_TRUE(next[0].input.seqs.empty());
+  EXPECT_EQ(next[0].input.release_slots, Ints({0}));
+  EXPECT_EQ(core.state_of_slot(1), SeqState::kCancelled);
+  core.OnResult(Answer(next[0], 0));
+  core.OnResult(Answer(steps[1], 5));
+  EXPECT_TRUE(Ids(in_flight->Take(0)).empty()) << "nothing more for a cancelled request";
+  next = core.Schedule(2);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].input.release_slots, Ints({1}));
+  EXPECT_EQ(core.active(), 0);
+}
+
+TEST(SchedulerCore, AFailedStepFailsItsRequestsAndALostStageFailsAll) {
+  SchedulerCore core({4, 64, 64, 4});
+  auto a = AddOk(core, {1}, Greedy(10));
+  auto b = AddOk(core, {2}, Greedy(10));
+  auto c = AddOk(core, {3}, Greedy(10));
+  auto steps = core.Schedule(3);
+  ASSERT_EQ(steps.size(), 3u);
+  // A worker refuses the first micro-batch: only its request fails, with the worker's code.
+  core.OnResult(Failed(steps[0], absl::InvalidArgumentError("bad slot")));
+  auto ev = a->Take(0);
+  EXPECT_TRUE(ev.done);
+  EXPECT_EQ(ev.error.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ev.error.message(), "generation failed: bad slot");
+  EXPECT_FALSE(b->Take(0).done);
+  // A stage is lost with the second: every running request fails, the one in flight too.
+  core.OnResult(Failed(steps[1], absl::UnavailableError("worker w1 is gone")));
+  for (auto* r : {&b, &c}) {
+    ev = (*r)->Take(0);
+    EXPECT_TRUE(ev.done);
+    EXPECT_EQ(ev.error.code(), absl::StatusCode::kUnavailable);
+    EXPECT_EQ(ev.error.message(), "generation failed: worker w1 is gone");
+  }
+  core.OnResult(Answer(steps[2], 8));  // comes back after all: nothing reaches its request
+  EXPECT_TRUE(Ids(c->Take(0)).empty());
+  auto next = core.Schedule(3);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].input.release_slots, Ints({0, 1, 2}));
+  EXPECT_TRUE(next[0].input.seqs.empty());
+}
+
+TEST(SchedulerCore, FailAllReachesRunningAndWaitingRequests) {
+  SchedulerCore core({1, 64, 64, 4});
+  auto running = AddOk(core, {1}, Greedy(10));
+  auto waiting = AddOk(core, {2}, Greedy(10));
+  auto steps = core.Schedule(1);
+  core.Discard(Answer(steps[0], 3));
+  EXPECT_EQ(core.in_flight(), 0);
+  core.FailAll(absl::UnavailableError("the coordinator is shutting down"));
+  for (auto* r : {&running, &waiting}) {
+    auto ev = (*r)->Take(0);
+    EXPECT_TRUE(Ids(ev).empty());
+    EXPECT_TRUE(ev.done);
+    EXPECT_EQ(ev.error.code(), absl::StatusCode::kUnavailable);
+  }
+}
+
+// ---- The scheduler over a pipeline of real workers
 
 // The workers' cores chained in process, as the gRPC pipeline chains them over the network.
 class LocalPipeline : public SyncPipeline {
@@ -100,12 +394,6 @@ std::vector<int32_t> Collect(Request& r, FinishReason* reason = nullptr) {
       return ids;
     }
   }
-}
-
-GenerationParams Greedy(int64_t n) {
-  GenerationParams p;
-  p.max_tokens = n;
-  return p;
 }
 
 TEST(Scheduler, GreedyMatchesReferenceThroughOneTwoThreeStages) {

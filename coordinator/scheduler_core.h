@@ -1,0 +1,117 @@
+// Continuous batching as a plain object, with no thread and no waiting (vLLM v1's
+// schedule() / update_from_output()): Schedule() is the step boundary, where waiting requests
+// join while KV-cache slots are free, finished and cancelled ones leave, and the micro-batches
+// to submit next are built; OnResult() applies what a micro-batch sampled, finishing and
+// failing requests. The running sequences are spread over up to one micro-batch per pipeline
+// stage; a micro-batch carries one decode token for each of its sequences plus prefill chunks
+// of new prompts within the step's token budget, and a sequence is never in two micro-batches
+// at once. Something else (scheduler.h) drives it and talks to the pipeline; tests drive it by
+// hand with made-up results.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "coordinator/pipeline.h"
+#include "coordinator/request.h"
+
+namespace lp {
+
+struct SchedulerLimits {
+  int64_t max_batch = 16;         // sequences at once (KV-cache slots)
+  int64_t max_context = 4096;     // prompt + completion tokens per sequence
+  int64_t max_step_tokens = 2048; // tokens per step, all sequences together
+  int64_t queue_capacity = 256;   // waiting requests
+};
+
+// Where a sequence is in its life. The last three are ends: the sequence leaves (and its slot
+// is freed) at the first step boundary where no micro-batch of it is in flight.
+enum class SeqState {
+  kWaiting,     // queued, no KV-cache slot yet
+  kPrefilling,  // has a slot; prompt chunks left to send, or the last one's token not back
+  kDecoding,    // its last token goes in the next micro-batch that takes it
+  kFinished,    // stop id or length reached
+  kFailed,      // a step of it failed, or a stage (and its KV cache) was lost
+  kCancelled,   // the client went away
+};
+
+// A micro-batch to submit, with the tag its result must come back with.
+struct ScheduledStep {
+  uint64_t tag = 0;
+  StepInput input;
+};
+
+class SchedulerCore {
+ public:
+  explicit SchedulerCore(const SchedulerLimits& limits);
+
+  // Any thread. Queues a request; RESOURCE_EXHAUSTED when the queue is full (requests
+  // cancelled while waiting and those that free KV slots take at the next boundary do not
+  // count). The prompt must already be validated against the limits.
+  absl::StatusOr<std::shared_ptr<Request>> Add(std::vector<int32_t> prompt,
+                                               GenerationParams params);
+  const SchedulerLimits& limits() const { return limits_; }
+  int64_t queued() const;  // waiting, not cancelled
+  int64_t active() const;  // KV-cache slots taken
+
+  // The rest: only the driving thread.
+  // The step boundary: admits, retires, and builds micro-batches until `depth` are in flight
+  // or nothing is left to send. The caller submits every one, in order.
+  std::vector<ScheduledStep> Schedule(int depth);
+  // Applies a submitted micro-batch's result. A failed one fails its requests; UNAVAILABLE
+  // (a stage lost, and every KV cache on it) fails every running request.
+  void OnResult(const StepResult& result);
+  // Takes back a micro-batch whose result is not applied (at shutdown).
+  void Discard(const StepResult& result);
+  // Fails every running and waiting request (at shutdown).
+  void FailAll(const absl::Status& status);
+
+  int in_flight() const { return int(flights_.size()); }
+  // Nothing in flight and no slot release to send: the driver may wait for work.
+  bool idle() const { return flights_.empty() && to_release_.empty(); }
+  // Requests waiting or running (cancelled ones not yet dropped included).
+  bool has_work() const;
+  // The state of the sequence holding `slot`, none if the slot is free (for tests).
+  std::optional<SeqState> state_of_slot(int32_t slot) const;
+
+ private:
+  struct Seq {
+    std::shared_ptr<Request> request;
+    SeqState state = SeqState::kWaiting;
+    int32_t slot = 0;
+    int64_t prefilled = 0;  // prompt tokens sent to the KV cache
+    std::vector<int32_t> generated;
+    bool in_flight = false;  // in a micro-batch not yet back
+  };
+  static bool Ended(SeqState s) {
+    return s == SeqState::kFinished || s == SeqState::kFailed || s == SeqState::kCancelled;
+  }
+  // Removes requests cancelled while they waited (their clients are gone). Holds mu_.
+  void DropCancelledLocked();
+  void Admit();
+  void Retire();
+  // Builds a micro-batch of at most `max_seqs` sequences not in flight, carrying the pending
+  // slot releases; false when there is nothing to send.
+  bool BuildStep(int64_t max_seqs, StepInput* step);
+  void Apply(const StepResult& result);
+  void Fail(Seq& seq, const absl::Status& status);
+
+  const SchedulerLimits limits_;
+  mutable std::mutex mu_;  // guards queue_ and free_slots_ (Add and the getters come from others)
+  std::deque<Seq> queue_;  // kWaiting
+  std::vector<int32_t> free_slots_;
+  // Owned by the driving thread.
+  std::vector<Seq> running_;
+  std::vector<int32_t> to_release_;  // freed slots the workers have not been told of yet
+  std::map<uint64_t, std::vector<int32_t>> flights_;  // tag -> slots of that micro-batch
+  uint64_t next_tag_ = 0;
+};
+
+}  // namespace lp
