@@ -26,14 +26,12 @@
 #include "cli/util.h"
 #include "common/health_client.h"
 #include "common/planned_cluster.h"
+#include "common/server.h"
 
 namespace lp::cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
 
 constexpr size_t kTailLines = 15;
 constexpr auto kStableAfter = std::chrono::seconds(60);
@@ -147,8 +145,7 @@ std::vector<Child*> Reap(std::vector<Child>& children) {
 void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_restarts) {
   auto planned = LoadAndPlan(cluster_path);
   if (!planned.ok()) Fail(planned.status());
-  signal(SIGINT, OnSignal);
-  signal(SIGTERM, OnSignal);
+  CatchStopSignals();
   std::vector<Child> children;
   for (const auto& w : planned->cluster.workers) {
     if (!IsLocalAddress(w.address)) {
@@ -168,7 +165,7 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
       Clock::now() + std::chrono::milliseconds(int64_t(ready_timeout_s * 1000));
   while (CheckHealth(endpoint, 500) != Health::kServing) {
     for (Child* c : Reap(children)) GiveUp(children, *c, "exited while the cluster started");
-    if (g_stop) {
+    if (StopRequested()) {
       StopAll(children);
       Fail(absl::CancelledError("interrupted"));
     }
@@ -182,7 +179,7 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
   std::printf("layerpipe: serving on %s (grpc layerpipe.v1.Inference); Ctrl-C stops\n",
               endpoint.c_str());
   std::fflush(stdout);
-  while (!g_stop) {
+  while (!StopRequested()) {
     const auto now = Clock::now();
     for (Child* c : Reap(children)) {
       c->quick_failures = now - c->started < kStableAfter ? c->quick_failures + 1 : 1;

@@ -1,26 +1,18 @@
 // layerpipe-coordinator CLUSTER.yaml: plans the cluster, connects to every worker (refusing
 // any whose handshake disagrees with the plan or the model), then serves the public API with
 // grpc.health.v1 (SERVING only while every worker is) and server reflection.
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-
-#include <csignal>
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
-#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
-#include "common/reflection_v1.h"
+#include "common/server.h"
 #include "coordinator/inference_service.h"
 
 namespace {
-
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
 
 int Run(const std::string& cluster_path, std::string listen, int64_t queue_capacity) {
   auto planned = lp::LoadAndPlan(cluster_path);
@@ -67,11 +59,11 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
                        s.embed, s.head, cluster.limits.max_batch, cluster.limits.max_context,
                        cluster.limits.max_step_tokens});
   }
-  std::unique_ptr<grpc::Server> server;
-  std::atomic<grpc::Server*> health_target{nullptr};  // set once the server runs
+  lp::Server server;
+  std::atomic<lp::Server*> health_target{nullptr};  // set once the server runs
   lp::GrpcPipeline pipeline(std::move(workers), 1000, cluster.transport == "auto", [&](bool ready) {
     std::fprintf(stderr, "coordinator: cluster %s\n", ready ? "ready (SERVING)" : "NOT_SERVING");
-    if (grpc::Server* s = health_target.load()) s->GetHealthCheckService()->SetServingStatus(ready);
+    if (lp::Server* s = health_target.load()) s->SetServing(ready);
   });
   lp::SchedulerLimits limits{cluster.limits.max_batch, cluster.limits.max_context,
                              cluster.limits.max_step_tokens, queue_capacity};
@@ -96,42 +88,26 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   for (int32_t id : model.validation.eos_ids) info.add_eos_token_ids(id);
   lp::InferenceService service(&scheduler, &pipeline, std::move(model));
 
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  // gRPC sets SO_REUSEPORT by default: a second process on a taken port would start and
-  // silently take part of its traffic.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(16 << 20);
-  builder.RegisterService(&service);
-  lp::ReflectionV1 reflection({"layerpipe.v1.Inference"});  // v1alpha comes with the plugin
-  builder.RegisterService(&reflection);
-  server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    std::fprintf(stderr, "error: cannot listen on %s (is another process using the port?)\n",
-                 listen.c_str());
+  auto started = lp::StartServer(listen, &service, "layerpipe.v1.Inference", 16 << 20);
+  if (!started.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(started.status().message()).c_str());
     return 1;
   }
-  // Per service too (grpc.health.v1 clients ask by name); the plain SetServingStatus(bool)
-  // calls below and in the ready callback then update it with the server's.
-  server->GetHealthCheckService()->SetServingStatus("layerpipe.v1.Inference", pipeline.Ready());
-  server->GetHealthCheckService()->SetServingStatus(pipeline.Ready());
-  health_target = server.get();
-  server->GetHealthCheckService()->SetServingStatus(pipeline.Ready());  // a flip in between
+  server = std::move(*started);
+  server.SetServing(pipeline.Ready());
+  health_target = &server;
+  server.SetServing(pipeline.Ready());  // a flip in between
   std::fprintf(stderr, "coordinator: serving layerpipe.v1.Inference on %s (%zu workers, %s)\n",
                listen.c_str(), planned->plan.stages.size(),
                pipeline.Ready() ? "ready" : "waiting for workers");
   for (const auto& problem : pipeline.Problems()) {
     if (!problem.empty()) std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
   }
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  lp::CatchStopSignals();
+  lp::WaitForStopSignal();
   std::fprintf(stderr, "coordinator: shutting down\n");
   health_target = nullptr;
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server.Shutdown();
   return 0;
 }
 

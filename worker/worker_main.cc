@@ -1,26 +1,17 @@
 // layerpipe-worker CLUSTER.yaml --name NAME: plans the cluster, loads only its own slice
 // (progress on the log) on its device, and serves the internal Worker service with
 // grpc.health.v1 (NOT_SERVING while loading) and server reflection.
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/health_check_service_interface.h>
-
-#include <csignal>
 #include <cstdio>
-#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "common/checkpoint.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
-#include "common/reflection_v1.h"
+#include "common/server.h"
 #include "engine/backend_factory.h"
 #include "worker/worker_service.h"
 
 namespace {
-
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop = true; }
 
 int Fail(const absl::Status& s) {
   std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
@@ -39,28 +30,9 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
   // Serve health and the (not yet ready) Worker service first, so the coordinator sees a
   // loading worker rather than none.
   lp::WorkerService service;
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
-  // gRPC sets SO_REUSEPORT by default: a second worker on a taken port would start and
-  // silently take part of its traffic.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(64 << 20);
-  builder.RegisterService(&service);
-  lp::ReflectionV1 reflection({"layerpipe.v1.Worker"});  // v1alpha comes with the plugin
-  builder.RegisterService(&reflection);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || port == 0) {
-    return Fail(absl::UnavailableError("cannot listen on " + listen +
-                                       " (is another process using the port?)"));
-  }
-  // Per service too (clients may ask by name); SetServingStatus(bool) later updates both.
-  server->GetHealthCheckService()->SetServingStatus("layerpipe.v1.Worker", false);
-  server->GetHealthCheckService()->SetServingStatus(false);
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  auto server = lp::StartServer(listen, &service, "layerpipe.v1.Worker", 64 << 20);
+  if (!server.ok()) return Fail(server.status());
+  lp::CatchStopSignals();
 
   const auto& limits = planned->cluster.limits;
   std::fprintf(stderr, "worker %s: %s, layers [%lld, %lld)%s%s, listening on %s\n", name.c_str(),
@@ -90,10 +62,10 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
   lp::WorkerCore core(std::move(*slice), {name, stage->device, *fingerprint,
                                           planned->model.torch_dtype}, export_ipc);
   service.SetCore(&core);
-  server->GetHealthCheckService()->SetServingStatus(true);
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  server->SetServing(true);
+  lp::WaitForStopSignal();
   std::fprintf(stderr, "worker %s: shutting down\n", name.c_str());
-  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server->Shutdown();
   return 0;
 }
 

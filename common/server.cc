@@ -1,0 +1,64 @@
+// Starting a daemon's gRPC server and waiting for a stop signal (see server.h).
+#include "common/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+namespace lp {
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+}  // namespace
+
+absl::StatusOr<Server> StartServer(const std::string& listen, grpc::Service* service,
+                                   const std::string& service_name, int max_receive_bytes) {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // v1alpha
+  Server out;
+  out.service_name = service_name;
+  out.reflection = std::make_unique<ReflectionV1>(std::vector<std::string>{service_name});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.SetMaxReceiveMessageSize(max_receive_bytes);
+  builder.RegisterService(service);
+  builder.RegisterService(out.reflection.get());
+  out.grpc = builder.BuildAndStart();
+  if (!out.grpc || port == 0) {
+    return absl::UnavailableError("cannot listen on " + listen +
+                                  " (is another process using the port?)");
+  }
+  out.SetServing(false);
+  return out;
+}
+
+void Server::SetServing(bool serving) {
+  grpc::HealthCheckServiceInterface* health = grpc->GetHealthCheckService();
+  health->SetServingStatus(service_name, serving);
+  health->SetServingStatus(serving);
+}
+
+void Server::Shutdown() {
+  grpc->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+void CatchStopSignals() {
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+}
+
+bool StopRequested() { return g_stop; }
+
+void WaitForStopSignal() {
+  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+}
+
+}  // namespace lp

@@ -1,0 +1,41 @@
+// What every layerpipe daemon (worker, coordinator) and `layerpipe serve` do alike: start a gRPC
+// server with health checking and reflection on one port, and run until SIGINT or SIGTERM.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/reflection_v1.h"
+
+namespace lp {
+
+// A started server and the reflection service it serves (which must live as long).
+struct Server {
+  std::unique_ptr<ReflectionV1> reflection;
+  std::unique_ptr<grpc::Server> grpc;
+
+  // Sets the health status of the server and of `service_name` (grpc.health.v1 clients ask
+  // either way).
+  void SetServing(bool serving);
+  // Stops taking calls and gives running ones up to two seconds.
+  void Shutdown();
+
+  std::string service_name;
+};
+
+// Serves `service` (full name `service_name`, e.g. "layerpipe.v1.Worker") on `listen`
+// (host:port), not serving until SetServing(true). An error when the port is taken: gRPC's
+// SO_REUSEPORT, which would let a second process silently share the port, is off.
+absl::StatusOr<Server> StartServer(const std::string& listen, grpc::Service* service,
+                                   const std::string& service_name, int max_receive_bytes);
+
+// From now on SIGINT and SIGTERM only set a flag that StopRequested() reads.
+void CatchStopSignals();
+bool StopRequested();
+// Returns once StopRequested() (checked every 100 ms).
+void WaitForStopSignal();
+
+}  // namespace lp
