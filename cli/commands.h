@@ -8,6 +8,7 @@
 namespace lp::cli {
 
 void AddLogitsCommand(CLI::App& app);
+void AddGreedyCommand(CLI::App& app);
 void AddCheckModelCommand(CLI::App& app);
 void AddInitModelCommand(CLI::App& app);
 void AddServeCommand(CLI::App& app);

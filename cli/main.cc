@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   CLI::App app{"layerpipe: serve a Qwen3 / Qwen2 model split by layers over several devices"};
   app.require_subcommand(1);
   lp::cli::AddLogitsCommand(app);
+  lp::cli::AddGreedyCommand(app);
   lp::cli::AddCheckModelCommand(app);
   lp::cli::AddInitModelCommand(app);
   lp::cli::AddServeCommand(app);
