@@ -87,8 +87,8 @@ class Slice {
   absl::Status Forward(const StepLayout& layout, std::span<const int32_t> ids,
                        std::span<const float> hidden_in, std::vector<float>* out,
                        const Handoff& handoff = {});
-  // Last slice, after Forward: one token per sequence of that step, by params[sequence].
-  absl::Status Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out);
+  // Last slice, after Forward: one token per sequence of that step, by rows[sequence].
+  absl::Status Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out);
 
   Backend& backend() { return *backend_; }
   uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }
