@@ -5,6 +5,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/random.h"
+
 namespace lp::cli {
 namespace {
 
@@ -12,12 +14,7 @@ namespace {
 class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t x = (state_ += 0x9e3779b97f4a7c15ull);
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-  }
+  uint64_t Next() { return Mix64(state_ += kSplitMixGamma); }
   size_t Below(size_t n) { return size_t(Next() % n); }
   template <typename T, size_t N>
   const T& Pick(const std::array<T, N>& a) {

@@ -79,7 +79,7 @@ json BenchBatch(Slice& slice, int64_t batch, const BenchOptions& o, std::mt19937
     layout.seqs.push_back({int32_t(b), int32_t(o.prompt), 1});
     ids[size_t(b)] = tok(rng);
   }
-  std::vector<SampleParams> params(static_cast<size_t>(batch));
+  std::vector<SampleInput> params(static_cast<size_t>(batch));  // greedy
   std::vector<SampleResult> picked;
   Clock::time_point start;
   for (int64_t step = 0; step < o.decode; ++step) {

@@ -12,19 +12,13 @@
 #include "cli/util.h"
 #include "common/model_layout.h"
 #include "common/presets.h"
+#include "common/random.h"
 #include "common/safetensors_writer.h"
 
 namespace lp::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 uint64_t HashName(const std::string& s) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a
@@ -76,8 +70,7 @@ TensorToWrite RandomTensor(const ExpectedTensor& t, DType dtype, uint64_t seed) 
   w.fill = [=](uint64_t first, uint64_t count, void* out) {
 #pragma omp parallel for if (count > 65536)
     for (uint64_t i = 0; i < count; ++i) {
-      const uint64_t r = SplitMix64(key + (first + i) * 0x9e3779b97f4a7c15ull);
-      const float u = float(r >> 40) * (1.0f / float(1 << 24));  // [0, 1)
+      const float u = UniformFloat(SplitMix64(key + (first + i) * kSplitMixGamma));
       const float v = is_norm ? 1.0f : (2.0f * u - 1.0f) * amplitude;
       switch (dtype) {
         case DType::kBF16: static_cast<uint16_t*>(out)[i] = F32ToBf16(v); break;

@@ -1,5 +1,5 @@
 // How a request wants its next token chosen; the coordinator fills it in, the last worker
-// applies it (engine/sampler.h).
+// applies it (engine/backend.h: SampleInput; engine/sampling.h, engine/cuda/sample.cu).
 #pragma once
 
 #include <cstdint>

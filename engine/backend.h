@@ -91,16 +91,19 @@ class KvCache {
   KvCacheShape shape_;
 };
 
-// How to pick one sequence's next token from its logits. temperature 0 is greedy (argmax);
-// otherwise the logits divided by temperature are cut to the top_k largest (0: no cut), then to
-// the smallest set of the largest whose probability reaches top_p, and one token is drawn with
-// the uniform number derived from `random` (the caller advances it per step).
-struct SampleParams {
-  float temperature = 0.0f;
-  int32_t top_k = 0;
-  float top_p = 1.0f;
-  uint64_t random = 0;
-  int32_t num_logprobs = 0;  // also return the top-N log-probabilities (N <= kMaxLogprobs)
+// What a backend needs to pick one sequence's next token from its logits. The steps, the same on
+// every backend (engine/sampling.cc, engine/cuda/sample.cu): the repetition penalty on the logits
+// of the tokens in `seen`; then argmax when temperature is 0 (ties: lower id), else the logits
+// divided by temperature cut to the top_k largest (ties at the k-th stay in), then to the smallest
+// set of the largest whose probability reaches top_p, then to those at least min_p times as likely
+// as the most likely, and one token drawn by a prefix sum in id order with
+// SampleUniform(seed, position) (common/random.h), which nothing else changes.
+struct SampleInput {
+  SamplingParams params;  // params.logprobs: also the top-N log-probabilities (N <= kMaxLogprobs)
+  int64_t position = 0;   // of the token being chosen
+  // The tokens of the sequence so far, for the repetition penalty (a repeat is harmless: each
+  // token is penalized once); read during Sample only.
+  std::span<const int32_t> seen;
 };
 
 struct TokenLogprob {
@@ -171,8 +174,9 @@ class Backend {
   virtual void Add(Tensor& x, const Tensor& y) = 0;
   // out[i] = x[rows[i]]
   virtual void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) = 0;
-  // One token per row of `logits` ([sequences, vocab]) by params[row] (see SampleParams).
-  virtual void Sample(const Tensor& logits, std::span<const SampleParams> params,
+  // One token per row of `logits` ([sequences, vocab]) by rows[row] (see SampleInput). The
+  // logits are unchanged afterwards.
+  virtual void Sample(const Tensor& logits, std::span<const SampleInput> rows,
                       std::span<SampleResult> out) = 0;
   // Waits for queued work (a no-op on the CPU).
   virtual void Synchronize() {}

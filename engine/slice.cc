@@ -317,15 +317,15 @@ void Slice::RunLayersAndHead(int64_t tokens, int64_t n) {
   b.MatMul(last_normed, lm_head_, nullptr, logits);
 }
 
-absl::Status Slice::Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out) {
+absl::Status Slice::Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out) {
   if (!spec_.head) return absl::FailedPreconditionError("only the last slice samples");
-  if (int64_t(params.size()) != last_step_seqs_) {
+  if (int64_t(rows.size()) != last_step_seqs_) {
     return absl::InvalidArgumentError(absl::StrCat("expected sampling parameters for ",
                                                    last_step_seqs_, " sequences, got ",
-                                                   params.size()));
+                                                   rows.size()));
   }
-  out->resize(params.size());
-  backend_->Sample(logits_.Rows(last_step_seqs_), params, *out);
+  out->resize(rows.size());
+  backend_->Sample(logits_.Rows(last_step_seqs_), rows, *out);
   return absl::OkStatus();
 }
 

@@ -91,8 +91,8 @@ class Slice {
   // Forward reads a non-first slice's input and leaves a non-last slice's output (see
   // KeepOnBackend). An error for a layout that Forward would refuse.
   absl::StatusOr<Tensor> Hidden(const StepLayout& layout) const;
-  // Last slice, after Forward: one token per sequence of that step, by params[sequence].
-  absl::Status Sample(std::span<const SampleParams> params, std::vector<SampleResult>* out);
+  // Last slice, after Forward: one token per sequence of that step, by rows[sequence].
+  absl::Status Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out);
 
   Backend& backend() { return *backend_; }
   uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }

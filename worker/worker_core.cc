@@ -3,12 +3,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "common/status.h"
+#include "engine/sample_steps.h"
 
 namespace lp {
 
@@ -32,7 +34,13 @@ constexpr std::chrono::milliseconds kHandoverTimeout{5000};
 WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc)
     : slice_(std::move(slice)), identity_(std::move(identity)), host_id_(HostId()) {
   slots_.resize(size_t(slice_->limits().max_seqs));
-  for (auto& s : slots_) s.history.reserve(size_t(slice_->limits().max_context));
+  if (slice_->spec().head) {
+    const int64_t vocab = slice_->config().vocab_size;
+    for (auto& s : slots_) {
+      s.is_seen.assign(size_t(vocab), false);
+      s.seen.reserve(size_t(std::min(vocab, slice_->limits().max_context)));
+    }
+  }
   instance_id_ = std::random_device{}() * 0x100000000ull + std::random_device{}();
   if (export_ipc && !slice_->spec().head) {
     // The ring the next worker reads from (the backend may not be able to: then none).
@@ -134,9 +142,8 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   }
   std::span<const int32_t> ids(request.ids().data(), size_t(request.ids_size()));
   const bool head = slice_->spec().head;
-  // Logits come back to the host only for the host sampler.
-  logits_.clear();
-  std::vector<float>* out = head ? (NeedsHostSampler(request) ? &logits_ : nullptr) : hidden_out;
+  // The last slice's logits stay on the backend, which samples.
+  std::vector<float>* out = head ? nullptr : hidden_out;
   // Hidden states from / to a neighbour on the device (CUDA IPC) stay on the backend.
   const int in_slot = request.has_ipc_in_slot() ? request.ipc_in_slot() : -1;
   const int out_slot = request.has_ipc_out_slot() ? request.ipc_out_slot() : -1;
@@ -164,10 +171,12 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   int64_t offset = 0;
   for (const auto& s : request.seqs()) {
     SlotState& slot = slots_[size_t(s.slot())];
-    if (s.start_pos() == 0) slot.history.clear();
+    if (s.start_pos() == 0) slot.ForgetSeen();
     slot.active = true;
     slot.positions = int64_t(s.start_pos()) + s.n_tokens();
-    if (head) slot.history.insert(slot.history.end(), ids.begin() + offset, ids.begin() + offset + s.n_tokens());
+    if (head) {
+      for (int32_t id : ids.subspan(size_t(offset), size_t(s.n_tokens()))) slot.See(id);
+    }
     offset += s.n_tokens();
   }
   ++steps_;
@@ -176,63 +185,36 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   return SampleStep(request, response);
 }
 
-// What the backend's own sampler does (on the GPU for CUDA workers, so that only ids leave the
-// device): greedy, temperature, top-k, top-p, up to kMaxLogprobs log-probabilities. min-p and
-// the repetition penalty need the host sampler, over logits copied back. The choice is per
-// sequence, so a sequence samples the same way whatever its batch.
-bool WorkerCore::NeedsHostSampler(const layerpipe::v1::SeqChunk& s) {
-  const auto& p = s.sampling();
-  return s.has_sampling() &&
-         (p.min_p() > 0 || (p.repetition_penalty() > 0 && p.repetition_penalty() != 1));
-}
-
-bool WorkerCore::NeedsHostSampler(const layerpipe::v1::StepRequest& request) {
-  for (const auto& s : request.seqs()) {
-    if (NeedsHostSampler(s)) return true;
-  }
-  return false;
-}
-
 absl::Status WorkerCore::SampleStep(const layerpipe::v1::StepRequest& request,
                                     layerpipe::v1::StepResponse* response) {
-  std::vector<SampleResult>& results = sample_results_;
-  sample_params_.clear();
+  sample_inputs_.clear();
   for (const auto& s : request.seqs()) {
     const auto& p = s.sampling();
+    SampleInput in;
+    in.params = {p.temperature(),
+                 p.top_k(),
+                 p.top_p() > 0 ? p.top_p() : 1.0f,
+                 p.min_p(),
+                 p.repetition_penalty() > 0 ? p.repetition_penalty() : 1.0f,
+                 p.seed(),
+                 p.logprobs()};
     // The draw depends on (seed, position) only: the same alone or in any batch.
-    const int64_t position = int64_t(s.start_pos()) + s.n_tokens();
-    sample_params_.push_back({p.temperature(), p.top_k(), p.top_p() > 0 ? p.top_p() : 1.0f,
-                              SampleDraw(p.seed(), position), p.logprobs()});
+    in.position = int64_t(s.start_pos()) + s.n_tokens();  // of the token chosen
+    if (PenaltyIsOn(in.params.repetition_penalty)) in.seen = slots_[size_t(s.slot())].seen;
+    sample_inputs_.push_back(in);
   }
-  RETURN_IF_ERROR(slice_->Sample(sample_params_, &results));
-  const int64_t vocab = slice_->config().vocab_size;
+  std::vector<SampleResult>& results = sample_results_;
+  RETURN_IF_ERROR(slice_->Sample(sample_inputs_, &results));
   for (int i = 0; i < request.seqs_size(); ++i) {
     const auto& s = request.seqs(i);
     if (!s.has_sampling()) continue;
     auto* out = response->add_sampled();
     out->set_slot(s.slot());
-    if (!NeedsHostSampler(s)) {
-      out->set_id(results[size_t(i)].id);
-      out->set_logprob(results[size_t(i)].logprob);
-      for (const auto& t : results[size_t(i)].top) {
-        out->add_top_ids(t.id);
-        out->add_top_logprobs(t.logprob);
-      }
-      continue;
-    }
-    const auto& sp = s.sampling();
-    SamplingParams params{sp.temperature(), sp.top_k(),  sp.top_p() > 0 ? sp.top_p() : 1.0f,
-                          sp.min_p(),       sp.repetition_penalty() > 0 ? sp.repetition_penalty() : 1.0f,
-                          sp.seed(),        sp.logprobs()};
-    const int64_t position = int64_t(s.start_pos()) + s.n_tokens();  // of the token chosen
-    Sample sample = SampleToken(std::span<const float>(logits_.data() + i * vocab, size_t(vocab)),
-                                params, slots_[size_t(s.slot())].history, position,
-                                &sampler_scratch_);
-    out->set_id(sample.id);
-    out->set_logprob(sample.logprob);
-    for (size_t k = 0; k < sample.top_ids.size(); ++k) {
-      out->add_top_ids(sample.top_ids[k]);
-      out->add_top_logprobs(sample.top_logprobs[k]);
+    out->set_id(results[size_t(i)].id);
+    out->set_logprob(results[size_t(i)].logprob);
+    for (const auto& t : results[size_t(i)].top) {
+      out->add_top_ids(t.id);
+      out->add_top_logprobs(t.logprob);
     }
   }
   return absl::OkStatus();
@@ -247,7 +229,7 @@ void WorkerCore::ReleaseLocked(int32_t s) {
   if (s < 0 || size_t(s) >= slots_.size()) return;
   slots_[size_t(s)].active = false;
   slots_[size_t(s)].positions = 0;
-  slots_[size_t(s)].history.clear();
+  slots_[size_t(s)].ForgetSeen();
 }
 
 layerpipe::v1::StatsResponse WorkerCore::Stats() const {

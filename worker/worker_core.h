@@ -14,7 +14,6 @@
 #include "layerpipe/v1/worker.pb.h"
 #include "worker/handover.h"
 #include "worker/ipc_ring.h"
-#include "engine/sampler.h"
 #include "engine/slice.h"
 
 namespace lp {
@@ -49,7 +48,18 @@ class WorkerCore {
   struct SlotState {
     bool active = false;
     int64_t positions = 0;         // positions held in the KV cache
-    std::vector<int32_t> history;  // tokens seen (the last worker's repetition penalty)
+    // The last worker's repetition penalty: the distinct tokens seen (sized at load).
+    std::vector<int32_t> seen;
+    std::vector<bool> is_seen;  // by id
+    void See(int32_t id) {
+      if (id < 0 || size_t(id) >= is_seen.size() || is_seen[size_t(id)]) return;
+      is_seen[size_t(id)] = true;
+      seen.push_back(id);
+    }
+    void ForgetSeen() {
+      for (int32_t id : seen) is_seen[size_t(id)] = false;
+      seen.clear();
+    }
   };
 
   // Step's work once the lock is held (Step then posts the IPC handover, whatever happened).
@@ -57,9 +67,8 @@ class WorkerCore {
                           std::span<const float> hidden_in, std::vector<float>* hidden_out,
                           layerpipe::v1::StepResponse* response);
   void ReleaseLocked(int32_t slot);
-  static bool NeedsHostSampler(const layerpipe::v1::SeqChunk& seq);
-  static bool NeedsHostSampler(const layerpipe::v1::StepRequest& request);
-  // The last worker's sampling after Forward: by the backend, or on the host over logits_.
+  // The last worker's sampling after Forward, by the backend (on the GPU for CUDA workers:
+  // only ids and log-probabilities leave the device).
   absl::Status SampleStep(const layerpipe::v1::StepRequest& request,
                           layerpipe::v1::StepResponse* response);
 
@@ -79,9 +88,7 @@ class WorkerCore {
   std::vector<SlotState> slots_;
   int64_t steps_ = 0;
   StepLayout layout_;
-  std::vector<float> logits_;  // filled only for the host sampler
-  SamplerScratch sampler_scratch_;
-  std::vector<SampleParams> sample_params_;
+  std::vector<SampleInput> sample_inputs_;
   std::vector<SampleResult> sample_results_;
 };
 

@@ -239,12 +239,14 @@ class CpuBackend : public Backend {
     }
   }
 
-  void Sample(const Tensor& logits, std::span<const SampleParams> params,
+  void Sample(const Tensor& logits, std::span<const SampleInput> rows,
               std::span<SampleResult> out) override {
-    assert(int64_t(params.size()) == logits.rows && out.size() == params.size());
+    assert(int64_t(rows.size()) == logits.rows && out.size() == rows.size());
 #pragma omp parallel for if (logits.rows > 1)
     for (int64_t r = 0; r < logits.rows; ++r) {
-      out[size_t(r)] = SampleRow(logits.as<float>() + r * logits.cols, logits.cols, params[size_t(r)]);
+      thread_local SampleScratch scratch;  // grows to the vocabulary once per thread
+      out[size_t(r)] = SampleRow(logits.as<float>() + r * logits.cols, logits.cols,
+                                 rows[size_t(r)], &scratch);
     }
   }
 

@@ -5,6 +5,8 @@
 // Why a device layout: RoPE and attention read each token's position and KV slot from device
 // memory that BeginStep fills (one copy from pinned memory), so a decode step's kernels are
 // the same for every position and a recorded CUDA graph replays them.
+#include <cmath>
+#include <cstring>
 #include <map>
 #include <vector>
 
@@ -29,6 +31,7 @@ CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
   CUDA_CHECK(cudaHostAlloc(&sample_params_host_, kMaxSampleRows * sizeof(DeviceSampleParams), 0));
   CUDA_CHECK(cudaMalloc(&sample_dev_, kMaxSampleRows * sizeof(DeviceSampleResult)));
   CUDA_CHECK(cudaMalloc(&sample_params_dev_, kMaxSampleRows * sizeof(DeviceSampleParams)));
+  ReserveSeen(int64_t(1) << 16);
   timeline_ = Timeline::FromEnvironment(stream_);
 }
 
@@ -46,6 +49,9 @@ CudaBackend::~CudaBackend() {
   cudaFree(int4_xperm_);
   cudaFree(sample_dev_);
   cudaFree(sample_params_dev_);
+  cudaFree(seen_dev_);
+  cudaFree(seen_raw_dev_);
+  cudaFreeHost(seen_host_);
   cudaFreeHost(layout_host_);
   cudaFreeHost(sample_host_);
   cudaFreeHost(sample_params_host_);
@@ -328,23 +334,54 @@ void CudaBackend::GatherRows(const Tensor& x, std::span<const int32_t> rows, Ten
                    stream_);
 }
 
-void CudaBackend::Sample(const Tensor& logits, std::span<const SampleParams> params,
+void CudaBackend::ReserveSeen(int64_t n) {
+  if (n <= seen_capacity_) return;
+  const int64_t capacity = std::max(n, 2 * seen_capacity_);
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+  cudaFree(seen_dev_);
+  cudaFree(seen_raw_dev_);
+  cudaFreeHost(seen_host_);
+  CUDA_CHECK(cudaHostAlloc(&seen_host_, capacity * sizeof(int32_t), 0));
+  CUDA_CHECK(cudaMalloc(&seen_dev_, capacity * sizeof(int32_t)));
+  CUDA_CHECK(cudaMalloc(&seen_raw_dev_, capacity * sizeof(float)));
+  seen_capacity_ = capacity;
+}
+
+void CudaBackend::Sample(const Tensor& logits, std::span<const SampleInput> in,
                          std::span<SampleResult> out) {
   Flush();
   const int64_t rows = logits.rows;
-  LP_REQUIRE(int64_t(params.size()) == rows && out.size() == params.size());
+  LP_REQUIRE(int64_t(in.size()) == rows && out.size() == in.size());
   LP_REQUIRE(rows <= kMaxSampleRows && !recording_);
+  int64_t seen_total = 0;
+  for (const SampleInput& s : in) {
+    if (PenaltyIsOn(s.params.repetition_penalty)) seen_total += int64_t(s.seen.size());
+  }
+  ReserveSeen(seen_total);
   auto* hp = static_cast<DeviceSampleParams*>(sample_params_host_);
+  int64_t seen_offset = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    const SampleParams& p = params[size_t(r)];
-    hp[r] = {p.temperature, p.top_k, p.top_p, SampleUniform(p.random),
-             std::clamp(p.num_logprobs, 0, kMaxLogprobs)};
+    const SampleInput& s = in[size_t(r)];
+    const SamplingParams& p = s.params;
+    const bool penalize = PenaltyIsOn(p.repetition_penalty);
+    const int64_t n_seen = penalize ? int64_t(s.seen.size()) : 0;
+    hp[r] = {p.temperature, p.top_k, p.top_p,
+             p.min_p > 0.0f ? std::log(p.min_p) : 0.0f, p.min_p,
+             penalize ? p.repetition_penalty : 1.0f,
+             p.seed, s.position, seen_offset, int32_t(n_seen),
+             std::clamp(p.logprobs, 0, kMaxLogprobs)};
+    if (n_seen > 0) std::memcpy(seen_host_ + seen_offset, s.seen.data(), n_seen * sizeof(int32_t));
+    seen_offset += n_seen;
   }
   auto* dp = static_cast<DeviceSampleParams*>(sample_params_dev_);
   auto* dr = static_cast<DeviceSampleResult*>(sample_dev_);
   Note(Mark::kSample);
   CUDA_CHECK(cudaMemcpyAsync(dp, hp, rows * sizeof(*hp), cudaMemcpyHostToDevice, stream_));
-  LaunchSample(logits.as<float>(), rows, logits.cols, dp, dr, stream_);
+  if (seen_total > 0) {
+    CUDA_CHECK(cudaMemcpyAsync(seen_dev_, seen_host_, seen_total * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream_));
+  }
+  LaunchSample(logits.as<float>(), rows, logits.cols, dp, seen_dev_, seen_raw_dev_, dr, stream_);
   Note(Mark::kSampled);
   auto* hr = static_cast<DeviceSampleResult*>(sample_host_);
   CUDA_CHECK(cudaMemcpyAsync(hr, dr, rows * sizeof(*hr), cudaMemcpyDeviceToHost, stream_));

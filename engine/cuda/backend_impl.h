@@ -9,7 +9,7 @@
 #include "engine/cuda.h"
 #include "engine/cuda/kernels.h"
 #include "engine/cuda/timeline.h"
-#include "engine/sampling.h"
+#include "engine/sample_steps.h"
 
 namespace lp::cuda {
 
@@ -70,7 +70,7 @@ class CudaBackend : public Backend {
   void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void Add(Tensor& x, const Tensor& y) override;
   void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) override;
-  void Sample(const Tensor& logits, std::span<const SampleParams> params,
+  void Sample(const Tensor& logits, std::span<const SampleInput> rows,
               std::span<SampleResult> out) override;
   void Synchronize() override;
 
@@ -160,6 +160,13 @@ class CudaBackend : public Backend {
   void* sample_params_host_ = nullptr;
   void* sample_dev_ = nullptr;
   void* sample_params_dev_ = nullptr;
+  // The step's seen tokens for the repetition penalty (ids, pinned and on the device) and their
+  // raw logits while penalized; grown when a step needs more (rare: it holds distinct tokens).
+  int32_t* seen_host_ = nullptr;
+  int32_t* seen_dev_ = nullptr;
+  float* seen_raw_dev_ = nullptr;
+  int64_t seen_capacity_ = 0;
+  void ReserveSeen(int64_t n);
   // Recorded decode steps by key.
   std::map<int64_t, cudaGraphExec_t> graphs_;
   bool recording_ = false;

@@ -38,6 +38,7 @@
 //   larger    prefill: W dequantized into an f16 scratch matrix, then cuBLAS (matmul.cu).
 #include <algorithm>
 
+#include "common/random.h"
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/kernels.h"
 
@@ -505,10 +506,7 @@ __global__ void Int4RandomKernel(uint32_t* codes, int64_t words, uint32_t* sz, i
                                  uint32_t sz_value, uint64_t seed) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < words;
        i += int64_t(gridDim.x) * blockDim.x) {
-    uint64_t h = seed + uint64_t(i) * 0x9e3779b97f4a7c15ull;
-    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
-    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
-    codes[i] = uint32_t(h ^ (h >> 31));
+    codes[i] = uint32_t(Mix64(seed + uint64_t(i) * kSplitMixGamma));
     if (i < sz_words) sz[i] = sz_value;
   }
 }

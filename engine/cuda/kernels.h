@@ -142,11 +142,18 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
                      float* scratch, float* out, cudaStream_t s);
 
 // ---- sample.cu
+// A row's SampleInput (engine/backend.h) as the kernel reads it.
 struct DeviceSampleParams {
   float temperature;
   int32_t top_k;
   float top_p;
-  float uniform;
+  float log_min_p;           // log(min_p) by the host's std::log; used when min_p > 0
+  float min_p;
+  float repetition_penalty;  // 1: off
+  uint64_t seed;
+  int64_t position;
+  int64_t seen_offset;  // the row's tokens for the penalty: seen[seen_offset, + seen_count)
+  int32_t seen_count;   // 0 when the penalty is off
   int32_t num_logprobs;
 };
 struct DeviceSampleResult {
@@ -155,7 +162,9 @@ struct DeviceSampleResult {
   int32_t top_ids[20];
   float top_logprobs[20];
 };
-void LaunchSample(const float* logits, int64_t rows, int64_t vocab,
-                  const DeviceSampleParams* params, DeviceSampleResult* out, cudaStream_t s);
+// `logits` are penalized in place while a row is sampled and restored (from `seen_raw`, one
+// float per entry of `seen`) before the kernel ends.
+void LaunchSample(float* logits, int64_t rows, int64_t vocab, const DeviceSampleParams* params,
+                  const int32_t* seen, float* seen_raw, DeviceSampleResult* out, cudaStream_t s);
 
 }  // namespace lp::cuda

@@ -8,6 +8,7 @@
 // positions in the thousands fast intrinsics would lose the angle.
 #include <cmath>
 
+#include "common/random.h"
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/kernels.h"
 
@@ -121,18 +122,11 @@ __global__ void ToHalfKernel(const float* x, int64_t n, W* out) {
   }
 }
 
-__device__ uint64_t Mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
 __global__ void RandomFillKernel(void* out, int64_t n, int kind, uint64_t seed, float amp,
                                  bool ones) {
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float u = float(Mix64(seed + uint64_t(i) * 0x9e3779b97f4a7c15ull) >> 40) * (1.0f / 16777216.0f);
+    const float u = UniformFloat(SplitMix64(seed + uint64_t(i) * kSplitMixGamma));
     const float v = ones ? 1.0f : (2.0f * u - 1.0f) * amp;
     if (kind == 0) static_cast<float*>(out)[i] = v;
     if (kind == 1) static_cast<__nv_bfloat16*>(out)[i] = __float2bfloat16(v);

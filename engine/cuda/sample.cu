@@ -1,13 +1,19 @@
 // Token selection on the GPU: one block per sequence over its row of logits (which stays in
-// L2), following the steps of SampleRow (engine/sampling.cc) exactly: argmax and log-sum-exp;
-// the top-N log-probabilities by N passes that each take the next largest (value, id); then,
+// L2), following the steps of SampleRow (engine/sampling.cc) exactly, with the same arithmetic
+// (engine/sample_steps.h) and the same draw (common/random.h): argmax and log-sum-exp; the top-N
+// log-probabilities by N passes that each take the next largest (value, id); the repetition
+// penalty in place on the row's seen tokens (restored at the end), then the argmax again; then,
 // when sampling, the top-k and top-p thresholds found by binary search over the order-keeping
-// integer keys of the logits (32 counting passes each: no sort of the vocabulary), and the draw
-// by a prefix sum in vocabulary order.
+// integer keys of the logits (32 counting passes each: no sort of the vocabulary), the min-p
+// threshold from the largest logit, and the draw by a prefix sum in vocabulary order. So a
+// sequence gets the same token on the GPU as on the CPU, whatever its neighbours ask for, and
+// no logits leave the device.
 #include <climits>
 
+#include "common/random.h"
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/kernels.h"
+#include "engine/sample_steps.h"
 
 namespace lp::cuda {
 namespace {
@@ -40,10 +46,7 @@ __device__ Best BlockArgMax(Best b, Best* sm) {
   return b;
 }
 
-__device__ __forceinline__ uint32_t Key(float f) {
-  const uint32_t b = __float_as_uint(f);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
+__device__ __forceinline__ uint32_t Key(float f) { return OrderedKey(f); }
 
 // Largest key t >= lo with f(t) >= goal, f decreasing in t (f(lo) >= goal holds).
 template <typename F>
@@ -83,7 +86,9 @@ __device__ int Draw(const float* l, int vocab, float m, const DeviceSampleParams
   uint32_t lo = 0;
   if (p.top_k > 0 && p.top_k < vocab) lo = SearchKey(0, float(p.top_k), count_from);
   if (p.top_p < 1.0f) lo = SearchKey(lo, p.top_p * mass_from(lo), mass_from);
-  const float target = p.uniform * mass_from(lo);
+  // min-p is relative to the most likely token, which every cut keeps: its threshold combines.
+  if (p.min_p > 0.0f) lo = max(lo, Key(MinPLogit(m, p.temperature, p.log_min_p)));
+  const float target = SampleUniform(p.seed, p.position) * mass_from(lo);
   // Prefix sum in vocabulary order over contiguous chunks, one per thread.
   const int chunk = (vocab + blockDim.x - 1) / blockDim.x;
   const int first = threadIdx.x * chunk, last = min(vocab, first + chunk);
@@ -126,13 +131,32 @@ __device__ int Draw(const float* l, int vocab, float m, const DeviceSampleParams
   return sm_found != INT_MAX ? sm_found : sm_last;
 }
 
+// The repetition penalty on the row's seen tokens (raw values kept in `raw`; a repeated token
+// gets the same value twice), or, with restore, the raw values back.
+__device__ void Penalize(float* l, int vocab, const int32_t* seen, float* raw, int n,
+                         float penalty, bool restore) {
+  __syncthreads();  // every thread is done reading the row as it was
+  if (!restore) {
+    for (int j = threadIdx.x; j < n; j += blockDim.x) {
+      if (seen[j] >= 0 && seen[j] < vocab) raw[j] = l[seen[j]];
+    }
+    __syncthreads();
+  }
+  for (int j = threadIdx.x; j < n; j += blockDim.x) {
+    if (seen[j] >= 0 && seen[j] < vocab) {
+      l[seen[j]] = restore ? raw[j] : PenalizedLogit(raw[j], penalty);
+    }
+  }
+  __syncthreads();
+}
+
 __global__ void __launch_bounds__(kThreads)
-    SampleKernel(const float* logits, int64_t vocab_, const DeviceSampleParams* params,
-                 DeviceSampleResult* out) {
+    SampleKernel(float* logits, int64_t vocab_, const DeviceSampleParams* params,
+                 const int32_t* seen_ids, float* seen_raw, DeviceSampleResult* out) {
   __shared__ Best sm_best[32];
   __shared__ float sm_sum[32];
   const int vocab = int(vocab_);
-  const float* l = logits + int64_t(blockIdx.x) * vocab;
+  float* l = logits + int64_t(blockIdx.x) * vocab;
   const DeviceSampleParams p = params[blockIdx.x];
   DeviceSampleResult* res = out + blockIdx.x;
   Best b{-INFINITY, INT_MAX};
@@ -159,7 +183,21 @@ __global__ void __launch_bounds__(kThreads)
     }
   }
   int id = b.i;
-  if (p.temperature > 0.0f) id = Draw(l, vocab, m, p);
+  float top = m;
+  const int32_t* seen = seen_ids + p.seen_offset;
+  float* raw = seen_raw + p.seen_offset;
+  if (p.seen_count > 0) {
+    Penalize(l, vocab, seen, raw, p.seen_count, p.repetition_penalty, false);
+    Best c{-INFINITY, INT_MAX};
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+      if (Better(l[i], i, c)) c = {l[i], i};
+    }
+    c = BlockArgMax(c, sm_best);
+    id = c.i;
+    top = c.v;
+  }
+  if (p.temperature > 0.0f) id = Draw(l, vocab, top, p);
+  if (p.seen_count > 0) Penalize(l, vocab, seen, raw, p.seen_count, p.repetition_penalty, true);
   if (threadIdx.x == 0) {
     res->id = id;
     res->logprob = l[id] - lse;
@@ -170,10 +208,10 @@ __global__ void __launch_bounds__(kThreads)
 
 // ---- launchers
 
-void LaunchSample(const float* logits, int64_t rows, int64_t vocab,
-                  const DeviceSampleParams* params, DeviceSampleResult* out, cudaStream_t s) {
+void LaunchSample(float* logits, int64_t rows, int64_t vocab, const DeviceSampleParams* params,
+                  const int32_t* seen, float* seen_raw, DeviceSampleResult* out, cudaStream_t s) {
   LP_REQUIRE(rows > 0 && vocab > 0 && vocab < INT_MAX);
-  SampleKernel<<<unsigned(rows), kThreads, 0, s>>>(logits, vocab, params, out);
+  SampleKernel<<<unsigned(rows), kThreads, 0, s>>>(logits, vocab, params, seen, seen_raw, out);
   LAUNCH_CHECK(SampleKernel);
 }
 
