@@ -40,8 +40,7 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
                            bool allow_ipc, std::function<void(bool)> on_ready_change)
     : period_ms_(monitor_period_ms),
-      on_ready_change_(std::move(on_ready_change)),
-      allow_ipc_(allow_ipc) {
+      on_ready_change_(std::move(on_ready_change)) {
   // CPU workers of one host share its memory bandwidth, which bounds their decode: like workers
   // sharing a GPU, they count as one device.
   std::set<std::pair<std::string, std::string>> devices;
@@ -49,9 +48,8 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
     devices.insert({HostOf(w.address), IsCudaDevice(w.device) ? w.device : "cpu"});
   }
   depth_ = std::clamp<int>(int(devices.size()), 1, kIpcRing);  // ring slots bound it
-  ipc_.assign(workers.size(), 0);
-  ipc_instances_.assign(workers.size(), {0, 0});
   for (auto& w : workers) links_.push_back(std::make_unique<WorkerLink>(std::move(w)));
+  ipc_ = std::make_unique<IpcTopology>(links_, allow_ipc);
   problems_.resize(links_.size());
   for (size_t i = 0; i <= links_.size(); ++i) queues_.push_back(std::make_unique<Queue>());
   CheckAll();
@@ -102,51 +100,18 @@ void GrpcPipeline::Queue::Close() {
 void GrpcPipeline::CheckAll() {
   for (size_t i = 0; i < links_.size(); ++i) {
     absl::Status s = links_[i]->Check(std::max(200, period_ms_));
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string problem = s.ok() ? "" : std::string(s.message());
-    if (problem != problems_[i] && !problem.empty()) {
-      std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
-    }
-    problems_[i] = problem;
-    // A worker that restarted has a new instance: its IPC links are stale from now on, not
-    // only once ConnectIpc below has replaced them (a step submitted in between would wait on
-    // the old instance's handover).
-    const uint64_t instance = links_[i]->handshake().instance_id();
-    if (i > 0 && ipc_[i - 1] && ipc_instances_[i - 1].second != instance) ipc_[i - 1] = 0;
-    if (i + 1 < links_.size() && ipc_[i] && ipc_instances_[i].first != instance) ipc_[i] = 0;
-  }
-  ConnectIpc();
-  UpdateReady();
-}
-
-void GrpcPipeline::ConnectIpc() {
-  for (size_t i = 0; i + 1 < links_.size(); ++i) {
-    const auto prev = links_[i]->handshake();
-    const auto next = links_[i + 1]->handshake();
-    const bool possible = allow_ipc_ && links_[i]->up() && links_[i + 1]->up() &&
-                          prev.ipc_buffers_size() > 0 && prev.host_id() == next.host_id();
-    const std::pair<uint64_t, uint64_t> instances{prev.instance_id(), next.instance_id()};
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!possible) {
-        ipc_[i] = 0;
-        continue;
+      const std::string problem = s.ok() ? "" : std::string(s.message());
+      if (problem != problems_[i] && !problem.empty()) {
+        std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
       }
-      if (ipc_[i] && ipc_instances_[i] == instances) continue;  // connected already
+      problems_[i] = problem;
     }
-    absl::Status s = links_[i + 1]->Connect(prev, 5000);
-    std::fprintf(stderr, "coordinator: %s -> %s: %s\n", prev.name().c_str(), next.name().c_str(),
-                 s.ok() ? "CUDA IPC" : ("gRPC (" + std::string(s.message()) + ")").c_str());
-    std::lock_guard<std::mutex> lock(mu_);
-    ipc_[i] = s.ok();
-    ipc_instances_[i] = instances;
+    ipc_->NoteInstance(i, links_[i]->handshake().instance_id());
   }
-}
-
-std::string GrpcPipeline::Transport(size_t i) const {
-  if (i == 0) return "token ids";
-  std::lock_guard<std::mutex> lock(mu_);
-  return ipc_[i - 1] ? "cuda-ipc" : "grpc";
+  ipc_->Connect();
+  UpdateReady();
 }
 
 void GrpcPipeline::UpdateReady() {
@@ -217,11 +182,9 @@ void GrpcPipeline::Submit(uint64_t tag, StepInput step) {
   auto flight = std::make_shared<Flight>();
   flight->result.tag = tag;
   flight->header = MakeStepRequest(step, ++step_id_);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    flight->ipc = ipc_;  // the whole way through with the links as they are now
-    for (const auto& [prev, next] : ipc_instances_) flight->ipc_producer.push_back(prev);
-  }
+  IpcTopology::Snapshot links = ipc_->Take();  // the whole way through with the links as now
+  flight->ipc = std::move(links.ipc);
+  flight->ipc_producer = std::move(links.producer);
   queues_[0]->Push(std::move(flight));
 }
 
@@ -278,12 +241,9 @@ bool GrpcPipeline::StageStep(size_t i, const std::shared_ptr<Flight>& f, std::ve
 
 void GrpcPipeline::NoteFailure(size_t i, bool ipc_in) {
   if (!links_[i]->up()) UpdateReady();
-  if (ipc_in) {
-    // If the IPC connection is stale (a neighbour restarted): gRPC until the monitor connects
-    // the rings again.
-    std::lock_guard<std::mutex> lock(mu_);
-    ipc_[i - 1] = 0;
-  }
+  // If the IPC connection is stale (a neighbour restarted): gRPC until the monitor connects
+  // the rings again.
+  if (ipc_in) ipc_->Drop(i - 1);
 }
 
 // Stage i's thread: takes micro-batches in order, runs them on its worker, hands them on. A

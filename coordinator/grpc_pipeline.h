@@ -2,8 +2,9 @@
 // sampled on the last one coming back. One thread per stage drives its worker, so while stage
 // 1 runs micro-batch k, stage 0 already runs micro-batch k + 1; each micro-batch in flight
 // carries its own activation buffer. Between two GPU workers of one host (when the cluster
-// file allows) activations cross by CUDA IPC: the workers' rings are connected once, and a
-// step only tells the next worker which ring slot to read. A monitor thread handshakes every
+// file allows) activations cross by CUDA IPC (which links do: ipc_topology.h): a step only
+// tells the next worker which ring slot to read, and is handed to the next stage before this
+// one has answered. A monitor thread handshakes every
 // worker each period:
 // a worker that stops answering marks the pipeline not ready (and unblocks a step waiting on
 // it); one that answers again, agreeing with the plan, makes it ready again.
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "coordinator/ipc_topology.h"
 #include "coordinator/pipeline.h"
 #include "coordinator/worker_link.h"
 
@@ -43,7 +45,7 @@ class GrpcPipeline : public Pipeline {
   // The last handshake error of each worker that is down (empty when up).
   std::vector<std::string> Problems() const;
   // How activations reach worker i: "cuda-ipc", "grpc", or "token ids" for the first.
-  std::string Transport(size_t i) const;
+  std::string Transport(size_t i) const { return ipc_->Transport(i); }
 
  private:
   // A micro-batch on its way through the stages. A stage whose output goes on by CUDA IPC
@@ -86,12 +88,11 @@ class GrpcPipeline : public Pipeline {
   bool StageStep(size_t i, const std::shared_ptr<Flight>& f, std::vector<float>* out);
   // After stage i's step failed: readiness, and an IPC input link back to gRPC.
   void NoteFailure(size_t i, bool ipc_in);
-  // (Re)connects the CUDA IPC rings of neighbours on one host whose instances changed.
-  void ConnectIpc();
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
   const int period_ms_;
   int depth_ = 1;  // distinct (host, device) pairs among the stages, a host's CPUs as one
+  std::unique_ptr<IpcTopology> ipc_;
   std::function<void(bool)> on_ready_change_;
   std::atomic<bool> ready_{false};
   // Step ids never repeat, not even across coordinator restarts: the workers' IPC handover
@@ -103,9 +104,6 @@ class GrpcPipeline : public Pipeline {
   std::condition_variable cv_;
   bool stopping_ = false;
   std::vector<std::string> problems_;
-  const bool allow_ipc_;
-  std::vector<char> ipc_;  // ipc_[i]: link i -> i + 1 uses CUDA IPC (guarded by mu_)
-  std::vector<std::pair<uint64_t, uint64_t>> ipc_instances_;  // what ipc_[i] connected
   std::vector<std::unique_ptr<Queue>> queues_;  // queues_[i] feeds stage i; the last is done
   std::vector<std::thread> stage_threads_;
   std::thread monitor_;
