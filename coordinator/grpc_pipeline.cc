@@ -1,11 +1,8 @@
 // The pipeline over gRPC (see grpc_pipeline.h).
 #include "coordinator/grpc_pipeline.h"
 
-#include <grpcpp/grpcpp.h>
-
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <set>
 
 #include "common/cluster_config.h"
@@ -38,10 +35,7 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 }
 
 GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
-                           bool allow_ipc, std::function<void(bool)> on_ready_change)
-    : period_ms_(monitor_period_ms),
-      on_ready_change_(std::move(on_ready_change)),
-      allow_ipc_(allow_ipc) {
+                           bool allow_ipc, std::function<void(bool)> on_ready_change) {
   // CPU workers of one host share its memory bandwidth, which bounds their decode: like workers
   // sharing a GPU, they count as one device.
   std::set<std::pair<std::string, std::string>> devices;
@@ -49,25 +43,21 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
     devices.insert({HostOf(w.address), IsCudaDevice(w.device) ? w.device : "cpu"});
   }
   depth_ = std::clamp<int>(int(devices.size()), 1, kIpcRing);  // ring slots bound it
-  ipc_.assign(workers.size(), 0);
-  ipc_instances_.assign(workers.size(), {0, 0});
   for (auto& w : workers) links_.push_back(std::make_unique<WorkerLink>(std::move(w)));
-  problems_.resize(links_.size());
+  ipc_ = std::make_unique<IpcTopology>(links_, allow_ipc);
+  monitor_ = std::make_unique<HealthMonitor>(links_, ipc_.get(), monitor_period_ms,
+                                             std::move(on_ready_change));
   for (size_t i = 0; i <= links_.size(); ++i) queues_.push_back(std::make_unique<Queue>());
-  CheckAll();
+  monitor_->CheckAll();
   for (size_t i = 0; i < links_.size(); ++i) {
     stage_threads_.emplace_back([this, i] { RunStage(i); });
   }
-  monitor_ = std::thread([this] { Monitor(); });
+  monitor_->Start();
 }
 
 GrpcPipeline::~GrpcPipeline() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stopping_ = true;
-  }
-  cv_.notify_all();
-  monitor_.join();
+  stopping_ = true;
+  monitor_->Stop();
   for (auto& link : links_) link->MarkDown();  // unblocks a stage waiting on its worker
   for (auto& q : queues_) q->Close();
   for (auto& t : stage_threads_) t.join();
@@ -99,129 +89,13 @@ void GrpcPipeline::Queue::Close() {
   cv_.notify_all();
 }
 
-void GrpcPipeline::CheckAll() {
-  for (size_t i = 0; i < links_.size(); ++i) {
-    absl::Status s = links_[i]->Check(std::max(200, period_ms_));
-    std::lock_guard<std::mutex> lock(mu_);
-    const std::string problem = s.ok() ? "" : std::string(s.message());
-    if (problem != problems_[i] && !problem.empty()) {
-      std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
-    }
-    problems_[i] = problem;
-    // A worker that restarted has a new instance: its IPC links are stale from now on, not
-    // only once ConnectIpc below has replaced them (a step submitted in between would wait on
-    // the old instance's handover).
-    const uint64_t instance = links_[i]->handshake().instance_id();
-    if (i > 0 && ipc_[i - 1] && ipc_instances_[i - 1].second != instance) ipc_[i - 1] = 0;
-    if (i + 1 < links_.size() && ipc_[i] && ipc_instances_[i].first != instance) ipc_[i] = 0;
-  }
-  ConnectIpc();
-  UpdateReady();
-}
-
-void GrpcPipeline::ConnectIpc() {
-  for (size_t i = 0; i + 1 < links_.size(); ++i) {
-    const auto prev = links_[i]->handshake();
-    const auto next = links_[i + 1]->handshake();
-    const bool possible = allow_ipc_ && links_[i]->up() && links_[i + 1]->up() &&
-                          prev.ipc_buffers_size() > 0 && prev.host_id() == next.host_id();
-    const std::pair<uint64_t, uint64_t> instances{prev.instance_id(), next.instance_id()};
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!possible) {
-        ipc_[i] = 0;
-        continue;
-      }
-      if (ipc_[i] && ipc_instances_[i] == instances) continue;  // connected already
-    }
-    absl::Status s = links_[i + 1]->Connect(prev, 5000);
-    std::fprintf(stderr, "coordinator: %s -> %s: %s\n", prev.name().c_str(), next.name().c_str(),
-                 s.ok() ? "CUDA IPC" : ("gRPC (" + std::string(s.message()) + ")").c_str());
-    std::lock_guard<std::mutex> lock(mu_);
-    ipc_[i] = s.ok();
-    ipc_instances_[i] = instances;
-  }
-}
-
-std::string GrpcPipeline::Transport(size_t i) const {
-  if (i == 0) return "token ids";
-  std::lock_guard<std::mutex> lock(mu_);
-  return ipc_[i - 1] ? "cuda-ipc" : "grpc";
-}
-
-void GrpcPipeline::UpdateReady() {
-  std::lock_guard<std::mutex> lock(ready_mu_);
-  bool all = true;
-  for (const auto& link : links_) all = all && link->up();
-  if (all && !ready_.load()) {
-    // Becoming ready (at start, or after a lost worker failed every request): no request has a
-    // sequence on any worker, so what their KV caches hold belongs to requests that are gone
-    // (another coordinator's, or failed ones whose releases never went out). Free it, so that
-    // status shows the load that is.
-    for (const auto& link : links_) {
-      if (auto s = link->ReleaseAll(std::max(200, period_ms_)); !s.ok()) all = false;
-    }
-  }
-  if (ready_.exchange(all) != all && on_ready_change_) on_ready_change_(all);
-}
-
-// Handshakes every worker each period, at once when a worker's connection changes state (a
-// worker that dies while idle closes it), and every 50 ms fails overdue steps (a hung worker).
-void GrpcPipeline::Monitor() {
-  grpc::CompletionQueue cq;
-  auto watch = [&](size_t i) {  // short deadlines: the queue drains quickly at shutdown
-    grpc::Channel* c = links_[i]->channel();
-    c->NotifyOnStateChange(c->GetState(false),
-                           std::chrono::system_clock::now() + std::chrono::seconds(1), &cq,
-                           reinterpret_cast<void*>(i));
-  };
-  for (size_t i = 0; i < links_.size(); ++i) watch(i);
-  auto next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(period_ms_);
-  while (true) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) break;
-    }
-    bool changed = false;
-    void* tag = nullptr;
-    bool ok = false;
-    const auto deadline = std::chrono::system_clock::now() + std::chrono::milliseconds(50);
-    while (cq.AsyncNext(&tag, &ok, deadline) == grpc::CompletionQueue::GOT_EVENT) {
-      changed = changed || ok;  // ok: the state changed (else the watch timed out)
-      watch(reinterpret_cast<size_t>(tag));
-    }
-    for (const auto& link : links_) {
-      if (!link->StepOverdue() || !link->up()) continue;
-      std::fprintf(stderr, "coordinator: worker '%s' did not answer a step in time: marked down\n",
-                   link->expectation().name.c_str());
-      link->MarkDown();  // cancels its stream: the waiting stage fails the step
-      UpdateReady();
-    }
-    if (changed || std::chrono::steady_clock::now() >= next_check) {
-      CheckAll();
-      next_check = std::chrono::steady_clock::now() + std::chrono::milliseconds(period_ms_);
-    }
-  }
-  cq.Shutdown();
-  void* tag = nullptr;
-  bool ok = false;
-  while (cq.Next(&tag, &ok)) {}
-}
-
-std::vector<std::string> GrpcPipeline::Problems() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return problems_;
-}
-
 void GrpcPipeline::Submit(uint64_t tag, StepInput step) {
   auto flight = std::make_shared<Flight>();
   flight->result.tag = tag;
   flight->header = MakeStepRequest(step, ++step_id_);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    flight->ipc = ipc_;  // the whole way through with the links as they are now
-    for (const auto& [prev, next] : ipc_instances_) flight->ipc_producer.push_back(prev);
-  }
+  IpcTopology::Snapshot links = ipc_->Take();  // the whole way through with the links as now
+  flight->ipc = std::move(links.ipc);
+  flight->ipc_producer = std::move(links.producer);
   queues_[0]->Push(std::move(flight));
 }
 
@@ -277,13 +151,10 @@ bool GrpcPipeline::StageStep(size_t i, const std::shared_ptr<Flight>& f, std::ve
 }
 
 void GrpcPipeline::NoteFailure(size_t i, bool ipc_in) {
-  if (!links_[i]->up()) UpdateReady();
-  if (ipc_in) {
-    // If the IPC connection is stale (a neighbour restarted): gRPC until the monitor connects
-    // the rings again.
-    std::lock_guard<std::mutex> lock(mu_);
-    ipc_[i - 1] = 0;
-  }
+  if (!links_[i]->up()) monitor_->UpdateReady();
+  // If the IPC connection is stale (a neighbour restarted): gRPC until the monitor connects
+  // the rings again.
+  if (ipc_in) ipc_->Drop(i - 1);
 }
 
 // Stage i's thread: takes micro-batches in order, runs them on its worker, hands them on. A
@@ -294,7 +165,6 @@ void GrpcPipeline::RunStage(size_t i) {
   while (true) {
     auto flight = queues_[i]->Pop(1000);
     if (!flight) {
-      std::lock_guard<std::mutex> lock(mu_);
       if (stopping_) return;
       continue;
     }

@@ -2,11 +2,10 @@
 // sampled on the last one coming back. One thread per stage drives its worker, so while stage
 // 1 runs micro-batch k, stage 0 already runs micro-batch k + 1; each micro-batch in flight
 // carries its own activation buffer. Between two GPU workers of one host (when the cluster
-// file allows) activations cross by CUDA IPC: the workers' rings are connected once, and a
-// step only tells the next worker which ring slot to read. A monitor thread handshakes every
-// worker each period:
-// a worker that stops answering marks the pipeline not ready (and unblocks a step waiting on
-// it); one that answers again, agreeing with the plan, makes it ready again.
+// file allows) activations cross by CUDA IPC (which links do: ipc_topology.h): a step only
+// tells the next worker which ring slot to read, and is handed to the next stage before this
+// one has answered. Whether every worker is up, and so whether the pipeline is ready, is the
+// health monitor's (health_monitor.h); this file drives the stages.
 #pragma once
 
 #include <atomic>
@@ -15,9 +14,12 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "coordinator/health_monitor.h"
+#include "coordinator/ipc_topology.h"
 #include "coordinator/pipeline.h"
 #include "coordinator/worker_link.h"
 
@@ -28,8 +30,9 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 
 class GrpcPipeline : public Pipeline {
  public:
-  // `on_ready_change` is called (from the monitor or a stage thread, never two at once) when
-  // Ready() flips.
+  // `monitor_period_ms`: how often every worker is handshaken. `allow_ipc`: neighbours on one
+  // host may use CUDA IPC. `on_ready_change` is called (from the monitor or a stage thread,
+  // never two at once) when Ready() flips.
   GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms, bool allow_ipc,
                std::function<void(bool ready)> on_ready_change);
   ~GrpcPipeline() override;
@@ -37,13 +40,13 @@ class GrpcPipeline : public Pipeline {
   int depth() const override { return depth_; }
   void Submit(uint64_t tag, StepInput step) override;
   bool Next(int timeout_ms, StepResult* result) override;
-  bool Ready() const override { return ready_.load(); }
+  bool Ready() const override { return monitor_->Ready(); }
 
   const std::vector<std::unique_ptr<WorkerLink>>& links() const { return links_; }
   // The last handshake error of each worker that is down (empty when up).
-  std::vector<std::string> Problems() const;
+  std::vector<std::string> Problems() const { return monitor_->Problems(); }
   // How activations reach worker i: "cuda-ipc", "grpc", or "token ids" for the first.
-  std::string Transport(size_t i) const;
+  std::string Transport(size_t i) const { return ipc_->Transport(i); }
 
  private:
   // A micro-batch on its way through the stages. A stage whose output goes on by CUDA IPC
@@ -76,39 +79,24 @@ class GrpcPipeline : public Pipeline {
     std::deque<std::shared_ptr<Flight>> items_;
     bool closed_ = false;
   };
-  void Monitor();
-  void CheckAll();
-  // Ready() from every link's state; calls on_ready_change_ on a flip (one at a time).
-  void UpdateReady();
   void RunStage(size_t i);
   // Runs flight `f` on stage i's worker (handing it on early where the output goes by IPC).
   // False when it was handed on already.
   bool StageStep(size_t i, const std::shared_ptr<Flight>& f, std::vector<float>* out);
   // After stage i's step failed: readiness, and an IPC input link back to gRPC.
   void NoteFailure(size_t i, bool ipc_in);
-  // (Re)connects the CUDA IPC rings of neighbours on one host whose instances changed.
-  void ConnectIpc();
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
-  const int period_ms_;
   int depth_ = 1;  // distinct (host, device) pairs among the stages, a host's CPUs as one
-  std::function<void(bool)> on_ready_change_;
-  std::atomic<bool> ready_{false};
+  std::unique_ptr<IpcTopology> ipc_;
+  std::unique_ptr<HealthMonitor> monitor_;
   // Step ids never repeat, not even across coordinator restarts: the workers' IPC handover
   // words (worker/handover.h) must not match a step of an earlier coordinator.
   std::atomic<uint64_t> step_id_{uint64_t(
       std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1))};
-  std::mutex ready_mu_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  std::vector<std::string> problems_;
-  const bool allow_ipc_;
-  std::vector<char> ipc_;  // ipc_[i]: link i -> i + 1 uses CUDA IPC (guarded by mu_)
-  std::vector<std::pair<uint64_t, uint64_t>> ipc_instances_;  // what ipc_[i] connected
+  std::atomic<bool> stopping_{false};
   std::vector<std::unique_ptr<Queue>> queues_;  // queues_[i] feeds stage i; the last is done
   std::vector<std::thread> stage_threads_;
-  std::thread monitor_;
 };
 
 }  // namespace lp
