@@ -1,5 +1,6 @@
-// The CUDA backend's class, shared by backend.cu (ops, steps, graphs) and memory.cu (weights,
-// KV cache). Included only by .cu files.
+// The CUDA backend's class, shared by backend.cc (ops, steps, graphs, sampling) and memory.cc
+// (weights, KV cache, the engine/cuda.h functions). Host C++20 only: the kernels (.cu, C++17)
+// are reached through kernels.h. Nothing outside engine/cuda/ includes it.
 #pragma once
 
 #include <algorithm>
