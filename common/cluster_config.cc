@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/byte_size.h"
+#include "common/device.h"
 #include "common/status.h"
 #include "yaml-cpp/yaml.h"
 
@@ -98,10 +99,10 @@ absl::StatusOr<WorkerSpec> ParseWorker(const YAML::Node& w, const std::string& k
                    absl::StrCat("'", spec.name, "': use letters, digits, '_', '-', '.'"));
     }
   }
-  auto device = NormalizeDevice(spec.device);
+  auto device = Device::Parse(spec.device);
   if (!device.ok())
     return Error(w["device"], key + ".device", std::string(device.status().message()));
-  spec.device = *device;
+  spec.device = device->ToString();
   RETURN_IF_ERROR(CheckAddress(w["address"], key + ".address", spec.address));
   return spec;
 }
@@ -169,13 +170,14 @@ absl::StatusOr<std::string> ResolveTarget(const YAML::Node& n, const std::string
       return text;
     }
   }
-  auto device = NormalizeDevice(text);
-  if (!device.ok()) {
-    return Error(n, key, absl::StrCat(device.status().message(), ", nor a worker name"));
+  auto parsed = Device::Parse(text);
+  if (!parsed.ok()) {
+    return Error(n, key, absl::StrCat(parsed.status().message(), ", nor a worker name"));
   }
+  const std::string device = parsed->ToString();
   std::vector<std::string> holders;
   for (size_t i = 0; i < workers.size(); ++i) {
-    if (workers[i].device != *device) continue;
+    if (workers[i].device != device) continue;
     holders.push_back(absl::StrCat(workers[i].name, " at ", workers[i].address));
     *worker = int(i);
   }
@@ -183,15 +185,15 @@ absl::StatusOr<std::string> ResolveTarget(const YAML::Node& n, const std::string
     std::vector<std::string> have;
     for (const auto& w : workers) have.push_back(absl::StrCat(w.name, " ", w.device));
     return Error(n, key,
-                 absl::StrCat("no worker has device ", *device,
+                 absl::StrCat("no worker has device ", device,
                               " (workers: ", absl::StrJoin(have, ", "), ")"));
   }
   if (holders.size() > 1 && !allow_shared) {
     return Error(n, key,
-                 absl::StrCat(*device, " is the device of several workers (",
+                 absl::StrCat(device, " is the device of several workers (",
                               absl::StrJoin(holders, ", "), "): name the worker instead"));
   }
-  return *device;
+  return device;
 }
 
 // Workers that share a device of one host split it: each needs its own max_memory entry by
@@ -246,7 +248,7 @@ absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
         return map;
       }
     }
-    if (!NormalizeDevice(s).ok() && FindWorkerIn(workers, s) < 0) {
+    if (!Device::Parse(s).ok() && FindWorkerIn(workers, s) < 0) {
       return Error(n, "device_map",
                    absl::StrCat("unknown strategy '", s,
                                 "' (known: auto, balanced, balanced_low_0, sequential, layered; "
@@ -358,30 +360,6 @@ int FindWorker(const ClusterConfig& config, const std::string& name) {
   return FindWorkerIn(config.workers, name);
 }
 
-absl::StatusOr<std::string> NormalizeDevice(const std::string& text) {
-  auto bad = absl::InvalidArgumentError(
-      absl::StrCat("'", text, "' is not a device (cuda:N, cpu:N, or an integer N for cuda:N)"));
-  if (text == "disk" || text == "meta") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", text, "': layerpipe keeps every module on a worker's device, it does not offload"));
-  }
-  std::string kind = text, index = "0";
-  if (const size_t colon = text.find(':'); colon != std::string::npos) {
-    kind = text.substr(0, colon);
-    index = text.substr(colon + 1);
-  } else if (!text.empty() && std::all_of(text.begin(), text.end(),
-                                          [](unsigned char ch) { return std::isdigit(ch); })) {
-    kind = "cuda";
-    index = text;
-  }
-  if (kind != "cuda" && kind != "cpu") return bad;
-  int n = -1;
-  auto [end, ec] = std::from_chars(index.data(), index.data() + index.size(), n);
-  if (index.empty() || ec != std::errc() || end != index.data() + index.size() || n < 0) return bad;
-  return absl::StrCat(kind, ":", n);
-}
-
-bool IsCudaDevice(const std::string& device) { return absl::StartsWith(device, "cuda:"); }
 
 std::string StrategyName(DeviceMapStrategy s) {
   switch (s) {

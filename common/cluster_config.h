@@ -69,10 +69,6 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& yaml_path);
 absl::StatusOr<ClusterConfig> ParseClusterConfig(const std::string& yaml_text,
                                                  const std::string& base_dir);
 
-// "cuda:N" / "cpu:N" from the spellings Hugging Face accepts: an integer N (a GPU), "cuda:N",
-// "cpu:N", and bare "cuda" / "cpu" (index 0). Anything else ("disk", "gpu:1") is an error.
-absl::StatusOr<std::string> NormalizeDevice(const std::string& text);
-bool IsCudaDevice(const std::string& device);  // of a normalized device
 // The host of a "host:port" address.
 std::string HostOf(const std::string& address);
 // Whether `address` is host:port with a port in 1..65535, the host possibly a bracketed IPv6

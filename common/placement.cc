@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/device.h"
 #include "common/model_layout.h"
 #include "common/placement_internal.h"
 #include "common/status.h"
@@ -186,7 +187,7 @@ nlohmann::json DeviceMapJson(const Plan& plan) {
   nlohmann::json map = nlohmann::json::object();
   for (const Stage& s : plan.stages) {
     nlohmann::json device = "cpu";
-    if (IsCudaDevice(s.device)) device = std::stoi(s.device.substr(5));
+    if (auto d = Device::Parse(s.device); d.ok() && d->cuda()) device = d->index;
     if (s.embed) map[EmbedModule()] = device;
     for (int64_t l = s.begin; l < s.end; ++l) map[LayerModule(l)] = device;
     if (s.head) {

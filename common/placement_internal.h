@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/cluster_config.h"
+#include "common/device.h"
 #include "common/model_config.h"
 #include "common/stage_memory.h"
 

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/cluster_config.h"
+#include "common/device.h"
 #include "common/protocol.h"
 
 namespace lp {

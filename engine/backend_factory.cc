@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <thread>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/device.h"
 #include "engine/cpu/cpu_backend.h"
 #ifdef LAYERPIPE_WITH_CUDA
 #include "engine/cuda.h"
@@ -20,19 +20,15 @@ namespace lp {
 
 absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device,
                                                      const BackendOptions& options) {
-  if (device.rfind("cpu:", 0) == 0) {
+  auto parsed = Device::Parse(device);
+  if (!parsed.ok()) return parsed.status();
+  if (!parsed->cuda()) {
     const int threads = options.cpu_threads > 0 ? options.cpu_threads : DefaultCpuThreads();
     SetCpuThreads(threads);
     return MakeCpuBackend(threads);
   }
-  if (device.rfind("cuda:", 0) != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown device '", device, "'"));
-  }
 #ifdef LAYERPIPE_WITH_CUDA
-  int index = 0;
-  if (!absl::SimpleAtoi(device.substr(5), &index) || index < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown device '", device, "'"));
-  }
+  const int index = parsed->index;
   if (auto s = cuda::PinDevice(index); !s.ok()) return s;
   CudaBackendOptions cuda_options;
   const std::string name = options.log_name.empty() ? device : options.log_name;

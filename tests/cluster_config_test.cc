@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "common/byte_size.h"
+#include "common/device.h"
 #include "common/placement.h"
 #include "common/presets.h"
 #include "fixture_util.h"
@@ -124,16 +125,19 @@ TEST(ByteSize, ParsesHuggingFaceSpellings) {
   EXPECT_EQ(FormatBytes(20 * kGiB), "20.00 GiB");
 }
 
-TEST(NormalizeDevice, HuggingFaceSpellings) {
-  EXPECT_EQ(*NormalizeDevice("0"), "cuda:0");
-  EXPECT_EQ(*NormalizeDevice("cuda:3"), "cuda:3");
-  EXPECT_EQ(*NormalizeDevice("cuda"), "cuda:0");
-  EXPECT_EQ(*NormalizeDevice("cpu"), "cpu:0");
-  EXPECT_EQ(*NormalizeDevice("cpu:2"), "cpu:2");
+TEST(Device, HuggingFaceSpellings) {
+  EXPECT_EQ(Device::Parse("0")->ToString(), "cuda:0");
+  EXPECT_EQ(Device::Parse("cuda:3")->ToString(), "cuda:3");
+  EXPECT_EQ(Device::Parse("cuda")->ToString(), "cuda:0");
+  EXPECT_EQ(Device::Parse("cpu")->ToString(), "cpu:0");
+  EXPECT_EQ(Device::Parse("cpu:2")->ToString(), "cpu:2");
+  EXPECT_EQ(*Device::Parse("cuda:1"), (Device{Device::Kind::kCuda, 1}));
+  EXPECT_TRUE(IsCudaDevice("cuda:1"));
+  EXPECT_FALSE(IsCudaDevice("cpu:1"));
   for (const std::string bad : {"gpu:1", "cuda:", "cuda:x", "cuda:-1", "", "mps"}) {
-    EXPECT_FALSE(NormalizeDevice(bad).ok()) << bad;
+    EXPECT_FALSE(Device::Parse(bad).ok()) << bad;
   }
-  EXPECT_NE(NormalizeDevice("disk").status().message().find("does not offload"), std::string::npos);
+  EXPECT_NE(Device::Parse("disk").status().message().find("does not offload"), std::string::npos);
 }
 
 struct BadFile {
