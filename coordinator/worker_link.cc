@@ -4,9 +4,10 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "common/activation_chunks.h"
 #include "common/checkpoint.h"
 #include "common/protocol.h"
 
@@ -178,19 +179,21 @@ absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,
     }
   }
   // The header with the first piece of the hidden state, then the other pieces.
-  const char* data = reinterpret_cast<const char*>(hidden_in.data());
-  const size_t total = hidden_in.size_bytes();
-  size_t sent = 0;
+  const std::string_view bytes(reinterpret_cast<const char*>(hidden_in.data()),
+                               hidden_in.size_bytes());
   layerpipe::v1::StepRequest msg = header;
-  do {
-    const size_t n = std::min(kChunkBytes, total - sent);
-    msg.set_hidden_chunk(data + sent, n);
-    sent += n;
-    msg.set_last_chunk(sent == total);
-    if (!stream_->Write(msg)) return LostMidStep();
-    msg.Clear();
-    msg.set_step_id(header.step_id());
-  } while (sent < total);
+  bool first = true;
+  const bool sent = ForEachChunk(bytes, kChunkBytes, [&](std::string_view piece, bool last) {
+    if (!first) {
+      msg.Clear();
+      msg.set_step_id(header.step_id());
+    }
+    first = false;
+    msg.set_hidden_chunk(piece.data(), piece.size());
+    msg.set_last_chunk(last);
+    return stream_->Write(msg);
+  });
+  if (!sent) return LostMidStep();
   return absl::OkStatus();
 }
 
@@ -198,14 +201,14 @@ absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
                                      std::vector<SampledToken>* sampled) {
   if (!stream_) return LostMidStep();
   // Until the last chunk.
-  bytes_.clear();
+  received_.Reset();
   layerpipe::v1::StepResponse resp;
   do {
     if (!stream_->Read(&resp)) return LostMidStep();
     if (!resp.error().empty()) {
       return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", resp.error()));
     }
-    bytes_ += resp.hidden_chunk();
+    received_.Add(resp.hidden_chunk(), resp.last_chunk());
     for (const auto& t : resp.sampled()) {
       sampled->push_back({t.slot(), t.id(), t.logprob(),
                           std::vector<int32_t>(t.top_ids().begin(), t.top_ids().end()),
@@ -213,8 +216,10 @@ absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
     }
   } while (!resp.last_chunk());
   if (!expect_.head) {
-    hidden_out->resize(bytes_.size() / sizeof(float));
-    std::memcpy(hidden_out->data(), bytes_.data(), hidden_out->size() * sizeof(float));
+    absl::Status s = received_.Floats(hidden_out);
+    if (!s.ok()) {
+      return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", s.message()));
+    }
   }
   return absl::OkStatus();
 }
