@@ -2,14 +2,11 @@
 #include "coordinator/inference_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "coordinator/output_processor.h"
 
 namespace lp {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(grpc::StatusCode(int(s.code())), std::string(s.message()));
-}
 
 layerpipe::v1::FinishReason ToProto(FinishReason r) {
   switch (r) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/activation_chunks.h"
 #include "common/checkpoint.h"
+#include "common/grpc_status.h"
 #include "common/protocol.h"
 
 namespace lp {
@@ -27,10 +28,6 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
-
-absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
-  return absl::Status(absl::StatusCode(int(s.error_code())), absl::StrCat(what, ": ", s.error_message()));
 }
 
 }  // namespace

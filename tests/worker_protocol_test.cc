@@ -1,11 +1,13 @@
 // The coordinator-worker protocol's pure parts, without a network: the handshake check
-// against the plan, and activations split into chunks and reassembled.
+// against the plan, activations split into chunks and reassembled, and status codes across
+// the RPC edge.
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <numeric>
 
 #include "common/activation_chunks.h"
+#include "common/grpc_status.h"
 #include "common/protocol.h"
 #include "coordinator/worker_link.h"
 
@@ -151,6 +153,26 @@ TEST(ActivationChunks, ResetStartsTheNextMessage) {
   std::vector<float> out = {1.0f};
   ASSERT_TRUE(in.Floats(&out).ok());
   EXPECT_TRUE(out.empty());
+}
+
+// ---- Status codes across the RPC edge
+
+TEST(GrpcStatus, EveryCodeSurvivesTheRoundTrip) {
+  EXPECT_TRUE(ToGrpc(absl::OkStatus()).ok());
+  EXPECT_TRUE(FromGrpc(grpc::Status::OK, "context").ok());
+  for (int c = 1; c <= 16; ++c) {
+    const absl::Status s(absl::StatusCode(c), "what went wrong");
+    const grpc::Status g = ToGrpc(s);
+    EXPECT_EQ(int(g.error_code()), c);
+    EXPECT_EQ(g.error_message(), "what went wrong");
+    EXPECT_EQ(FromGrpc(g), s);
+  }
+}
+
+TEST(GrpcStatus, ContextGoesBeforeTheMessage) {
+  const absl::Status s = FromGrpc(grpc::Status(grpc::StatusCode::NOT_FOUND, "no such thing"),
+                                  "worker 'w0'");
+  EXPECT_EQ(s, absl::NotFoundError("worker 'w0': no such thing"));
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include "common/activation_chunks.h"
+#include "common/grpc_status.h"
 
 namespace lp {
 namespace {
@@ -96,8 +97,7 @@ grpc::Status WorkerService::Connect(grpc::ServerContext*,
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   absl::Status s = core->Connect(*request);
-  if (!s.ok()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(s.message()));
-  return grpc::Status::OK;
+  return ToGrpc(s);
 }
 
 }  // namespace lp
