@@ -143,7 +143,7 @@ absl::Status WorkerLink::Send(const layerpipe::v1::StepRequest& header,
 
 absl::Status WorkerLink::Receive(std::vector<float>* hidden_out,
                                  std::vector<SampledToken>* sampled) {
-  absl::Status s = Lost(ReceiveOnce(hidden_out, sampled));
+  absl::Status s = ReceiveOnce(hidden_out, sampled);
   step_deadline_ns_ = 0;
   if (s.ok() && step_tokens_ > 0) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
@@ -196,14 +196,15 @@ absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,
 
 absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
                                      std::vector<SampledToken>* sampled) {
-  if (!stream_) return LostMidStep();
+  if (!stream_) return Lost(LostMidStep());
   // Until the last chunk.
   received_.Reset();
   layerpipe::v1::StepResponse resp;
   do {
-    if (!stream_->Read(&resp)) return LostMidStep();
-    if (!resp.error().empty()) {
-      return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", resp.error()));
+    if (!stream_->Read(&resp)) return Lost(LostMidStep());
+    // The worker's own error, with its code: it answered, so it is not lost, whatever the code.
+    if (absl::Status s = StepError(resp, absl::StrCat("worker '", expect_.name, "'")); !s.ok()) {
+      return s;
     }
     received_.Add(resp.hidden_chunk(), resp.last_chunk());
     for (const auto& t : resp.sampled()) {

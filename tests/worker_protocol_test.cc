@@ -175,5 +175,22 @@ TEST(GrpcStatus, ContextGoesBeforeTheMessage) {
   EXPECT_EQ(s, absl::NotFoundError("worker 'w0': no such thing"));
 }
 
+TEST(GrpcStatus, StepErrorKeepsItsCodeAcrossTheStream) {
+  layerpipe::v1::StepResponse r;
+  SetStepError(absl::OkStatus(), &r);
+  EXPECT_TRUE(StepError(r).ok());
+  SetStepError(absl::InvalidArgumentError("step has 3 tokens but 2 ids"), &r);
+  EXPECT_EQ(StepError(r, "worker 'w1'"),
+            absl::InvalidArgumentError("worker 'w1': step has 3 tokens but 2 ids"));
+}
+
+TEST(GrpcStatus, StepErrorWithoutACodeIsInternal) {
+  layerpipe::v1::StepResponse r;
+  r.set_error("something broke");  // as a worker of protocol version 4 sent it
+  EXPECT_EQ(StepError(r), absl::InternalError("something broke"));
+  r.set_error_code(99);  // not a code: INTERNAL too
+  EXPECT_EQ(StepError(r).code(), absl::StatusCode::kInternal);
+}
+
 }  // namespace
 }  // namespace lp

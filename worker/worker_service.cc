@@ -52,7 +52,7 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
     response.set_step_id(first.step_id());
     absl::Status s = hidden.Floats(&hidden_in);
     if (s.ok()) s = core->Step(first, hidden_in, &hidden_out, &response);
-    if (!s.ok()) response.set_error(std::string(s.message()));
+    SetStepError(s, &response);
     if (!response.error().empty() || core->slice().spec().head) {
       response.set_last_chunk(true);
       if (!stream->Write(response)) break;
