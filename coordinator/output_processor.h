@@ -30,7 +30,7 @@ struct OutputDelta {
   // How many of the tokens given are output: all of them, or those up to and including the
   // one that completed a stop string.
   size_t n_tokens = 0;
-  std::string text;  // text that became complete (a stop string and what follows never)
+  std::string text;       // text that became complete (a stop string and what follows never)
   bool finished = false;  // the output is complete: nothing more will be accepted
   FinishReason finish_reason = FinishReason::kNone;  // when finished
 };
@@ -42,8 +42,7 @@ class OutputProcessor {
   // rendered.
   static absl::StatusOr<OutputProcessor> Create(const Tokenizer* tokenizer,
                                                 std::vector<std::string> stop_strings,
-                                                std::set<int32_t> stop_ids,
-                                                int32_t prompt_tokens);
+                                                std::set<int32_t> stop_ids, int32_t prompt_tokens);
 
   // Adds the tokens the scheduler produced since the last call; `done` with its `finish`
   // reason when the scheduler ended the request (success only: a failure is the caller's).

@@ -46,7 +46,7 @@ Tokenizer* OutputProcessorTest::tokenizer_ = nullptr;
 
 TEST_F(OutputProcessorTest, MultiByteCharacterSplitAcrossTokensIsHeldUntilComplete) {
   OutputProcessor p = Make();
-  const auto tokens = Bytes("a\xF0\x9F\x98\x80" "b");  // a, 😀 in four tokens, b
+  const auto tokens = Bytes(std::string("a") + "\xF0\x9F\x98\x80" + "b");  // 😀: 4 tokens
   std::vector<std::string> deltas;
   for (const auto& t : tokens) {
     OutputDelta d = p.Add({&t, 1}, false, FinishReason::kNone);
@@ -85,8 +85,8 @@ TEST_F(OutputProcessorTest, StopStringSpanningTokensEndsTheOutputBeforeIt) {
   }
   EXPECT_TRUE(d.finished);  // before the scheduler: the caller cancels the request
   EXPECT_EQ(d.finish_reason, FinishReason::kStop);
-  EXPECT_EQ(fed, 7u);       // "ab STOP": the token that completed the stop string counts
-  EXPECT_EQ(text, "ab ");   // never any part of the stop string
+  EXPECT_EQ(fed, 7u);      // "ab STOP": the token that completed the stop string counts
+  EXPECT_EQ(text, "ab ");  // never any part of the stop string
   EXPECT_EQ(p.usage().completion_tokens, 7);
   EXPECT_TRUE(p.finished());
 }

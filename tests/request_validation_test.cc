@@ -82,8 +82,8 @@ TEST(ValidateGenerate, BadInputsAreInvalidArgument) {
        [](GenerateRequest* r) { r->set_repetition_penalty(101); }, "repetition_penalty"},
       {"repetition_penalty negative", kPrompt,
        [](GenerateRequest* r) { r->set_repetition_penalty(-1); }, "repetition_penalty"},
-      {"too many logprobs", kPrompt,
-       [](GenerateRequest* r) { r->set_logprobs(kMaxLogprobs + 1); }, "logprobs must be in"},
+      {"too many logprobs", kPrompt, [](GenerateRequest* r) { r->set_logprobs(kMaxLogprobs + 1); },
+       "logprobs must be in"},
       {"negative logprobs", kPrompt, [](GenerateRequest* r) { r->set_logprobs(-1); }, "logprobs"},
       {"too many stop strings", kPrompt,
        [](GenerateRequest* r) {

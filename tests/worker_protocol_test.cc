@@ -170,8 +170,8 @@ TEST(GrpcStatus, EveryCodeSurvivesTheRoundTrip) {
 }
 
 TEST(GrpcStatus, ContextGoesBeforeTheMessage) {
-  const absl::Status s = FromGrpc(grpc::Status(grpc::StatusCode::NOT_FOUND, "no such thing"),
-                                  "worker 'w0'");
+  const absl::Status s =
+      FromGrpc(grpc::Status(grpc::StatusCode::NOT_FOUND, "no such thing"), "worker 'w0'");
   EXPECT_EQ(s, absl::NotFoundError("worker 'w0': no such thing"));
 }
 
