@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "common/grpc_status.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -107,7 +108,7 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
   if (!status.ok()) {
     if (!o.json) std::printf("\n");
     std::fprintf(stderr, "error: %s (gRPC code %d): %s\n",
-                 absl::StatusCodeToString(absl::StatusCode(int(status.error_code()))).c_str(),
+                 absl::StatusCodeToString(FromGrpc(status).code()).c_str(),
                  int(status.error_code()), status.error_message().c_str());
     throw CLI::RuntimeError(1);
   }

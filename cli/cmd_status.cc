@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "common/grpc_status.h"
 #include "common/health_client.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
 
@@ -27,7 +28,7 @@ void AddStatusCommand(CLI::App& app) {
     grpc::Status s = stub->GetModelInfo(&c1, {}, &info);
     if (s.ok()) s = stub->ListWorkers(&c2, {}, &workers);
     if (!s.ok()) {
-      Fail(absl::Status(absl::StatusCode(int(s.error_code())), *endpoint + ": " + s.error_message()));
+      Fail(FromGrpc(s, *endpoint));
     }
     const Health h = CheckHealth(*endpoint, 2000);
     std::printf("%s: %s, %s\n", endpoint->c_str(), h == Health::kServing ? "SERVING" : "NOT_SERVING",

@@ -7,7 +7,7 @@
 namespace lp {
 
 // Bumped on any incompatible change of proto/layerpipe/v1/worker.proto's meaning.
-inline constexpr uint32_t kProtocolVersion = 4;
+inline constexpr uint32_t kProtocolVersion = 5;  // 5: StepResponse.error_code
 // Activation buffers each CUDA worker exports to the next one on its host; micro-batches in
 // flight never exceed it.
 inline constexpr int kIpcRing = 8;

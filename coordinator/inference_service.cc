@@ -1,18 +1,12 @@
 // The public Inference service (see inference_service.h).
 #include "coordinator/inference_service.h"
 
-#include <optional>
-
 #include "absl/strings/str_cat.h"
-#include "common/tokenizer/stream_decoder.h"
-#include "coordinator/stop_matcher.h"
+#include "common/grpc_status.h"
+#include "coordinator/output_processor.h"
 
 namespace lp {
 namespace {
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(grpc::StatusCode(int(s.code())), std::string(s.message()));
-}
 
 layerpipe::v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
@@ -74,32 +68,26 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
   if (!prompt.ok()) return ToGrpc(prompt.status());
   auto params = ValidateGenerate(*r, *prompt, model_.validation, RandomSeed());
   if (!params.ok()) return ToGrpc(params.status());
-  if (r->stop_size() > 0 && model_.tokenizer == nullptr) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "stop strings need a tokenizer; this model has none (use stop_token_ids)");
-  }
-  const std::set<int32_t> stop_ids = params->stop_ids;
-  const int32_t prompt_tokens = int32_t(prompt->size());
+  auto output = OutputProcessor::Create(model_.tokenizer, {r->stop().begin(), r->stop().end()},
+                                        params->stop_ids, int32_t(prompt->size()));
+  if (!output.ok()) return ToGrpc(output.status());
   auto submitted = scheduler_->Submit(std::move(*prompt), std::move(*params));
   if (!submitted.ok()) return ToGrpc(submitted.status());
   Request& request = **submitted;
 
-  std::optional<StreamDecoder> decoder;
-  if (model_.tokenizer != nullptr) decoder.emplace(*model_.tokenizer);
-  StopMatcher stops({r->stop().begin(), r->stop().end()});
-  int32_t completion_tokens = 0;
   while (true) {
     if (ctx->IsCancelled()) {
       request.Cancel();
       return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }
-    Request::Events ev = request.Take(50);
+    const Request::Events ev = request.Take(50);
+    const OutputDelta delta = output->Add(ev.tokens, ev.done, ev.finish);
+    if (delta.finished && !ev.done) request.Cancel();  // the scheduler drops it at the next step
+    if (ev.done && !ev.error.ok()) return ToGrpc(ev.error);
     layerpipe::v1::GenerateResponse response;
-    std::string text;
-    for (const SampledToken& t : ev.tokens) {
-      if (stops.stopped()) break;
+    for (size_t i = 0; i < delta.n_tokens; ++i) {
+      const SampledToken& t = ev.tokens[i];
       response.add_token_ids(t.id);
-      ++completion_tokens;
       if (r->logprobs() > 0) {
         auto* lp = response.add_logprobs();
         lp->mutable_chosen()->set_id(t.id);
@@ -110,32 +98,18 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
           top->set_logprob(t.top_logprobs[k]);
         }
       }
-      // A stop token ends the text; it is not rendered.
-      if (decoder && !stop_ids.count(t.id)) text += stops.Feed(decoder->Push(t.id));
     }
-    FinishReason finish = ev.finish;
-    if (stops.stopped() && !ev.done) {
-      request.Cancel();  // the scheduler drops it at the next step boundary
-      finish = FinishReason::kStop;
-      ev.done = true;
-      ev.error = absl::OkStatus();
+    if (delta.finished) {
+      response.set_finish_reason(ToProto(delta.finish_reason));
+      response.mutable_usage()->set_prompt_tokens(output->usage().prompt_tokens);
+      response.mutable_usage()->set_completion_tokens(output->usage().completion_tokens);
     }
-    if (ev.done && !ev.error.ok()) return ToGrpc(ev.error);
-    if (ev.done) {
-      if (decoder && !stops.stopped()) {
-        text += stops.Feed(decoder->Flush());
-        text += stops.Flush();
-      }
-      response.set_finish_reason(ToProto(stops.stopped() ? FinishReason::kStop : finish));
-      response.mutable_usage()->set_prompt_tokens(prompt_tokens);
-      response.mutable_usage()->set_completion_tokens(completion_tokens);
-    }
-    response.set_text(text);
-    if ((response.token_ids_size() > 0 || ev.done) && !writer->Write(response)) {
+    response.set_text(delta.text);
+    if ((delta.n_tokens > 0 || delta.finished) && !writer->Write(response)) {
       request.Cancel();
       return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }
-    if (ev.done) return grpc::Status::OK;
+    if (delta.finished) return grpc::Status::OK;
   }
 }
 

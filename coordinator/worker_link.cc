@@ -4,10 +4,12 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "common/activation_chunks.h"
 #include "common/checkpoint.h"
+#include "common/grpc_status.h"
 #include "common/protocol.h"
 
 namespace lp {
@@ -26,10 +28,6 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-}
-
-absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
-  return absl::Status(absl::StatusCode(int(s.error_code())), absl::StrCat(what, ": ", s.error_message()));
 }
 
 }  // namespace
@@ -145,7 +143,7 @@ absl::Status WorkerLink::Send(const layerpipe::v1::StepRequest& header,
 
 absl::Status WorkerLink::Receive(std::vector<float>* hidden_out,
                                  std::vector<SampledToken>* sampled) {
-  absl::Status s = Lost(ReceiveOnce(hidden_out, sampled));
+  absl::Status s = ReceiveOnce(hidden_out, sampled);
   step_deadline_ns_ = 0;
   if (s.ok() && step_tokens_ > 0) {
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
@@ -178,34 +176,37 @@ absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,
     }
   }
   // The header with the first piece of the hidden state, then the other pieces.
-  const char* data = reinterpret_cast<const char*>(hidden_in.data());
-  const size_t total = hidden_in.size_bytes();
-  size_t sent = 0;
+  const std::string_view bytes(reinterpret_cast<const char*>(hidden_in.data()),
+                               hidden_in.size_bytes());
   layerpipe::v1::StepRequest msg = header;
-  do {
-    const size_t n = std::min(kChunkBytes, total - sent);
-    msg.set_hidden_chunk(data + sent, n);
-    sent += n;
-    msg.set_last_chunk(sent == total);
-    if (!stream_->Write(msg)) return LostMidStep();
-    msg.Clear();
-    msg.set_step_id(header.step_id());
-  } while (sent < total);
+  bool first = true;
+  const bool sent = ForEachChunk(bytes, kChunkBytes, [&](std::string_view piece, bool last) {
+    if (!first) {
+      msg.Clear();
+      msg.set_step_id(header.step_id());
+    }
+    first = false;
+    msg.set_hidden_chunk(piece.data(), piece.size());
+    msg.set_last_chunk(last);
+    return stream_->Write(msg);
+  });
+  if (!sent) return LostMidStep();
   return absl::OkStatus();
 }
 
 absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
                                      std::vector<SampledToken>* sampled) {
-  if (!stream_) return LostMidStep();
+  if (!stream_) return Lost(LostMidStep());
   // Until the last chunk.
-  bytes_.clear();
+  received_.Reset();
   layerpipe::v1::StepResponse resp;
   do {
-    if (!stream_->Read(&resp)) return LostMidStep();
-    if (!resp.error().empty()) {
-      return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", resp.error()));
+    if (!stream_->Read(&resp)) return Lost(LostMidStep());
+    // The worker's own error, with its code: it answered, so it is not lost, whatever the code.
+    if (absl::Status s = StepError(resp, absl::StrCat("worker '", expect_.name, "'")); !s.ok()) {
+      return s;
     }
-    bytes_ += resp.hidden_chunk();
+    received_.Add(resp.hidden_chunk(), resp.last_chunk());
     for (const auto& t : resp.sampled()) {
       sampled->push_back({t.slot(), t.id(), t.logprob(),
                           std::vector<int32_t>(t.top_ids().begin(), t.top_ids().end()),
@@ -213,8 +214,10 @@ absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
     }
   } while (!resp.last_chunk());
   if (!expect_.head) {
-    hidden_out->resize(bytes_.size() / sizeof(float));
-    std::memcpy(hidden_out->data(), bytes_.data(), hidden_out->size() * sizeof(float));
+    absl::Status s = received_.Floats(hidden_out);
+    if (!s.ok()) {
+      return absl::InternalError(absl::StrCat("worker '", expect_.name, "': ", s.message()));
+    }
   }
   return absl::OkStatus();
 }

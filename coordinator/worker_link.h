@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/activation_chunks.h"
 #include "coordinator/pipeline.h"
 #include "layerpipe/v1/worker.grpc.pb.h"
 
@@ -99,7 +100,7 @@ class WorkerLink {
   std::mutex stream_mu_;  // guards stream_context_ against MarkDown from the monitor
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<Stream> stream_;
-  std::string bytes_;  // reused receive buffer
+  ChunkAssembler received_;  // the step's answer (its buffer reused)
   mutable std::mutex handshake_mu_;
   layerpipe::v1::HandshakeResponse handshake_;
 };

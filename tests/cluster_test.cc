@@ -384,6 +384,40 @@ TEST(WorkerApi, EveryStepAnswerNamesTheWorkerInstance) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST(WorkerApi, AFailedStepCarriesItsCodeAndTheStreamGoesOn) {
+  // A step the worker refuses answers with the error's own code (not a bare string the
+  // coordinator could only call INTERNAL); the stream stays usable.
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto worker = layerpipe::v1::Worker::NewStub(
+      grpc::CreateChannel(cluster.worker_endpoint(0), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  auto stream = worker->Step(&ctx);
+  layerpipe::v1::StepRequest bad, release;
+  bad.set_step_id(1);
+  auto* seq = bad.add_seqs();
+  seq->set_slot(2);
+  seq->set_n_tokens(3);
+  for (int id : {1, 2}) bad.add_ids(id);  // three tokens, two ids
+  bad.set_last_chunk(true);
+  release.set_step_id(2);
+  release.add_release_slots(2);
+  release.set_last_chunk(true);
+  layerpipe::v1::StepResponse answer;
+  ASSERT_TRUE(stream->Write(bad));
+  ASSERT_TRUE(stream->Read(&answer));
+  EXPECT_TRUE(answer.last_chunk());
+  EXPECT_EQ(answer.error(), "step has 3 tokens but 2 ids");
+  EXPECT_EQ(answer.error_code(), int(grpc::StatusCode::INVALID_ARGUMENT));
+  ASSERT_TRUE(stream->Write(release));
+  ASSERT_TRUE(stream->Read(&answer));
+  EXPECT_EQ(answer.step_id(), 2u);
+  EXPECT_EQ(answer.error(), "");
+  EXPECT_EQ(answer.error_code(), 0);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+}
+
 TEST(ClusterApi, SixteenIdenticalSeededRequestsAtOnceGetWhatOneGetsAlone) {
   // Every sampler option; the copies share steps, so any dependence of a row's logits on the
   // batch (or of the draw on the order of near-equal candidates) shows.

@@ -1,7 +1,10 @@
 // The Worker gRPC service (see worker_service.h).
 #include "worker/worker_service.h"
 
-#include <cstring>
+#include <string_view>
+
+#include "common/activation_chunks.h"
+#include "common/grpc_status.h"
 
 namespace lp {
 namespace {
@@ -27,56 +30,46 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   StepRequest first, piece;
-  std::string hidden_bytes;
+  ChunkAssembler hidden;
   std::vector<float> hidden_in, hidden_out;
   while (stream->Read(&first)) {
     // Gather the step's chunks: the first message carries the layout and ids.
     // Never more than the largest step's hidden state.
     const auto& limits = core->slice().limits();
-    const size_t max_bytes =
-        size_t(limits.max_step_tokens * core->slice().config().hidden_size) * sizeof(float);
-    hidden_bytes = first.hidden_chunk();
-    bool complete = first.last_chunk();
-    while (!complete && hidden_bytes.size() <= max_bytes && stream->Read(&piece)) {
-      hidden_bytes += piece.hidden_chunk();
-      complete = piece.last_chunk();
+    hidden.Reset(size_t(limits.max_step_tokens * core->slice().config().hidden_size) *
+                 sizeof(float));
+    auto state = hidden.Add(first.hidden_chunk(), first.last_chunk());
+    while (state == ChunkAssembler::State::kPartial && stream->Read(&piece)) {
+      state = hidden.Add(piece.hidden_chunk(), piece.last_chunk());
     }
-    if (!complete && hidden_bytes.size() <= max_bytes) break;  // the coordinator went away
-    StepResponse response;
-    response.set_step_id(first.step_id());
-    if (hidden_bytes.size() > max_bytes) {
+    if (state == ChunkAssembler::State::kPartial) break;  // the coordinator went away
+    if (state == ChunkAssembler::State::kTooLarge) {
       // Cannot resynchronize with a peer that sends too much: end the stream.
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                           "hidden state larger than the step limit allows");
-    } else if (hidden_bytes.size() % sizeof(float) != 0) {
-      response.set_error("hidden state is not a whole number of float32 values");
-    } else {
-      hidden_in.resize(hidden_bytes.size() / sizeof(float));
-      std::memcpy(hidden_in.data(), hidden_bytes.data(), hidden_bytes.size());
-      absl::Status s = core->Step(first, hidden_in, &hidden_out, &response);
-      if (!s.ok()) response.set_error(std::string(s.message()));
     }
+    StepResponse response;
+    response.set_step_id(first.step_id());
+    absl::Status s = hidden.Floats(&hidden_in);
+    if (s.ok()) s = core->Step(first, hidden_in, &hidden_out, &response);
+    SetStepError(s, &response);
     if (!response.error().empty() || core->slice().spec().head) {
       response.set_last_chunk(true);
       if (!stream->Write(response)) break;
       continue;
     }
     // Send the hidden state back in chunks.
-    const char* data = reinterpret_cast<const char*>(hidden_out.data());
-    const size_t total = hidden_out.size() * sizeof(float);
-    size_t sent = 0;
-    bool ok = true;
-    do {
-      const size_t n = std::min(kChunkBytes, total - sent);
+    const std::string_view bytes(reinterpret_cast<const char*>(hidden_out.data()),
+                                 hidden_out.size() * sizeof(float));
+    const bool sent = ForEachChunk(bytes, kChunkBytes, [&](std::string_view piece, bool last) {
       StepResponse chunk;
       chunk.set_step_id(first.step_id());
       chunk.set_instance_id(response.instance_id());
-      chunk.set_hidden_chunk(data + sent, n);
-      sent += n;
-      chunk.set_last_chunk(sent == total);
-      ok = stream->Write(chunk);
-    } while (ok && sent < total);
-    if (!ok) break;
+      chunk.set_hidden_chunk(piece.data(), piece.size());
+      chunk.set_last_chunk(last);
+      return stream->Write(chunk);
+    });
+    if (!sent) break;
   }
   return grpc::Status::OK;
 }
@@ -104,8 +97,7 @@ grpc::Status WorkerService::Connect(grpc::ServerContext*,
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   absl::Status s = core->Connect(*request);
-  if (!s.ok()) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(s.message()));
-  return grpc::Status::OK;
+  return ToGrpc(s);
 }
 
 }  // namespace lp
