@@ -206,7 +206,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o, const std::vect
   if (!preset.ok()) Fail(preset.status(), 2);
   const ModelConfig c = preset->config;
   SliceLimits limits;
-  limits.max_seqs = *std::max_element(batches.begin(), batches.end());
+  limits.max_batch = *std::max_element(batches.begin(), batches.end());
   limits.max_context = std::max(o.prompt + o.decode, o.prefill);
   limits.max_step_tokens = std::max<int64_t>(o.prefill, o.prompt);
   CudaBackendOptions bo;

@@ -46,7 +46,7 @@ LoadedChain LoadChain(const ChainOptions& o, int64_t extra_positions) {
                                                  c.num_layers, " layers")), 2);
   }
   SliceLimits limits;
-  limits.max_seqs = 1;
+  limits.max_batch = 1;
   limits.max_context = int64_t(out.prompt.size()) + extra_positions;
   limits.max_step_tokens = int64_t(out.prompt.size());
   const auto t0 = std::chrono::steady_clock::now();

@@ -14,20 +14,20 @@ namespace lp {
 layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_id) {
   layerpipe::v1::StepRequest header;
   header.set_step_id(step_id);
-  for (const StepSeq& s : step.seqs) {
+  for (const SeqChunk& s : step.seqs) {
     auto* seq = header.add_seqs();
     seq->set_slot(s.slot);
     seq->set_start_pos(s.start_pos);
     seq->set_n_tokens(s.n_tokens);
-    if (s.sample) {
+    if (s.sampling) {
       auto* p = seq->mutable_sampling();
-      p->set_temperature(s.sampling.temperature);
-      p->set_top_k(s.sampling.top_k);
-      p->set_top_p(s.sampling.top_p);
-      p->set_min_p(s.sampling.min_p);
-      p->set_repetition_penalty(s.sampling.repetition_penalty);
-      p->set_seed(s.sampling.seed);
-      p->set_logprobs(s.sampling.logprobs);
+      p->set_temperature(s.sampling->temperature);
+      p->set_top_k(s.sampling->top_k);
+      p->set_top_p(s.sampling->top_p);
+      p->set_min_p(s.sampling->min_p);
+      p->set_repetition_penalty(s.sampling->repetition_penalty);
+      p->set_seed(s.sampling->seed);
+      p->set_logprobs(s.sampling->logprobs);
     }
   }
   header.mutable_ids()->Add(step.ids.begin(), step.ids.end());

@@ -8,20 +8,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "common/sampling_params.h"
+#include "common/seq_chunk.h"
 
 namespace lp {
 
-struct StepSeq {
-  int32_t slot = 0;
-  int32_t start_pos = 0;
-  int32_t n_tokens = 0;
-  bool sample = false;  // pick the next token after this chunk
-  SamplingParams sampling;
-};
-
 struct StepInput {
-  std::vector<StepSeq> seqs;
+  std::vector<SeqChunk> seqs;
   std::vector<int32_t> ids;  // the step's tokens, back to back in seqs order
   // KV-cache slots every stage frees before running this step (finished sequences). A step may
   // carry only releases.

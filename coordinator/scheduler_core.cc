@@ -86,7 +86,7 @@ void SchedulerCore::Retire() {
                      to_release_.end());
 }
 
-bool SchedulerCore::BuildStep(int64_t max_seqs, StepInput* step) {
+bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
   step->seqs.clear();
   step->ids.clear();
   // Releases travel in the step stream ahead of any step that reuses their slots.
@@ -96,11 +96,11 @@ bool SchedulerCore::BuildStep(int64_t max_seqs, StepInput* step) {
   // Decode tokens first: one each, latency-sensitive; prefill chunks take what is left.
   for (Seq& s : running_) {
     if (s.in_flight || s.state != SeqState::kDecoding || budget == 0 ||
-        int64_t(step->seqs.size()) == max_seqs) {
+        int64_t(step->seqs.size()) == micro_batch_seqs) {
       continue;
     }
     const int64_t pos = int64_t(s.request->prompt().size() + s.generated.size()) - 1;
-    step->seqs.push_back({s.slot, int32_t(pos), 1, true, s.request->params().sampling});
+    step->seqs.push_back({s.slot, int32_t(pos), 1, s.request->params().sampling});
     step->ids.push_back(s.generated.back());
     s.in_flight = true;
     --budget;
@@ -109,13 +109,13 @@ bool SchedulerCore::BuildStep(int64_t max_seqs, StepInput* step) {
     const auto& prompt = s.request->prompt();
     const int64_t left = int64_t(prompt.size()) - s.prefilled;
     if (s.in_flight || s.state != SeqState::kPrefilling || left <= 0 || budget == 0 ||
-        int64_t(step->seqs.size()) == max_seqs) {
+        int64_t(step->seqs.size()) == micro_batch_seqs) {
       continue;
     }
     const int64_t n = std::min(left, budget);
     const bool completes = n == left;
-    step->seqs.push_back({s.slot, int32_t(s.prefilled), int32_t(n), completes,
-                          s.request->params().sampling});
+    step->seqs.push_back({s.slot, int32_t(s.prefilled), int32_t(n),
+                          completes ? std::optional(s.request->params().sampling) : std::nullopt});
     step->ids.insert(step->ids.end(), prompt.begin() + s.prefilled,
                      prompt.begin() + s.prefilled + n);
     s.prefilled += n;

@@ -97,9 +97,9 @@ class SchedulerCore {
   void DropCancelledLocked();
   void Admit();
   void Retire();
-  // Builds a micro-batch of at most `max_seqs` sequences not in flight, carrying the pending
+  // Builds a micro-batch of at most `micro_batch_seqs` sequences not in flight, carrying the pending
   // slot releases; false when there is nothing to send.
-  bool BuildStep(int64_t max_seqs, StepInput* step);
+  bool BuildStep(int64_t micro_batch_seqs, StepInput* step);
   void Apply(const StepResult& result);
   void Fail(Seq& seq, const absl::Status& status);
 

@@ -60,11 +60,11 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
                     absl::StrCat(want.embed, "/", want.head));
   }
   if (got.device() != want.device) return mismatch("device", got.device(), want.device);
-  if (got.max_seqs() != want.max_seqs || got.max_context() != want.max_context ||
+  if (got.max_batch() != want.max_batch || got.max_context() != want.max_context ||
       got.max_step_tokens() != want.max_step_tokens) {
     return mismatch("limits (batch/context/step tokens)",
-                    absl::StrCat(got.max_seqs(), "/", got.max_context(), "/", got.max_step_tokens()),
-                    absl::StrCat(want.max_seqs, "/", want.max_context, "/", want.max_step_tokens));
+                    absl::StrCat(got.max_batch(), "/", got.max_context(), "/", got.max_step_tokens()),
+                    absl::StrCat(want.max_batch, "/", want.max_context, "/", want.max_step_tokens));
   }
   return absl::OkStatus();
 }
@@ -241,7 +241,7 @@ absl::Status WorkerLink::ReleaseAll(int timeout_ms) {
   grpc::ClientContext ctx;
   ctx.set_deadline(Deadline(timeout_ms));
   layerpipe::v1::ReleaseRequest req;
-  for (int64_t s = 0; s < expect_.max_seqs; ++s) req.add_slots(int32_t(s));
+  for (int64_t s = 0; s < expect_.max_batch; ++s) req.add_slots(int32_t(s));
   layerpipe::v1::ReleaseResponse resp;
   grpc::Status s = stub_->Release(&ctx, req, &resp);
   if (!s.ok()) return FromGrpc(s, absl::StrCat("worker '", expect_.name, "'"));

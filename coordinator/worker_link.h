@@ -29,7 +29,7 @@ struct WorkerExpectation {
   int64_t layer_end = 0;
   bool embed = false;
   bool head = false;
-  int64_t max_seqs = 0;
+  int64_t max_batch = 0;
   int64_t max_context = 0;
   int64_t max_step_tokens = 0;
 };

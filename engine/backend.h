@@ -15,6 +15,7 @@
 #include "common/dtype.h"
 #include "common/int4.h"
 #include "common/sampling_params.h"
+#include "common/seq_chunk.h"
 #include "common/safetensors.h"
 
 namespace lp {
@@ -38,16 +39,6 @@ struct Tensor {
   T* as() const {
     return static_cast<T*>(data);
   }
-};
-
-// One sequence's share of a step: `n_tokens` new tokens at positions
-// [start_pos, start_pos + n_tokens), attending to all earlier positions of KV-cache `slot`.
-// A prefill chunk and a single decode token are the same thing with different n_tokens, so
-// prefill and decode sequences may share a step.
-struct SeqChunk {
-  int32_t slot = 0;
-  int32_t start_pos = 0;
-  int32_t n_tokens = 0;
 };
 
 // The batch of one step: its sequences' chunks, whose tokens lie back to back in the

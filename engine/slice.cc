@@ -56,7 +56,7 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Build(const ModelConfig& c, const 
     return absl::InvalidArgumentError(absl::StrCat("slice layers [", spec.begin, ", ", spec.end,
                                                    ") outside the model's ", c.num_layers));
   }
-  if (limits.max_seqs <= 0 || limits.max_context <= 0 || limits.max_step_tokens <= 0) {
+  if (limits.max_batch <= 0 || limits.max_context <= 0 || limits.max_step_tokens <= 0) {
     return absl::InvalidArgumentError("slice limits must be positive");
   }
   std::unique_ptr<Slice> slice(new Slice(c, spec, limits, std::move(backend)));
@@ -153,18 +153,18 @@ void Slice::AllocateWorkspace() {
   up_ = b.Alloc(t, config_.intermediate_size);
   act_ = b.Alloc(t, config_.intermediate_size);
   if (spec_.head) {
-    last_rows_ = b.Alloc(limits_.max_seqs, h);
-    last_normed_ = b.Alloc(limits_.max_seqs, h);
-    logits_ = b.Alloc(limits_.max_seqs, config_.vocab_size);
+    last_rows_ = b.Alloc(limits_.max_batch, h);
+    last_normed_ = b.Alloc(limits_.max_batch, h);
+    logits_ = b.Alloc(limits_.max_batch, config_.vocab_size);
   }
   KvCacheShape shape;
   shape.num_layers = spec_.end - spec_.begin;
-  shape.num_slots = limits_.max_seqs;
+  shape.num_slots = limits_.max_batch;
   shape.max_context = limits_.max_context;
   shape.num_kv_heads = config_.num_kv_heads;
   shape.head_dim = config_.head_dim;
   kv_cache_ = b.CreateKvCache(shape);
-  last_row_index_.reserve(size_t(limits_.max_seqs));
+  last_row_index_.reserve(size_t(limits_.max_batch));
 }
 
 int64_t Slice::output_rows(const StepLayout& layout) const {
@@ -178,12 +178,12 @@ absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hid
     return absl::InvalidArgumentError(absl::StrCat("step of ", tokens, " tokens exceeds the limit of ",
                                                    limits_.max_step_tokens));
   }
-  if (int64_t(layout.seqs.size()) > limits_.max_seqs) {
+  if (int64_t(layout.seqs.size()) > limits_.max_batch) {
     return absl::InvalidArgumentError("more sequences in a step than KV-cache slots");
   }
-  std::vector<bool> used(size_t(limits_.max_seqs), false);
+  std::vector<bool> used(size_t(limits_.max_batch), false);
   for (const auto& s : layout.seqs) {
-    if (s.slot < 0 || s.slot >= limits_.max_seqs || used[size_t(s.slot)]) {
+    if (s.slot < 0 || s.slot >= limits_.max_batch || used[size_t(s.slot)]) {
       return absl::InvalidArgumentError(absl::StrCat("bad or repeated KV slot ", s.slot));
     }
     used[size_t(s.slot)] = true;

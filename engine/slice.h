@@ -29,7 +29,7 @@ struct SliceSpec {
 
 // What sizes the KV cache and the workspaces; nothing is allocated per step.
 struct SliceLimits {
-  int64_t max_seqs = 8;          // KV-cache slots
+  int64_t max_batch = 8;          // KV-cache slots
   int64_t max_context = 2048;    // positions per sequence
   int64_t max_step_tokens = 2048;  // tokens in one step, all sequences together
 };
@@ -128,7 +128,7 @@ class Slice {
 
   // Workspaces sized for max_step_tokens rows.
   Tensor residual_, normed_, q_, k_, v_, attn_out_, proj_, gate_, up_, act_;
-  Tensor last_rows_, last_normed_, logits_;  // max_seqs rows
+  Tensor last_rows_, last_normed_, logits_;  // max_batch rows
   std::vector<int32_t> last_row_index_;
   int64_t last_step_seqs_ = 0;  // sequences of the last step, for Sample
 };

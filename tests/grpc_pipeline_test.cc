@@ -141,7 +141,7 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
     r->set_head(head_);
     r->set_dtype("bf16");
     r->set_device(device());
-    r->set_max_seqs(kMaxSeqs);
+    r->set_max_batch(kMaxSeqs);
     r->set_max_context(kMaxContext);
     r->set_max_step_tokens(kMaxStepTokens);
     r->set_hidden_size(1);
@@ -341,8 +341,8 @@ class FakeCluster {
 // both sampled.
 StepInput MakeStep(uint64_t tag) {
   StepInput s;
-  s.seqs.push_back({0, 0, 2, true, {}});
-  s.seqs.push_back({1, 0, 1, true, {}});
+  s.seqs.push_back({0, 0, 2, SamplingParams{}});
+  s.seqs.push_back({1, 0, 1, SamplingParams{}});
   s.ids = {int32_t(tag), int32_t(tag + 1), int32_t(tag + 2)};
   return s;
 }

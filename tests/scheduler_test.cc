@@ -40,8 +40,8 @@ std::shared_ptr<Request> AddOk(SchedulerCore& core, std::vector<int32_t> prompt,
 StepResult Answer(const ScheduledStep& step, int32_t id) {
   StepResult r;
   r.tag = step.tag;
-  for (const StepSeq& s : step.input.seqs) {
-    if (s.sample) r.sampled.push_back({s.slot, id});
+  for (const SeqChunk& s : step.input.seqs) {
+    if (s.sampling) r.sampled.push_back({s.slot, id});
   }
   return r;
 }
@@ -78,7 +78,7 @@ TEST(SchedulerCore, AdmitsUpToTheBatchAndBoundsTheQueue) {
   EXPECT_EQ(in.seqs[0].slot, 0);
   EXPECT_EQ(in.seqs[0].start_pos, 0);
   EXPECT_EQ(in.seqs[0].n_tokens, 3);
-  EXPECT_TRUE(in.seqs[0].sample);
+  EXPECT_TRUE(in.seqs[0].sampling.has_value());
   EXPECT_EQ(in.seqs[1].slot, 1);
   EXPECT_EQ(in.seqs[1].n_tokens, 2);
   EXPECT_EQ(in.ids, Ints({1, 2, 3, 4, 5}));
@@ -131,11 +131,11 @@ TEST(SchedulerCore, ChunksPrefillWithinTheStepBudgetAfterTheDecodes) {
   while (true) {
     auto steps = core.Schedule(1);
     ASSERT_EQ(steps.size(), 1u);
-    const StepSeq& s = steps[0].input.seqs.at(0);
+    const SeqChunk& s = steps[0].input.seqs.at(0);
     chunks.push_back({s.start_pos, s.n_tokens});
-    EXPECT_EQ(s.sample, s.start_pos + s.n_tokens == 10);
+    EXPECT_EQ(s.sampling.has_value(), s.start_pos + s.n_tokens == 10);
     core.OnResult(Answer(steps[0], 77));
-    if (s.sample) break;
+    if (s.sampling) break;
     EXPECT_EQ(core.state_of_slot(0), SeqState::kPrefilling);
   }
   EXPECT_EQ(chunks, (std::vector<std::pair<int32_t, int32_t>>{{0, 4}, {4, 4}, {8, 2}}));
@@ -153,7 +153,7 @@ TEST(SchedulerCore, ChunksPrefillWithinTheStepBudgetAfterTheDecodes) {
   EXPECT_EQ(in.seqs[1].slot, 1);
   EXPECT_EQ(in.seqs[1].start_pos, 0);
   EXPECT_EQ(in.seqs[1].n_tokens, 3);
-  EXPECT_FALSE(in.seqs[1].sample);
+  EXPECT_FALSE(in.seqs[1].sampling.has_value());
   EXPECT_EQ(in.ids, Ints({77, 20, 21, 22}));
   core.OnResult(Answer(steps[0], 78));
   EXPECT_EQ(Ids(a->Take(0)), Ints({78}));

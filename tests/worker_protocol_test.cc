@@ -26,7 +26,7 @@ WorkerExpectation Want() {
   w.layer_end = 4;
   w.embed = false;
   w.head = true;
-  w.max_seqs = 8;
+  w.max_batch = 8;
   w.max_context = 512;
   w.max_step_tokens = 256;
   return w;
@@ -43,7 +43,7 @@ layerpipe::v1::HandshakeResponse Agreeing() {
   h.set_embed(w.embed);
   h.set_head(w.head);
   h.set_device(w.device);
-  h.set_max_seqs(w.max_seqs);
+  h.set_max_batch(w.max_batch);
   h.set_max_context(w.max_context);
   h.set_max_step_tokens(w.max_step_tokens);
   return h;
@@ -64,7 +64,7 @@ TEST(CheckHandshake, EachDisagreementIsRefusedAndNamed) {
       {[](H* h) { h->set_embed(true); }, "embedding/head ownership"},
       {[](H* h) { h->set_head(false); }, "embedding/head ownership"},
       {[](H* h) { h->set_device("cuda:0"); }, "its device is cuda:0"},
-      {[](H* h) { h->set_max_seqs(4); }, "limits (batch/context/step tokens) is 4/512/256"},
+      {[](H* h) { h->set_max_batch(4); }, "limits (batch/context/step tokens) is 4/512/256"},
       {[](H* h) { h->set_max_context(1024); }, "limits"},
       {[](H* h) { h->set_max_step_tokens(1); }, "limits"},
   };

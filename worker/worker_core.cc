@@ -33,7 +33,7 @@ constexpr std::chrono::milliseconds kHandoverTimeout{5000};
 
 WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc)
     : slice_(std::move(slice)), identity_(std::move(identity)), host_id_(HostId()) {
-  slots_.resize(size_t(slice_->limits().max_seqs));
+  slots_.resize(size_t(slice_->limits().max_batch));
   if (slice_->spec().head) {
     const int64_t vocab = slice_->config().vocab_size;
     for (auto& s : slots_) {
@@ -87,7 +87,7 @@ layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
   r.set_head(spec.head);
   r.set_dtype(identity_.dtype);
   r.set_device(identity_.device);
-  r.set_max_seqs(slice_->limits().max_seqs);
+  r.set_max_batch(slice_->limits().max_batch);
   r.set_max_context(slice_->limits().max_context);
   r.set_max_step_tokens(slice_->limits().max_step_tokens);
   r.set_hidden_size(slice_->config().hidden_size);

@@ -1,0 +1,24 @@
+// One sequence's share of a step, as the coordinator schedules it, the worker protocol carries
+// it (worker.proto's SeqChunk) and the engine runs it (StepLayout): `n_tokens` new tokens at
+// positions [start_pos, start_pos + n_tokens), attending to all earlier positions of KV-cache
+// `slot`. A prefill chunk and a single decode token are the same thing with different
+// n_tokens, so prefill and decode sequences may share a step.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "common/sampling_params.h"
+
+namespace lp {
+
+struct SeqChunk {
+  int32_t slot = 0;
+  int32_t start_pos = 0;
+  int32_t n_tokens = 0;
+  // On a chunk that ends its prompt, or a decode token: how the last stage picks the next
+  // token (absent: a prefill chunk that does not end the prompt). Slices ignore it.
+  std::optional<SamplingParams> sampling;
+};
+
+}  // namespace lp
