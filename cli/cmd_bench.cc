@@ -18,9 +18,9 @@
 #include "common/model_layout.h"
 #include "common/presets.h"
 #include "common/weight_sizes.h"
-#include "nlohmann/json.hpp"
 #include "engine/cuda.h"
 #include "engine/slice.h"
+#include "nlohmann/json.hpp"
 
 namespace lp::cli {
 namespace {
@@ -164,9 +164,11 @@ double TimeMatMulInt4(int64_t n, int64_t k, int64_t m, int64_t group) {
 
 json ProbeMatMul(const ModelConfig& c) {
   json rows = json::array();
-  const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {c.hidden_size, c.q_dim()}, {c.hidden_size, c.kv_dim()}, {c.hidden_size, c.intermediate_size},
-      {c.intermediate_size, c.hidden_size}, {c.hidden_size, c.vocab_size}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{c.hidden_size, c.q_dim()},
+                                                           {c.hidden_size, c.kv_dim()},
+                                                           {c.hidden_size, c.intermediate_size},
+                                                           {c.intermediate_size, c.hidden_size},
+                                                           {c.hidden_size, c.vocab_size}};
   for (auto [k, m] : shapes) {
     for (int64_t n : {1, 16}) {
       json r = {{"n", n}, {"k", k}, {"m", m}, {"cublas_GBps", TimeMatMul(false, n, k, m)}};
@@ -175,7 +177,9 @@ json ProbeMatMul(const ModelConfig& c) {
     }
     if (c.quant.quantized() && k != c.vocab_size && m != c.vocab_size) {  // the head stays dense
       for (int64_t n : {1, 16, 64}) {
-        rows.push_back({{"n", n}, {"k", k}, {"m", m},
+        rows.push_back({{"n", n},
+                        {"k", k},
+                        {"m", m},
                         {"int4_GBps", TimeMatMulInt4(n, k, m, c.quant.group_size)}});
       }
     }
@@ -200,8 +204,8 @@ json LoadBaseline(const std::string& path) {
   return out;
 }
 
-json BenchPreset(const std::string& name, const BenchOptions& o, const std::vector<int64_t>& batches,
-                 double copy_bps, const json& hf) {
+json BenchPreset(const std::string& name, const BenchOptions& o,
+                 const std::vector<int64_t>& batches, double copy_bps, const json& hf) {
   auto preset = FindPreset(name);
   if (!preset.ok()) Fail(preset.status(), 2);
   const ModelConfig c = preset->config;
@@ -225,15 +229,19 @@ json BenchPreset(const std::string& name, const BenchOptions& o, const std::vect
   source.int4 = [group](Backend& b, const LinearSpec& l) -> absl::StatusOr<Linear> {
     return CudaRandomInt4(b, l.out, l.in, group, NameSeed(l.name));
   };
-  auto slice = Slice::Build(c, {0, c.num_layers, true, true}, limits, MakeCudaBackend(0, bo), source);
+  auto slice =
+      Slice::Build(c, {0, c.num_layers, true, true}, limits, MakeCudaBackend(0, bo), source);
   if (!slice.ok()) Fail(slice.status());
   (*slice)->backend().Synchronize();
   const double fill_s = Seconds(t0, Clock::now());
   std::fprintf(stderr, "%s: built, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const uint64_t bytes = DecodeWeightBytes(c);
   std::mt19937 rng(1234);
-  json r = {{"preset", name}, {"fill_s", fill_s}, {"weight_bytes_per_step", bytes},
-            {"kv_cache_bytes", (*slice)->kv_cache_bytes()}, {"graphs", o.graphs}};
+  json r = {{"preset", name},
+            {"fill_s", fill_s},
+            {"weight_bytes_per_step", bytes},
+            {"kv_cache_bytes", (*slice)->kv_cache_bytes()},
+            {"graphs", o.graphs}};
   const json* base = hf.contains(name) ? &hf[name] : nullptr;
   for (int64_t b : batches) {
     json d = BenchBatch(**slice, b, o, rng);
@@ -264,25 +272,27 @@ void PrintTable(const json& out) {
                 "tokens/s", "GB/s", "of copy", "HF ms/step", "speedup");
     for (const auto& d : r["decode"]) {
       const bool hf = d.contains("hf_ms_per_step");
-      std::printf("%6lld %12.1f %12.3f %12.0f %10.0f %8.0f%% %12s %9s\n",
-                  (long long)d["batch"].get<int64_t>(), d["prefill_ms"].get<double>(),
-                  d["ms_per_step"].get<double>(), d["tokens_per_s"].get<double>(),
-                  d["weight_GBps"].get<double>(), 100 * d["fraction_of_copy"].get<double>(),
-                  hf ? absl::StrCat(d["hf_ms_per_step"].get<double>()).c_str() : "-",
-                  hf ? absl::StrCat(absl::SixDigits(d["speedup_vs_hf"].get<double>()), "x").c_str() : "-");
+      std::printf(
+          "%6lld %12.1f %12.3f %12.0f %10.0f %8.0f%% %12s %9s\n",
+          (long long)d["batch"].get<int64_t>(), d["prefill_ms"].get<double>(),
+          d["ms_per_step"].get<double>(), d["tokens_per_s"].get<double>(),
+          d["weight_GBps"].get<double>(), 100 * d["fraction_of_copy"].get<double>(),
+          hf ? absl::StrCat(d["hf_ms_per_step"].get<double>()).c_str() : "-",
+          hf ? absl::StrCat(absl::SixDigits(d["speedup_vs_hf"].get<double>()), "x").c_str() : "-");
     }
     for (const auto& p : r.value("matmul_probe", json::array())) {
       std::printf("  matmul %5lld x %5lld -> %6lld:", (long long)p["n"].get<int64_t>(),
                   (long long)p["k"].get<int64_t>(), (long long)p["m"].get<int64_t>());
-      if (p.contains("cublas_GBps")) std::printf(" cuBLAS %6.0f GB/s", p["cublas_GBps"].get<double>());
+      if (p.contains("cublas_GBps"))
+        std::printf(" cuBLAS %6.0f GB/s", p["cublas_GBps"].get<double>());
       if (p.contains("ours_GBps")) std::printf(", ours %6.0f GB/s", p["ours_GBps"].get<double>());
       if (p.contains("int4_GBps")) std::printf(" int4 %6.0f GB/s", p["int4_GBps"].get<double>());
       std::printf("\n");
     }
     if (r.contains("prefill")) {
       std::printf("prefill of %lld tokens: %.1f ms, %.0f tokens/s\n",
-                  (long long)r["prefill"]["tokens"].get<int64_t>(), r["prefill"]["ms"].get<double>(),
-                  r["prefill"]["tokens_per_s"].get<double>());
+                  (long long)r["prefill"]["tokens"].get<int64_t>(),
+                  r["prefill"]["ms"].get<double>(), r["prefill"]["tokens_per_s"].get<double>());
     }
   }
 }
@@ -292,15 +302,18 @@ void RunBench(const BenchOptions& o) {
   auto ids = ParseIdList(o.batches);
   if (!ids.ok()) Fail(ids.status(), 2);
   std::vector<int64_t> batches(ids->begin(), ids->end());
-  if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1 || o.decode < 2) Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
+  if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1 || o.decode < 2)
+    Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
   if (auto s = cuda::PinDevice(0); !s.ok()) Fail(s);
   const json hf = LoadBaseline(o.hf_baseline);
   const double copy_bps = CudaCopyBandwidth(1ull << 30, 10);
   char date[32];
   const std::time_t now = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  json out = {{"device", *cuda::DeviceDescription(0)}, {"date", date},
-              {"copy_GBps", copy_bps / 1e9}, {"results", json::array()}};
+  json out = {{"device", *cuda::DeviceDescription(0)},
+              {"date", date},
+              {"copy_GBps", copy_bps / 1e9},
+              {"results", json::array()}};
   if (hf.contains("_device")) out["hf_device"] = hf["_device"];
   for (absl::string_view name : absl::StrSplit(o.presets, ',')) {
     out["results"].push_back(BenchPreset(std::string(name), o, batches, copy_bps, hf));

@@ -28,9 +28,12 @@ struct GenerateOptions {
 
 std::string FinishName(layerpipe::v1::FinishReason r) {
   switch (r) {
-    case layerpipe::v1::FINISH_REASON_LENGTH: return "length";
-    case layerpipe::v1::FINISH_REASON_STOP: return "stop";
-    default: return "unspecified";
+    case layerpipe::v1::FINISH_REASON_LENGTH:
+      return "length";
+    case layerpipe::v1::FINISH_REASON_STOP:
+      return "stop";
+    default:
+      return "unspecified";
   }
 }
 
@@ -95,10 +98,12 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
     }
     if (o.json && last && resp.token_ids().empty() && resp.text().empty()) continue;
     if (o.json) {  // every token in a delta; the "done" object below sums them up
-      nlohmann::json ev = {{"event", "delta"},
-                           {"token_ids", std::vector<int32_t>(resp.token_ids().begin(), resp.token_ids().end())},
-                           {"text", resp.text()}};
-      std::printf("%s\n", ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      nlohmann::json ev = {
+          {"event", "delta"},
+          {"token_ids", std::vector<int32_t>(resp.token_ids().begin(), resp.token_ids().end())},
+          {"text", resp.text()}};
+      std::printf("%s\n",
+                  ev.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::fputs(resp.text().c_str(), stdout);
     }
@@ -113,10 +118,14 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
     throw CLI::RuntimeError(1);
   }
   if (o.json) {
-    nlohmann::json done = {{"event", "done"},     {"token_ids", all_ids}, {"text", all_text},
-                           {"finish_reason", finish}, {"usage", usage}};
+    nlohmann::json done = {{"event", "done"},
+                           {"token_ids", all_ids},
+                           {"text", all_text},
+                           {"finish_reason", finish},
+                           {"usage", usage}};
     if (o.logprobs > 0) done["logprobs"] = all_logprobs;
-    std::printf("%s\n", done.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    std::printf("%s\n",
+                done.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("\n");
     std::fflush(stdout);
@@ -132,12 +141,14 @@ void AddGenerateCommand(CLI::App& app) {
   cmd->add_option("--endpoint", o->endpoint, "coordinator host:port")->required();
   auto* prompt = cmd->add_option("--prompt", o->prompt, "prompt text (tokenized by the server)");
   auto* ids = cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids, e.g. 1,2,3");
-  auto* chat = cmd->add_option("--chat", o->chat, "a user message, rendered with the chat template");
+  auto* chat =
+      cmd->add_option("--chat", o->chat, "a user message, rendered with the chat template");
   prompt->excludes(ids)->excludes(chat);
   ids->excludes(chat);
   cmd->add_option("--system", o->system, "a system message before --chat")->needs(chat);
   cmd->add_flag("--no-think", o->no_think, "with --chat: Qwen3's enable_thinking=false");
-  cmd->add_option("--max-tokens", o->max_tokens, "tokens to generate (default: up to the context limit)");
+  cmd->add_option("--max-tokens", o->max_tokens,
+                  "tokens to generate (default: up to the context limit)");
   cmd->add_option("--temperature", o->temperature, "0 is greedy")->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "keep the K most likely tokens (0: off)");
   cmd->add_option("--top-p", o->top_p, "nucleus mass in (0, 1]");

@@ -40,8 +40,9 @@ void RunGreedy(const ChainOptions& o, int64_t max_tokens, bool as_json) {
     return;
   }
   std::printf("generated: %s\n", absl::StrJoin(generated, ",").c_str());
-  std::printf("prefill: %zu tokens in %.1f ms (%.1f tokens/s); decode: %.1f tokens/s (%zu slices)\n",
-              lc.prompt.size(), prefill_s * 1e3, prefill_tps, decode_tps, size_t(o.slices));
+  std::printf(
+      "prefill: %zu tokens in %.1f ms (%.1f tokens/s); decode: %.1f tokens/s (%zu slices)\n",
+      lc.prompt.size(), prefill_s * 1e3, prefill_tps, decode_tps, size_t(o.slices));
 }
 
 }  // namespace

@@ -73,9 +73,15 @@ TensorToWrite RandomTensor(const ExpectedTensor& t, DType dtype, uint64_t seed) 
       const float u = UniformFloat(SplitMix64(key + (first + i) * kSplitMixGamma));
       const float v = is_norm ? 1.0f : (2.0f * u - 1.0f) * amplitude;
       switch (dtype) {
-        case DType::kBF16: static_cast<uint16_t*>(out)[i] = F32ToBf16(v); break;
-        case DType::kF16: static_cast<uint16_t*>(out)[i] = F32ToF16(v); break;
-        default: static_cast<float*>(out)[i] = v; break;
+        case DType::kBF16:
+          static_cast<uint16_t*>(out)[i] = F32ToBf16(v);
+          break;
+        case DType::kF16:
+          static_cast<uint16_t*>(out)[i] = F32ToF16(v);
+          break;
+        default:
+          static_cast<float*>(out)[i] = v;
+          break;
       }
     }
   };
@@ -124,14 +130,16 @@ void AddInitModelCommand(CLI::App& app) {
     if (!preset.ok()) Fail(preset.status(), 2);
     ModelConfig c = preset->config;
     if (o->dtype.empty()) o->dtype = c.quant.quantized() ? "f16" : "bf16";
-    const DType dtype = o->dtype == "bf16" ? DType::kBF16 : o->dtype == "f16" ? DType::kF16 : DType::kF32;
+    const DType dtype = o->dtype == "bf16"  ? DType::kBF16
+                        : o->dtype == "f16" ? DType::kF16
+                                            : DType::kF32;
     c.torch_dtype = o->dtype == "bf16" ? "bfloat16" : o->dtype == "f16" ? "float16" : "float32";
     std::error_code ec;
     fs::path out = fs::path(o->out).lexically_normal();
     if (!out.has_filename()) out = out.parent_path();  // "DIR/" names DIR
     if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)) && !o->force) {
-      Fail(absl::AlreadyExistsError(absl::StrCat(
-          o->out, " exists and is not empty (a model in use?): --force replaces it")));
+      Fail(absl::AlreadyExistsError(
+          absl::StrCat(o->out, " exists and is not empty (a model in use?): --force replaces it")));
     }
     // Everything goes to a folder beside the target, renamed into place at the end: an error
     // leaves no partial model, and a model being read is replaced only once complete.
@@ -153,7 +161,8 @@ void AddInitModelCommand(CLI::App& app) {
       tensors.push_back(t.dtype ? RandomInt4Part(t, c.quant, o->seed)
                                 : RandomTensor(t, dtype, o->seed));
     }
-    const uint64_t shard = o->shard_mb > 0 ? uint64_t(o->shard_mb * (1 << 20)) : preset->shard_bytes;
+    const uint64_t shard =
+        o->shard_mb > 0 ? uint64_t(o->shard_mb * (1 << 20)) : preset->shard_bytes;
     std::fprintf(stderr, "writing %s (%s) to %s ...\n", preset->name.c_str(),
                  preset->description.c_str(), o->out.c_str());
     if (auto s = WriteShardedCheckpoint(tmp.string(), tensors, shard); !s.ok()) Fail(s);
@@ -175,8 +184,8 @@ void AddInitModelCommand(CLI::App& app) {
     }
     cleanup.done = true;
     fs::remove_all(old, ec);
-    std::printf("wrote %s: %lld parameters\n", o->out.c_str(), (long long)NumElements(
-        AllTensors(c)));
+    std::printf("wrote %s: %lld parameters\n", o->out.c_str(),
+                (long long)NumElements(AllTensors(c)));
   });
 }
 

@@ -3,9 +3,9 @@
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
-#include <numeric>
 #include <chrono>
 #include <cstdio>
+#include <numeric>
 #include <thread>
 
 #include "cli/commands.h"
@@ -64,9 +64,15 @@ void AddLoadTestCommand(CLI::App& app) {
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--endpoint", o->endpoint, "coordinator host:port")->required();
-  cmd->add_option("--concurrency", o->concurrency, "streams at once")->capture_default_str()->check(CLI::Range(1, 100000));
-  cmd->add_option("--prompt-len", o->prompt_len, "prompt tokens per stream")->capture_default_str()->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--max-tokens", o->max_tokens, "tokens per stream")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--concurrency", o->concurrency, "streams at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--prompt-len", o->prompt_len, "prompt tokens per stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--max-tokens", o->max_tokens, "tokens per stream")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] {
     auto stub = layerpipe::v1::Inference::NewStub(
@@ -82,8 +88,10 @@ void AddLoadTestCommand(CLI::App& app) {
     std::vector<std::thread> threads;
     const auto start = Clock::now();
     for (int i = 0; i < o->concurrency; ++i) {
-      threads.emplace_back([&, i] { results[size_t(i)] = RunStream(stub.get(), o->prompt_len, o->max_tokens, i,
-                                                                  info.vocab_size()); });
+      threads.emplace_back([&, i] {
+        results[size_t(i)] =
+            RunStream(stub.get(), o->prompt_len, o->max_tokens, i, info.vocab_size());
+      });
     }
     for (auto& t : threads) t.join();
     const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
@@ -97,20 +105,28 @@ void AddLoadTestCommand(CLI::App& app) {
       if (r.tokens > 1) per_stream.push_back((r.tokens - 1) / ((r.total_ms - r.ttft_ms) / 1000.0));
     }
     std::sort(ttft.begin(), ttft.end());
-    const double mean_stream = per_stream.empty() ? 0 :
-        std::accumulate(per_stream.begin(), per_stream.end(), 0.0) / double(per_stream.size());
-    nlohmann::json j = {{"concurrency", o->concurrency}, {"prompt_len", o->prompt_len},
-                        {"max_tokens", o->max_tokens}, {"ttft_ms_median", ttft[ttft.size() / 2]},
-                        {"ttft_ms_max", ttft.back()}, {"stream_tokens_per_s", mean_stream},
-                        {"total_tokens_per_s", tokens / wall_s}, {"wall_s", wall_s}};
+    const double mean_stream = per_stream.empty()
+                                   ? 0
+                                   : std::accumulate(per_stream.begin(), per_stream.end(), 0.0) /
+                                         double(per_stream.size());
+    nlohmann::json j = {{"concurrency", o->concurrency},
+                        {"prompt_len", o->prompt_len},
+                        {"max_tokens", o->max_tokens},
+                        {"ttft_ms_median", ttft[ttft.size() / 2]},
+                        {"ttft_ms_max", ttft.back()},
+                        {"stream_tokens_per_s", mean_stream},
+                        {"total_tokens_per_s", tokens / wall_s},
+                        {"wall_s", wall_s}};
     if (o->json) {
       std::printf("%s\n", j.dump().c_str());
       return;
     }
     std::printf("%d streams x (%d prompt + %d generated tokens) in %.2f s\n", o->concurrency,
                 o->prompt_len, o->max_tokens, wall_s);
-    std::printf("time to first token: median %.1f ms, max %.1f ms\n", ttft[ttft.size() / 2], ttft.back());
-    std::printf("decode: %.1f tokens/s per stream, %.1f tokens/s in all\n", mean_stream, tokens / wall_s);
+    std::printf("time to first token: median %.1f ms, max %.1f ms\n", ttft[ttft.size() / 2],
+                ttft.back());
+    std::printf("decode: %.1f tokens/s per stream, %.1f tokens/s in all\n", mean_stream,
+                tokens / wall_s);
   });
 }
 

@@ -34,7 +34,8 @@ void RunLogits(const ChainOptions& o, int64_t top, const std::string& dump, bool
     nlohmann::json j;
     j["argmax"] = ArgMax(logits);
     j["top"] = nlohmann::json::array();
-    for (size_t i = 0; i < k; ++i) j["top"].push_back({{"id", order[i]}, {"logit", logits[order[i]]}});
+    for (size_t i = 0; i < k; ++i)
+      j["top"].push_back({{"id", order[i]}, {"logit", logits[order[i]]}});
     std::printf("%s\n", j.dump().c_str());
     return;
   }
@@ -51,7 +52,9 @@ void AddLogitsCommand(CLI::App& app) {
   auto dump = std::make_shared<std::string>();
   auto as_json = std::make_shared<bool>(false);
   AddChainOptions(cmd, o.get());
-  cmd->add_option("--top", *top, "print the K largest logits")->capture_default_str()->check(CLI::Range(1, 1 << 30));
+  cmd->add_option("--top", *top, "print the K largest logits")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   cmd->add_option("--dump", *dump, "write the full last-position logits (float32, little-endian)");
   cmd->add_flag("--json", *as_json, "print {\"argmax\": ID, \"top\": [{\"id\", \"logit\"}, ...]}");
   cmd->callback([=] { RunLogits(*o, *top, *dump, *as_json); });

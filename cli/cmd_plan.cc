@@ -53,11 +53,10 @@ void PrintTable(const std::vector<std::vector<std::string>>& rows,
 
 void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Plan& plan) {
   std::printf("model       %s\n", cluster.model_path.c_str());
-  const std::string quant =
-      model.quant.quantized()
-          ? absl::StrCat(QuantMethodName(model.quant.method), " int4 (group ",
-                         model.quant.group_size, ") + ")
-          : "";
+  const std::string quant = model.quant.quantized()
+                                ? absl::StrCat(QuantMethodName(model.quant.method), " int4 (group ",
+                                               model.quant.group_size, ") + ")
+                                : "";
   std::printf("            %s, %lld layers, hidden %lld, %s%s, weights from %s\n",
               model.architecture_name.c_str(), (long long)model.num_layers,
               (long long)model.hidden_size, quant.c_str(), model.torch_dtype.c_str(),
@@ -66,10 +65,9 @@ void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Pla
   std::printf("limits      max_batch %lld, max_context %lld, max_step_tokens %lld\n\n",
               (long long)cluster.limits.max_batch, (long long)cluster.limits.max_context,
               (long long)cluster.limits.max_step_tokens);
-  std::vector<std::vector<std::string>> rows = {{"worker", "device", "address", "layers", "n",
-                                                 "also", "weights", "KV cache", "workspace",
-                                                 "reserve", "total", "budget", "used", "time",
-                                                 "input by"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"worker", "device", "address", "layers", "n", "also", "weights", "KV cache", "workspace",
+       "reserve", "total", "budget", "used", "time", "input by"}};
   for (size_t i = 0; i < plan.stages.size(); ++i) {
     const Stage& s = plan.stages[i];
     const bool limited = s.budget_source != BudgetSource::kUnlimitedCpu;

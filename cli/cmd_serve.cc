@@ -137,9 +137,9 @@ std::vector<Child*> Reap(std::vector<Child>& children) {
                          const std::string& why) {
   const std::string lines = LastLines(culprit);
   StopAll(children);
-  Fail(absl::UnavailableError(
-      absl::StrCat("serve: ", culprit.name, " ", why, " (", Describe(culprit.last_status),
-                   "); its last lines:\n", lines)));
+  Fail(absl::UnavailableError(absl::StrCat("serve: ", culprit.name, " ", why, " (",
+                                           Describe(culprit.last_status), "); its last lines:\n",
+                                           lines)));
 }
 
 void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_restarts) {
@@ -161,8 +161,7 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
 
   std::string endpoint = planned->cluster.coordinator_listen;
   if (endpoint.rfind("0.0.0.0:", 0) == 0) endpoint = "127.0.0.1:" + endpoint.substr(8);
-  const auto deadline =
-      Clock::now() + std::chrono::milliseconds(int64_t(ready_timeout_s * 1000));
+  const auto deadline = Clock::now() + std::chrono::milliseconds(int64_t(ready_timeout_s * 1000));
   while (CheckHealth(endpoint, 500) != Health::kServing) {
     for (Child* c : Reap(children)) GiveUp(children, *c, "exited while the cluster started");
     if (StopRequested()) {
@@ -184,8 +183,8 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
     for (Child* c : Reap(children)) {
       c->quick_failures = now - c->started < kStableAfter ? c->quick_failures + 1 : 1;
       if (c->quick_failures > max_restarts) {
-        GiveUp(children, *c, absl::StrCat("died ", c->quick_failures,
-                                          " times in a row, each within a minute"));
+        GiveUp(children, *c,
+               absl::StrCat("died ", c->quick_failures, " times in a row, each within a minute"));
       }
       const auto backoff = std::min(std::chrono::seconds(30),
                                     std::chrono::seconds(1 << std::min(c->quick_failures - 1, 5)));
@@ -206,8 +205,9 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
 
 void AddServeCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "serve", "start the coordinator and this host's workers of a cluster file, restart any "
-               "that dies; Ctrl-C stops");
+      "serve",
+      "start the coordinator and this host's workers of a cluster file, restart any "
+      "that dies; Ctrl-C stops");
   auto path = std::make_shared<std::string>();
   auto timeout = std::make_shared<double>(600);
   auto restarts = std::make_shared<int>(5);

@@ -31,17 +31,22 @@ void AddStatusCommand(CLI::App& app) {
       Fail(FromGrpc(s, *endpoint));
     }
     const Health h = CheckHealth(*endpoint, 2000);
-    std::printf("%s: %s, %s\n", endpoint->c_str(), h == Health::kServing ? "SERVING" : "NOT_SERVING",
-                info.architecture().c_str());
-    std::printf("model %s: %lld layers, vocab %lld; limits: batch %lld, context %lld, queue %lld\n\n",
-                info.model_path().c_str(), (long long)info.num_layers(), (long long)info.vocab_size(),
-                (long long)info.max_batch(), (long long)info.max_context(),
-                (long long)info.queue_capacity());
+    std::printf("%s: %s, %s\n", endpoint->c_str(),
+                h == Health::kServing ? "SERVING" : "NOT_SERVING", info.architecture().c_str());
+    std::printf(
+        "model %s: %lld layers, vocab %lld; limits: batch %lld, context %lld, queue %lld\n\n",
+        info.model_path().c_str(), (long long)info.num_layers(), (long long)info.vocab_size(),
+        (long long)info.max_batch(), (long long)info.max_context(),
+        (long long)info.queue_capacity());
     std::printf("%-10s %-8s %-22s %-10s %-12s %-10s %8s %8s %8s\n", "worker", "device", "address",
                 "layers", "also", "state", "active", "cached", "steps");
     for (const auto& w : workers.workers()) {
-      const std::string layers = "[" + std::to_string(w.layer_begin()) + ", " + std::to_string(w.layer_end()) + ")";
-      const std::string also = w.embed() && w.head() ? "embed+head" : w.embed() ? "embed" : w.head() ? "head" : "-";
+      const std::string layers =
+          "[" + std::to_string(w.layer_begin()) + ", " + std::to_string(w.layer_end()) + ")";
+      const std::string also = w.embed() && w.head() ? "embed+head"
+                               : w.embed()           ? "embed"
+                               : w.head()            ? "head"
+                                                     : "-";
       std::printf("%-10s %-8s %-22s %-10s %-12s %-10s %8d %8lld %8lld\n", w.name().c_str(),
                   w.device().c_str(), w.address().c_str(), layers.c_str(), also.c_str(),
                   w.state().c_str(), w.active_sequences(), (long long)w.cached_tokens(),

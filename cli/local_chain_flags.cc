@@ -42,16 +42,17 @@ LoadedChain LoadChain(const ChainOptions& o, int64_t extra_positions) {
   out.ckpt = std::move(*ckpt);
   const ModelConfig& c = out.ckpt->config();
   if (o.slices > c.num_layers) {
-    Fail(absl::InvalidArgumentError(absl::StrCat("--slices ", o.slices, " exceeds the model's ",
-                                                 c.num_layers, " layers")), 2);
+    Fail(absl::InvalidArgumentError(
+             absl::StrCat("--slices ", o.slices, " exceeds the model's ", c.num_layers, " layers")),
+         2);
   }
   SliceLimits limits;
   limits.max_batch = 1;
   limits.max_context = int64_t(out.prompt.size()) + extra_positions;
   limits.max_step_tokens = int64_t(out.prompt.size());
   const auto t0 = std::chrono::steady_clock::now();
-  auto chain = LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits,
-                                Factory(o.backend));
+  auto chain =
+      LocalChain::Load(*out.ckpt, EvenSlices(c.num_layers, o.slices), limits, Factory(o.backend));
   if (!chain.ok()) Fail(chain.status());
   out.chain = std::move(*chain);
   out.chain->slices().back()->backend().Synchronize();

@@ -38,7 +38,8 @@ absl::StatusOr<std::vector<int32_t>> ParseIdList(const std::string& text) {
 const std::string& CheckEndpoint(const std::string& endpoint) {
   if (!IsHostPort(endpoint)) {
     Fail(absl::InvalidArgumentError(absl::StrCat(
-             "--endpoint '", endpoint, "' needs host:port, e.g. 127.0.0.1:7000 (the port of "
+             "--endpoint '", endpoint,
+             "' needs host:port, e.g. 127.0.0.1:7000 (the port of "
              "coordinator.listen in the cluster file; without one gRPC would dial port 443)")),
          2);
   }
@@ -71,8 +72,8 @@ void RunCudaProgram() {
 
 void AddCudaForward(CLI::App& app, const std::string& name, const std::string& description) {
   auto* cmd = app.add_subcommand(name, description);
-  cmd->prefix_command();   // every argument after the name goes to layerpipe-cuda as is
-  cmd->set_help_flag();    // --help too
+  cmd->prefix_command();  // every argument after the name goes to layerpipe-cuda as is
+  cmd->set_help_flag();   // --help too
   cmd->callback([] { RunCudaProgram(); });
 }
 

@@ -62,8 +62,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     }
     for (const auto& [name, file] : j["weight_map"].items()) {
       if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            index_path.string(), ": weight_map['", name, "'] must be a file name in the directory"));
+        return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": weight_map['", name,
+                                                       "'] must be a file name in the directory"));
       }
       ckpt->weight_map_[name] = file.get<std::string>();
     }
@@ -185,15 +185,16 @@ absl::StatusOr<TensorView> Checkpoint::Get(const ExpectedTensor& expected) {
         " but config.json implies ", ShapeString(expected.shape)));
   }
   if (expected.dtype && view.info->dtype != *expected.dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        (*file)->path(), ": tensor '", expected.name, "' has dtype ",
-        std::string(DTypeName(view.info->dtype)), " but quantization_config (",
-        QuantMethodName(config_.quant.method), ") implies ", std::string(DTypeName(*expected.dtype))));
+    return absl::InvalidArgumentError(
+        absl::StrCat((*file)->path(), ": tensor '", expected.name, "' has dtype ",
+                     std::string(DTypeName(view.info->dtype)), " but quantization_config (",
+                     QuantMethodName(config_.quant.method), ") implies ",
+                     std::string(DTypeName(*expected.dtype))));
   }
   if (!expected.dtype && !IsFloatWeightType(view.info->dtype)) {
-    return absl::InvalidArgumentError(absl::StrCat((*file)->path(), ": tensor '", expected.name,
-                                                   "' has dtype ", std::string(DTypeName(view.info->dtype)),
-                                                   "; weights must be BF16, F16 or F32"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        (*file)->path(), ": tensor '", expected.name, "' has dtype ",
+        std::string(DTypeName(view.info->dtype)), "; weights must be BF16, F16 or F32"));
   }
   return view;
 }
@@ -261,10 +262,9 @@ absl::StatusOr<std::vector<std::string>> Checkpoint::CheckNothingUnexpected() co
       ignored.push_back(name);
       continue;
     }
-    return absl::InvalidArgumentError(absl::StrCat(dir_, "/", file_name, ": tensor '", name,
-                                                   "' is not part of a ", config_.architecture_name,
-                                                   " with this config.json (",
-                                                   config_.num_layers, " layers)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir_, "/", file_name, ": tensor '", name, "' is not part of a ", config_.architecture_name,
+        " with this config.json (", config_.num_layers, " layers)"));
   }
   return ignored;
 }

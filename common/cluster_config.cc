@@ -204,10 +204,12 @@ absl::Status CheckSharedDevices(const YAML::Node& root, const ClusterConfig& c) 
       const WorkerSpec &a = c.workers[j], &b = c.workers[i];
       if (a.device != b.device || HostOf(a.address) != HostOf(b.address)) continue;
       if (c.max_memory.count(a.name) && c.max_memory.count(b.name)) continue;
-      return Error(root["workers"][i]["device"], absl::StrCat("workers[", i, "].device"),
-                   absl::StrCat(b.device, " of host ", HostOf(b.address), " is also worker ",
-                                a.name, "'s: workers sharing a device need max_memory entries by "
-                                "worker name ('", a.name, "', '", b.name, "')"));
+      return Error(
+          root["workers"][i]["device"], absl::StrCat("workers[", i, "].device"),
+          absl::StrCat(b.device, " of host ", HostOf(b.address), " is also worker ", a.name,
+                       "'s: workers sharing a device need max_memory entries by "
+                       "worker name ('",
+                       a.name, "', '", b.name, "')"));
     }
   }
   return absl::OkStatus();
@@ -276,8 +278,8 @@ absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
 absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
   RETURN_IF_ERROR(CheckKeys(
-      root, "", {"model", "device_map", "max_memory", "coordinator", "workers", "limits",
-                 "transport"}));
+      root, "",
+      {"model", "device_map", "max_memory", "coordinator", "workers", "limits", "transport"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   c.model_path_written = root["model"]["path"].as<std::string>();
@@ -290,8 +292,9 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   if (const YAML::Node t = root["transport"]) {
     ASSIGN_OR_RETURN(c.transport, ScalarString(t, "transport"));
     if (c.transport != "auto" && c.transport != "grpc") {
-      return Error(t, "transport", "must be auto (CUDA IPC between GPU workers of one host, "
-                                   "gRPC elsewhere) or grpc (gRPC everywhere)");
+      return Error(t, "transport",
+                   "must be auto (CUDA IPC between GPU workers of one host, "
+                   "gRPC elsewhere) or grpc (gRPC everywhere)");
     }
   }
   c.coordinator_listen = "127.0.0.1:7000";
@@ -335,7 +338,8 @@ namespace {
 // process, also where the other hosts' names do not resolve yet): a numeric address in its
 // canonical spelling, "localhost" as both loopback addresses, any other name as itself.
 std::set<std::string> Addresses(std::string host) {
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   if (host == "localhost") return {"127.0.0.1", "::1"};
   unsigned char raw[sizeof(in6_addr)];
   char text[INET6_ADDRSTRLEN] = {};
@@ -359,7 +363,6 @@ bool SameEndpoint(const std::string& a, const std::string& b) {
 int FindWorker(const ClusterConfig& config, const std::string& name) {
   return FindWorkerIn(config.workers, name);
 }
-
 
 std::string StrategyName(DeviceMapStrategy s) {
   switch (s) {

@@ -46,9 +46,9 @@ absl::StatusOr<std::vector<int32_t>> GroupOrder(const QuantConfig& q, const Line
   if (identity) return std::vector<int32_t>{};
   for (int64_t g = 0; g < groups; ++g) {
     if (count[size_t(g)] != group_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "tensor '", name, ".g_idx': group ", g, " holds ", count[size_t(g)],
-          " inputs, but quantization_config.group_size says ", group_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor '", name, ".g_idx': group ", g, " holds ", count[size_t(g)],
+                       " inputs, but quantization_config.group_size says ", group_size));
     }
   }
   std::vector<int32_t> perm(static_cast<size_t>(in));

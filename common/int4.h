@@ -33,8 +33,8 @@ class Checkpoint;
 // multiplies, so a product never gathers scales per element.
 struct Int4Matrix {
   int64_t rows = 0;
-  int64_t cols = 0;        // a multiple of 8
-  int64_t group_size = 0;  // divides cols
+  int64_t cols = 0;              // a multiple of 8
+  int64_t group_size = 0;        // divides cols
   std::vector<uint32_t> codes;   // [rows, cols / 8]: column 8w + k of word w in bits 4k .. 4k + 3
   std::vector<uint16_t> scales;  // f16 bits, [rows, groups]
   std::vector<uint8_t> zeros;    // [rows, groups], 0 .. 16 (a v1 GPTQ stored 15 means 16)

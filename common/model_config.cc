@@ -68,8 +68,8 @@ absl::StatusOr<QuantConfig> ParseQuantConfig(const json& q) {
   c.group_size = q.value("group_size", c.group_size);
   if (q.contains("q_group_size")) c.group_size = q["q_group_size"].get<int64_t>();
   if (c.group_size != -1 && (c.group_size <= 0 || c.group_size % 8 != 0)) {
-    return QuantError(absl::StrCat("group_size ", c.group_size,
-                                   " must be -1 or a positive multiple of 8"));
+    return QuantError(
+        absl::StrCat("group_size ", c.group_size, " must be -1 or a positive multiple of 8"));
   }
   if (c.method == QuantMethod::kGptq) {
     c.sym = q.value("sym", true);
@@ -80,8 +80,8 @@ absl::StatusOr<QuantConfig> ParseQuantConfig(const json& q) {
     if (format == "gptq_v2") {
       c.gptq_v2 = true;
     } else if (format != "gptq") {
-      return QuantError(absl::StrCat("checkpoint_format '", format,
-                                     "' is not supported (gptq or gptq_v2)"));
+      return QuantError(
+          absl::StrCat("checkpoint_format '", format, "' is not supported (gptq or gptq_v2)"));
     }
   } else {
     std::string version = q.value("version", std::string("gemm"));
@@ -111,9 +111,12 @@ absl::StatusOr<QuantConfig> ParseQuantConfig(const json& q) {
 
 const char* QuantMethodName(QuantMethod m) {
   switch (m) {
-    case QuantMethod::kGptq: return "gptq";
-    case QuantMethod::kAwq: return "awq";
-    case QuantMethod::kNone: break;
+    case QuantMethod::kGptq:
+      return "gptq";
+    case QuantMethod::kAwq:
+      return "awq";
+    case QuantMethod::kNone:
+      break;
   }
   return "none";
 }
@@ -225,7 +228,8 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   auto c = ParseModelConfig(*text);
-  if (!c.ok()) return absl::Status(c.status().code(), absl::StrCat(model_dir, "/", c.status().message()));
+  if (!c.ok())
+    return absl::Status(c.status().code(), absl::StrCat(model_dir, "/", c.status().message()));
   return c;
 }
 

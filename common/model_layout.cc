@@ -20,12 +20,9 @@ std::vector<LinearSpec> LayerLinears(const ModelConfig& c, int64_t layer) {
   const std::string p = LayerModule(layer) + ".";
   const int64_t h = c.hidden_size;
   std::vector<LinearSpec> linears = {
-      {p + "self_attn.q_proj", c.q_dim(), h},
-      {p + "self_attn.k_proj", c.kv_dim(), h},
-      {p + "self_attn.v_proj", c.kv_dim(), h},
-      {p + "self_attn.o_proj", h, c.q_dim()},
-      {p + "mlp.gate_proj", c.intermediate_size, h},
-      {p + "mlp.up_proj", c.intermediate_size, h},
+      {p + "self_attn.q_proj", c.q_dim(), h},        {p + "self_attn.k_proj", c.kv_dim(), h},
+      {p + "self_attn.v_proj", c.kv_dim(), h},       {p + "self_attn.o_proj", h, c.q_dim()},
+      {p + "mlp.gate_proj", c.intermediate_size, h}, {p + "mlp.up_proj", c.intermediate_size, h},
       {p + "mlp.down_proj", h, c.intermediate_size},
   };
   for (LinearSpec& l : linears) {

@@ -20,16 +20,18 @@ absl::Status CheckModelPath(const ClusterConfig& cluster) {
   if (fs::path(written).is_relative()) {
     absl::StrAppend(&message, " (relative to the cluster file's folder ", cluster.base_dir, ")");
   }
-  absl::StrAppend(&message, " is ", cluster.model_path, ", which ",
-                  fs::is_directory(cluster.model_path) ? "has no config.json"
-                                                       : "is not a directory");
+  absl::StrAppend(
+      &message, " is ", cluster.model_path, ", which ",
+      fs::is_directory(cluster.model_path) ? "has no config.json" : "is not a directory");
   const size_t slash = written.find('/');
   const bool hub_id = !written.empty() && written[0] != '/' && written[0] != '.' &&
-                      slash != std::string::npos && written.find('/', slash + 1) == std::string::npos;
+                      slash != std::string::npos &&
+                      written.find('/', slash + 1) == std::string::npos;
   if (hub_id) {
-    absl::StrAppend(&message, ". It looks like a Hugging Face Hub id: layerpipe does not download "
-                              "models; fetch it first (e.g. `huggingface-cli download ", written,
-                    " --local-dir DIR`) and set model.path to DIR");
+    absl::StrAppend(&message,
+                    ". It looks like a Hugging Face Hub id: layerpipe does not download "
+                    "models; fetch it first (e.g. `huggingface-cli download ",
+                    written, " --local-dir DIR`) and set model.path to DIR");
   }
   return absl::NotFoundError(message);
 }

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "common/status.h"
 #include "common/plan_loader.h"
+#include "common/status.h"
 
 namespace lp {
 

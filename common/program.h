@@ -19,8 +19,7 @@ inline constexpr const char* kVersion = LAYERPIPE_VERSION;
 // the exit code to leave with.
 inline int ParseCommandLine(CLI::App& app, int argc, char** argv) {
   const std::string program = argc > 0 ? argv[0] : "layerpipe";
-  app.set_version_flag("--version",
-                       program.substr(program.rfind('/') + 1) + " " + kVersion);
+  app.set_version_flag("--version", program.substr(program.rfind('/') + 1) + " " + kVersion);
   try {
     app.parse(argc, argv);
   } catch (const CLI::RuntimeError& e) {  // lp::cli::Fail: the message is already printed

@@ -63,10 +63,12 @@ grpc::Status ReflectionV1::ServerReflectionInfo(
         file = pool->FindFileContainingSymbol(req.file_containing_symbol());
         break;
       case ServerReflectionRequest::kFileContainingExtension: {
-        const auto* type = pool->FindMessageTypeByName(req.file_containing_extension().containing_type());
-        const auto* ext = type == nullptr ? nullptr
-                                          : pool->FindExtensionByNumber(
-                                                type, req.file_containing_extension().extension_number());
+        const auto* type =
+            pool->FindMessageTypeByName(req.file_containing_extension().containing_type());
+        const auto* ext = type == nullptr
+                              ? nullptr
+                              : pool->FindExtensionByNumber(
+                                    type, req.file_containing_extension().extension_number());
         if (ext != nullptr) file = ext->file();
         break;
       }
@@ -86,9 +88,10 @@ grpc::Status ReflectionV1::ServerReflectionInfo(
       default:
         SetError(grpc::StatusCode::UNIMPLEMENTED, "unknown request", &resp);
     }
-    const bool wants_file = req.message_request_case() == ServerReflectionRequest::kFileByFilename ||
-                            req.message_request_case() == ServerReflectionRequest::kFileContainingSymbol ||
-                            req.message_request_case() == ServerReflectionRequest::kFileContainingExtension;
+    const bool wants_file =
+        req.message_request_case() == ServerReflectionRequest::kFileByFilename ||
+        req.message_request_case() == ServerReflectionRequest::kFileContainingSymbol ||
+        req.message_request_case() == ServerReflectionRequest::kFileContainingExtension;
     if (wants_file && file == nullptr) {
       SetError(grpc::StatusCode::NOT_FOUND, "not found", &resp);
     } else if (file != nullptr) {

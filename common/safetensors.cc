@@ -47,8 +47,8 @@ absl::StatusOr<TensorInfo> ParseEntry(const std::string& name, const json& entry
     }
     info.shape.push_back(int64_t(v));
   }
-  if (!offsets_it->is_array() || offsets_it->size() != 2 || !(*offsets_it)[0].is_number_unsigned() ||
-      !(*offsets_it)[1].is_number_unsigned()) {
+  if (!offsets_it->is_array() || offsets_it->size() != 2 ||
+      !(*offsets_it)[0].is_number_unsigned() || !(*offsets_it)[1].is_number_unsigned()) {
     // nlohmann parses non-negative integers as unsigned, so negatives fail here too.
     return Bad(absl::StrCat("tensor '", name, "': data_offsets must be two non-negative integers"));
   }
@@ -137,9 +137,11 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   if (!file.ok()) return file.status();
   auto header = Parse((*file)->data(), (*file)->size());
   if (!header.ok()) {
-    return absl::Status(header.status().code(), absl::StrCat(path, ": ", header.status().message()));
+    return absl::Status(header.status().code(),
+                        absl::StrCat(path, ": ", header.status().message()));
   }
-  return std::unique_ptr<SafetensorsFile>(new SafetensorsFile(std::move(*file), std::move(*header)));
+  return std::unique_ptr<SafetensorsFile>(
+      new SafetensorsFile(std::move(*file), std::move(*header)));
 }
 
 TensorView SafetensorsFile::Find(const std::string& name) const {

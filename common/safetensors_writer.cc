@@ -70,7 +70,8 @@ absl::Status WriteShardedCheckpoint(const std::string& dir,
     const std::string name =
         absl::StrFormat("model-%05d-of-%05d.safetensors", i + 1, shards.size());
     for (const auto& t : shards[i]) index["weight_map"][t.name] = name;
-    if (auto s = WriteSafetensors((std::filesystem::path(dir) / name).string(), shards[i]); !s.ok()) {
+    if (auto s = WriteSafetensors((std::filesystem::path(dir) / name).string(), shards[i]);
+        !s.ok()) {
       return s;
     }
   }

@@ -16,7 +16,7 @@ struct SamplingParams {
   float min_p = 0.0f;               // 0: off
   float repetition_penalty = 1.0f;  // 1: off
   uint64_t seed = 0;
-  int32_t logprobs = 0;             // top-K log-probabilities to return
+  int32_t logprobs = 0;  // top-K log-probabilities to return
 };
 
 }  // namespace lp

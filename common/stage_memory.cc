@@ -29,7 +29,7 @@ uint64_t StageCost::HeadReads(bool cuda) const {
 }
 
 StageBytes StageCost::Bytes(bool cuda, int64_t begin, int64_t end, bool embed, bool head,
-                             bool ipc_out) const {
+                            bool ipc_out) const {
   const ModelConfig& c = config_;
   const uint64_t layers = uint64_t(end - begin);
   StageBytes b;

@@ -8,10 +8,10 @@
 #define LP_CONCAT(a, b) LP_CONCAT_INNER(a, b)
 
 // Returns from the current function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    absl::Status lp_status_ = (expr);          \
-    if (!lp_status_.ok()) return lp_status_;   \
+#define RETURN_IF_ERROR(expr)                \
+  do {                                       \
+    absl::Status lp_status_ = (expr);        \
+    if (!lp_status_.ok()) return lp_status_; \
   } while (0)
 
 // `ASSIGN_OR_RETURN(auto x, Foo());` unwraps a StatusOr or returns its error.

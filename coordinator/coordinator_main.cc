@@ -55,8 +55,8 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   }
   std::vector<lp::WorkerExpectation> workers;
   for (const lp::Stage& s : planned->plan.stages) {
-    workers.push_back({s.worker, s.address, s.device, *fingerprint, s.begin, s.end,
-                       s.embed, s.head, cluster.limits.max_batch, cluster.limits.max_context,
+    workers.push_back({s.worker, s.address, s.device, *fingerprint, s.begin, s.end, s.embed, s.head,
+                       cluster.limits.max_batch, cluster.limits.max_context,
                        cluster.limits.max_step_tokens});
   }
   lp::Server server;
@@ -114,14 +114,18 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"layerpipe-coordinator: plans the cluster, connects to its workers and serves "
-               "the layerpipe.v1.Inference API"};
+  CLI::App app{
+      "layerpipe-coordinator: plans the cluster, connects to its workers and serves "
+      "the layerpipe.v1.Inference API"};
   std::string cluster, listen;
   int64_t queue_capacity = 256;
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--listen", listen, "host:port to serve on (default: coordinator.listen)");
-  app.add_option("--queue", queue_capacity, "waiting requests beyond which Generate answers "
-                 "RESOURCE_EXHAUSTED")->capture_default_str()->check(CLI::Range(1, 1 << 30));
+  app.add_option("--queue", queue_capacity,
+                 "waiting requests beyond which Generate answers "
+                 "RESOURCE_EXHAUSTED")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 30));
   if (const int code = lp::ParseCommandLine(app, argc, argv); code >= 0) return code;
   return Run(cluster, listen, queue_capacity);
 }

@@ -56,8 +56,8 @@ class GrpcPipeline : public Pipeline {
   struct Flight {
     StepResult result;  // its status: of the stages that answered before handing it on
     layerpipe::v1::StepRequest header;
-    std::vector<float> hidden;          // the previous stage's output
-    std::vector<char> ipc;              // ipc[i]: stage i hands over to i + 1 by CUDA IPC
+    std::vector<float> hidden;           // the previous stage's output
+    std::vector<char> ipc;               // ipc[i]: stage i hands over to i + 1 by CUDA IPC
     std::vector<uint64_t> ipc_producer;  // the instance whose ring stage i + 1 has open
     // The answers of stages that handed the flight on before they had them.
     std::mutex mu;
@@ -92,8 +92,8 @@ class GrpcPipeline : public Pipeline {
   std::unique_ptr<HealthMonitor> monitor_;
   // Step ids never repeat, not even across coordinator restarts: the workers' IPC handover
   // words (worker/handover.h) must not match a step of an earlier coordinator.
-  std::atomic<uint64_t> step_id_{uint64_t(
-      std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1))};
+  std::atomic<uint64_t> step_id_{
+      uint64_t(std::chrono::system_clock::now().time_since_epoch() / std::chrono::nanoseconds(1))};
   std::atomic<bool> stopping_{false};
   std::vector<std::unique_ptr<Queue>> queues_;  // queues_[i] feeds stage i; the last is done
   std::vector<std::thread> stage_threads_;

@@ -10,9 +10,12 @@ namespace {
 
 layerpipe::v1::FinishReason ToProto(FinishReason r) {
   switch (r) {
-    case FinishReason::kLength: return layerpipe::v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStop: return layerpipe::v1::FINISH_REASON_STOP;
-    default: return layerpipe::v1::FINISH_REASON_UNSPECIFIED;
+    case FinishReason::kLength:
+      return layerpipe::v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop:
+      return layerpipe::v1::FINISH_REASON_STOP;
+    default:
+      return layerpipe::v1::FINISH_REASON_UNSPECIFIED;
   }
 }
 
@@ -34,8 +37,9 @@ absl::StatusOr<std::string> InferenceService::RenderChat(const layerpipe::v1::Ch
   }
   std::vector<ChatMessage> messages;
   for (const auto& m : chat.messages()) messages.push_back({m.role(), m.content()});
-  auto text = model_.chat_template->Render(messages, /*add_generation_prompt=*/true,
-                                           chat.has_enable_thinking() ? chat.enable_thinking() : true);
+  auto text =
+      model_.chat_template->Render(messages, /*add_generation_prompt=*/true,
+                                   chat.has_enable_thinking() ? chat.enable_thinking() : true);
   if (!text.ok()) return absl::InvalidArgumentError(text.status().message());
   return text;
 }
@@ -61,9 +65,9 @@ absl::StatusOr<std::vector<int32_t>> InferenceService::PromptIds(
   }
 }
 
-grpc::Status InferenceService::Generate(grpc::ServerContext* ctx,
-                                        const layerpipe::v1::GenerateRequest* r,
-                                        grpc::ServerWriter<layerpipe::v1::GenerateResponse>* writer) {
+grpc::Status InferenceService::Generate(
+    grpc::ServerContext* ctx, const layerpipe::v1::GenerateRequest* r,
+    grpc::ServerWriter<layerpipe::v1::GenerateResponse>* writer) {
   auto prompt = PromptIds(*r);
   if (!prompt.ok()) return ToGrpc(prompt.status());
   auto params = ValidateGenerate(*r, *prompt, model_.validation, RandomSeed());

@@ -20,7 +20,7 @@ namespace lp {
 
 struct ServedModel {
   layerpipe::v1::ModelInfo info;
-  const Tokenizer* tokenizer = nullptr;        // null: token-id prompts only
+  const Tokenizer* tokenizer = nullptr;         // null: token-id prompts only
   const ChatTemplate* chat_template = nullptr;  // null: no chat prompts
   ValidationContext validation;
   Plan plan;

@@ -19,8 +19,8 @@ absl::StatusOr<GenerationParams> ValidateGenerate(const layerpipe::v1::GenerateR
   if (prompt.empty()) return Invalid("the prompt is empty");
   for (int32_t id : prompt) {
     if (id < 0 || id >= ctx.vocab_size) {
-      return Invalid(absl::StrCat("token id ", id, " is outside the vocabulary [0, ",
-                                  ctx.vocab_size, ")"));
+      return Invalid(
+          absl::StrCat("token id ", id, " is outside the vocabulary [0, ", ctx.vocab_size, ")"));
     }
   }
   const int64_t n = int64_t(prompt.size());

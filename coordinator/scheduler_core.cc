@@ -130,8 +130,7 @@ std::vector<ScheduledStep> SchedulerCore::Schedule(int depth) {
   Retire();
   // Spread the running sequences over one micro-batch per stage.
   depth = std::max(1, depth);
-  const int64_t per_batch =
-      std::max<int64_t>(1, (int64_t(running_.size()) + depth - 1) / depth);
+  const int64_t per_batch = std::max<int64_t>(1, (int64_t(running_.size()) + depth - 1) / depth);
   std::vector<ScheduledStep> steps;
   ScheduledStep step;
   while (in_flight() < depth && BuildStep(per_batch, &step.input)) {

@@ -25,10 +25,10 @@
 namespace lp {
 
 struct SchedulerLimits {
-  int64_t max_batch = 16;         // sequences at once (KV-cache slots)
-  int64_t max_context = 4096;     // prompt + completion tokens per sequence
-  int64_t max_step_tokens = 2048; // tokens per step, all sequences together
-  int64_t queue_capacity = 256;   // waiting requests
+  int64_t max_batch = 16;          // sequences at once (KV-cache slots)
+  int64_t max_context = 4096;      // prompt + completion tokens per sequence
+  int64_t max_step_tokens = 2048;  // tokens per step, all sequences together
+  int64_t queue_capacity = 256;    // waiting requests
 };
 
 // Where a sequence is in its life. The last three are ends: the sequence leaves (and its slot
@@ -97,8 +97,8 @@ class SchedulerCore {
   void DropCancelledLocked();
   void Admit();
   void Retire();
-  // Builds a micro-batch of at most `micro_batch_seqs` sequences not in flight, carrying the pending
-  // slot releases; false when there is nothing to send.
+  // Builds a micro-batch of at most `micro_batch_seqs` sequences not in flight, carrying the
+  // pending slot releases; false when there is nothing to send.
   bool BuildStep(int64_t micro_batch_seqs, StepInput* step);
   void Apply(const StepResult& result);
   void Fail(Seq& seq, const absl::Status& status);

@@ -36,8 +36,8 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
                             const WorkerExpectation& want) {
   auto mismatch = [&](const std::string& what, const auto& g, const auto& w) {
     return absl::FailedPreconditionError(absl::StrCat("worker '", want.name, "' at ", want.address,
-                                                      " disagrees with the plan: its ", what, " is ",
-                                                      g, ", the plan says ", w));
+                                                      " disagrees with the plan: its ", what,
+                                                      " is ", g, ", the plan says ", w));
   };
   if (got.protocol_version() != kProtocolVersion) {
     return mismatch("protocol version", got.protocol_version(), kProtocolVersion);
@@ -47,12 +47,11 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
     return absl::FailedPreconditionError(absl::StrCat(
         "worker '", want.name, "' at ", want.address,
         " loads another checkpoint than the coordinator: they differ in ",
-        FingerprintDifference(got.model_fingerprint(), want.fingerprint), " (worker: ",
-        got.model_fingerprint(), "; coordinator: ", want.fingerprint, ")"));
+        FingerprintDifference(got.model_fingerprint(), want.fingerprint),
+        " (worker: ", got.model_fingerprint(), "; coordinator: ", want.fingerprint, ")"));
   }
   if (got.layer_begin() != want.layer_begin || got.layer_end() != want.layer_end) {
-    return mismatch("layer range",
-                    absl::StrCat("[", got.layer_begin(), ", ", got.layer_end(), ")"),
+    return mismatch("layer range", absl::StrCat("[", got.layer_begin(), ", ", got.layer_end(), ")"),
                     absl::StrCat("[", want.layer_begin, ", ", want.layer_end, ")"));
   }
   if (got.embed() != want.embed || got.head() != want.head) {
@@ -62,9 +61,10 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
   if (got.device() != want.device) return mismatch("device", got.device(), want.device);
   if (got.max_batch() != want.max_batch || got.max_context() != want.max_context ||
       got.max_step_tokens() != want.max_step_tokens) {
-    return mismatch("limits (batch/context/step tokens)",
-                    absl::StrCat(got.max_batch(), "/", got.max_context(), "/", got.max_step_tokens()),
-                    absl::StrCat(want.max_batch, "/", want.max_context, "/", want.max_step_tokens));
+    return mismatch(
+        "limits (batch/context/step tokens)",
+        absl::StrCat(got.max_batch(), "/", got.max_context(), "/", got.max_step_tokens()),
+        absl::StrCat(want.max_batch, "/", want.max_context, "/", want.max_step_tokens));
   }
   return absl::OkStatus();
 }
@@ -146,8 +146,9 @@ absl::Status WorkerLink::Receive(std::vector<float>* hidden_out,
   absl::Status s = ReceiveOnce(hidden_out, sampled);
   step_deadline_ns_ = 0;
   if (s.ok() && step_tokens_ > 0) {
-    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
-                                                                step_sent_).count();
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_sent_)
+            .count();
     const double per_token = ms / double(step_tokens_), old = ms_per_token_;
     ms_per_token_ = old < 0 ? per_token : 0.8 * old + 0.2 * per_token;
   }

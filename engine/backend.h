@@ -10,13 +10,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
-
 #include "absl/status/statusor.h"
 #include "common/dtype.h"
 #include "common/int4.h"
+#include "common/safetensors.h"
 #include "common/sampling_params.h"
 #include "common/seq_chunk.h"
-#include "common/safetensors.h"
 
 namespace lp {
 
@@ -58,8 +57,8 @@ struct StepLayout {
 struct Linear {
   Tensor dense;
   std::shared_ptr<const void> packed;  // backend-defined; null when dense
-  int64_t rows = 0;  // out
-  int64_t cols = 0;  // in
+  int64_t rows = 0;                    // out
+  int64_t cols = 0;                    // in
 };
 
 struct KvCacheShape {

@@ -41,8 +41,9 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device,
   return MakeCudaBackend(index, cuda_options);
 #else
   return absl::UnimplementedError(
-      absl::StrCat(device, ": this program has no CUDA backend (a build without nvcc, or a "
-                           "program that does not load CUDA)"));
+      absl::StrCat(device,
+                   ": this program has no CUDA backend (a build without nvcc, or a "
+                   "program that does not load CUDA)"));
 #endif
 }
 

@@ -14,9 +14,9 @@ int32_t ArgMax(std::span<const float> v) {
 }
 
 absl::StatusOr<std::unique_ptr<LocalChain>> LocalChain::Load(Checkpoint& ckpt,
-                                                            const std::vector<SliceSpec>& specs,
-                                                            const SliceLimits& limits,
-                                                            const BackendFactory& make_backend) {
+                                                             const std::vector<SliceSpec>& specs,
+                                                             const SliceLimits& limits,
+                                                             const BackendFactory& make_backend) {
   if (specs.empty() || !specs.front().embed || !specs.back().head) {
     return absl::InvalidArgumentError("a chain needs the embedding first and the head last");
   }
@@ -34,7 +34,8 @@ absl::Status LocalChain::Step(const StepLayout& layout, std::span<const int32_t>
   std::span<const float> in;
   for (size_t i = 0; i < slices_.size(); ++i) {
     std::vector<float>* out = slices_[i]->spec().head ? logits : (i % 2 ? &b_ : &a_);
-    RETURN_IF_ERROR(slices_[i]->Forward(layout, i == 0 ? ids : std::span<const int32_t>{}, in, out));
+    RETURN_IF_ERROR(
+        slices_[i]->Forward(layout, i == 0 ? ids : std::span<const int32_t>{}, in, out));
     in = *out;
   }
   return absl::OkStatus();

@@ -25,9 +25,7 @@ LP_HOST_DEVICE inline float MinPLogit(float max_logit, float temperature, float 
 }
 
 // Whether the penalty changes anything (0 and 1 both mean off).
-LP_HOST_DEVICE inline bool PenaltyIsOn(float penalty) {
-  return penalty > 0.0f && penalty != 1.0f;
-}
+LP_HOST_DEVICE inline bool PenaltyIsOn(float penalty) { return penalty > 0.0f && penalty != 1.0f; }
 
 // Maps a float to an unsigned key of the same order (for threshold searches).
 LP_HOST_DEVICE inline uint32_t OrderedKey(float f) {

@@ -175,8 +175,8 @@ absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hid
   const int64_t tokens = layout.total_tokens();
   if (layout.seqs.empty() || tokens == 0) return absl::InvalidArgumentError("empty step");
   if (tokens > limits_.max_step_tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("step of ", tokens, " tokens exceeds the limit of ",
-                                                   limits_.max_step_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("step of ", tokens, " tokens exceeds the limit of ", limits_.max_step_tokens));
   }
   if (int64_t(layout.seqs.size()) > limits_.max_batch) {
     return absl::InvalidArgumentError("more sequences in a step than KV-cache slots");
@@ -189,9 +189,9 @@ absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hid
     used[size_t(s.slot)] = true;
     if (s.n_tokens <= 0 || s.start_pos < 0 ||
         int64_t(s.start_pos) + s.n_tokens > limits_.max_context) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "positions [", s.start_pos, ", ", int64_t(s.start_pos) + s.n_tokens,
-          ") outside the context limit of ", limits_.max_context));
+      return absl::InvalidArgumentError(
+          absl::StrCat("positions [", s.start_pos, ", ", int64_t(s.start_pos) + s.n_tokens,
+                       ") outside the context limit of ", limits_.max_context));
     }
   }
   if (spec_.embed && int64_t(ids) != tokens) {
@@ -252,9 +252,9 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
                             std::span<const float> hidden_in, std::vector<float>* out,
                             const KeepOnBackend& keep) {
   const bool input_kept = keep.input && !spec_.embed;
-  RETURN_IF_ERROR(CheckLayout(layout, ids.size(),
-                              input_kept ? size_t(layout.total_tokens() * config_.hidden_size)
-                                         : hidden_in.size()));
+  RETURN_IF_ERROR(CheckLayout(
+      layout, ids.size(),
+      input_kept ? size_t(layout.total_tokens() * config_.hidden_size) : hidden_in.size()));
   Backend& b = *backend_;
   const int64_t tokens = layout.total_tokens();
   last_row_index_.clear();
@@ -320,9 +320,8 @@ void Slice::RunLayersAndHead(int64_t tokens, int64_t n) {
 absl::Status Slice::Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out) {
   if (!spec_.head) return absl::FailedPreconditionError("only the last slice samples");
   if (int64_t(rows.size()) != last_step_seqs_) {
-    return absl::InvalidArgumentError(absl::StrCat("expected sampling parameters for ",
-                                                   last_step_seqs_, " sequences, got ",
-                                                   rows.size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "expected sampling parameters for ", last_step_seqs_, " sequences, got ", rows.size()));
   }
   out->resize(rows.size());
   backend_->Sample(logits_.Rows(last_step_seqs_), rows, *out);

@@ -21,16 +21,16 @@
 namespace lp {
 
 struct SliceSpec {
-  int64_t begin = 0;  // first decoder layer
-  int64_t end = 0;    // one past the last
+  int64_t begin = 0;   // first decoder layer
+  int64_t end = 0;     // one past the last
   bool embed = false;  // owns model.embed_tokens (the first slice)
   bool head = false;   // owns model.norm + lm_head (the last slice)
 };
 
 // What sizes the KV cache and the workspaces; nothing is allocated per step.
 struct SliceLimits {
-  int64_t max_batch = 8;          // KV-cache slots
-  int64_t max_context = 2048;    // positions per sequence
+  int64_t max_batch = 8;           // KV-cache slots
+  int64_t max_context = 2048;      // positions per sequence
   int64_t max_step_tokens = 2048;  // tokens in one step, all sequences together
 };
 

@@ -53,7 +53,8 @@ inline void WriteBytes(const std::string& path, const std::vector<uint8_t>& byte
 }
 
 // Rebuilds a safetensors image with header text `header` and the data section of `bytes`.
-inline std::vector<uint8_t> WithHeader(const std::vector<uint8_t>& bytes, const std::string& header) {
+inline std::vector<uint8_t> WithHeader(const std::vector<uint8_t>& bytes,
+                                       const std::string& header) {
   uint64_t old_n;
   std::memcpy(&old_n, bytes.data(), 8);
   std::vector<uint8_t> out(8);
@@ -104,7 +105,8 @@ inline std::string MakeBroken(const std::string& root, const std::string& defect
     auto& u = header["model.layers.0.mlp.down_proj.weight"];
     // Swap in an overlap: the norm's range starts inside the down projection's.
     const uint64_t b = u["data_offsets"][0].get<uint64_t>() + 2;
-    const uint64_t len = t["data_offsets"][1].get<uint64_t>() - t["data_offsets"][0].get<uint64_t>();
+    const uint64_t len =
+        t["data_offsets"][1].get<uint64_t>() - t["data_offsets"][0].get<uint64_t>();
     t["data_offsets"] = {b, b + len};
     set_header();
   } else if (defect == "unknown_dtype") {
@@ -115,7 +117,8 @@ inline std::string MakeBroken(const std::string& root, const std::string& defect
     set_header();
   } else if (defect == "missing_tensor") {
     // Rename it, so the file stays well-formed but the model lacks it.
-    header["model.layers.2.self_attn.q_norm_renamed.weight"] = header["model.layers.2.mlp.up_proj.weight"];
+    header["model.layers.2.self_attn.q_norm_renamed.weight"] =
+        header["model.layers.2.mlp.up_proj.weight"];
     header.erase("model.layers.2.mlp.up_proj.weight");
     set_header();
   } else if (defect == "config_disagrees") {

@@ -1,13 +1,13 @@
 // Checkpoint directories: config.json, single files and shards, and every kind of damage
 // reported as a clear error naming the file and the tensor.
+#include "common/checkpoint.h"
+
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 
-#include <unistd.h>
-
 #include "broken_checkpoints.h"
-#include "common/checkpoint.h"
 #include "common/model_config.h"
 #include "common/presets.h"
 

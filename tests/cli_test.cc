@@ -25,10 +25,12 @@ TEST(Cli, LogitsJsonMatchesReference) {
   const auto expected = lp::testing::LoadJson(FixtureDir("qwen3-tiny") + "/expected.json");
   const auto& c = expected["cases"][1];
   std::string ids;
-  for (const auto& id : c["prompt"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
-  const std::string dump = ::testing::TempDir() + "/lp_cli_logits_" + std::to_string(getpid()) + ".f32";
+  for (const auto& id : c["prompt"])
+    ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
+  const std::string dump =
+      ::testing::TempDir() + "/lp_cli_logits_" + std::to_string(getpid()) + ".f32";
   Result r = RunLayerpipe("logits --model " + FixtureDir("qwen3-tiny") + " --prompt-ids " + ids +
-                 " --slices 3 --top 10 --json --dump " + dump);
+                          " --slices 3 --top 10 --json --dump " + dump);
   ASSERT_EQ(r.exit_code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["argmax"], c["argmax"]);
@@ -64,7 +66,8 @@ TEST(Cli, CheckModelSummarizesAnInt4Checkpoint) {
 class InitModel : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(InitModel, WritesACheckpointThatChecksAndRuns) {
-  const std::string dir = ::testing::TempDir() + "/lp_cli_" + GetParam() + "_" + std::to_string(getpid());
+  const std::string dir =
+      ::testing::TempDir() + "/lp_cli_" + GetParam() + "_" + std::to_string(getpid());
   std::filesystem::remove_all(dir);
   Result init = RunLayerpipe("init-model --preset " + GetParam() + " --out " + dir +
                              " --seed 7 --shard-mb 20");
@@ -78,10 +81,12 @@ TEST_P(InitModel, WritesACheckpointThatChecksAndRuns) {
   Result check = RunLayerpipe("check-model " + dir);
   EXPECT_EQ(check.exit_code, 0) << check.out;
   Result one = RunLayerpipe("greedy --model " + dir + " --prompt-ids 1,2,3 --max-tokens 5 --json");
-  Result three = RunLayerpipe("greedy --model " + dir + " --prompt-ids 1,2,3 --max-tokens 5 --slices 3 --json");
+  Result three = RunLayerpipe("greedy --model " + dir +
+                              " --prompt-ids 1,2,3 --max-tokens 5 --slices 3 --json");
   ASSERT_EQ(one.exit_code, 0) << one.out;
   ASSERT_EQ(three.exit_code, 0) << three.out;
-  EXPECT_EQ(nlohmann::json::parse(one.out)["token_ids"], nlohmann::json::parse(three.out)["token_ids"]);
+  EXPECT_EQ(nlohmann::json::parse(one.out)["token_ids"],
+            nlohmann::json::parse(three.out)["token_ids"]);
   std::filesystem::remove_all(dir);
 }
 
@@ -156,7 +161,8 @@ TEST(Cli, ClientFlagsAreCheckedBeforeDialing) {
 
 TEST(Cli, InitModelNeverLeavesAPartialModelNorOverwritesWithoutForce) {
   namespace fs = std::filesystem;
-  const fs::path root = fs::path(::testing::TempDir()) / ("lp_cli_init_" + std::to_string(getpid()));
+  const fs::path root =
+      fs::path(::testing::TempDir()) / ("lp_cli_init_" + std::to_string(getpid()));
   fs::remove_all(root);
   fs::create_directories(root / "taken");
   std::ofstream(root / "taken" / "config.json") << "{}";
@@ -178,17 +184,25 @@ TEST(Cli, InitModelNeverLeavesAPartialModelNorOverwritesWithoutForce) {
 }
 
 TEST(Cli, BadArgumentsAreUsageErrors) {
-  EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1,x").exit_code, 0);
-  EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1 --slices 9").exit_code, 0);
+  EXPECT_NE(
+      RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1,x").exit_code,
+      0);
+  EXPECT_NE(
+      RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 1 --slices 9")
+          .exit_code,
+      0);
   EXPECT_NE(RunLayerpipe("init-model --preset nope --out /tmp/x").exit_code, 0);
   EXPECT_NE(RunLayerpipe("logits --model /nonexistent --prompt-ids 1").exit_code, 0);
-  EXPECT_NE(RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 99999").exit_code, 0);
+  EXPECT_NE(
+      RunLayerpipe("logits --model " + FixtureDir("qwen2-small") + " --prompt-ids 99999").exit_code,
+      0);
 }
 
 class CliBroken : public ::testing::TestWithParam<lp::testing::Defect> {};
 
 TEST_P(CliBroken, CheckModelExitsOneWithAMessage) {
-  const std::string dir = lp::testing::MakeBroken(::testing::TempDir() + "/lp_cli_broken_" + std::to_string(getpid()), GetParam().name);
+  const std::string dir = lp::testing::MakeBroken(
+      ::testing::TempDir() + "/lp_cli_broken_" + std::to_string(getpid()), GetParam().name);
   Result r = RunLayerpipe("check-model " + dir);
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("error: "), std::string::npos) << r.out;
@@ -207,8 +221,8 @@ TEST(Cli, TokenizeTextStdinAndJson) {
   r = RunLayerpipe("tokenize " + model + " < /dev/null");
   EXPECT_EQ(r.exit_code, 0) << r.out;
   EXPECT_EQ(r.out, "\n");
-  const std::string cmd = "printf 'hi\\n' | " + std::string(LP_LAYERPIPE_BIN) + " tokenize " +
-                          model + " 2>&1";
+  const std::string cmd =
+      "printf 'hi\\n' | " + std::string(LP_LAYERPIPE_BIN) + " tokenize " + model + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 256> buf{};
   size_t n = fread(buf.data(), 1, buf.size() - 1, p);

@@ -204,7 +204,8 @@ max_memory: {g0: 30GiB, g1: 30GiB}
 workers:
   - {name: g0, device: "cuda:0", address: "h:7001"}
   - {name: g1, device: "cuda:0", address: "h:7002"}
-)", "/");
+)",
+                              "/");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->workers[1].device, "cuda:0");
 }
@@ -230,15 +231,17 @@ TEST(ClusterConfig, TransportPerLink) {
 
 TEST(ClusterConfig, AddressesAreComparedAsEndpointsNotStrings) {
   const std::string head = "model: {path: /m}\nworkers:\n";
-  auto same = ParseClusterConfig(head + "  - {name: a, device: cpu, address: \"localhost:7411\"}\n"
-                                        "  - {name: b, device: cpu, address: \"127.0.0.1:7411\"}\n",
+  auto same = ParseClusterConfig(head +
+                                     "  - {name: a, device: cpu, address: \"localhost:7411\"}\n"
+                                     "  - {name: b, device: cpu, address: \"127.0.0.1:7411\"}\n",
                                  "/");
   ASSERT_FALSE(same.ok());
   EXPECT_NE(same.status().message().find("'127.0.0.1:7411' is also worker a's"), std::string::npos)
       << same.status();
   EXPECT_TRUE(ParseClusterConfig(head + "  - {name: a, device: cpu, address: \"localhost:7411\"}\n"
                                         "  - {name: b, device: cpu, address: \"127.0.0.1:7412\"}\n",
-                                 "/").ok());
+                                 "/")
+                  .ok());
   auto coordinator = ParseClusterConfig(
       head + "  - {name: a, device: cpu, address: \"localhost:7000\"}\n", "/");  // default listen
   ASSERT_FALSE(coordinator.ok());

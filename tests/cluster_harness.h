@@ -104,8 +104,9 @@ class Process {
 class Cluster {
  public:
   // `workers` CPU workers on `model` (a fixture name or a directory).
-  Cluster(const std::string& model_dir, int workers, const std::string& limits_yaml =
-              "{max_batch: 16, max_context: 256, max_step_tokens: 128}")
+  Cluster(
+      const std::string& model_dir, int workers,
+      const std::string& limits_yaml = "{max_batch: 16, max_context: 256, max_step_tokens: 128}")
       : dir_(::testing::TempDir() + "/lp_cluster_" + std::to_string(getpid()) + "_" +
              std::to_string(counter_++)) {
     std::filesystem::create_directories(dir_);
@@ -128,7 +129,8 @@ class Cluster {
 
   void StartCoordinator() {
     coordinator_ = std::make_unique<Process>(
-        std::vector<std::string>{Bin("layerpipe-coordinator"), cluster_file()}, dir_ + "/coordinator.log");
+        std::vector<std::string>{Bin("layerpipe-coordinator"), cluster_file()},
+        dir_ + "/coordinator.log");
   }
   void KillCoordinator() { coordinator_->Kill(SIGKILL); }
 
@@ -145,8 +147,8 @@ class Cluster {
   void StartWorker(int i) {
     workers_.resize(names_.size());
     workers_[size_t(i)] = std::make_unique<Process>(
-        std::vector<std::string>{Bin("layerpipe-worker"), cluster_file(), "--name", names_[size_t(i)],
-                                 "--threads", "1"},
+        std::vector<std::string>{Bin("layerpipe-worker"), cluster_file(), "--name",
+                                 names_[size_t(i)], "--threads", "1"},
         dir_ + "/" + names_[size_t(i)] + ".log");
   }
   void KillWorker(int i) { workers_[size_t(i)]->Kill(SIGKILL); }

@@ -9,9 +9,9 @@
 #include <sstream>
 
 #include "cluster_harness.h"
-#include "run_command.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
 #include "layerpipe/v1/worker.grpc.pb.h"
+#include "run_command.h"
 
 namespace lp {
 namespace {
@@ -91,17 +91,16 @@ TEST_P(ClusterSizes, GreedyEqualsReference) {
 }
 
 // The Int4 fixtures (GPTQ, AWQ) through three CPU workers too.
-INSTANTIATE_TEST_SUITE_P(Workers, ClusterSizes,
-                         ::testing::Values(ClusterCase{"qwen3-tiny", 1}, ClusterCase{"qwen3-tiny", 2},
-                                           ClusterCase{"qwen3-tiny", 3},
-                                           ClusterCase{"qwen2-gptq-small", 3},
-                                           ClusterCase{"qwen3-awq-small", 3}),
-                         [](const ::testing::TestParamInfo<ClusterCase>& info) {
-                           std::string name = info.param.fixture + "_" +
-                                              std::to_string(info.param.workers) + "workers";
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Workers, ClusterSizes,
+    ::testing::Values(ClusterCase{"qwen3-tiny", 1}, ClusterCase{"qwen3-tiny", 2},
+                      ClusterCase{"qwen3-tiny", 3}, ClusterCase{"qwen2-gptq-small", 3},
+                      ClusterCase{"qwen3-awq-small", 3}),
+    [](const ::testing::TestParamInfo<ClusterCase>& info) {
+      std::string name = info.param.fixture + "_" + std::to_string(info.param.workers) + "workers";
+      std::replace(name.begin(), name.end(), '-', '_');
+      return name;
+    });
 
 TEST(ClusterApi, ConcurrentRequestsGetWhatTheyGetAlone) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 3);
@@ -124,7 +123,8 @@ TEST(ClusterApi, ConcurrentRequestsGetWhatTheyGetAlone) {
   std::vector<Outcome> alone;
   for (const auto& r : reqs) alone.push_back(Generate(cluster, r));
   std::vector<std::future<Outcome>> together;
-  for (const auto& r : reqs) together.push_back(std::async(std::launch::async, [&, r] { return Generate(cluster, r); }));
+  for (const auto& r : reqs)
+    together.push_back(std::async(std::launch::async, [&, r] { return Generate(cluster, r); }));
   for (size_t i = 0; i < reqs.size(); ++i) {
     Outcome o = together[i].get();
     ASSERT_TRUE(o.status.ok()) << o.status.error_message();
@@ -162,7 +162,8 @@ TEST(ClusterApi, BadRequestsAreInvalidArgumentAndHarmNoOne) {
   for (const auto& b : bad) {
     Outcome o = Generate(cluster, b.req);
     EXPECT_EQ(o.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << b.message;
-    EXPECT_NE(o.status.error_message().find(b.message), std::string::npos) << o.status.error_message();
+    EXPECT_NE(o.status.error_message().find(b.message), std::string::npos)
+        << o.status.error_message();
   }
   Outcome good = Generate(cluster, Ids({1, 2, 3}, 4));
   EXPECT_TRUE(good.status.ok());
@@ -252,7 +253,8 @@ TEST(ClusterApi, CancellationFreesTheKvCacheOnEveryWorker) {
   ASSERT_TRUE(reader->Read(&resp));
   EXPECT_EQ(ActiveSequences(cluster), (std::vector<int64_t>{1, 1, 1}));
   ctx.TryCancel();
-  while (reader->Read(&resp)) {}
+  while (reader->Read(&resp)) {
+  }
   reader->Finish();
   EXPECT_EQ(WaitAllReleased(cluster, 3), (std::vector<int64_t>{0, 0, 0}));
 }
@@ -265,7 +267,8 @@ TEST(ClusterApi, DeadlineExceededReleasesTheSequence) {
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(300));
   auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 250));
   GenerateResponse resp;
-  while (reader->Read(&resp)) {}
+  while (reader->Read(&resp)) {
+  }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_EQ(WaitAllReleased(cluster, 2), (std::vector<int64_t>{0, 0}));
 }
@@ -284,7 +287,8 @@ void ExpectFailureThenRecovery(Cluster& cluster, const std::function<void()>& fa
                                    << cluster.log("coordinator");
   const auto failed_at = std::chrono::steady_clock::now();
   fail();
-  while (reader->Read(&resp)) {}
+  while (reader->Read(&resp)) {
+  }
   grpc::Status s = reader->Finish();
   EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE) << s.error_message();
   EXPECT_LT(std::chrono::steady_clock::now() - failed_at, within);
@@ -445,7 +449,8 @@ TEST(ClusterApi, SixteenIdenticalSeededRequestsAtOnceGetWhatOneGetsAlone) {
     ASSERT_TRUE(alone.status.ok()) << alone.status.error_message();
     std::vector<std::future<Outcome>> together;
     for (int i = 0; i < 16; ++i) {
-      together.push_back(std::async(std::launch::async, [&] { return Generate(cluster, kinds[kind]); }));
+      together.push_back(
+          std::async(std::launch::async, [&] { return Generate(cluster, kinds[kind]); }));
     }
     for (int i = 0; i < 16; ++i) {
       const Outcome o = together[size_t(i)].get();
@@ -461,8 +466,9 @@ TEST(ClusterApi, ASecondProcessOnATakenPortExitsWithAClearError) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 1);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
   const std::string log_dir = cluster.cluster_file() + ".";
-  lp::testing::Process worker({Cluster::Bin("layerpipe-worker"), cluster.cluster_file(), "--name",
-                               "w0"}, log_dir + "worker2.log");
+  lp::testing::Process worker(
+      {Cluster::Bin("layerpipe-worker"), cluster.cluster_file(), "--name", "w0"},
+      log_dir + "worker2.log");
   lp::testing::Process coordinator({Cluster::Bin("layerpipe-coordinator"), cluster.cluster_file()},
                                    log_dir + "coordinator2.log");
   for (int i = 0; i < 200 && (worker.running() || coordinator.running()); ++i) {
@@ -481,7 +487,8 @@ TEST(ClusterApi, ReflectionV1ResolvesEveryServedService) {
   // With a client nobody here wrote (Debian's python3-grpcio, requests encoded by hand).
   Cluster cluster(FixtureDir("qwen3-tiny"), 1);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
-  const std::string client = "/usr/bin/python3 " + std::string(LP_FIXTURES) + "/../reflection_client.py ";
+  const std::string client =
+      "/usr/bin/python3 " + std::string(LP_FIXTURES) + "/../reflection_client.py ";
   auto r = lp::testing::RunCommand(client + cluster.endpoint() +
                                    " layerpipe.v1.Inference grpc.health.v1.Health");
   ASSERT_EQ(r.exit_code, 0) << r.out;
@@ -492,7 +499,8 @@ TEST(ClusterApi, ReflectionV1ResolvesEveryServedService) {
     EXPECT_NE(r.out.find(part), std::string::npos) << part << "\n" << r.out;
   }
   r = lp::testing::RunCommand(client + cluster.worker_endpoint(0) + " layerpipe.v1.Worker");
-  EXPECT_NE(r.out.find("layerpipe.v1.Worker: layerpipe/v1/worker.proto"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layerpipe.v1.Worker: layerpipe/v1/worker.proto"), std::string::npos)
+      << r.out;
 }
 
 TEST(ClusterApi, EnableThinkingUnsetIsQwensDefaultOn) {
@@ -522,7 +530,8 @@ TEST(ClusterApi, HealthIsServedPerService) {
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 2000, "no.such.Service"), Health::kUnreachable);
   cluster.KillWorker(0);
   for (int i = 0; i < 100 && CheckHealth(cluster.endpoint(), 500, "layerpipe.v1.Inference") ==
-                                 Health::kServing; ++i) {
+                                 Health::kServing;
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 2000, "layerpipe.v1.Inference"), Health::kNotServing);
@@ -533,7 +542,9 @@ TEST(ClusterApi, StatusShowsNoStaleLoadAfterACoordinatorRestart) {
   // next one frees them before it serves, so status shows the load there is.
   Cluster cluster(FixtureDir("qwen3-tiny"), 2);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000));
-  auto busy = std::async(std::launch::async, [&] { return Generate(cluster, Ids({1, 2, 3}, 200)); });
+  auto busy = std::async(std::launch::async, [&] {
+    return Generate(cluster, Ids({1, 2, 3}, 200));
+  });
   auto load = [&] {
     auto stub = Stub(cluster);
     grpc::ClientContext ctx;
@@ -544,7 +555,8 @@ TEST(ClusterApi, StatusShowsNoStaleLoadAfterACoordinatorRestart) {
     for (const auto& w : resp.workers()) active += w.active_sequences() + w.cached_tokens();
     return active;
   };
-  for (int i = 0; i < 100 && load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < 100 && load() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   ASSERT_GT(load(), 0) << "the request is running";
   cluster.KillCoordinator();
   busy.get();
@@ -566,8 +578,9 @@ TEST(ClusterApi, CoordinatorRefusesAWorkerThatDisagreesWithThePlan) {
                        << "limits: {max_batch: 4, max_context: 256, max_step_tokens: 128}\n";
   lp::testing::Process impostor({Cluster::Bin("layerpipe-worker"), other, "--name", "w0"},
                                 cluster.cluster_file() + ".impostor.log");
-  for (int i = 0; i < 300 && cluster.log("coordinator").find("disagrees with the plan") ==
-                                  std::string::npos; ++i) {
+  for (int i = 0;
+       i < 300 && cluster.log("coordinator").find("disagrees with the plan") == std::string::npos;
+       ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the impostor loads
   }
   EXPECT_EQ(CheckHealth(cluster.endpoint(), 1000), Health::kNotServing);
@@ -634,10 +647,12 @@ TEST(ClusterCli, GenerateJsonAndFailures) {
   const auto expected = lp::testing::LoadJson(FixtureDir("qwen3-tiny") + "/expected.json");
   const auto& c = expected["cases"][1];
   std::string ids;
-  for (const auto& id : c["prompt"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
-  std::string out = RunCommand(bin + " generate --endpoint " + cluster.endpoint() + " --prompt-ids " +
-                                   ids + " --max-tokens 20 --ignore-eos --temperature 0 --logprobs 3 --json",
-                               &code);
+  for (const auto& id : c["prompt"])
+    ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
+  std::string out =
+      RunCommand(bin + " generate --endpoint " + cluster.endpoint() + " --prompt-ids " + ids +
+                     " --max-tokens 20 --ignore-eos --temperature 0 --logprobs 3 --json",
+                 &code);
   ASSERT_EQ(code, 0) << out;
   std::istringstream lines(out);
   std::string line, last;
@@ -655,7 +670,8 @@ TEST(ClusterCli, GenerateJsonAndFailures) {
   EXPECT_EQ(done["logprobs"][0]["top"][0]["id"], c["greedy20"][0]);
   EXPECT_GT(events, 1);
 
-  out = RunCommand(bin + " generate --endpoint " + cluster.endpoint() + " --prompt-ids 1 --top-p 2", &code);
+  out = RunCommand(bin + " generate --endpoint " + cluster.endpoint() + " --prompt-ids 1 --top-p 2",
+                   &code);
   EXPECT_EQ(code, 1);
   EXPECT_NE(out.find("INVALID_ARGUMENT"), std::string::npos) << out;
   EXPECT_NE(out.find("top_p"), std::string::npos) << out;
@@ -669,14 +685,15 @@ TEST(ClusterCli, ServeStartsEverythingAndStopsCleanly) {
   const std::string dir = ::testing::TempDir() + "/lp_serve_" + std::to_string(getpid());
   std::filesystem::create_directories(dir);
   const int port = lp::testing::FreePort();
-  std::ofstream(dir + "/c.yaml") << "model: {path: " << FixtureDir("qwen3-tiny") << "}\n"
-                                 << "coordinator: {listen: \"127.0.0.1:" << port << "\"}\n"
-                                 << "workers:\n"
-                                 << "  - {name: a, device: \"cpu:0\", address: \"127.0.0.1:"
-                                 << lp::testing::FreePort() << "\"}\n"
-                                 << "  - {name: b, device: \"cpu:1\", address: \"127.0.0.1:"
-                                 << lp::testing::FreePort() << "\"}\n"
-                                 << "limits: {max_batch: 4, max_context: 128, max_step_tokens: 64}\n";
+  std::ofstream(dir + "/c.yaml")
+      << "model: {path: " << FixtureDir("qwen3-tiny") << "}\n"
+      << "coordinator: {listen: \"127.0.0.1:" << port << "\"}\n"
+      << "workers:\n"
+      << "  - {name: a, device: \"cpu:0\", address: \"127.0.0.1:" << lp::testing::FreePort()
+      << "\"}\n"
+      << "  - {name: b, device: \"cpu:1\", address: \"127.0.0.1:" << lp::testing::FreePort()
+      << "\"}\n"
+      << "limits: {max_batch: 4, max_context: 128, max_step_tokens: 64}\n";
   lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", dir + "/c.yaml"}, dir + "/serve.log");
   const std::string endpoint = "127.0.0.1:" + std::to_string(port);
   bool serving = false;
@@ -687,7 +704,8 @@ TEST(ClusterCli, ServeStartsEverythingAndStopsCleanly) {
   ASSERT_TRUE(serving);
   int code = 0;
   std::string out = RunCommand(std::string(LP_LAYERPIPE_BIN) + " generate --endpoint " + endpoint +
-                                   " --prompt \"Hello\" --max-tokens 4 --ignore-eos --json", &code);
+                                   " --prompt \"Hello\" --max-tokens 4 --ignore-eos --json",
+                               &code);
   EXPECT_EQ(code, 0) << out;
   serve.Kill(SIGINT);  // waits for `serve`, which stops its children first
   EXPECT_EQ(CheckHealth(endpoint, 500), Health::kUnreachable);
@@ -762,9 +780,11 @@ TEST(ClusterCli, ServeRestartsWhatDiesAndGivesUpWithAnError) {
   const ServeFiles f = WriteServeCluster("serve_restart");
   lp::testing::Process serve({LP_LAYERPIPE_BIN, "serve", f.file, "--max-restarts", "1"},
                              f.dir + "/serve.log");
-  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000)) << lp::testing::ReadFile(f.dir + "/serve.log");
+  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000))
+      << lp::testing::ReadFile(f.dir + "/serve.log");
   // Until serve has seen it too, a death is a failure to start (it gives up at once).
-  for (int i = 0; i < 300 && lp::testing::ReadFile(f.dir + "/serve.log").find("serving on") == std::string::npos;
+  for (int i = 0; i < 300 && lp::testing::ReadFile(f.dir + "/serve.log").find("serving on") ==
+                                 std::string::npos;
        ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
@@ -773,17 +793,20 @@ TEST(ClusterCli, ServeRestartsWhatDiesAndGivesUpWithAnError) {
   ASSERT_GT(worker, 0);
   kill(worker, SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000)) << lp::testing::ReadFile(f.dir + "/serve.log");
+  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000))
+      << lp::testing::ReadFile(f.dir + "/serve.log");
   EXPECT_NE(FindProcess(f.file, "--name a"), worker);
   // The coordinator killed: restarted too.
   const pid_t coordinator = FindProcess(f.file, "layerpipe-coordinator");
   ASSERT_GT(coordinator, 0);
   kill(coordinator, SIGKILL);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000)) << lp::testing::ReadFile(f.dir + "/serve.log");
+  ASSERT_TRUE(lp::testing::WaitHealthAt(f.endpoint, Health::kServing, 60000))
+      << lp::testing::ReadFile(f.dir + "/serve.log");
   std::string log = lp::testing::ReadFile(f.dir + "/serve.log");
   EXPECT_NE(log.find("serve: worker a died (signal 9); starting it again in 1 s"),
-            std::string::npos) << log;
+            std::string::npos)
+      << log;
   EXPECT_NE(log.find("serve: coordinator died (signal 9)"), std::string::npos) << log;
   EXPECT_NE(log.find("[worker b] worker b: ready"), std::string::npos) << "output named" << log;
   // Worker a dies twice within a minute: with --max-restarts 1, serve gives up, exit 1.
@@ -807,8 +830,9 @@ TEST(ClusterApi, LongPrefillActivationsTravelInChunks) {
   // 1 MiB chunk, so it crosses the stage boundary in pieces.
   const std::string dir = ::testing::TempDir() + "/lp_chunk_model_" + std::to_string(getpid());
   int code = 0;
-  std::string out = RunCommand(std::string(LP_LAYERPIPE_BIN) + " init-model --preset demo --out " + dir +
-                                   " --seed 3 --tokenizer " + FixtureDir("qwen3-tiny"), &code);
+  std::string out = RunCommand(std::string(LP_LAYERPIPE_BIN) + " init-model --preset demo --out " +
+                                   dir + " --seed 3 --tokenizer " + FixtureDir("qwen3-tiny"),
+                               &code);
   ASSERT_EQ(code, 0) << out;
   std::vector<int32_t> prompt;
   for (int i = 0; i < 1500; ++i) prompt.push_back((i * 7919) % 150000);

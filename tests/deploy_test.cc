@@ -68,7 +68,8 @@ TEST(Deploy, KubernetesPodsAreLockedDown) {
       EXPECT_TRUE(c["livenessProbe"].IsDefined()) << name;
       EXPECT_TRUE(c["readinessProbe"].IsDefined()) << name;
       const std::string image = c["image"].as<std::string>();
-      EXPECT_TRUE(image.find(':') != std::string::npos && image.find(":latest") == std::string::npos)
+      EXPECT_TRUE(image.find(':') != std::string::npos &&
+                  image.find(":latest") == std::string::npos)
           << name << ": " << image;
     }
   }
@@ -86,11 +87,13 @@ TEST(Deploy, HelmChartValuesMatchTheSchema) {
                                       (chart / "values.schema.json").string());
   EXPECT_EQ(good.exit_code, 0) << good.out;
   // The schema does refuse: a floating tag, an unknown key.
-  const fs::path bad = fs::path(::testing::TempDir()) / ("lp_helm_" + std::to_string(getpid()) + ".yaml");
+  const fs::path bad =
+      fs::path(::testing::TempDir()) / ("lp_helm_" + std::to_string(getpid()) + ".yaml");
   for (const std::string& edit : {"s/tag: \"0.6.0\"/tag: latest/", "s/^deviceMap:/deviceMapp:/"}) {
     lp::testing::RunCommand("sed '" + edit + "' " + (chart / "values.yaml").string() + " > " +
                             bad.string());
-    auto r = lp::testing::RunCommand(check + bad.string() + " " + (chart / "values.schema.json").string());
+    auto r = lp::testing::RunCommand(check + bad.string() + " " +
+                                     (chart / "values.schema.json").string());
     EXPECT_NE(r.exit_code, 0) << edit << ": " << r.out;
   }
   fs::remove(bad);

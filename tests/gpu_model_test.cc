@@ -9,9 +9,9 @@
 #include <cmath>
 
 #include "common/checkpoint.h"
+#include "engine/local_chain.h"
 #include "fixture_util.h"
 #include "gpu_util.h"
-#include "engine/local_chain.h"
 
 namespace lp {
 namespace {
@@ -64,8 +64,8 @@ class GpuModelTest : public ::testing::TestWithParam<Param> {
         return MakeCudaBackend(0, o);
       };
     }
-    auto chain = LocalChain::Load(*ckpt_, EvenSlices(ckpt_->config().num_layers,
-                                                      GetParam().slices), limits, f);
+    auto chain = LocalChain::Load(*ckpt_, EvenSlices(ckpt_->config().num_layers, GetParam().slices),
+                                  limits, f);
     EXPECT_TRUE(chain.ok()) << chain.status();
     return chain.ok() ? std::move(*chain) : nullptr;
   }
@@ -155,31 +155,30 @@ TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
     for (auto& s : layout.seqs) {
       s.start_pos += s.n_tokens;
       s.n_tokens = 1;
-      ids.push_back(ArgMax(std::span<const float>(b).subspan(size_t(s.slot * vocab), size_t(vocab))));
+      ids.push_back(
+          ArgMax(std::span<const float>(b).subspan(size_t(s.slot * vocab), size_t(vocab))));
     }
     ASSERT_TRUE(with->Step(layout, ids, &a).ok());
     ASSERT_TRUE(without->Step(layout, ids, &b).ok());
     double max_diff = 0;
-    for (size_t i = 0; i < a.size(); ++i) max_diff = std::max(max_diff, double(std::fabs(a[i] - b[i])));
+    for (size_t i = 0; i < a.size(); ++i)
+      max_diff = std::max(max_diff, double(std::fabs(a[i] - b[i])));
     EXPECT_LT(max_diff, 1e-4) << "decode step " << step;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModelTest,
-                         ::testing::Values(Param{"qwen3-tiny", 1}, Param{"qwen3-tiny", 3},
-                                           Param{"qwen3-small-sharded", 1},
-                                           Param{"qwen3-small-sharded", 3},
-                                           Param{"qwen2-small", 1}, Param{"qwen2-small", 3},
-                                           Param{"qwen2-gptq-small", 1},
-                                           Param{"qwen2-gptq-small", 3},
-                                           Param{"qwen3-awq-small", 1},
-                                           Param{"qwen3-awq-small", 3}),
-                         [](const auto& info) {
-                           std::string n = info.param.fixture + "_" +
-                                           std::to_string(info.param.slices) + "slices";
-                           std::replace(n.begin(), n.end(), '-', '_');
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, GpuModelTest,
+    ::testing::Values(Param{"qwen3-tiny", 1}, Param{"qwen3-tiny", 3},
+                      Param{"qwen3-small-sharded", 1}, Param{"qwen3-small-sharded", 3},
+                      Param{"qwen2-small", 1}, Param{"qwen2-small", 3},
+                      Param{"qwen2-gptq-small", 1}, Param{"qwen2-gptq-small", 3},
+                      Param{"qwen3-awq-small", 1}, Param{"qwen3-awq-small", 3}),
+    [](const auto& info) {
+      std::string n = info.param.fixture + "_" + std::to_string(info.param.slices) + "slices";
+      std::replace(n.begin(), n.end(), '-', '_');
+      return n;
+    });
 
 }  // namespace
 }  // namespace lp

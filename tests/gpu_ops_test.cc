@@ -36,10 +36,18 @@ TEST_F(GpuTest, RmsNormAndAddRmsNorm) {
 }
 
 TEST_F(GpuTest, MatMulGemvAndCublas) {
-  struct Shape { int64_t n, k, m; bool bias; };
-  for (Shape s : {Shape{1, 4096, 1024, false}, {1, 64, 96, true}, {3, 256, 77, false},
-                  {8, 1024, 512, true}, {9, 512, 300, false}, {64, 1000, 37, true},
-                  {5, 333, 129, false}, {130, 96, 2048, false}}) {
+  struct Shape {
+    int64_t n, k, m;
+    bool bias;
+  };
+  for (Shape s : {Shape{1, 4096, 1024, false},
+                  {1, 64, 96, true},
+                  {3, 256, 77, false},
+                  {8, 1024, 512, true},
+                  {9, 512, 300, false},
+                  {64, 1000, 37, true},
+                  {5, 333, 129, false},
+                  {130, 96, 2048, false}}) {
     auto [xc, xg] = Act(s.n, s.k);
     auto [wc, wg] = Weight(s.m, s.k);
     auto [bc, bg] = Weight(1, s.m);
@@ -77,22 +85,35 @@ TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
 // chunks); Qwen3-8B's k = 12288 (down_proj) split over blocks; products wide enough for the
 // GEMV's two-tile blocks.
 TEST_F(GpuTest, MatMulInt4AllPaths) {
-  struct Shape { int64_t n, k, m, group; bool bias, perm; };
+  struct Shape {
+    int64_t n, k, m, group;
+    bool bias, perm;
+  };
   std::vector<Shape> shapes;
   for (int64_t n = 1; n <= 8; ++n) {
     shapes.push_back({n, 512, 256, n % 2 ? 128 : 32, n % 3 == 0, n % 4 == 1});
   }
-  for (Shape s : {Shape{1, 4096, 1024, 128, false, false}, {1, 12288, 128, 128, true, false},
-                  {4, 256, 80, 256, true, true}, {12, 1024, 272, 32, false, false},
-                  {16, 512, 256, 128, true, true}, {16, 1024, 1040, 1024, false, false},
-                  {17, 512, 144, 32, true, false}, {64, 512, 256, 128, false, true},
-                  {64, 4096, 384, 128, true, false}, {100, 1024, 192, 1024, false, false},
-                  {128, 512, 256, 64, true, false}, {300, 512, 256, 128, true, true},
-                  {300, 1024, 320, 32, false, false}, {129, 256, 64, 256, true, false},
-                  {3, 384, 64, 96, true, false}, {40, 768, 160, 96, false, true},
+  for (Shape s : {Shape{1, 4096, 1024, 128, false, false},
+                  {1, 12288, 128, 128, true, false},
+                  {4, 256, 80, 256, true, true},
+                  {12, 1024, 272, 32, false, false},
+                  {16, 512, 256, 128, true, true},
+                  {16, 1024, 1040, 1024, false, false},
+                  {17, 512, 144, 32, true, false},
+                  {64, 512, 256, 128, false, true},
+                  {64, 4096, 384, 128, true, false},
+                  {100, 1024, 192, 1024, false, false},
+                  {128, 512, 256, 64, true, false},
+                  {300, 512, 256, 128, true, true},
+                  {300, 1024, 320, 32, false, false},
+                  {129, 256, 64, 256, true, false},
+                  {3, 384, 64, 96, true, false},
+                  {40, 768, 160, 96, false, true},
                   // >= 1056 m-tiles: the GEMV's two-tile blocks (odd tile counts included)
-                  {1, 384, 16912, 96, true, false}, {5, 512, 17424, 32, true, true},
-                  {12, 256, 17408, 128, false, false}, {16, 384, 16912, 96, true, false}}) {
+                  {1, 384, 16912, 96, true, false},
+                  {5, 512, 17424, 32, true, true},
+                  {12, 256, 17408, 128, false, false},
+                  {16, 384, 16912, 96, true, false}}) {
     shapes.push_back(s);
   }
   for (const Shape& s : shapes) {
@@ -105,9 +126,9 @@ TEST_F(GpuTest, MatMulInt4AllPaths) {
     Poison(og);
     Project(*cpu_, xc, wc, s.bias ? &bc : nullptr, oc);
     Project(*gpu_, xg, wg, s.bias ? &bg : nullptr, og);
-    EXPECT_LT(Nmse(oc, og), kBf16Bound) << s.n << "x" << s.k << " * " << s.m << ", group "
-                                        << s.group << (s.perm ? ", act order" : "")
-                                        << (s.bias ? ", bias" : "");
+    EXPECT_LT(Nmse(oc, og), kBf16Bound)
+        << s.n << "x" << s.k << " * " << s.m << ", group " << s.group
+        << (s.perm ? ", act order" : "") << (s.bias ? ", bias" : "");
   }
 }
 
@@ -119,8 +140,8 @@ TEST_F(GpuTest, MatMulInt4SharedLaunchesAndDenseFallback) {
     std::vector<std::pair<Linear, Linear>> w;
     std::vector<std::pair<Tensor, Tensor>> out;
     const std::vector<std::tuple<int64_t, int64_t, bool>> mats = {
-        {256, 64, false}, {64, 64, false}, {64, 32, false}, {128, 128, true}, {48, 256, false},
-        {40, 32, false}};  // 40 rows: not a multiple of 16, loaded dense
+        {256, 64, false}, {64, 64, false}, {64, 32, false}, {128, 128, true},
+        {48, 256, false}, {40, 32, false}};  // 40 rows: not a multiple of 16, loaded dense
     for (auto [m, group, perm] : mats) {
       w.push_back(Int4Weight(RandomInt4(m, 256, group, perm)));
       out.push_back({cpu_->Alloc(n, m), gpu_->Alloc(n, m)});
@@ -161,7 +182,10 @@ TEST_F(GpuTest, QkNormRopeAtManyPositions) {
 // prefill chunk continuing a sequence, so both kernels (split for <= 64 rows, tiled above) see
 // cached and fresh keys, several slots and positions.
 TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
-  struct Case { int64_t heads, kv_heads, hd; std::vector<SeqChunk> first, second; };
+  struct Case {
+    int64_t heads, kv_heads, hd;
+    std::vector<SeqChunk> first, second;
+  };
   const std::vector<Case> cases = {
       {4, 2, 16, {{0, 0, 7}, {1, 0, 1}}, {{0, 7, 1}, {1, 1, 3}}},
       {32, 8, 128, {{2, 0, 100}, {0, 0, 37}}, {{2, 100, 1}, {0, 37, 1}, {1, 0, 70}}},
@@ -185,8 +209,8 @@ TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
       gpu_->BeginStep(layout);
       cpu_->Attention(qc, kc, vc, *cache_c, 1, p, oc);
       gpu_->Attention(qg, kg, vg, *cache_g, 1, p, og);
-      EXPECT_LT(Nmse(oc, og), kBf16Bound) << c.heads << "/" << c.kv_heads << "x" << c.hd << ", "
-                                         << rows << " rows";
+      EXPECT_LT(Nmse(oc, og), kBf16Bound)
+          << c.heads << "/" << c.kv_heads << "x" << c.hd << ", " << rows << " rows";
     }
   }
 }
@@ -243,7 +267,10 @@ TEST_F(GpuTest, SampleMatchesHostSamplingWithEveryParameter) {
       if (r % 4 != 0) p.temperature = 0.5f + 0.25f * float(r % 5);
       if (r % 4 == 2) p.top_k = int32_t(1 + r);
       if (r % 4 == 3) p.top_p = 0.5f + 0.01f * float(r);
-      if (r % 8 == 1) { p.top_k = 40; p.top_p = 0.9f; }
+      if (r % 8 == 1) {
+        p.top_k = 40;
+        p.top_p = 0.9f;
+      }
       if (r % 5 == 1) p.min_p = 0.02f * float(1 + r % 7);
       if (r % 3 == 1) {
         p.repetition_penalty = r % 2 ? 1.3f : 0.8f;

@@ -5,6 +5,8 @@
 // with W = scale x (q - zero). Both must give the same logits and greedy tokens. Plus the
 // format's packing undone by UnpackInt4 column by column, and bad quantized inputs refused with
 // a clear message.
+#include "common/int4.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -15,7 +17,6 @@
 #include <random>
 
 #include "common/checkpoint.h"
-#include "common/int4.h"
 #include "common/safetensors_writer.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/local_chain.h"
@@ -42,17 +43,18 @@ struct Variant {
   std::string name;
   std::string quant_json;  // config.json's quantization_config
   QuantMethod method;
-  int64_t group_size;   // -1: one group
+  int64_t group_size;  // -1: one group
   bool act_order;
-  bool v1_zeros;        // GPTQ v1: stored = zero - 1
-  bool symmetric;       // every zero 8
-  uint64_t shard_bytes;  // 0: one file
+  bool v1_zeros;             // GPTQ v1: stored = zero - 1
+  bool symmetric;            // every zero 8
+  uint64_t shard_bytes;      // 0: one file
   std::string dense_module;  // modules_to_not_convert entry, or empty
 };
 
 void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
 
-std::vector<TensorToWrite> Tensors(const std::vector<std::pair<ExpectedTensor, std::vector<uint8_t>>>& ts) {
+std::vector<TensorToWrite> Tensors(
+    const std::vector<std::pair<ExpectedTensor, std::vector<uint8_t>>>& ts) {
   std::vector<TensorToWrite> out;
   for (const auto& [t, bytes] : ts) {
     TensorToWrite w;
@@ -78,8 +80,8 @@ std::vector<uint8_t> Bytes(const std::vector<T>& v) {
 
 // The format's own packing (see the fixtures' README), written independently of int4.cc.
 std::vector<std::pair<ExpectedTensor, std::vector<uint8_t>>> Pack(const Variant& v,
-                                                                 const std::string& name,
-                                                                 const DrawnLinear& d) {
+                                                                  const std::string& name,
+                                                                  const DrawnLinear& d) {
   const int64_t out = d.out, in = d.in, groups = d.groups;
   std::vector<uint32_t> qzeros(size_t(groups * out / 8), 0);
   std::vector<uint16_t> scales(size_t(groups * out));
@@ -92,7 +94,8 @@ std::vector<std::pair<ExpectedTensor, std::vector<uint8_t>>> Pack(const Variant&
         qzeros[size_t(g * out / 8 + c)] |= uint32_t(zero) << (4 * k);
       }
     }
-    for (int64_t o = 0; o < out; ++o) scales[size_t(g * out + o)] = d.scales[size_t(o * groups + g)];
+    for (int64_t o = 0; o < out; ++o)
+      scales[size_t(g * out + o)] = d.scales[size_t(o * groups + g)];
   }
   std::vector<std::pair<ExpectedTensor, std::vector<uint8_t>>> t;
   if (v.method == QuantMethod::kAwq) {
@@ -171,8 +174,8 @@ void WriteModelPair(const Variant& v, const std::string& packed_dir, const std::
       }
     }
     for (const LinearSpec& linear : LayerLinears(*config, l)) {
-      EXPECT_EQ(linear.int4, v.dense_module.empty() ||
-                                 linear.name.find(v.dense_module) == std::string::npos);
+      EXPECT_EQ(linear.int4,
+                v.dense_module.empty() || linear.name.find(v.dense_module) == std::string::npos);
       if (!linear.int4) {
         add_float({linear.name + ".weight", {linear.out, linear.in}}, false);
         continue;
@@ -206,7 +209,8 @@ class Int4Variants : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(Int4Variants, PackedModelEqualsItsDequantizedTwin) {
   const Variant& v = GetParam();
-  const std::string root = ::testing::TempDir() + "/lp_int4_" + std::to_string(getpid()) + "_" + v.name;
+  const std::string root =
+      ::testing::TempDir() + "/lp_int4_" + std::to_string(getpid()) + "_" + v.name;
   WriteModelPair(v, root + "/packed", root + "/dense");
   auto packed = Checkpoint::Open(root + "/packed");
   auto dense = Checkpoint::Open(root + "/dense");
@@ -220,8 +224,10 @@ TEST_P(Int4Variants, PackedModelEqualsItsDequantizedTwin) {
   const std::vector<int32_t> prompt = {5, 17, 250, 3, 99, 42, 7};
   for (int64_t slices : {1, 2}) {
     SliceLimits limits{1, 64, 64};
-    auto a = LocalChain::Load(**packed, EvenSlices(2, slices), limits, [] { return MakeCpuBackend(); });
-    auto b = LocalChain::Load(**dense, EvenSlices(2, slices), limits, [] { return MakeCpuBackend(); });
+    auto a =
+        LocalChain::Load(**packed, EvenSlices(2, slices), limits, [] { return MakeCpuBackend(); });
+    auto b =
+        LocalChain::Load(**dense, EvenSlices(2, slices), limits, [] { return MakeCpuBackend(); });
     ASSERT_TRUE(a.ok()) << a.status();
     ASSERT_TRUE(b.ok()) << b.status();
     StepLayout layout{{{0, 0, int32_t(prompt.size())}}};
@@ -247,10 +253,11 @@ INSTANTIATE_TEST_SUITE_P(
     Formats, Int4Variants,
     ::testing::Values(
         Variant{"gptq_act_order", R"({"quant_method": "gptq", "bits": 4, "group_size": 16,
-                "desc_act": true, "sym": true})", QuantMethod::kGptq, 16, true, true, true, 0, ""},
+                "desc_act": true, "sym": true})",
+                QuantMethod::kGptq, 16, true, true, true, 0, ""},
         Variant{"gptq_one_group_asym", R"({"quant_method": "gptq", "bits": 4, "group_size": -1,
-                "sym": false, "checkpoint_format": "gptq"})", QuantMethod::kGptq, -1, false, true,
-                false, 0, ""},
+                "sym": false, "checkpoint_format": "gptq"})",
+                QuantMethod::kGptq, -1, false, true, false, 0, ""},
         Variant{"gptq_v2_act_order_sharded", R"({"quant_method": "gptq", "bits": 4,
                 "group_size": 32, "desc_act": true, "sym": false, "checkpoint_format": "gptq_v2"})",
                 QuantMethod::kGptq, 32, true, false, false, 20000, ""},
@@ -290,7 +297,8 @@ TEST(Int4, UnpackRecoversWhatTheFormatStores) {
       for (int64_t j = 0; j < l.in; ++j) {
         const int64_t i = back->perm.empty() ? j : back->perm[size_t(j)];
         ASSERT_EQ(d.group[size_t(i)], j / v.group_size) << v.name << ": column " << j;
-        ASSERT_EQ(back->Code(o, j), d.codes[size_t(o * l.in + i)]) << v.name << ": " << o << ", " << j;
+        ASSERT_EQ(back->Code(o, j), d.codes[size_t(o * l.in + i)])
+            << v.name << ": " << o << ", " << j;
       }
     }
     EXPECT_EQ(back->zeros, d.zeros) << v.name;

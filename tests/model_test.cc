@@ -9,9 +9,9 @@
 #include <set>
 
 #include "common/checkpoint.h"
-#include "fixture_util.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/local_chain.h"
+#include "fixture_util.h"
 
 namespace lp {
 namespace {
@@ -116,9 +116,12 @@ TEST_P(ModelTest, EveryLayerOutputMatchesReference) {
     layout.seqs = {{0, 0, int32_t(n)}};
     std::vector<float> in, out;
     for (int64_t l = 0; l < layers; ++l) {
-      ASSERT_TRUE(slices[l]->Forward(layout, l == 0 ? std::span<const int32_t>(prompt)
-                                                    : std::span<const int32_t>{},
-                                     in, &out).ok());
+      ASSERT_TRUE(
+          slices[l]
+              ->Forward(layout,
+                        l == 0 ? std::span<const int32_t>(prompt) : std::span<const int32_t>{}, in,
+                        &out)
+              .ok());
       const auto want = c["layer_out_last_pos"][l].get<std::vector<double>>();
       EXPECT_LT(RelativeError(std::span(out).subspan((n - 1) * h, h), want), 1e-4)
           << "layer " << l << ", prompt of " << n;
@@ -182,7 +185,8 @@ TEST_P(ModelTest, BatchedStepEqualsSeparateSteps) {
   for (int64_t c = 0; c < n; ++c) {
     std::span<const float> row(logits.data() + c * vocab, size_t(vocab));
     double max_diff = 0;
-    for (int64_t i = 0; i < vocab; ++i) max_diff = std::max(max_diff, std::fabs(double(row[i]) - ref[c * vocab + i]));
+    for (int64_t i = 0; i < vocab; ++i)
+      max_diff = std::max(max_diff, std::fabs(double(row[i]) - ref[c * vocab + i]));
     EXPECT_LT(max_diff, 1e-3) << "case " << c << " in a batch";
     next.seqs.push_back({int32_t(c), layout.seqs[c].n_tokens, 1});
     next_ids.push_back(ArgMax(row));
@@ -201,18 +205,15 @@ TEST_P(ModelTest, BatchedStepEqualsSeparateSteps) {
   EXPECT_EQ(ArgMax(fresh), cases[0]["argmax"].get<int32_t>());
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, ModelTest,
-                         ::testing::Values(Param{"qwen3-tiny", 1}, Param{"qwen3-tiny", 2},
-                                           Param{"qwen3-tiny", 3}, Param{"qwen3-small-sharded", 1},
-                                           Param{"qwen3-small-sharded", 2},
-                                           Param{"qwen3-small-sharded", 3},
-                                           Param{"qwen2-small", 1}, Param{"qwen2-small", 2},
-                                           Param{"qwen2-small", 3},
-                                           Param{"qwen2-gptq-small", 1},
-                                           Param{"qwen2-gptq-small", 3},
-                                           Param{"qwen3-awq-small", 1},
-                                           Param{"qwen3-awq-small", 3}),
-                         ParamName);
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, ModelTest,
+    ::testing::Values(Param{"qwen3-tiny", 1}, Param{"qwen3-tiny", 2}, Param{"qwen3-tiny", 3},
+                      Param{"qwen3-small-sharded", 1}, Param{"qwen3-small-sharded", 2},
+                      Param{"qwen3-small-sharded", 3}, Param{"qwen2-small", 1},
+                      Param{"qwen2-small", 2}, Param{"qwen2-small", 3},
+                      Param{"qwen2-gptq-small", 1}, Param{"qwen2-gptq-small", 3},
+                      Param{"qwen3-awq-small", 1}, Param{"qwen3-awq-small", 3}),
+    ParamName);
 
 TEST(SliceLoading, ReadsOnlyTheShardsOfItsLayers) {
   auto ckpt = Checkpoint::Open(FixtureDir("qwen3-small-sharded"));
@@ -224,8 +225,8 @@ TEST(SliceLoading, ReadsOnlyTheShardsOfItsLayers) {
   ASSERT_TRUE(slice.ok()) << slice.status();
   std::set<std::string> needed;
   for (const auto& [name, file] : index["weight_map"].items()) {
-    if (name.rfind("model.layers." + std::to_string(last) + ".", 0) == 0 || name == "lm_head.weight" ||
-        name == "model.norm.weight") {
+    if (name.rfind("model.layers." + std::to_string(last) + ".", 0) == 0 ||
+        name == "lm_head.weight" || name == "model.norm.weight") {
       needed.insert(file.get<std::string>());
     }
   }
@@ -286,10 +287,12 @@ TEST(BatchInvariance, SixteenCopiesGetTheLogitsOfOneAlone) {
         EXPECT_TRUE((*chain)->Step(layout, ids, &logits).ok());
         rows.emplace_back(logits.begin(), logits.begin() + vocab);
         for (int64_t c = 0; c < copies; ++c) {
-          EXPECT_EQ(std::vector<float>(logits.begin() + c * vocab, logits.begin() + (c + 1) * vocab),
-                    rows.back()) << fixture << ": copy " << c << " differs from copy 0, step " << step;
-          layout.seqs[size_t(c)] = {int32_t(c), layout.seqs[size_t(c)].start_pos +
-                                                    layout.seqs[size_t(c)].n_tokens, 1};
+          EXPECT_EQ(
+              std::vector<float>(logits.begin() + c * vocab, logits.begin() + (c + 1) * vocab),
+              rows.back())
+              << fixture << ": copy " << c << " differs from copy 0, step " << step;
+          layout.seqs[size_t(c)] = {
+              int32_t(c), layout.seqs[size_t(c)].start_pos + layout.seqs[size_t(c)].n_tokens, 1};
         }
         ids.assign(size_t(copies), int32_t(step + 11));
       }
@@ -298,7 +301,8 @@ TEST(BatchInvariance, SixteenCopiesGetTheLogitsOfOneAlone) {
     const auto alone = run(1);
     const auto together = run(16);
     for (size_t s = 0; s < alone.size(); ++s) {
-      EXPECT_TRUE(alone[s] == together[s]) << fixture << ": step " << s << " differs alone and in 16";
+      EXPECT_TRUE(alone[s] == together[s])
+          << fixture << ": step " << s << " differs alone and in 16";
     }
   }
 }

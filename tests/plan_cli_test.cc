@@ -129,8 +129,8 @@ std::string Write72bCluster(const std::string& name, int gpus) {
   for (int i = 0; i < gpus; ++i) out << (i ? ", " : "") << "gpu" << i << ": 24GiB";
   out << "}\nworkers:\n";
   for (int i = 0; i < gpus; ++i) {
-    out << "  - {name: gpu" << i << ", device: \"cuda:" << i << "\", address: \"127.0.0.1:"
-        << 7001 + i << "\"}\n";
+    out << "  - {name: gpu" << i << ", device: \"cuda:" << i
+        << "\", address: \"127.0.0.1:" << 7001 + i << "\"}\n";
   }
   return file.string();
 }
@@ -169,9 +169,9 @@ TEST(PlanCli, ConfigWithFewerLayersThanTheCheckpointIsRefusedEverywhere) {
   std::ofstream(model / "config.json") << config.dump(2);
   const std::string file = WriteCluster("fewer_layers_cluster", model.string(), "balanced");
   const std::string bin = fs::path(LP_LAYERPIPE_BIN).parent_path().string();
-  for (const std::string& cmd : {std::string(LP_LAYERPIPE_BIN) + " plan " + file,
-                                 bin + "/layerpipe-worker " + file + " --name c0",
-                                 bin + "/layerpipe-coordinator " + file}) {
+  for (const std::string& cmd :
+       {std::string(LP_LAYERPIPE_BIN) + " plan " + file,
+        bin + "/layerpipe-worker " + file + " --name c0", bin + "/layerpipe-coordinator " + file}) {
     Result r = lp::testing::RunCommand(cmd);
     EXPECT_EQ(r.exit_code, 1) << cmd << "\n" << r.out;
     EXPECT_NE(r.out.find("tensor 'model.layers.3."), std::string::npos) << cmd << "\n" << r.out;

@@ -1,11 +1,12 @@
 // The safetensors parser on hand-made images: every rule of the format's reference
 // implementation, and round trips through the writer.
+#include "common/safetensors.h"
+
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 
-#include "common/safetensors.h"
 #include "common/safetensors_writer.h"
 
 namespace lp {
@@ -27,7 +28,8 @@ absl::Status ParseStatus(const std::string& header, size_t data_bytes) {
 TEST(Safetensors, AcceptsAWellFormedImage) {
   auto img = Image(R"({"__metadata__":{"format":"pt"},)"
                    R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]},)"
-                   R"("a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})", 12);
+                   R"("a":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})",
+                   12);
   auto h = SafetensorsFile::Parse(img.data(), img.size());
   ASSERT_TRUE(h.ok()) << h.status();
   EXPECT_EQ(h->tensors.size(), 2u);
@@ -37,7 +39,9 @@ TEST(Safetensors, AcceptsAWellFormedImage) {
 
 TEST(Safetensors, AcceptsScalarsAndEmptyTensors) {
   EXPECT_TRUE(ParseStatus(R"({"s":{"dtype":"F32","shape":[],"data_offsets":[0,4]},)"
-                          R"("e":{"dtype":"F32","shape":[0,3],"data_offsets":[4,4]}})", 4).ok());
+                          R"("e":{"dtype":"F32","shape":[0,3],"data_offsets":[4,4]}})",
+                          4)
+                  .ok());
 }
 
 TEST(Safetensors, RejectsEachDefect) {
@@ -47,9 +51,11 @@ TEST(Safetensors, RejectsEachDefect) {
     std::string message;
   } cases[] = {
       {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})", 20, "hole"},
+       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}})",
+       20, "hole"},
       {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12, "overlapping"},
+       R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+       12, "overlapping"},
       {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 16, "padded"},
       {R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 4, "truncated"},
       {R"({"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}})", 8, "unknown dtype"},

@@ -2,6 +2,8 @@
 // tested against (gpu_ops_test.cc): the one generator, greedy, log-probabilities, the top-k /
 // top-p / min-p cuts, the repetition penalty, draws that follow the distribution, and a sequence
 // that gets the same tokens for the same seed whatever it is batched with.
+#include "engine/sampling.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,7 +12,6 @@
 
 #include "common/random.h"
 #include "engine/cpu/cpu_backend.h"
-#include "engine/sampling.h"
 
 namespace lp {
 namespace {

@@ -3,6 +3,8 @@
 // failed steps, retirement. Then the whole scheduler over an in-process pipeline of WorkerCores
 // (no network): greedy output equals the reference, concurrent requests get exactly what they
 // get alone, seeded sampling is reproducible, the queue is bounded, cancellation frees the slot.
+#include "coordinator/scheduler.h"
+
 #include <gtest/gtest.h>
 
 #include <deque>
@@ -10,10 +12,9 @@
 
 #include "common/checkpoint.h"
 #include "coordinator/grpc_pipeline.h"
-#include "coordinator/scheduler.h"
 #include "coordinator/scheduler_core.h"
-#include "fixture_util.h"
 #include "engine/cpu/cpu_backend.h"
+#include "fixture_util.h"
 #include "worker/worker_core.h"
 
 namespace lp {
@@ -241,8 +242,8 @@ TEST(SchedulerCore, CancelledRequestsLeaveAtTheNextBoundary) {
   auto running = AddOk(core, {1}, Greedy(10));
   auto in_flight = AddOk(core, {2}, Greedy(10));
   auto waiting = AddOk(core, {3}, Greedy(10));
-  waiting->Cancel();  // while queued: it leaves the queue, never takes a slot
-  EXPECT_EQ(core.queued(), 2);  // the other two
+  waiting->Cancel();              // while queued: it leaves the queue, never takes a slot
+  EXPECT_EQ(core.queued(), 2);    // the other two
   auto steps = core.Schedule(2);  // one sequence per micro-batch
   ASSERT_EQ(steps.size(), 2u);
   EXPECT_EQ(core.active(), 2);
@@ -334,7 +335,10 @@ class LocalPipeline : public SyncPipeline {
       layerpipe::v1::StepResponse response;
       if (auto s = core->Step(request, in, &out, &response); !s.ok()) return s;
       for (const auto& t : response.sampled()) {
-        sampled->push_back({t.slot(), t.id(), t.logprob(), {t.top_ids().begin(), t.top_ids().end()},
+        sampled->push_back({t.slot(),
+                            t.id(),
+                            t.logprob(),
+                            {t.top_ids().begin(), t.top_ids().end()},
                             {t.top_logprobs().begin(), t.top_logprobs().end()}});
       }
       in.swap(out);
@@ -361,7 +365,8 @@ class DeepPipeline : public Pipeline {
   void Submit(uint64_t tag, StepInput step) override {
     for (const auto& pending : pending_) {
       for (const auto& a : pending.second.seqs) {
-        for (const auto& b : step.seqs) EXPECT_NE(a.slot, b.slot) << "a sequence in two micro-batches";
+        for (const auto& b : step.seqs)
+          EXPECT_NE(a.slot, b.slot) << "a sequence in two micro-batches";
       }
     }
     pending_.push_back({tag, std::move(step)});
@@ -434,7 +439,8 @@ TEST(Scheduler, ConcurrentRequestsGetWhatTheyGetAlone) {
   {
     LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 2, {16, 256, 32});
     Scheduler scheduler(&pipeline, {16, 256, 32, 32});
-    for (auto& [prompt, params] : work) alone.push_back(Collect(**scheduler.Submit(prompt, params)));
+    for (auto& [prompt, params] : work)
+      alone.push_back(Collect(**scheduler.Submit(prompt, params)));
   }
   LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 2, {16, 256, 32});
   Scheduler scheduler(&pipeline, {16, 256, 32, 32});
@@ -477,7 +483,8 @@ TEST(Scheduler, BoundedQueueAndCancellationFreesTheSlot) {
   auto long_one = scheduler.Submit({1, 2, 3}, Greedy(200));
   ASSERT_TRUE(long_one.ok());
   // Wait until it runs, then fill the queue behind it.
-  while ((*long_one)->Take(10).tokens.empty()) {}
+  while ((*long_one)->Take(10).tokens.empty()) {
+  }
   auto q1 = scheduler.Submit({4, 5}, Greedy(2));
   auto q2 = scheduler.Submit({6, 7}, Greedy(2));
   auto q3 = scheduler.Submit({8, 9}, Greedy(2));
@@ -501,7 +508,8 @@ TEST(Scheduler, RequestsCancelledWhileQueuedLeaveTheQueueAtOnce) {
   Scheduler scheduler(&pipeline, {1, 256, 64, 2});
   auto running = scheduler.Submit({1, 2, 3}, Greedy(200));
   ASSERT_TRUE(running.ok());
-  while ((*running)->Take(10).tokens.empty()) {}
+  while ((*running)->Take(10).tokens.empty()) {
+  }
   auto q1 = scheduler.Submit({4, 5}, Greedy(2));
   auto q2 = scheduler.Submit({6, 7}, Greedy(2));
   ASSERT_TRUE(q1.ok() && q2.ok());

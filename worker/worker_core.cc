@@ -51,9 +51,9 @@ WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bo
                    identity_.name.c_str(), std::string(handover.status().message()).c_str());
       return;
     }
-    auto ring = IpcRing::Export(
-        slice_->backend(), kIpcRing,
-        size_t(l.max_step_tokens * slice_->config().hidden_size) * sizeof(float));
+    auto ring =
+        IpcRing::Export(slice_->backend(), kIpcRing,
+                        size_t(l.max_step_tokens * slice_->config().hidden_size) * sizeof(float));
     if (ring.ok()) {
       ring_out_ = std::move(*ring);
       handover_out_ = std::move(*handover);
@@ -135,7 +135,8 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     }
   }
   layout_.seqs.clear();
-  for (const auto& s : request.seqs()) layout_.seqs.push_back({s.slot(), s.start_pos(), s.n_tokens()});
+  for (const auto& s : request.seqs())
+    layout_.seqs.push_back({s.slot(), s.start_pos(), s.n_tokens()});
   if (request.ids_size() != layout_.total_tokens()) {
     return absl::InvalidArgumentError(absl::StrCat("step has ", layout_.total_tokens(),
                                                    " tokens but ", request.ids_size(), " ids"));

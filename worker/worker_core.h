@@ -11,10 +11,10 @@
 
 #include "absl/status/status.h"
 #include "common/protocol.h"
+#include "engine/slice.h"
 #include "layerpipe/v1/worker.pb.h"
 #include "worker/handover.h"
 #include "worker/ipc_ring.h"
-#include "engine/slice.h"
 
 namespace lp {
 
@@ -47,7 +47,7 @@ class WorkerCore {
  private:
   struct SlotState {
     bool active = false;
-    int64_t positions = 0;         // positions held in the KV cache
+    int64_t positions = 0;  // positions held in the KV cache
     // The last worker's repetition penalty: the distinct tokens seen (sized at load).
     std::vector<int32_t> seen;
     std::vector<bool> is_seen;  // by id
@@ -84,7 +84,7 @@ class WorkerCore {
   std::unique_ptr<IpcRing> ring_in_;
   std::unique_ptr<Handover> handover_in_;
   uint64_t ipc_peer_instance_ = 0;  // whose
-  mutable std::mutex mu_;  // one step at a time; guards slots_ and steps_
+  mutable std::mutex mu_;           // one step at a time; guards slots_ and steps_
   std::vector<SlotState> slots_;
   int64_t steps_ = 0;
   StepLayout layout_;

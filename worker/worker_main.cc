@@ -18,8 +18,7 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-int Run(const std::string& cluster_path, const std::string& name, int threads,
-        std::string listen) {
+int Run(const std::string& cluster_path, const std::string& name, int threads, std::string listen) {
   auto planned = lp::LoadAndPlan(cluster_path);
   if (!planned.ok()) return Fail(planned.status());
   const lp::Stage* stage = planned->plan.Find(name);
@@ -39,7 +38,8 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
                stage->device.c_str(), (long long)stage->begin, (long long)stage->end,
                stage->embed ? " + embedding" : "", stage->head ? " + norm + lm_head" : "",
                listen.c_str());
-  auto backend = lp::MakeBackend(stage->device, {.cpu_threads = threads, .log_name = "worker " + name});
+  auto backend =
+      lp::MakeBackend(stage->device, {.cpu_threads = threads, .log_name = "worker " + name});
   if (!backend.ok()) return Fail(backend.status());
   auto ckpt = lp::Checkpoint::Open(planned->cluster.model_path);
   if (!ckpt.ok()) return Fail(ckpt.status());
@@ -48,9 +48,9 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
     std::fprintf(stderr, "worker %s: loaded %lld/%lld tensors\n", name.c_str(), (long long)done,
                  (long long)total);
   };
-  auto slice = lp::Slice::Load(**ckpt, spec,
-                               {limits.max_batch, limits.max_context, limits.max_step_tokens},
-                               std::move(*backend), progress);
+  auto slice =
+      lp::Slice::Load(**ckpt, spec, {limits.max_batch, limits.max_context, limits.max_step_tokens},
+                      std::move(*backend), progress);
   if (!slice.ok()) return Fail(slice.status());
   std::fprintf(stderr, "worker %s: ready (KV cache %.1f MiB, files read: %zu)\n", name.c_str(),
                double((*slice)->kv_cache_bytes()) / (1 << 20), (*ckpt)->OpenedFiles().size());
@@ -59,8 +59,8 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
   const int index = lp::FindWorker(planned->cluster, name);
   const bool export_ipc = size_t(index + 1) < planned->cluster.workers.size() &&
                           lp::PlannedCudaIpc(planned->cluster, size_t(index + 1));
-  lp::WorkerCore core(std::move(*slice), {name, stage->device, *fingerprint,
-                                          planned->model.torch_dtype}, export_ipc);
+  lp::WorkerCore core(std::move(*slice),
+                      {name, stage->device, *fingerprint, planned->model.torch_dtype}, export_ipc);
   service.SetCore(&core);
   server->SetServing(true);
   lp::WaitForStopSignal();
@@ -73,8 +73,9 @@ int Run(const std::string& cluster_path, const std::string& name, int threads,
 
 int main(int argc, char** argv) {
   lp::EnsurePassiveOpenMpWait(argv);
-  CLI::App app{"layerpipe-worker: serves one slice of the model (its layers, weights and KV "
-               "cache) on one device"};
+  CLI::App app{
+      "layerpipe-worker: serves one slice of the model (its layers, weights and KV "
+      "cache) on one device"};
   std::string cluster, name, listen;
   int threads = 0;
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);

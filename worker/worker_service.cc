@@ -16,8 +16,7 @@ const grpc::Status kLoading(grpc::StatusCode::UNAVAILABLE, "the worker is still 
 using layerpipe::v1::StepRequest;
 using layerpipe::v1::StepResponse;
 
-grpc::Status WorkerService::Handshake(grpc::ServerContext*,
-                                      const layerpipe::v1::HandshakeRequest*,
+grpc::Status WorkerService::Handshake(grpc::ServerContext*, const layerpipe::v1::HandshakeRequest*,
                                       layerpipe::v1::HandshakeResponse* response) {
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;

@@ -18,9 +18,9 @@ class WorkerService final : public layerpipe::v1::Worker::Service {
 
   grpc::Status Handshake(grpc::ServerContext*, const layerpipe::v1::HandshakeRequest*,
                          layerpipe::v1::HandshakeResponse*) override;
-  grpc::Status Step(grpc::ServerContext*,
-                    grpc::ServerReaderWriter<layerpipe::v1::StepResponse,
-                                             layerpipe::v1::StepRequest>*) override;
+  grpc::Status Step(
+      grpc::ServerContext*,
+      grpc::ServerReaderWriter<layerpipe::v1::StepResponse, layerpipe::v1::StepRequest>*) override;
   grpc::Status Release(grpc::ServerContext*, const layerpipe::v1::ReleaseRequest*,
                        layerpipe::v1::ReleaseResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const layerpipe::v1::StatsRequest*,

@@ -20,7 +20,8 @@ namespace {
 Tensor AllocF32(int64_t rows, int64_t cols) {
   Tensor t;
   const size_t n = size_t(rows * cols);
-  auto* p = static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (n * 4 + 63) / 64 * 64)));
+  auto* p =
+      static_cast<float*>(std::aligned_alloc(64, std::max<size_t>(64, (n * 4 + 63) / 64 * 64)));
   if (p == nullptr) std::abort();
   std::memset(p, 0, n * 4);
   t.storage = std::shared_ptr<void>(p, std::free);
@@ -106,7 +107,8 @@ class CpuBackend : public Backend {
   void RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
 #pragma omp parallel for if (x.rows > 1)
     for (int64_t r = 0; r < x.rows; ++r) {
-      RmsNormRow(x.as<float>() + r * x.cols, w.as<float>(), eps, x.cols, out.as<float>() + r * x.cols);
+      RmsNormRow(x.as<float>() + r * x.cols, w.as<float>(), eps, x.cols,
+                 out.as<float>() + r * x.cols);
     }
   }
 
@@ -128,8 +130,7 @@ class CpuBackend : public Backend {
     // inv_freq and angles in float32, as Hugging Face computes them.
     std::vector<float> inv_freq(static_cast<size_t>(half), 0.0f);
     for (int64_t i = 0; i < half; ++i) {
-      inv_freq[size_t(i)] =
-          1.0f / std::pow(float(p.rope_theta), float(2 * i) / float(hd));
+      inv_freq[size_t(i)] = 1.0f / std::pow(float(p.rope_theta), float(2 * i) / float(hd));
     }
     auto apply = [&](Tensor& t, const Tensor* norm, int64_t heads) {
 #pragma omp parallel for if (t.rows > 1)
@@ -185,7 +186,8 @@ class CpuBackend : public Backend {
       for (int64_t r = 0; r < total; ++r) {
         for (int64_t h = 0; h < p.num_heads; ++h) {
           auto it = std::upper_bound(rows.begin(), rows.end(), r,
-                                     [](int64_t v, const auto& e) { return v < e.second; }) - 1;
+                                     [](int64_t v, const auto& e) { return v < e.second; }) -
+                    1;
           const SeqChunk& s = *it->first;
           const int64_t pos = s.start_pos + (r - it->second);
           const int64_t kv_h = h / group;
@@ -245,8 +247,8 @@ class CpuBackend : public Backend {
 #pragma omp parallel for if (logits.rows > 1)
     for (int64_t r = 0; r < logits.rows; ++r) {
       thread_local SampleScratch scratch;  // grows to the vocabulary once per thread
-      out[size_t(r)] = SampleRow(logits.as<float>() + r * logits.cols, logits.cols,
-                                 rows[size_t(r)], &scratch);
+      out[size_t(r)] =
+          SampleRow(logits.as<float>() + r * logits.cols, logits.cols, rows[size_t(r)], &scratch);
     }
   }
 
@@ -258,7 +260,9 @@ class CpuBackend : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> MakeCpuBackend(int threads) { return std::make_unique<CpuBackend>(threads); }
+std::unique_ptr<Backend> MakeCpuBackend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
 
 void SetCpuThreads(int threads) { omp_set_num_threads(threads); }
 

@@ -18,16 +18,14 @@ namespace lp::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
-constexpr int kMaxGroup = 8;   // query heads per KV head
+constexpr int kMaxGroup = 8;  // query heads per KV head
 constexpr int kSplitWarps = 4;
 constexpr int kTileKeys = 32;
 constexpr int kTileQueries = 64;  // query vectors per pass of a tiled block
 constexpr int kTileWarps = 4;     // each warp owns kTileQueries / kTileWarps query vectors
 constexpr int kQPerWarp = kTileQueries / kTileWarps;
 
-int64_t SplitChunk(int64_t max_context) {
-  return std::max<int64_t>(32, (max_context + 63) / 64);
-}
+int64_t SplitChunk(int64_t max_context) { return std::max<int64_t>(32, (max_context + 63) / 64); }
 
 // ---- kernels
 
@@ -47,10 +45,9 @@ __global__ void StoreKvKernel(const float* k, const float* v, int64_t kvd, const
 // block whose chunk holds them also stores them in the cache (saving the store kernel).
 template <int D>
 __global__ void __launch_bounds__(kSplitWarps * 32)
-    SplitAttnKernel(const float* q, bf16* kc, bf16* vc, int64_t max_ctx, int heads,
-                    int kv_heads, const int32_t* pos, const int32_t* slot, int chunk,
-                    int splits, float scale, const float* k_new, const float* v_new,
-                    float* part) {
+    SplitAttnKernel(const float* q, bf16* kc, bf16* vc, int64_t max_ctx, int heads, int kv_heads,
+                    const int32_t* pos, const int32_t* slot, int chunk, int splits, float scale,
+                    const float* k_new, const float* v_new, float* part) {
   constexpr int E = D >= 32 ? D / 32 : 1;
   __shared__ float sm_acc[kSplitWarps][kMaxGroup][D];
   __shared__ float sm_ml[kSplitWarps][kMaxGroup][2];
@@ -169,8 +166,7 @@ __global__ void CombineKernel(const float* part, int heads, const int32_t* pos, 
 // max_pos); ks rows padded to D + 4.
 template <int D>
 __device__ __forceinline__ void LoadKvTile(const bf16* kc, const bf16* vc, int64_t cache0,
-                                           int64_t kvd, int kt, int max_pos, float* ks,
-                                           float* vs) {
+                                           int64_t kvd, int kt, int max_pos, float* ks, float* vs) {
   for (int i = threadIdx.x; i < kTileKeys * D / 8; i += blockDim.x) {
     const int key = i / (D / 8), d = (i % (D / 8)) * 8;
     uint4 ku = make_uint4(0, 0, 0, 0), vu = ku;
@@ -189,8 +185,8 @@ __device__ __forceinline__ void LoadKvTile(const bf16* kc, const bf16* vc, int64
 }
 
 // Block (tile of query rows of one sequence, kv head, group of 64 query vectors (row, head of
-// the KV group)); keys in shared-memory tiles of 32, lane = key for the scores, lane = dimension for
-// the output. Scores in log2 units (exp2f).
+// the KV group)); keys in shared-memory tiles of 32, lane = key for the scores, lane = dimension
+// for the output. Scores in log2 units (exp2f).
 template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
     TiledAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
@@ -199,9 +195,9 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   constexpr int E = D >= 32 ? D / 32 : 1;
   constexpr int KS = D + 4;  // padded: lane-per-key float4 reads hit distinct banks
   extern __shared__ float smem[];
-  float* qs = smem;                         // [kTileQueries][D]
-  float* ks = qs + kTileQueries * D;        // [kTileKeys][KS]
-  float* vs = ks + kTileKeys * KS;          // [kTileKeys][D]
+  float* qs = smem;                   // [kTileQueries][D]
+  float* ks = qs + kTileQueries * D;  // [kTileKeys][KS]
+  float* vs = ks + kTileKeys * KS;    // [kTileKeys][D]
   const AttnTile tile = tiles[blockIdx.x];
   const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = heads / kv_heads, n_qv = tile.count * group;
@@ -264,7 +260,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       for (int key = 0; key < kTileKeys; ++key) {
         float vf[E];
 #pragma unroll
-        for (int e = 0; e < E; ++e) vf[e] = (lane + 32 * e < D) ? vs[key * D + lane + 32 * e] : 0.0f;
+        for (int e = 0; e < E; ++e)
+          vf[e] = (lane + 32 * e < D) ? vs[key * D + lane + 32 * e] : 0.0f;
 #pragma unroll
         for (int j = 0; j < kQPerWarp; ++j) {
           const float pj = __shfl_sync(0xffffffffu, s[j], key);
@@ -289,8 +286,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 
 template <int D>
 void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v_new,
-            const AttnShape& a, const DeviceLayout& L, float* scratch, float* out,
-            cudaStream_t s) {
+            const AttnShape& a, const DeviceLayout& L, float* scratch, float* out, cudaStream_t s) {
   auto* kc = static_cast<bf16*>(c.k);
   auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
@@ -298,11 +294,12 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     const int chunk = int(SplitChunk(c.max_context));
     const int splits = int((c.max_context + chunk - 1) / chunk);
     dim3 grid(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(splits));
-    SplitAttnKernel<D><<<grid, kSplitWarps * 32, 0, s>>>(
-        q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, chunk, splits,
-        scale, k_new, v_new, scratch);
+    SplitAttnKernel<D><<<grid, kSplitWarps * 32, 0, s>>>(q, kc, vc, c.max_context, int(a.heads),
+                                                         int(a.kv_heads), L.pos, L.slot, chunk,
+                                                         splits, scale, k_new, v_new, scratch);
     LAUNCH_CHECK(SplitAttnKernel);
-    CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), D < 32 ? 32 : D, 0, s>>>(
+    const unsigned combine_threads = D < 32 ? 32 : D;
+    CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), combine_threads, 0, s>>>(
         scratch, int(a.heads), L.pos, chunk, splits, out);
     LAUNCH_CHECK(CombineKernel);
     return;
@@ -310,14 +307,15 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
   const size_t smem = sizeof(float) * (kTileQueries * D + kTileKeys * (D + 4) + kTileKeys * D);
   static bool configured = false;  // the attribute is per kernel; set it once
   if (!configured) {
-    CUDA_CHECK(cudaFuncSetAttribute(TiledAttnKernel<D>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    CUDA_CHECK(cudaFuncSetAttribute(TiledAttnKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(smem)));
     configured = true;
   }
   const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
   TiledAttnKernel<D><<<dim3(unsigned(L.num_tiles), unsigned(a.kv_heads), unsigned(groups)),
-                       kTileWarps * 32, smem, s>>>(q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos,
-                            L.slot, L.tiles, scale * 1.4426950408889634f, out);
+                       kTileWarps * 32, smem, s>>>(q, kc, vc, c.max_context, int(a.heads),
+                                                   int(a.kv_heads), L.pos, L.slot, L.tiles,
+                                                   scale * 1.4426950408889634f, out);
   LAUNCH_CHECK(TiledAttnKernel);
 }
 
@@ -347,13 +345,24 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   const float* kn = fused_store ? k : nullptr;
   const float* vn = fused_store ? v : nullptr;
   switch (a.head_dim) {
-    case 16: Attend<16>(cache, q, kn, vn, a, layout, scratch, out, s); break;
-    case 32: Attend<32>(cache, q, kn, vn, a, layout, scratch, out, s); break;
-    case 64: Attend<64>(cache, q, kn, vn, a, layout, scratch, out, s); break;
-    case 128: Attend<128>(cache, q, kn, vn, a, layout, scratch, out, s); break;
-    case 256: Attend<256>(cache, q, kn, vn, a, layout, scratch, out, s); break;
-    default: LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 ||
-                        a.head_dim == 128 || a.head_dim == 256);
+    case 16:
+      Attend<16>(cache, q, kn, vn, a, layout, scratch, out, s);
+      break;
+    case 32:
+      Attend<32>(cache, q, kn, vn, a, layout, scratch, out, s);
+      break;
+    case 64:
+      Attend<64>(cache, q, kn, vn, a, layout, scratch, out, s);
+      break;
+    case 128:
+      Attend<128>(cache, q, kn, vn, a, layout, scratch, out, s);
+      break;
+    case 256:
+      Attend<256>(cache, q, kn, vn, a, layout, scratch, out, s);
+      break;
+    default:
+      LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128 ||
+                 a.head_dim == 256);
   }
 }
 

@@ -120,15 +120,15 @@ size_t CudaBackend::LayoutBytes() const {
 void CudaBackend::Upload(std::span<const float> host, Tensor& dst) {
   Flush();
   LP_REQUIRE(int64_t(host.size()) == dst.numel() && dst.dtype == DType::kF32);
-  CUDA_CHECK(cudaMemcpyAsync(dst.data, host.data(), host.size_bytes(), cudaMemcpyHostToDevice,
-                             stream_));
+  CUDA_CHECK(
+      cudaMemcpyAsync(dst.data, host.data(), host.size_bytes(), cudaMemcpyHostToDevice, stream_));
 }
 
 void CudaBackend::Download(const Tensor& src, std::span<float> host) {
   Flush();
   LP_REQUIRE(int64_t(host.size()) == src.numel() && src.dtype == DType::kF32);
-  CUDA_CHECK(cudaMemcpyAsync(host.data(), src.data, host.size_bytes(), cudaMemcpyDeviceToHost,
-                             stream_));
+  CUDA_CHECK(
+      cudaMemcpyAsync(host.data(), src.data, host.size_bytes(), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
 }
 
@@ -156,8 +156,8 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   LP_REQUIRE(n_tiles <= 2 * layout_rows_);
   auto* dpos = static_cast<int32_t*>(layout_dev_);
   // pos and slot (the ids in between are copied by Embed), then the tiles.
-  CUDA_CHECK(cudaMemcpyAsync(dpos, pos, 2 * layout_rows_ * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(dpos, pos, 2 * layout_rows_ * sizeof(int32_t), cudaMemcpyHostToDevice,
+                             stream_));
   CUDA_CHECK(cudaMemcpyAsync(dpos + 3 * layout_rows_, tiles, n_tiles * sizeof(AttnTile),
                              cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaEventRecord(staged_, stream_));
@@ -185,7 +185,8 @@ void CudaBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tenso
 
 void CudaBackend::RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) {
   Flush();
-  LaunchRmsNorm(nullptr, x.as<float>(), w.as<float>(), eps, x.rows, x.cols, out.as<float>(), stream_);
+  LaunchRmsNorm(nullptr, x.as<float>(), w.as<float>(), eps, x.rows, x.cols, out.as<float>(),
+                stream_);
 }
 
 void CudaBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
@@ -221,8 +222,8 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   const bool half = w.dtype == DType::kF16;
   FlushInt4();
   if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
-    const bool joins = !pending_.empty() && pending_x_ == x.as<float>() &&
-                       pending_n_ == x.rows && pending_k_ == x.cols && pending_half_ == half &&
+    const bool joins = !pending_.empty() && pending_x_ == x.as<float>() && pending_n_ == x.rows &&
+                       pending_k_ == x.cols && pending_half_ == half &&
                        int(pending_.size()) < kMaxGemvJobs;
     if (!joins) FlushGemv();
     if (out.data == converted_x_) converted_x_ = nullptr;
@@ -230,13 +231,13 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     pending_n_ = x.rows;
     pending_k_ = x.cols;
     pending_half_ = half;
-    pending_.push_back({w.data, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(),
-                        w.rows});
+    pending_.push_back(
+        {w.data, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), w.rows});
     return;
   }
   FlushGemv();
-  const bool same_x = converted_x_ == x.data && converted_elems_ == x.numel() &&
-                      converted_half_ == half;
+  const bool same_x =
+      converted_x_ == x.data && converted_elems_ == x.numel() && converted_half_ == half;
   MatMulContext c{cublas_, scratch_, scratch_elems_, options_.gemv, same_x};
   cuda::MatMul(c, x.as<float>(), x.rows, x.cols, w.data, w.dtype == DType::kF16, w.rows,
                bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), stream_);
@@ -300,10 +301,9 @@ void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const T
                              const AttentionParams& p) {
   Flush();
   LP_REQUIRE(q.rows == dev_layout_.tokens && k.rows == q.rows);
-  LaunchQkNormRope(q.as<float>(), k.as<float>(), q.rows, p.num_heads, p.num_kv_heads,
-                   p.head_dim, q_norm ? q_norm->as<float>() : nullptr,
-                   k_norm ? k_norm->as<float>() : nullptr, p.rms_norm_eps, p.rope_theta,
-                   dev_layout_.pos, stream_);
+  LaunchQkNormRope(q.as<float>(), k.as<float>(), q.rows, p.num_heads, p.num_kv_heads, p.head_dim,
+                   q_norm ? q_norm->as<float>() : nullptr, k_norm ? k_norm->as<float>() : nullptr,
+                   p.rms_norm_eps, p.rope_theta, dev_layout_.pos, stream_);
 }
 
 void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
@@ -365,10 +365,16 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const SampleInput> in,
     const SamplingParams& p = s.params;
     const bool penalize = PenaltyIsOn(p.repetition_penalty);
     const int64_t n_seen = penalize ? int64_t(s.seen.size()) : 0;
-    hp[r] = {p.temperature, p.top_k, p.top_p,
-             p.min_p > 0.0f ? std::log(p.min_p) : 0.0f, p.min_p,
+    hp[r] = {p.temperature,
+             p.top_k,
+             p.top_p,
+             p.min_p > 0.0f ? std::log(p.min_p) : 0.0f,
+             p.min_p,
              penalize ? p.repetition_penalty : 1.0f,
-             p.seed, s.position, seen_offset, int32_t(n_seen),
+             p.seed,
+             s.position,
+             seen_offset,
+             int32_t(n_seen),
              std::clamp(p.logprobs, 0, kMaxLogprobs)};
     if (n_seen > 0) std::memcpy(seen_host_ + seen_offset, s.seen.data(), n_seen * sizeof(int32_t));
     seen_offset += n_seen;
@@ -396,7 +402,10 @@ void CudaBackend::Sample(const Tensor& logits, std::span<const SampleInput> in,
   }
 }
 
-void CudaBackend::Synchronize() { Flush(); CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::Synchronize() {
+  Flush();
+  CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
 
 bool CudaBackend::Replay(int64_t key) {
   Flush();

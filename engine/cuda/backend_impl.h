@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <map>
 
-#include "engine/cuda/check.h"
 #include "engine/cuda.h"
+#include "engine/cuda/check.h"
 #include "engine/cuda/kernels.h"
 #include "engine/cuda/timeline.h"
 #include "engine/sample_steps.h"
@@ -27,8 +27,8 @@ class CudaKvCache : public KvCache {
 
  private:
   uint64_t LayerBytes() const {
-    return uint64_t(shape_.num_slots * shape_.max_context * shape_.num_kv_heads *
-                    shape_.head_dim) * 2;
+    return uint64_t(shape_.num_slots * shape_.max_context * shape_.num_kv_heads * shape_.head_dim) *
+           2;
   }
   void* k_ = nullptr;
   void* v_ = nullptr;
@@ -66,8 +66,8 @@ class CudaBackend : public Backend {
   void MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out) override;
   void QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
                   const AttentionParams& p) override;
-  void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
-                 int64_t layer, const AttentionParams& p, Tensor& out) override;
+  void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int64_t layer,
+                 const AttentionParams& p, Tensor& out) override;
   void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) override;
   void Add(Tensor& x, const Tensor& y) override;
   void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) override;
@@ -78,7 +78,6 @@ class CudaBackend : public Backend {
   bool Replay(int64_t key) override;
   void BeginRecord(int64_t key) override;
   void EndRecord() override;
-
 
   // A device tensor of `dtype`, zeroed.
   Tensor DeviceTensor(int64_t rows, int64_t cols, DType dtype);

@@ -27,31 +27,31 @@ namespace lp::cuda {
   Die(cudaGetErrorString(err), call, file, line);
 }
 
-#define CUDA_CHECK(call)                                                             \
-  do {                                                                               \
-    cudaError_t lp_err_ = (call);                                                    \
+#define CUDA_CHECK(call)                                                                 \
+  do {                                                                                   \
+    cudaError_t lp_err_ = (call);                                                        \
     if (lp_err_ != cudaSuccess) ::lp::cuda::DieCuda(lp_err_, #call, __FILE__, __LINE__); \
   } while (0)
 
-#define CUBLAS_CHECK(call)                                                           \
-  do {                                                                               \
-    cublasStatus_t lp_st_ = (call);                                                  \
-    if (lp_st_ != CUBLAS_STATUS_SUCCESS)                                             \
-      ::lp::cuda::Die(cublasGetStatusString(lp_st_), #call, __FILE__, __LINE__);     \
+#define CUBLAS_CHECK(call)                                                       \
+  do {                                                                           \
+    cublasStatus_t lp_st_ = (call);                                              \
+    if (lp_st_ != CUBLAS_STATUS_SUCCESS)                                         \
+      ::lp::cuda::Die(cublasGetStatusString(lp_st_), #call, __FILE__, __LINE__); \
   } while (0)
 
 // After a kernel launch: a bad configuration shows here, not at the next call.
-#define LAUNCH_CHECK(kernel)                                                         \
-  do {                                                                               \
-    cudaError_t lp_err_ = cudaGetLastError();                                        \
-    if (lp_err_ != cudaSuccess)                                                      \
+#define LAUNCH_CHECK(kernel)                                                                  \
+  do {                                                                                        \
+    cudaError_t lp_err_ = cudaGetLastError();                                                 \
+    if (lp_err_ != cudaSuccess)                                                               \
       ::lp::cuda::Die(cudaGetErrorString(lp_err_), "launch of " #kernel, __FILE__, __LINE__); \
   } while (0)
 
 // A precondition of a launcher (a programming error): fatal, with the condition's text.
-#define LP_REQUIRE(cond)                                                             \
-  do {                                                                               \
-    if (!(cond)) ::lp::cuda::Die("precondition", #cond, __FILE__, __LINE__);          \
+#define LP_REQUIRE(cond)                                                     \
+  do {                                                                       \
+    if (!(cond)) ::lp::cuda::Die("precondition", #cond, __FILE__, __LINE__); \
   } while (0)
 
 }  // namespace lp::cuda

@@ -14,9 +14,13 @@ __device__ __forceinline__ float ToF32(__half v) { return __half2float(v); }
 template <typename T>
 __device__ __forceinline__ T FromF32(float v);
 template <>
-__device__ __forceinline__ __nv_bfloat16 FromF32<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+__device__ __forceinline__ __nv_bfloat16 FromF32<__nv_bfloat16>(float v) {
+  return __float2bfloat16(v);
+}
 template <>
-__device__ __forceinline__ __half FromF32<__half>(float v) { return __float2half(v); }
+__device__ __forceinline__ __half FromF32<__half>(float v) {
+  return __float2half(v);
+}
 
 __device__ __forceinline__ float WarpSum(float v) {
 #pragma unroll

@@ -1,6 +1,4 @@
 // CUDA device discovery and self-test (see engine/cuda.h).
-#include "engine/cuda/device.h"
-
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -8,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/cuda/device.h"
 
 namespace lp::cuda {
 namespace {

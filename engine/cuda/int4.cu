@@ -183,7 +183,7 @@ __device__ __forceinline__ void CopyAsyncWaitAllButOne() {
 // the next set of U chunks is loaded before this one is multiplied, so each warp keeps 2-4 KB
 // in flight while it computes.
 template <int NT, int WM, bool kHalves>
-__global__ void __launch_bounds__(kGemvWarps * 32, NT * WM == 1 ? 3 : 2)
+__global__ void __launch_bounds__(kGemvWarps * 32, NT* WM == 1 ? 3 : 2)
     Int4GemvKernel(const float* __restrict__ x, int n, int k, Int4Jobs jobs) {
   Int4Job job = jobs.job[0];
   int first = 0;
@@ -201,8 +201,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32, NT * WM == 1 ? 3 : 2)
   const int chunks = k / 64;
   const int c_begin = warp * chunks / kGemvWarps, c_end = (warp + 1) * chunks / kGemvWarps;
   constexpr int U = NT * WM >= 4 ? 1 : 2;  // chunks a set (1 or 2 KB of codes a warp), two sets
-  constexpr int S = kHalves ? 2 : 1;  // units (scale loads) a chunk
-  constexpr int JU = 4 / S;           // k-tiles a unit
+  constexpr int S = kHalves ? 2 : 1;       // units (scale loads) a chunk
+  constexpr int JU = 4 / S;                // k-tiles a unit
   // Per-warp bases; in the loop only 32-bit offsets. A tile past the end (odd tile count,
   // WM = 2) reads the last one again and is not written.
   const uint4* cp[WM];
@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, NT * WM == 1 ? 3 : 2)
   GroupCursor cursor(S * c_begin, units_per_group);  // the loads'
   int fold_next = cursor.next;                       // first unit of the next group (folds)
 
-  auto load_set = [&](int c0, uint4 (&code)[U][WM], uint2 (&sz)[U][WM][S]) {
+  auto load_set = [&](int c0, uint4(&code)[U][WM], uint2(&sz)[U][WM][S]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
@@ -243,7 +243,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, NT * WM == 1 ? 3 : 2)
       }
     }
   };
-  auto compute_set = [&](int c0, const uint4 (&code)[U][WM], const uint2 (&sz)[U][WM][S]) {
+  auto compute_set = [&](int c0, const uint4(&code)[U][WM], const uint2(&sz)[U][WM][S]) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
@@ -262,16 +262,15 @@ __global__ void __launch_bounds__(kGemvWarps * 32, NT * WM == 1 ? 3 : 2)
           uint32_t b[NT][2];
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
-            const float4 v = xok[nt] ? __ldg(reinterpret_cast<const float4*>(xp[nt] + c * 64 +
-                                                                              j * 16))
-                                     : make_float4(0, 0, 0, 0);
+            const float4 v = xok[nt]
+                                 ? __ldg(reinterpret_cast<const float4*>(xp[nt] + c * 64 + j * 16))
+                                 : make_float4(0, 0, 0, 0);
             b[nt][0] = HalfPair(v.x, v.y);
             b[nt][1] = HalfPair(v.z, v.w);
           }
 #pragma unroll
           for (int mt = 0; mt < WM; ++mt) {
-            const uint32_t words[4] = {code[u][mt].x, code[u][mt].y, code[u][mt].z,
-                                       code[u][mt].w};
+            const uint32_t words[4] = {code[u][mt].x, code[u][mt].y, code[u][mt].z, code[u][mt].w};
             uint32_t a[4];
             DequantExact(words[j], z0[mt], z1[mt], a);
 #pragma unroll

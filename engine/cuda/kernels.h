@@ -25,8 +25,8 @@ struct DeviceLayout {
 };
 
 // ---- norm_rope.cu
-void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n,
-                 int64_t cols, float* out, cudaStream_t s);
+void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n, int64_t cols,
+                 float* out, cudaStream_t s);
 // residual may be null (plain RMSNorm); else residual += x first, and the norm is of residual.
 void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
                    int64_t cols, float* out, cudaStream_t s);
@@ -50,7 +50,7 @@ struct MatMulContext {
   void* cublas = nullptr;  // cublasHandle_t
   void* scratch = nullptr;
   int64_t scratch_elems = 0;
-  bool use_gemv = true;  // false: cuBLAS for every size (for comparison)
+  bool use_gemv = true;       // false: cuBLAS for every size (for comparison)
   bool x_in_scratch = false;  // scratch already holds x converted (q, k, v share one input)
 };
 void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
@@ -147,7 +147,7 @@ struct DeviceSampleParams {
   float temperature;
   int32_t top_k;
   float top_p;
-  float log_min_p;           // log(min_p) by the host's std::log; used when min_p > 0
+  float log_min_p;  // log(min_p) by the host's std::log; used when min_p > 0
   float min_p;
   float repetition_penalty;  // 1: off
   uint64_t seed;

@@ -89,6 +89,8 @@ template <typename W>
 void Gemv(const float* x, int64_t n, int64_t k, const GemvJobs& jobs, unsigned blocks,
           cudaStream_t s) {
   const int threads = kGemvWarps * 32;
+  // The macro's cases confuse clang-format.
+  // clang-format off
   switch (n) {
 #define LP_GEMV_CASE(R) \
   case R: GemvKernel<R, W><<<blocks, threads, 0, s>>>(x, k, jobs); break;
@@ -97,6 +99,7 @@ void Gemv(const float* x, int64_t n, int64_t k, const GemvJobs& jobs, unsigned b
 #undef LP_GEMV_CASE
     default: LP_REQUIRE(n >= 1 && n <= kGemvMaxRows);
   }
+  // clang-format on
   LAUNCH_CHECK(GemvKernel);
 }
 
@@ -144,8 +147,8 @@ void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const 
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t t = half_weights ? CUDA_R_16F : CUDA_R_16BF;
   // Column-major view: out^T [m, n] = W [k, m]^T * x^T [k, n].
-  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, w,
-                            t, int(k), c.scratch, t, int(k), &beta, out, CUDA_R_32F, int(m),
+  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, w, t,
+                            int(k), c.scratch, t, int(k), &beta, out, CUDA_R_32F, int(m),
                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   if (bias != nullptr) LaunchAddBias(out, bias, n, m, s);
 }

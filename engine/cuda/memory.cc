@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "engine/cuda/backend_impl.h"
 #include "engine/cuda.h"
+#include "engine/cuda/backend_impl.h"
 
 namespace lp::cuda {
 

@@ -142,13 +142,14 @@ int GridFor(int64_t n, int threads) {
 
 // ---- launchers
 
-void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n,
-                 int64_t cols, float* out, cudaStream_t s) {
+void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n, int64_t cols,
+                 float* out, cudaStream_t s) {
   LP_REQUIRE(n > 0 && cols > 0 && table != nullptr);
   if (half_weights) {
     EmbedKernel<<<unsigned(n), 256, 0, s>>>(static_cast<const __half*>(table), ids, cols, out);
   } else {
-    EmbedKernel<<<unsigned(n), 256, 0, s>>>(static_cast<const __nv_bfloat16*>(table), ids, cols, out);
+    EmbedKernel<<<unsigned(n), 256, 0, s>>>(static_cast<const __nv_bfloat16*>(table), ids, cols,
+                                            out);
   }
   LAUNCH_CHECK(EmbedKernel);
 }

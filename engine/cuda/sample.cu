@@ -133,8 +133,8 @@ __device__ int Draw(const float* l, int vocab, float m, const DeviceSampleParams
 
 // The repetition penalty on the row's seen tokens (raw values kept in `raw`; a repeated token
 // gets the same value twice), or, with restore, the raw values back.
-__device__ void Penalize(float* l, int vocab, const int32_t* seen, float* raw, int n,
-                         float penalty, bool restore) {
+__device__ void Penalize(float* l, int vocab, const int32_t* seen, float* raw, int n, float penalty,
+                         bool restore) {
   __syncthreads();  // every thread is done reading the row as it was
   if (!restore) {
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
