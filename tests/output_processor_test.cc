@@ -7,27 +7,24 @@
 #include "common/tokenizer/byte_level.h"
 #include "common/tokenizer/tokenizer.h"
 #include "coordinator/stop_matcher.h"
+#include "fixture_tokenizer.h"
 #include "fixture_util.h"
 
 namespace lp {
 namespace {
 
 using lp::testing::FixtureDir;
+using lp::testing::FixtureTokenizer;
 
 class OutputProcessorTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto t = Tokenizer::Load(FixtureDir("qwen3-tiny"));
-    ASSERT_TRUE(t.ok()) << t.status();
-    tokenizer_ = t->release();
-  }
-  static void TearDownTestSuite() { delete tokenizer_; }
-  static const Tokenizer* tok() { return tokenizer_; }
+  void SetUp() override { ASSERT_NE(FixtureTokenizer(), nullptr) << "qwen3-tiny's tokenizer"; }
+  static const Tokenizer* tok() { return FixtureTokenizer(); }
   // The token of one raw byte (every byte has one in a byte-level vocabulary).
   static int32_t ByteToken(unsigned char b) {
     std::string s;
     tok::AppendUtf8(tok::ByteToCodePoint(b), &s);
-    return *tokenizer_->TokenId(s);
+    return *FixtureTokenizer()->TokenId(s);
   }
   // `text` spelled one byte a token.
   static std::vector<SampledToken> Bytes(const std::string& text) {
@@ -40,9 +37,7 @@ class OutputProcessorTest : public ::testing::Test {
     EXPECT_TRUE(p.ok()) << p.status();
     return std::move(*p);
   }
-  static Tokenizer* tokenizer_;
 };
-Tokenizer* OutputProcessorTest::tokenizer_ = nullptr;
 
 TEST_F(OutputProcessorTest, MultiByteCharacterSplitAcrossTokensIsHeldUntilComplete) {
   OutputProcessor p = Make();

@@ -11,6 +11,7 @@
 #include "common/model_config.h"
 #include "common/tokenizer/byte_level.h"
 #include "common/tokenizer/normalizer.h"
+#include "fixture_tokenizer.h"
 #include "fixture_util.h"
 #include "utf8proc.h"
 
@@ -18,19 +19,13 @@ namespace lp {
 namespace {
 
 using lp::testing::FixtureDir;
+using lp::testing::FixtureTokenizer;
 
 class TokenizerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() {
-    auto t = Tokenizer::Load(FixtureDir("qwen3-tiny"));
-    ASSERT_TRUE(t.ok()) << t.status();
-    tokenizer_ = t->release();
-  }
-  static void TearDownTestSuite() { delete tokenizer_; }
-  static const Tokenizer& tok() { return *tokenizer_; }
-  static Tokenizer* tokenizer_;
+  void SetUp() override { ASSERT_NE(FixtureTokenizer(), nullptr) << "qwen3-tiny's tokenizer"; }
+  static const Tokenizer& tok() { return *FixtureTokenizer(); }
 };
-Tokenizer* TokenizerTest::tokenizer_ = nullptr;
 
 // utf8proc directly, independent of the tokenizer's quick check.
 std::string ReferenceNfc(const std::string& s) {
