@@ -157,6 +157,9 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     return absl::FailedPreconditionError(
         "no CUDA IPC connection to this instance of the previous worker (did it restart?)");
   }
+  if (in_slot >= 0 && in_slot >= ring_in_->slots()) {
+    return absl::InvalidArgumentError("IPC ring slot out of the previous worker's ring");
+  }
   const KeepOnBackend keep{.input = in_slot >= 0, .output = out_slot >= 0 && !head};
   if (keep.input) {
     ASSIGN_OR_RETURN(Tensor input, slice_->Hidden(layout_));
