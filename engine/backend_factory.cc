@@ -23,9 +23,8 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device,
   auto parsed = Device::Parse(device);
   if (!parsed.ok()) return parsed.status();
   if (!parsed->cuda()) {
-    const int threads = options.cpu_threads > 0 ? options.cpu_threads : DefaultCpuThreads();
-    SetCpuThreads(threads);
-    return MakeCpuBackend(threads);
+    if (options.cpu_threads > 0) SetCpuThreads(options.cpu_threads);
+    return MakeCpuBackend(options.cpu_threads);
   }
 #ifdef LAYERPIPE_WITH_CUDA
   const int index = parsed->index;

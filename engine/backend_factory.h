@@ -11,7 +11,8 @@
 namespace lp {
 
 struct BackendOptions {
-  int cpu_threads = 0;  // OpenMP threads of a CPU backend; 0: DefaultCpuThreads()
+  // OpenMP threads of a CPU backend; 0: OpenMP's default (OMP_NUM_THREADS, the CPU affinity).
+  int cpu_threads = 0;
   // Names the device in the progress lines on stderr (once per GiB of weights loaded).
   std::string log_name;
 };

@@ -251,7 +251,7 @@ absl::StatusOr<Tensor> Slice::Hidden(const StepLayout& layout) const {
 absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,
                             std::span<const float> hidden_in, std::vector<float>* out,
                             const KeepOnBackend& keep) {
-  const bool input_kept = keep.input && !spec_.embed;
+  const bool input_kept = keep.fill_input && !spec_.embed;
   RETURN_IF_ERROR(CheckLayout(
       layout, ids.size(),
       input_kept ? size_t(layout.total_tokens() * config_.hidden_size) : hidden_in.size()));
@@ -273,7 +273,9 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
       }
     }
     b.Embed(embed_, ids, x);
-  } else if (!input_kept) {
+  } else if (input_kept) {
+    keep.fill_input(x);
+  } else {
     b.Upload(hidden_in, x);
   }
   // A decode step (one token per sequence) depends on the step only through the layout, so

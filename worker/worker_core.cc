@@ -160,13 +160,12 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   if (in_slot >= 0 && in_slot >= ring_in_->slots()) {
     return absl::InvalidArgumentError("IPC ring slot out of the previous worker's ring");
   }
-  const KeepOnBackend keep{.input = in_slot >= 0, .output = out_slot >= 0 && !head};
-  if (keep.input) {
-    ASSIGN_OR_RETURN(Tensor input, slice_->Hidden(layout_));
+  KeepOnBackend keep{.output = out_slot >= 0 && !head};
+  if (in_slot >= 0) {
     // The coordinator may hand this worker a step before the previous one has queued it, and
     // a stream waits for an event's latest record: wait on the host until the record is queued.
     RETURN_IF_ERROR(handover_in_->Wait(in_slot, request.step_id(), kHandoverTimeout));
-    ring_in_->Receive(in_slot, input);
+    keep.fill_input = [&](const Tensor& hidden) { ring_in_->Receive(in_slot, hidden); };
   }
   RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, keep));
   if (keep.output) ring_out_->Send(out_slot, *slice_->Hidden(layout_));

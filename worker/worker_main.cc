@@ -38,8 +38,9 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
                stage->device.c_str(), (long long)stage->begin, (long long)stage->end,
                stage->embed ? " + embedding" : "", stage->head ? " + norm + lm_head" : "",
                listen.c_str());
-  auto backend =
-      lp::MakeBackend(stage->device, {.cpu_threads = threads, .log_name = "worker " + name});
+  auto backend = lp::MakeBackend(stage->device,
+                                 {.cpu_threads = threads > 0 ? threads : lp::DefaultCpuThreads(),
+                                  .log_name = "worker " + name});
   if (!backend.ok()) return Fail(backend.status());
   auto ckpt = lp::Checkpoint::Open(planned->cluster.model_path);
   if (!ckpt.ok()) return Fail(ckpt.status());

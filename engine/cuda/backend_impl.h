@@ -87,8 +87,8 @@ class CudaBackend : public Backend {
   cudaStream_t stream() const { return stream_; }
   // For work that callers queue on stream() in order with this backend's (see CudaStream).
   cudaStream_t Submit() {
-    Flush();
     CUDA_CHECK(cudaSetDevice(device_));
+    Flush();
     return stream_;
   }
   void Note(Mark mark) {
