@@ -263,8 +263,12 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
     row += s.n_tokens;
     last_row_index_.push_back(row - 1);
   }
-  b.BeginStep(layout);
   Tensor x = residual_.Rows(tokens);
+  // The input from a neighbour goes on the device first: its wait for the previous worker is
+  // then queued before this step's layout copy, which measured 0.1 ms less per hop on an H200
+  // (engine/cuda/NOTES.md). The copy touches only x, never the layout.
+  if (input_kept) keep.fill_input(x);
+  b.BeginStep(layout);
   if (spec_.embed) {
     for (int32_t id : ids) {
       if (id < 0 || id >= config_.vocab_size) {
@@ -273,9 +277,7 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
       }
     }
     b.Embed(embed_, ids, x);
-  } else if (input_kept) {
-    keep.fill_input(x);
-  } else {
+  } else if (!input_kept) {
     b.Upload(hidden_in, x);
   }
   // A decode step (one token per sequence) depends on the step only through the layout, so

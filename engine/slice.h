@@ -41,8 +41,8 @@ std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
 // Which hidden states of a step stay on the backend, in Slice::Hidden, instead of passing
 // through host memory (a worker moves them to and from its neighbours on the device itself).
 struct KeepOnBackend {
-  // A non-first slice's input: called with the step's Hidden buffer once the step's layout is
-  // set (Backend::BeginStep), to fill it on the device in order with the step's work.
+  // A non-first slice's input: called with the step's Hidden buffer (before Backend::BeginStep),
+  // to fill it on the device in order with the step's work.
   std::function<void(const Tensor& hidden)> fill_input;
   bool output = false;  // a non-last slice leaves its output in Hidden(layout)
 };

@@ -58,6 +58,9 @@ def report(burst):
             if tag == DONE and tag2 == SENT: send.append(t2 - t)
             if tag == READY and tag2 == LAYERS: recv.append(t2 - t)
             if tag == LAYERS and tag2 in (DONE, SAMPLE): stage.setdefault(p, []).append(t2 - t)
+        # The step's own start mark comes after its input (engine/slice.cc): ready, start, layers.
+        for (t, tag), (_, mid), (t3, tag3) in zip(seq, seq[1:], seq[2:]):
+            if tag == READY and mid == STEP and tag3 == LAYERS: recv.append(t3 - t)
         starts = [t for t, tag in seq if tag == STEP]
         if p in first: step = [b - a for a, b in zip(starts, starts[1:])]
     print(f"burst of {len(burst)} marks over {(burst[-1][0] - burst[0][0]) / 1e6:.1f} ms, "
