@@ -1,10 +1,26 @@
-// The Backend interface's defaults for packed 4-bit weights: dequantize once at load.
+// The Backend interface's defaults: the attention shapes every backend runs, and packed 4-bit
+// weights dequantized once at load.
 #include "engine/backend.h"
 
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/strings/str_cat.h"
+
 namespace lp {
+
+absl::Status Backend::CheckAttention(const AttentionParams& p) const {
+  if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name(), " backend: ", p.num_heads, " attention heads over ", p.num_kv_heads,
+                     " KV heads; the heads must be a positive multiple of the KV heads"));
+  }
+  if (p.head_dim <= 0 || p.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(name(), " backend: head_dim ", p.head_dim,
+                                                   "; RoPE needs a positive even head_dim"));
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<Linear> Backend::LoadInt4(const Int4Matrix& w) {
   const std::vector<float> dense = DequantizeInt4(w);

@@ -132,6 +132,9 @@ class Backend {
   // as a dense weight; a backend that keeps it packed overrides this and MatMulInt4.
   virtual absl::StatusOr<Linear> LoadInt4(const Int4Matrix& w);
   virtual std::unique_ptr<KvCache> CreateKvCache(const KvCacheShape& shape) = 0;
+  // An error naming the value and what is supported when this backend's attention cannot run
+  // `p`'s shape (a slice asks when it loads, so that no step fails on it).
+  virtual absl::Status CheckAttention(const AttentionParams& p) const;
   // Host float32 <-> activation.
   virtual void Upload(std::span<const float> host, Tensor& dst) = 0;
   virtual void Download(const Tensor& src, std::span<float> host) = 0;

@@ -60,6 +60,8 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Build(const ModelConfig& c, const 
     return absl::InvalidArgumentError("slice limits must be positive");
   }
   std::unique_ptr<Slice> slice(new Slice(c, spec, limits, std::move(backend)));
+  // A shape the backend's kernels cannot run is refused now, not at the first step.
+  if (spec.end > spec.begin) RETURN_IF_ERROR(slice->backend_->CheckAttention(slice->attn_));
   RETURN_IF_ERROR(slice->LoadWeights(source, progress));
   slice->AllocateWorkspace();
   return slice;

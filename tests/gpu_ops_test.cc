@@ -332,5 +332,27 @@ TEST(GpuDevice, DeviceAnswersAndSelfTestPasses) {
   EXPECT_TRUE(cuda::SelfTest().ok());
 }
 
+// What the attention kernels cannot run is refused by CheckAttention (a slice asks at load),
+// with the value and what is supported; the CPU backend runs any grouped shape.
+TEST_F(GpuTest, AttentionShapesTheKernelsCannotRunAreRefused) {
+  AttentionParams p;
+  p.num_heads = 16;
+  p.num_kv_heads = 8;
+  p.head_dim = 128;
+  EXPECT_TRUE(gpu_->CheckAttention(p).ok());
+  p.head_dim = 96;
+  auto s = gpu_->CheckAttention(p);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("head_dim 96"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("16, 32, 64, 128 or 256"), std::string::npos) << s;
+  EXPECT_TRUE(cpu_->CheckAttention(p).ok());
+  p.head_dim = 64;
+  p.num_heads = 32;
+  p.num_kv_heads = 2;  // 16 query heads per KV head
+  s = gpu_->CheckAttention(p);
+  EXPECT_NE(s.message().find("up to 8 query heads per KV head"), std::string::npos) << s;
+  EXPECT_TRUE(cpu_->CheckAttention(p).ok());
+}
+
 }  // namespace
 }  // namespace lp

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/checkpoint.h"
+#include "common/presets.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/local_chain.h"
 #include "fixture_util.h"
@@ -305,6 +306,34 @@ TEST(BatchInvariance, SixteenCopiesGetTheLogitsOfOneAlone) {
           << fixture << ": step " << s << " differs alone and in 16";
     }
   }
+}
+
+// A shape the backend cannot run is refused when the slice is built, before any weight is
+// loaded (the CUDA backend's own limits are tested in gpu_ops_test.cc).
+TEST(SliceBuild, RefusesAnAttentionShapeBeforeLoadingWeights) {
+  auto preset = FindPreset("qwen3-0.6b");
+  ASSERT_TRUE(preset.ok()) << preset.status();
+  WeightSource never;
+  never.tensor = [](Backend&, const ExpectedTensor& t) -> absl::StatusOr<Tensor> {
+    ADD_FAILURE() << "loaded " << t.name;
+    return absl::InternalError("no weights in this test");
+  };
+  never.int4 = [](Backend&, const LinearSpec& l) -> absl::StatusOr<Linear> {
+    ADD_FAILURE() << "loaded " << l.name;
+    return absl::InternalError("no weights in this test");
+  };
+  ModelConfig odd = preset->config;
+  odd.head_dim = 15;
+  auto slice = Slice::Build(odd, {0, 2, true, false}, {1, 16, 16}, MakeCpuBackend(), never);
+  ASSERT_FALSE(slice.ok());
+  EXPECT_EQ(slice.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(slice.status().message().find("head_dim 15"), std::string::npos) << slice.status();
+
+  ModelConfig ungrouped = preset->config;
+  ungrouped.num_kv_heads = 5;  // 16 heads do not split over 5 KV heads
+  slice = Slice::Build(ungrouped, {0, 2, true, false}, {1, 16, 16}, MakeCpuBackend(), never);
+  ASSERT_FALSE(slice.ok());
+  EXPECT_NE(slice.status().message().find("KV heads"), std::string::npos) << slice.status();
 }
 
 }  // namespace

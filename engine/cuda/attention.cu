@@ -329,6 +329,16 @@ int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context) {
   return int64_t(kSplitRows) * a.heads * splits * (a.head_dim + 2);
 }
 
+const char* AttentionUnsupported(const AttnShape& a) {
+  const bool dim = a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128 ||
+                   a.head_dim == 256;
+  if (!dim) return "head_dim 16, 32, 64, 128 or 256";
+  if (a.kv_heads <= 0 || a.heads % a.kv_heads != 0 || a.heads / a.kv_heads > kMaxGroup) {
+    return "up to 8 query heads per KV head";
+  }
+  return nullptr;
+}
+
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
                      const AttnShape& a, const DeviceLayout& layout, bool decode_only,
                      float* scratch, float* out, cudaStream_t s) {

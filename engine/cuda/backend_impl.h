@@ -54,6 +54,7 @@ class CudaBackend : public Backend {
   // Packed on the device (int4.cu) when the shape fits its kernels, else dense.
   absl::StatusOr<Linear> LoadInt4(const Int4Matrix& w) override;
   std::unique_ptr<KvCache> CreateKvCache(const KvCacheShape& shape) override;
+  absl::Status CheckAttention(const AttentionParams& p) const override;
   void Upload(std::span<const float> host, Tensor& dst) override;
   void Download(const Tensor& src, std::span<float> host) override;
 

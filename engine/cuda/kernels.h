@@ -132,6 +132,8 @@ struct KvLayer {
 struct AttnShape {
   int64_t heads, kv_heads, head_dim;
 };
+// Null when LaunchAttention runs `a`; else what it supports (a static string).
+const char* AttentionUnsupported(const AttnShape& a);
 // Scratch for split attention: partial results of up to kSplitRows rows.
 inline constexpr int kSplitRows = 64;
 int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "engine/cuda.h"
 #include "engine/cuda/backend_impl.h"
 
@@ -24,6 +25,16 @@ CudaKvCache::CudaKvCache(const KvCacheShape& s, cudaStream_t stream) : KvCache(s
 CudaKvCache::~CudaKvCache() {
   cudaFree(k_);
   cudaFree(v_);
+}
+
+absl::Status CudaBackend::CheckAttention(const AttentionParams& p) const {
+  RETURN_IF_ERROR(Backend::CheckAttention(p));
+  if (const char* supported = AttentionUnsupported({p.num_heads, p.num_kv_heads, p.head_dim})) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cuda backend: attention with head_dim ", p.head_dim, ", ", p.num_heads, " heads over ",
+        p.num_kv_heads, " KV heads is not supported (the kernels take ", supported, ")"));
+  }
+  return absl::OkStatus();
 }
 
 std::unique_ptr<KvCache> CudaBackend::CreateKvCache(const KvCacheShape& shape) {
