@@ -44,7 +44,9 @@ class Pipeline {
   // run one at a time anyway, and splitting the batch further would only make every stage read
   // its weights once more per token.
   virtual int depth() const = 0;
-  // Starts a step through every stage. `tag` comes back with its result.
+  // Starts a step through every stage. `tag` comes back with its result. Callers number their
+  // steps 0, 1, 2, ... and keep at most depth() in flight: GrpcPipeline's CUDA IPC ring slots
+  // cycle with the tag.
   virtual void Submit(uint64_t tag, StepInput step) = 0;
   // Waits up to `timeout_ms` for the oldest step in flight; false on timeout.
   virtual bool Next(int timeout_ms, StepResult* result) = 0;
