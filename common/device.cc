@@ -11,8 +11,10 @@
 namespace lp {
 
 absl::StatusOr<Device> Device::Parse(const std::string& text) {
-  auto bad = absl::InvalidArgumentError(
-      absl::StrCat("'", text, "' is not a device (cuda:N, cpu:N, or an integer N for cuda:N)"));
+  auto bad = [&] {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "' is not a device (cuda:N, cpu:N, or an integer N for cuda:N)"));
+  };
   if (text == "disk" || text == "meta") {
     return absl::InvalidArgumentError(absl::StrCat(
         "'", text, "': layerpipe keeps every module on a worker's device, it does not offload"));
@@ -26,10 +28,11 @@ absl::StatusOr<Device> Device::Parse(const std::string& text) {
     kind = "cuda";
     index = text;
   }
-  if (kind != "cuda" && kind != "cpu") return bad;
+  if (kind != "cuda" && kind != "cpu") return bad();
   int n = -1;
   auto [end, ec] = std::from_chars(index.data(), index.data() + index.size(), n);
-  if (index.empty() || ec != std::errc() || end != index.data() + index.size() || n < 0) return bad;
+  if (index.empty() || ec != std::errc() || end != index.data() + index.size() || n < 0)
+    return bad();
   return Device{kind == "cuda" ? Kind::kCuda : Kind::kCpu, n};
 }
 

@@ -243,13 +243,6 @@ void Slice::Project(const Tensor& x, const Linear& w, const Tensor* bias, Tensor
   }
 }
 
-absl::StatusOr<Tensor> Slice::Hidden(const StepLayout& layout) const {
-  const size_t tokens = size_t(layout.total_tokens());
-  RETURN_IF_ERROR(CheckLayout(layout, spec_.embed ? tokens : 0,
-                              spec_.embed ? 0 : tokens * size_t(config_.hidden_size)));
-  return residual_.Rows(int64_t(tokens));
-}
-
 absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> ids,
                             std::span<const float> hidden_in, std::vector<float>* out,
                             const KeepOnBackend& keep) {
@@ -292,7 +285,8 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
     if (decode) b.EndRecord();
   }
   last_step_seqs_ = n;
-  if (!spec_.head && keep.output) {
+  if (!spec_.head && keep.take_output) {
+    keep.take_output(x);
     out->clear();
     return absl::OkStatus();
   }

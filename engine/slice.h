@@ -38,13 +38,15 @@ struct SliceLimits {
 // with the embedding and the last with the head (for tests and `layerpipe logits --slices`).
 std::vector<SliceSpec> EvenSlices(int64_t num_layers, int64_t n);
 
-// Which hidden states of a step stay on the backend, in Slice::Hidden, instead of passing
-// through host memory (a worker moves them to and from its neighbours on the device itself).
+// A step's hidden states that stay on the backend instead of passing through host memory (a
+// worker moves them to and from its neighbours on the device itself). Each callback gets the
+// step's hidden-state buffer ([tokens, hidden_size], float32) and queues its copy in order with
+// the step's work.
 struct KeepOnBackend {
-  // A non-first slice's input: called with the step's Hidden buffer (before Backend::BeginStep),
-  // to fill it on the device in order with the step's work.
+  // A non-first slice's input, filled before Backend::BeginStep.
   std::function<void(const Tensor& hidden)> fill_input;
-  bool output = false;  // a non-last slice leaves its output in Hidden(layout)
+  // A non-last slice's output, taken after the layers (Forward then leaves `out` empty).
+  std::function<void(const Tensor& hidden)> take_output;
 };
 
 // Makes the slice's weights on its backend: `tensor` a dense tensor `t` (rows = 1 for 1-D
@@ -85,14 +87,10 @@ class Slice {
   // slice `out` may be null: the logits then stay on the backend for Sample.
   // A step in which every sequence has one token (decode) may be recorded and replayed by the
   // backend (Backend::Replay), keyed by its number of sequences.
-  // With `keep`, the hidden state comes from / stays in Hidden(layout) instead.
+  // With `keep`, the hidden state comes from / goes to its callbacks instead.
   absl::Status Forward(const StepLayout& layout, std::span<const int32_t> ids,
                        std::span<const float> hidden_in, std::vector<float>* out,
                        const KeepOnBackend& keep = {});
-  // The backend buffer of a step's hidden state ([tokens, hidden_size], float32): where
-  // Forward reads a non-first slice's input and leaves a non-last slice's output (see
-  // KeepOnBackend). An error for a layout that Forward would refuse.
-  absl::StatusOr<Tensor> Hidden(const StepLayout& layout) const;
   // Last slice, after Forward: one token per sequence of that step, by rows[sequence].
   absl::Status Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out);
 

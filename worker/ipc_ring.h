@@ -3,7 +3,8 @@
 // each, once at load; the next worker opens them once (an open costs about a millisecond:
 // never per step). A hop is then a device-side wait on the previous worker's event and a
 // device-to-device copy on the backend's stream: no host round trip, no host memory. The engine
-// knows nothing of it: the ring copies into and out of Slice::Hidden.
+// knows nothing of it: the ring copies into and out of the buffer that Slice::Forward hands
+// to KeepOnBackend's callbacks.
 //
 // Ring slots are reused only after the micro-batch that last used them has left the pipeline
 // (the coordinator keeps no more micro-batches in flight than there are slots), so a buffer is

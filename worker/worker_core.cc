@@ -160,15 +160,17 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   if (in_slot >= 0 && in_slot >= ring_in_->slots()) {
     return absl::InvalidArgumentError("IPC ring slot out of the previous worker's ring");
   }
-  KeepOnBackend keep{.output = out_slot >= 0 && !head};
+  KeepOnBackend keep;
   if (in_slot >= 0) {
     // The coordinator may hand this worker a step before the previous one has queued it, and
     // a stream waits for an event's latest record: wait on the host until the record is queued.
     RETURN_IF_ERROR(handover_in_->Wait(in_slot, request.step_id(), kHandoverTimeout));
     keep.fill_input = [&](const Tensor& hidden) { ring_in_->Receive(in_slot, hidden); };
   }
+  if (out_slot >= 0) {
+    keep.take_output = [&](const Tensor& hidden) { ring_out_->Send(out_slot, hidden); };
+  }
   RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, keep));
-  if (keep.output) ring_out_->Send(out_slot, *slice_->Hidden(layout_));
 
   // Bookkeeping after success only.
   int64_t offset = 0;
