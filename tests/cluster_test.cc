@@ -209,13 +209,13 @@ TEST(ClusterApi, StopStringsEndTheText) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 1);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   Outcome full = Generate(cluster, Ids({9707, 11, 1879}, 12));
-  ASSERT_TRUE(full.status.ok());
+  ASSERT_TRUE(full.status.ok()) << full.status.error_message();
   ASSERT_GE(full.text.size(), 4u);
   GenerateRequest r = Ids({9707, 11, 1879}, 12);
   const std::string stop = full.text.substr(full.text.size() / 2, 2);
   r.add_stop(stop);
   Outcome cut = Generate(cluster, r);
-  ASSERT_TRUE(cut.status.ok());
+  ASSERT_TRUE(cut.status.ok()) << cut.status.error_message();
   EXPECT_EQ(cut.finish, layerpipe::v1::FINISH_REASON_STOP);
   EXPECT_EQ(cut.text, full.text.substr(0, full.text.find(stop)));
 }
