@@ -31,9 +31,11 @@ using nlohmann::json;
 struct BenchOptions {
   std::string presets = "qwen3-0.6b,qwen3-8b";
   std::string batches = "1,16,64";
-  int64_t prompt = 128, decode = 128, prefill = 2048;
+  int64_t prompt = 128, decode = 128;
+  std::string prefill = "2048";  // single-sequence prefill lengths, comma-separated
   std::string hf_baseline, json_out;
-  bool graphs = true, as_json = false, probe = false;
+  bool graphs = true, as_json = false, probe = false, batch_invariant = false;
+  std::vector<int64_t> prefills;  // parsed from `prefill`
 };
 
 double Seconds(Clock::time_point a, Clock::time_point b) {
@@ -135,10 +137,8 @@ double TimeProducts(Backend& b, int64_t n, int64_t k, int64_t m, double bytes,
 }
 
 // Weight-read bandwidth of single matrix products of the model's shapes: ours (GEMV for <= 8
-// rows) against cuBLAS.
-double TimeMatMul(bool gemv, int64_t n, int64_t k, int64_t m) {
-  CudaBackendOptions bo;
-  bo.gemv = gemv;
+// rows) and the batch-invariant GEMM against cuBLAS.
+double TimeMatMul(const CudaBackendOptions& bo, int64_t n, int64_t k, int64_t m) {
   auto b = MakeCudaBackend(0, bo);
   std::vector<Tensor> w;
   for (int i = 0; i < 4; ++i) w.push_back(CudaRandomWeight(*b, m, k, DType::kBF16, 7 + i, false));
@@ -170,9 +170,13 @@ json ProbeMatMul(const ModelConfig& c) {
                                                            {c.intermediate_size, c.hidden_size},
                                                            {c.hidden_size, c.vocab_size}};
   for (auto [k, m] : shapes) {
-    for (int64_t n : {1, 16}) {
-      json r = {{"n", n}, {"k", k}, {"m", m}, {"cublas_GBps", TimeMatMul(false, n, k, m)}};
-      if (n <= 8) r["ours_GBps"] = TimeMatMul(true, n, k, m);
+    for (int64_t n : {1, 16, 64}) {
+      json r = {{"n", n},
+                {"k", k},
+                {"m", m},
+                {"cublas_GBps", TimeMatMul({.gemv = false}, n, k, m)},
+                {"invariant_GBps", TimeMatMul({.batch_invariant = true}, n, k, m)}};
+      if (n <= 8) r["ours_GBps"] = TimeMatMul({}, n, k, m);
       rows.push_back(r);
     }
     if (c.quant.quantized() && k != c.vocab_size && m != c.vocab_size) {  // the head stays dense
@@ -211,10 +215,13 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   const ModelConfig c = preset->config;
   SliceLimits limits;
   limits.max_batch = *std::max_element(batches.begin(), batches.end());
-  limits.max_context = std::max(o.prompt + o.decode, o.prefill);
-  limits.max_step_tokens = std::max<int64_t>(o.prefill, o.prompt);
+  const int64_t longest =
+      o.prefills.empty() ? 0 : *std::max_element(o.prefills.begin(), o.prefills.end());
+  limits.max_context = std::max(o.prompt + o.decode, longest);
+  limits.max_step_tokens = std::max(longest, o.prompt);
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
+  bo.batch_invariant = o.batch_invariant;
   std::fprintf(stderr, "%s: building, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const auto t0 = Clock::now();
   WeightSource source;
@@ -241,7 +248,8 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
             {"fill_s", fill_s},
             {"weight_bytes_per_step", bytes},
             {"kv_cache_bytes", (*slice)->kv_cache_bytes()},
-            {"graphs", o.graphs}};
+            {"graphs", o.graphs},
+            {"batch_invariant", o.batch_invariant}};
   const json* base = hf.contains(name) ? &hf[name] : nullptr;
   for (int64_t b : batches) {
     json d = BenchBatch(**slice, b, o, rng);
@@ -255,7 +263,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
     }
     r["decode"].push_back(d);
   }
-  if (o.prefill > 0) r["prefill"] = BenchPrefill(**slice, o.prefill, rng);
+  for (int64_t n : o.prefills) r["prefill"].push_back(BenchPrefill(**slice, n, rng));
   slice->reset();  // free the model before the probe's weights
   if (o.probe) r["matmul_probe"] = ProbeMatMul(c);
   return r;
@@ -286,13 +294,15 @@ void PrintTable(const json& out) {
       if (p.contains("cublas_GBps"))
         std::printf(" cuBLAS %6.0f GB/s", p["cublas_GBps"].get<double>());
       if (p.contains("ours_GBps")) std::printf(", ours %6.0f GB/s", p["ours_GBps"].get<double>());
+      if (p.contains("invariant_GBps"))
+        std::printf(", batch-invariant %6.0f GB/s", p["invariant_GBps"].get<double>());
       if (p.contains("int4_GBps")) std::printf(" int4 %6.0f GB/s", p["int4_GBps"].get<double>());
       std::printf("\n");
     }
-    if (r.contains("prefill")) {
+    for (const auto& p : r.value("prefill", json::array())) {
       std::printf("prefill of %lld tokens: %.1f ms, %.0f tokens/s\n",
-                  (long long)r["prefill"]["tokens"].get<int64_t>(),
-                  r["prefill"]["ms"].get<double>(), r["prefill"]["tokens_per_s"].get<double>());
+                  (long long)p["tokens"].get<int64_t>(), p["ms"].get<double>(),
+                  p["tokens_per_s"].get<double>());
     }
   }
 }
@@ -304,6 +314,15 @@ void RunBench(const BenchOptions& o) {
   std::vector<int64_t> batches(ids->begin(), ids->end());
   if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1 || o.decode < 2)
     Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
+  BenchOptions opts = o;
+  if (o.prefill != "0") {
+    auto prefills = ParseIdList(o.prefill);
+    if (!prefills.ok()) Fail(prefills.status(), 2);
+    for (int64_t n : *prefills) {
+      if (n < 1) Fail(absl::InvalidArgumentError("bench: --prefill lengths must be >= 1"), 2);
+      opts.prefills.push_back(n);
+    }
+  }
   if (auto s = cuda::PinDevice(0); !s.ok()) Fail(s);
   const json hf = LoadBaseline(o.hf_baseline);
   const double copy_bps = CudaCopyBandwidth(1ull << 30, 10);
@@ -316,7 +335,7 @@ void RunBench(const BenchOptions& o) {
               {"results", json::array()}};
   if (hf.contains("_device")) out["hf_device"] = hf["_device"];
   for (absl::string_view name : absl::StrSplit(o.presets, ',')) {
-    out["results"].push_back(BenchPreset(std::string(name), o, batches, copy_bps, hf));
+    out["results"].push_back(BenchPreset(std::string(name), opts, batches, copy_bps, hf));
     if (!o.as_json) std::fprintf(stderr, "%s done\n", std::string(name).c_str());
   }
   if (!o.json_out.empty()) std::ofstream(o.json_out) << out.dump(2) << "\n";
@@ -337,10 +356,14 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--batches", o->batches, "decode batch sizes")->capture_default_str();
   cmd->add_option("--prompt", o->prompt, "prompt tokens per sequence")->capture_default_str();
   cmd->add_option("--decode", o->decode, "decode steps")->capture_default_str();
-  cmd->add_option("--prefill", o->prefill, "tokens of the single-sequence prefill (0: none)")
+  cmd->add_option("--prefill", o->prefill,
+                  "tokens of the single-sequence prefills, comma-separated (0: none)")
       ->capture_default_str();
   cmd->add_option("--hf-baseline", o->hf_baseline, "output of hf_baseline.py (JSON lines)");
   cmd->add_flag("!--no-graphs", o->graphs, "issue decode steps op by op (no CUDA graphs)");
+  cmd->add_flag("--batch-invariant", o->batch_invariant,
+                "a row's result independent of its step's other rows (the cluster file's "
+                "batch_invariant)");
   cmd->add_flag("--json", o->as_json, "print one JSON object");
   cmd->add_flag("--probe", o->probe, "also time single matrix products (ours vs cuBLAS)");
   cmd->add_option("--json-out", o->json_out, "also write the JSON object to this file");

@@ -277,9 +277,9 @@ absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
 
 absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
-  RETURN_IF_ERROR(CheckKeys(
-      root, "",
-      {"model", "device_map", "max_memory", "coordinator", "workers", "limits", "transport"}));
+  RETURN_IF_ERROR(CheckKeys(root, "",
+                            {"model", "device_map", "max_memory", "coordinator", "workers",
+                             "limits", "transport", "batch_invariant"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   c.model_path_written = root["model"]["path"].as<std::string>();
@@ -296,6 +296,16 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
                    "must be auto (CUDA IPC between GPU workers of one host, "
                    "gRPC elsewhere) or grpc (gRPC everywhere)");
     }
+  }
+  if (const YAML::Node b = root["batch_invariant"]) {
+    std::string v;
+    ASSIGN_OR_RETURN(v, ScalarString(b, "batch_invariant"));
+    if (v != "true" && v != "false") {
+      return Error(b, "batch_invariant",
+                   "must be true (a sequence's tokens do not depend on what shares its steps) "
+                   "or false");
+    }
+    c.batch_invariant = v == "true";
   }
   c.coordinator_listen = "127.0.0.1:7000";
   if (const YAML::Node co = root["coordinator"]) {

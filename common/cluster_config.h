@@ -61,6 +61,10 @@ struct ClusterConfig {
   // How activations cross between neighbouring workers: "auto" (CUDA IPC between GPU workers
   // of one host, gRPC messages elsewhere) or "grpc" (always gRPC).
   std::string transport = "auto";
+  // GPU workers compute a row the same way whatever else shares its step, so a sequence's
+  // tokens do not depend on what it is batched with (CPU workers always do). Costs speed: see
+  // engine/cuda/NOTES.md.
+  bool batch_invariant = false;
 };
 
 // Reads and parses the file at `yaml_path`; errors start with the path and name the key and line.

@@ -30,6 +30,7 @@ absl::StatusOr<std::unique_ptr<Backend>> MakeBackend(const std::string& device,
   const int index = parsed->index;
   if (auto s = cuda::PinDevice(index); !s.ok()) return s;
   CudaBackendOptions cuda_options;
+  cuda_options.batch_invariant = options.batch_invariant;
   const std::string name = options.log_name.empty() ? device : options.log_name;
   cuda_options.on_weight_loaded = [next = uint64_t(1) << 30, name](uint64_t bytes) mutable {
     if (bytes < next) return;

@@ -15,6 +15,9 @@ struct BackendOptions {
   int cpu_threads = 0;
   // Names the device in the progress lines on stderr (once per GiB of weights loaded).
   std::string log_name;
+  // CUDA only (the CPU backend always is): a row's result does not depend on the other rows
+  // of its step (CudaBackendOptions::batch_invariant).
+  bool batch_invariant = false;
 };
 
 // An error for an unknown device, for "cuda:N" in a build without CUDA (see HasCudaBackend) or

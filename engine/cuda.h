@@ -21,6 +21,11 @@ namespace lp {
 struct CudaBackendOptions {
   bool graphs = true;  // record and replay decode steps as CUDA graphs
   bool gemv = true;    // our GEMV for steps of <= 8 rows (false: cuBLAS always, to compare)
+  // A row's result does not depend on the other rows of its step: every product through the
+  // batch-invariant GEMM (cuda/gemm.cu; 4-bit weights dequantized to f16 first), attention
+  // through the flash kernel only. Off: the GEMV / cuBLAS / split-attention paths picked by
+  // the step's size, faster but a sequence's tokens may change with what it is batched with.
+  bool batch_invariant = false;
   // Called after each weight is copied, with bytes loaded so far (progress for big models).
   std::function<void(uint64_t bytes)> on_weight_loaded;
 };

@@ -229,6 +229,19 @@ TEST(ClusterConfig, TransportPerLink) {
   EXPECT_FALSE(ParseClusterConfig("model: {path: /m}\ntransport: rdma\n" + workers, "/").ok());
 }
 
+TEST(ClusterConfig, BatchInvariantIsOffUnlessSaidAndMustBeABoolean) {
+  const std::string workers = "workers:\n  - {name: a, device: \"cuda:0\", address: \"h:1\"}\n";
+  auto off = ParseClusterConfig("model: {path: /m}\n" + workers, "/");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->batch_invariant);
+  auto on = ParseClusterConfig("model: {path: /m}\nbatch_invariant: true\n" + workers, "/");
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_TRUE(on->batch_invariant);
+  auto bad = ParseClusterConfig("model: {path: /m}\nbatch_invariant: maybe\n" + workers, "/");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("batch_invariant"), std::string::npos) << bad.status();
+}
+
 TEST(ClusterConfig, AddressesAreComparedAsEndpointsNotStrings) {
   const std::string head = "model: {path: /m}\nworkers:\n";
   auto same = ParseClusterConfig(head +

@@ -2,6 +2,7 @@
 // coordinator processes started from build/bin, stopped (killed) when the harness goes.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -101,27 +103,46 @@ class Process {
   pid_t pid_ = -1;
 };
 
+// Where the programs are: $LP_BIN_DIR (the GPU machine's bundle), else the build's bin folder.
+inline std::string BinDir() {
+  if (const char* d = std::getenv("LP_BIN_DIR"); d != nullptr && *d != '\0') return d;
+  return std::filesystem::path(LP_LAYERPIPE_BIN).parent_path().string();
+}
+
+struct ClusterOptions {
+  std::string limits_yaml = "{max_batch: 16, max_context: 256, max_step_tokens: 128}";
+  // CPU workers (cpu:0, cpu:1, ...), or CUDA workers that all share GPU 0 (4 GiB each).
+  bool cuda = false;
+  std::string extra_yaml;  // more top-level keys ("batch_invariant: true\n")
+};
+
 class Cluster {
  public:
-  // `workers` CPU workers on `model` (a fixture name or a directory).
-  Cluster(
-      const std::string& model_dir, int workers,
-      const std::string& limits_yaml = "{max_batch: 16, max_context: 256, max_step_tokens: 128}")
+  // `workers` workers on `model` (a fixture name or a directory).
+  Cluster(const std::string& model_dir, int workers, const ClusterOptions& options = {})
       : dir_(::testing::TempDir() + "/lp_cluster_" + std::to_string(getpid()) + "_" +
              std::to_string(counter_++)) {
     std::filesystem::create_directories(dir_);
     coordinator_port_ = FreePort();
     std::ofstream yaml(cluster_file());
     yaml << "model:\n  path: " << model_dir << "\ndevice_map: balanced\n"
-         << "coordinator:\n  listen: \"127.0.0.1:" << coordinator_port_ << "\"\nworkers:\n";
+         << "coordinator:\n  listen: \"127.0.0.1:" << coordinator_port_ << "\"\n"
+         << options.extra_yaml;
+    if (options.cuda) {
+      yaml << "max_memory: {";
+      for (int i = 0; i < workers; ++i) yaml << (i ? ", " : "") << "w" << i << ": 4GiB";
+      yaml << "}\n";
+    }
+    yaml << "workers:\n";
     for (int i = 0; i < workers; ++i) {
       const int port = FreePort();
-      yaml << "  - {name: w" << i << ", device: \"cpu:" << i << "\", address: \"127.0.0.1:" << port
+      const std::string device = options.cuda ? "cuda:0" : "cpu:" + std::to_string(i);
+      yaml << "  - {name: w" << i << ", device: \"" << device << "\", address: \"127.0.0.1:" << port
            << "\"}\n";
       names_.push_back("w" + std::to_string(i));
       worker_ports_.push_back(port);
     }
-    yaml << "limits: " << limits_yaml << "\n";
+    yaml << "limits: " << options.limits_yaml << "\n";
     yaml.close();
     for (size_t i = 0; i < names_.size(); ++i) StartWorker(int(i));
     StartCoordinator();
@@ -135,7 +156,7 @@ class Cluster {
   void KillCoordinator() { coordinator_->Kill(SIGKILL); }
 
   static std::string Bin(const std::string& name) {
-    return (std::filesystem::path(LP_LAYERPIPE_BIN).parent_path() / name).string();
+    return (std::filesystem::path(BinDir()) / name).string();
   }
   std::string cluster_file() const { return dir_ + "/cluster.yaml"; }
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(coordinator_port_); }

@@ -8,6 +8,7 @@
 #include <optional>
 #include <sstream>
 
+#include "cluster_client.h"
 #include "cluster_harness.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
 #include "layerpipe/v1/worker.grpc.pb.h"
@@ -20,44 +21,10 @@ using layerpipe::v1::GenerateRequest;
 using layerpipe::v1::GenerateResponse;
 using lp::testing::Cluster;
 using lp::testing::FixtureDir;
-
-struct Outcome {
-  grpc::Status status;
-  std::vector<int32_t> ids;
-  std::string text;
-  layerpipe::v1::FinishReason finish = layerpipe::v1::FINISH_REASON_UNSPECIFIED;
-  int logprob_steps = 0;
-};
-
-std::unique_ptr<layerpipe::v1::Inference::Stub> Stub(const Cluster& c) {
-  return layerpipe::v1::Inference::NewStub(
-      grpc::CreateChannel(c.endpoint(), grpc::InsecureChannelCredentials()));
-}
-
-Outcome Generate(const Cluster& c, const GenerateRequest& req, int timeout_s = 60) {
-  auto stub = Stub(c);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));
-  auto reader = stub->Generate(&ctx, req);
-  Outcome out;
-  GenerateResponse resp;
-  while (reader->Read(&resp)) {
-    out.ids.insert(out.ids.end(), resp.token_ids().begin(), resp.token_ids().end());
-    out.text += resp.text();
-    out.logprob_steps += resp.logprobs_size();
-    if (resp.finish_reason()) out.finish = resp.finish_reason();
-  }
-  out.status = reader->Finish();
-  return out;
-}
-
-GenerateRequest Ids(const std::vector<int32_t>& ids, int max_tokens) {
-  GenerateRequest r;
-  r.mutable_token_ids()->mutable_ids()->Add(ids.begin(), ids.end());
-  r.set_max_tokens(max_tokens);
-  r.set_ignore_eos(true);
-  return r;
-}
+using lp::testing::Generate;
+using lp::testing::Ids;
+using lp::testing::Outcome;
+using lp::testing::Stub;
 
 nlohmann::json Expected(const std::string& fixture = "qwen3-tiny") {
   return lp::testing::LoadJson(FixtureDir(fixture) + "/expected.json");
@@ -838,14 +805,16 @@ TEST(ClusterApi, LongPrefillActivationsTravelInChunks) {
   for (int i = 0; i < 1500; ++i) prompt.push_back((i * 7919) % 150000);
   std::vector<int32_t> one_stage, two_stages;
   {
-    Cluster cluster(dir, 1, "{max_batch: 2, max_context: 1600, max_step_tokens: 1600}");
+    Cluster cluster(dir, 1,
+                    {.limits_yaml = "{max_batch: 2, max_context: 1600, max_step_tokens: 1600}"});
     ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
     Outcome o = Generate(cluster, Ids(prompt, 3), 300);
     ASSERT_TRUE(o.status.ok()) << o.status.error_message();
     one_stage = o.ids;
   }
   {
-    Cluster cluster(dir, 2, "{max_batch: 2, max_context: 1600, max_step_tokens: 1600}");
+    Cluster cluster(dir, 2,
+                    {.limits_yaml = "{max_batch: 2, max_context: 1600, max_step_tokens: 1600}"});
     ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
     Outcome o = Generate(cluster, Ids(prompt, 3), 300);
     ASSERT_TRUE(o.status.ok()) << o.status.error_message();

@@ -3,8 +3,9 @@
 // bits): relative error of the last-position logits below 2e-2 and the same argmax on every
 // case; the reference's greedy tokens reproduced step by step (fed the reference's own tokens,
 // with the KV cache and recorded decode steps) wherever the float32 CPU backend's top-2 margin
-// at that step is clear (>= kClearMargin); and a step recorded as a CUDA graph giving what the
-// same step gives unrecorded.
+// at that step is clear (>= kClearMargin); a step recorded as a CUDA graph giving what the
+// same step gives unrecorded; and with batch_invariant on, a sequence's logits the same bits
+// whatever it is batched with.
 #include <algorithm>
 #include <cmath>
 
@@ -54,13 +55,15 @@ class GpuModelTest : public ::testing::TestWithParam<Param> {
     ckpt_ = std::move(*ckpt);
   }
 
-  std::unique_ptr<LocalChain> Chain(bool gpu, int64_t seqs = 1, bool graphs = true) {
-    SliceLimits limits{seqs, 256, 256};
+  std::unique_ptr<LocalChain> Chain(bool gpu, int64_t seqs = 1, bool graphs = true,
+                                    bool batch_invariant = false, int64_t step_tokens = 256) {
+    SliceLimits limits{seqs, 256, step_tokens};
     BackendFactory f = [] { return MakeCpuBackend(); };
     if (gpu) {
-      f = [graphs] {
+      f = [graphs, batch_invariant] {
         CudaBackendOptions o;
         o.graphs = graphs;
+        o.batch_invariant = batch_invariant;
         return MakeCudaBackend(0, o);
       };
     }
@@ -164,6 +167,94 @@ TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
     for (size_t i = 0; i < a.size(); ++i)
       max_diff = std::max(max_diff, double(std::fabs(a[i] - b[i])));
     EXPECT_LT(max_diff, 1e-4) << "decode step " << step;
+  }
+}
+
+// Sequences run through `chain` with continuous batching as the scheduler does it: sequence s
+// joins at step join[s] (its own KV slot s), its prompt goes in chunks of at most `chunk`
+// tokens, then greedy decode tokens. Returns each sequence's logits at every step that
+// samples (the prompt's last chunk, then every decode step), `steps` of them.
+std::vector<std::vector<std::vector<float>>> RunBatched(
+    LocalChain& chain, const std::vector<std::vector<int32_t>>& prompts,
+    const std::vector<int>& join, int chunk, int steps) {
+  const size_t n = prompts.size();
+  const int64_t vocab = chain.vocab_size();
+  std::vector<std::vector<std::vector<float>>> out(n);
+  std::vector<int32_t> fed(n, 0), next(n, -1);
+  for (int step = 0;; ++step) {
+    StepLayout layout;
+    std::vector<int32_t> ids;
+    std::vector<size_t> who;
+    for (size_t s = 0; s < n; ++s) {
+      if (join[s] > step || int(out[s].size()) == steps) continue;
+      const auto& p = prompts[s];
+      const int32_t len = int32_t(p.size());
+      if (fed[s] < len) {
+        const int32_t c = std::min<int32_t>(chunk, len - fed[s]);
+        layout.seqs.push_back({int32_t(s), fed[s], c});
+        ids.insert(ids.end(), p.begin() + fed[s], p.begin() + fed[s] + c);
+        fed[s] += c;
+      } else {
+        layout.seqs.push_back({int32_t(s), fed[s], 1});
+        ids.push_back(next[s]);
+        ++fed[s];
+      }
+      who.push_back(s);
+    }
+    if (who.empty()) {
+      bool done = true;
+      for (size_t s = 0; s < n; ++s) done = done && int(out[s].size()) == steps;
+      if (done) return out;
+      continue;  // some join later
+    }
+    std::vector<float> logits;
+    EXPECT_TRUE(chain.Step(layout, ids, &logits).ok());
+    for (size_t i = 0; i < who.size(); ++i) {
+      const size_t s = who[i];
+      if (fed[s] < int32_t(prompts[s].size())) continue;  // a chunk that does not end the prompt
+      std::vector<float> row(logits.begin() + int64_t(i) * vocab,
+                             logits.begin() + int64_t(i + 1) * vocab);
+      next[s] = ArgMax(row);
+      out[s].push_back(std::move(row));
+    }
+  }
+}
+
+// batch_invariant on: a sequence's logits at every step are the same bits alone as among 12
+// sequences prefilled together, and as when they join one after another while others decode
+// with their prompts cut into chunks of 5 (4-bit fixtures included: they take the same path).
+TEST_P(GpuModelTest, BatchInvariantLogitsDoNotDependOnTheBatch) {
+  constexpr int kSeqs = 12, kSteps = 6;
+  const auto& cases = expected_["cases"];
+  std::vector<std::vector<int32_t>> prompts;
+  for (int s = 0; s < kSeqs; ++s) {
+    auto p = Ids(cases[size_t(s) % cases.size()]["prompt"]);
+    for (int i = 0; i < 3 * s; ++i) p.push_back(int32_t((p[size_t(i) % p.size()] + 7 * s) % 1000));
+    prompts.push_back(p);
+  }
+  auto chain = Chain(true, kSeqs, true, true, 1024);
+  ASSERT_NE(chain, nullptr);
+  std::vector<std::vector<std::vector<float>>> alone;
+  for (int s = 0; s < kSeqs; ++s) {
+    auto one = RunBatched(*chain, {prompts[size_t(s)]}, {0}, 256, kSteps);
+    alone.push_back(std::move(one[0]));
+  }
+  std::vector<int> at_once(kSeqs, 0), staggered;
+  for (int s = 0; s < kSeqs; ++s) staggered.push_back(s / 3 * 2);
+  const auto together = RunBatched(*chain, prompts, at_once, 256, kSteps);
+  const auto chunked = RunBatched(*chain, prompts, staggered, 5, kSteps);
+  for (const auto* run : {&together, &chunked}) {
+    for (int s = 0; s < kSeqs; ++s) {
+      for (int t = 0; t < kSteps; ++t) {
+        const auto& a = alone[size_t(s)][size_t(t)];
+        const auto& b = (*run)[size_t(s)][size_t(t)];
+        double max_diff = 0;
+        for (size_t i = 0; i < a.size(); ++i)
+          max_diff = std::max(max_diff, double(std::fabs(a[i] - b[i])));
+        EXPECT_EQ(max_diff, 0.0) << (run == &together ? "at once" : "staggered, chunks of 5")
+                                 << ": sequence " << s << ", step " << t;
+      }
+    }
   }
 }
 

@@ -132,6 +132,67 @@ TEST_F(GpuTest, MatMulInt4AllPaths) {
   }
 }
 
+// With batch_invariant on, a product is right (bf16 and 4-bit weights) and each row of its
+// result is the same bits whatever the number of rows and wherever the row sits among them.
+TEST_F(GpuTest, BatchInvariantMatMulIsTheSameForEveryRowCount) {
+  CudaBackendOptions options;
+  options.batch_invariant = true;
+  gpu_ = MakeCudaBackend(0, options);
+  struct Shape {
+    int64_t k, m, group;  // group 0: bf16
+    bool bias, perm;
+  };
+  constexpr int64_t kRows = 200;
+  for (Shape s : {Shape{4096, 1024, 0, false, false},
+                  {96, 300, 0, true, false},
+                  {1000, 37, 0, false, false},
+                  {520, 2048, 0, true, false},
+                  {512, 256, 128, true, true},
+                  {1024, 320, 32, false, false}}) {
+    std::pair<Linear, Linear> w;
+    if (s.group > 0) {
+      w = Int4Weight(RandomInt4(s.m, s.k, s.group, s.perm));
+    } else {
+      auto [wc, wg] = Weight(s.m, s.k);
+      w = {Linear{wc, nullptr, s.m, s.k}, Linear{wg, nullptr, s.m, s.k}};
+    }
+    const std::string what =
+        std::to_string(s.k) + " -> " + std::to_string(s.m) + (s.group > 0 ? ", 4-bit" : ", bf16");
+    auto [bc, bg] = Weight(1, s.m);
+    const auto host = Random(size_t(kRows * s.k));
+    Tensor xc = cpu_->Alloc(kRows, s.k), xg = gpu_->Alloc(kRows, s.k);
+    cpu_->Upload(host, xc);
+    gpu_->Upload(host, xg);
+    Tensor oc = cpu_->Alloc(kRows, s.m), og = gpu_->Alloc(kRows, s.m);
+    Poison(og);
+    Project(*cpu_, xc, w.first, s.bias ? &bc : nullptr, oc);
+    Project(*gpu_, xg, w.second, s.bias ? &bg : nullptr, og);
+    EXPECT_LT(Nmse(oc, og), kBf16Bound) << what;
+    const auto all = Get(*gpu_, og);
+    for (int64_t n : {1, 2, 7, 8, 9, 16, 33, 64, 65, 130}) {
+      // Rows offset, offset + 1, ... of the full input, so each row sits elsewhere.
+      const int64_t offset = (17 * n) % kRows;
+      std::vector<float> sub(size_t(n * s.k));
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t r = (offset + i) % kRows;
+        std::copy_n(host.begin() + r * s.k, s.k, sub.begin() + i * s.k);
+      }
+      Tensor x = gpu_->Alloc(n, s.k), out = gpu_->Alloc(n, s.m);
+      gpu_->Upload(sub, x);
+      Project(*gpu_, x, w.second, s.bias ? &bg : nullptr, out);
+      const auto got = Get(*gpu_, out);
+      int differing = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t r = (offset + i) % kRows;
+        differing += std::memcmp(got.data() + i * s.m, all.data() + r * s.m,
+                                 size_t(s.m) * sizeof(float)) != 0;
+      }
+      EXPECT_EQ(differing, 0) << what << ": rows of " << n << " differ from the same rows of "
+                              << kRows;
+    }
+  }
+}
+
 // q, k, v (and gate, up) of one input share the GEMV's launch, a perm'd one goes alone, and a
 // shape the packed kernels do not take is loaded dense; each product is still right.
 TEST_F(GpuTest, MatMulInt4SharedLaunchesAndDenseFallback) {

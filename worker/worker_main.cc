@@ -40,7 +40,8 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
                listen.c_str());
   auto backend = lp::MakeBackend(stage->device,
                                  {.cpu_threads = threads > 0 ? threads : lp::DefaultCpuThreads(),
-                                  .log_name = "worker " + name});
+                                  .log_name = "worker " + name,
+                                  .batch_invariant = planned->cluster.batch_invariant});
   if (!backend.ok()) return Fail(backend.status());
   auto ckpt = lp::Checkpoint::Open(planned->cluster.model_path);
   if (!ckpt.ok()) return Fail(ckpt.status());

@@ -1,14 +1,20 @@
 // Causal grouped-query attention over the bf16 KV cache, for any step layout (prefill chunks
 // and decode tokens of many sequences, each in its own slot, at its own positions).
 //
-// Why two kernels. A decode step has one query per sequence: the work is reading the cache, so
+// Why three kernels. A decode step has one query per sequence: the work is reading the cache, so
 // `SplitAttnKernel` cuts each sequence's keys into chunks (one block per row, KV head and
 // chunk, the query heads of the group sharing every key read) and `CombineKernel` merges the
-// chunks' softmax partials. A prefill step has many queries per sequence: `TiledAttnKernel`
-// loads 32 keys and values at a time into shared memory and lets 64 query vectors (query rows
-// times the heads of one KV group) use them, with an online softmax; float32 on the CUDA cores.
+// chunks' softmax partials. A prefill step has many queries per sequence: `FlashAttnKernel`
+// loads 64 keys and values at a time into shared memory and lets 64 query vectors (query rows
+// times the heads of one KV group) use them on the tensor cores, with an online softmax
+// (head_dim <= 128; `TiledAttnKernel` does the same on the CUDA cores in float32 for 256).
 // Positions and slots come from the device layout, so a recorded decode step replays for any
 // positions; the number of chunks depends only on the cache's max_context.
+//
+// Batch invariance: which kernel serves a step depends on its size (split up to kSplitRows
+// rows), so a row's arithmetic would depend on what shares its step; with `batch_invariant`
+// every step goes through the flash (or tiled) kernel, whose result for a query vector depends
+// only on that vector and the keys (key tiles past its position are exact no-ops).
 #include <cmath>
 
 #include "engine/cuda/common.cuh"
@@ -284,13 +290,209 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   }
 }
 
+// ---- tensor-core attention (head_dim <= 128)
+
+constexpr int kFlashKeys = 64;  // keys a shared-memory tile (of K and of V)
+
+template <int D>
+constexpr size_t FlashSmemBytes() {
+  return size_t(2 /* stages */) * 2 /* K, V */ * kFlashKeys * (D + 8) * sizeof(bf16);
+}
+
+__device__ __forceinline__ uint32_t Bf16Pair(float a, float b) {
+  const __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ void MmaBf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void LdMatrixX2(uint32_t r[2], const void* smem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(a));
+}
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t r[4], const void* smem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+
+// Block (tile of query rows of one sequence, kv head, group of 64 query vectors), as
+// TiledAttnKernel; warp w owns query vectors [16 w, 16 w + 16) as the rows of its mma tiles.
+// Keys and values in tiles of 64 (cp.async, two stages); S = Q K^T and O += P V on the tensor
+// cores (bf16 inputs, float32 accumulators), online softmax in float32 in log2 units. A query
+// vector's arithmetic depends only on its own row and the keys: tiles past its position are
+// masked to exact no-ops, so its result does not depend on the tile it is in.
+template <int D>
+__global__ void __launch_bounds__(kTileWarps * 32)
+    FlashAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
+                    int kv_heads, const int32_t* pos, const int32_t* slot, const AttnTile* tiles,
+                    float scale_log2, float* out) {
+  constexpr int KR = D + 8;  // padded shared-memory row: ldmatrix reads hit distinct banks
+  constexpr int DC = D / 16, DT = D / 8;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  bf16* sm = reinterpret_cast<bf16*>(smem_raw);  // [stage][K, V][key][KR]
+  const AttnTile tile = tiles[blockIdx.x];
+  const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int group = heads / kv_heads, n_qv = tile.count * group;
+  const int qv0 = int(blockIdx.z) * kTileQueries;
+  if (qv0 >= n_qv) return;
+  const int64_t kvd = int64_t(kv_heads) * D;
+  const int64_t cache0 = int64_t(slot[tile.row0]) * max_ctx * kvd + int64_t(kvh) * D;
+  const int max_pos = pos[tile.row0 + tile.count - 1];
+
+  // This lane's query vectors: rows g (h = 0) and g + 8 (h = 1) of the warp's 16.
+  int qpos[2];
+  int64_t qoff[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int v = qv0 + warp * 16 + g + 8 * h;
+    qpos[h] = -1;
+    qoff[h] = -1;
+    if (v < n_qv) {
+      const int r = v / group;
+      qpos[h] = pos[tile.row0 + r];
+      qoff[h] = (int64_t(tile.row0 + r) * heads + kvh * group + v % group) * D;
+    }
+  }
+  uint32_t qf[DC][4];  // A fragments: a[h + 2 * half] = row h, columns 16 c + 2 t + 8 half
+#pragma unroll
+  for (int c = 0; c < DC; ++c) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int h = i % 2, d = c * 16 + 2 * t + 8 * (i / 2);
+      const float2 v = qoff[h] >= 0 ? *reinterpret_cast<const float2*>(q + qoff[h] + d)
+                                    : make_float2(0.0f, 0.0f);
+      qf[c][i] = Bf16Pair(v.x * scale_log2, v.y * scale_log2);
+    }
+  }
+  float o[DT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int i = 0; i < DT; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[i][e] = 0.0f;
+
+  auto load = [&](int stage, int kb) {
+    bf16* ks = sm + stage * 2 * kFlashKeys * KR;
+    bf16* vs = ks + kFlashKeys * KR;
+    constexpr int kChunks = D / 8;
+    for (int i = threadIdx.x; i < kFlashKeys * kChunks; i += blockDim.x) {
+      const int key = i / kChunks, d = (i % kChunks) * 8, kk = kb * kFlashKeys + key;
+      const bool valid = kk <= max_pos;
+      const int64_t off = cache0 + (valid ? int64_t(kk) * kvd : 0) + d;
+      CopyAsync16(ks + key * KR + d, kc + off, valid);
+      CopyAsync16(vs + key * KR + d, vc + off, valid);
+    }
+  };
+  const int n_blocks = max_pos / kFlashKeys + 1;
+  load(0, 0);
+  CopyAsyncCommit();
+  for (int kb = 0; kb < n_blocks; ++kb) {
+    if (kb + 1 < n_blocks) load((kb + 1) % 2, kb + 1);
+    CopyAsyncCommit();
+    CopyAsyncWait<1>();
+    __syncthreads();
+    const bf16* ks = sm + (kb % 2) * 2 * kFlashKeys * KR;
+    const bf16* vs = ks + kFlashKeys * KR;
+    // S = Q K^T: 8 tiles of 8 keys; s[j][e]: row e / 2 (g or g + 8), key 8 j + 2 t + e % 2.
+    float s[kFlashKeys / 8][4];
+#pragma unroll
+    for (int j = 0; j < kFlashKeys / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
+#pragma unroll
+      for (int c = 0; c < DC; ++c) {
+        uint32_t b[2];
+        LdMatrixX2(b, ks + (j * 8 + lane % 8) * KR + c * 16 + ((lane / 8) % 2) * 8);
+        MmaBf16(s[j], qf[c], b[0], b[1]);
+      }
+    }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kFlashKeys / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = kb * kFlashKeys + j * 8 + 2 * t + e % 2;
+        if (key > qpos[e / 2]) s[j][e] = -INFINITY;
+        mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
+      }
+    }
+    float corr[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      const float m_new = fmaxf(m[h], mx[h]);
+      corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
+      m[h] = m_new;
+    }
+#pragma unroll
+    for (int j = 0; j < kFlashKeys / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int h = e / 2;
+        s[j][e] = m[h] == -INFINITY ? 0.0f : exp2f(s[j][e] - m[h]);
+        rs[h] += s[j][e];
+      }
+    }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) l[h] = l[h] * corr[h] + rs[h];  // this lane's keys
+#pragma unroll
+    for (int i = 0; i < DT; ++i) {
+      o[i][0] *= corr[0];
+      o[i][1] *= corr[0];
+      o[i][2] *= corr[1];
+      o[i][3] *= corr[1];
+    }
+    // O += P V, keys in chunks of 16: the S tiles 2c and 2c + 1 are P's A fragment.
+#pragma unroll
+    for (int c = 0; c < kFlashKeys / 16; ++c) {
+      const uint32_t a[4] = {Bf16Pair(s[2 * c][0], s[2 * c][1]), Bf16Pair(s[2 * c][2], s[2 * c][3]),
+                             Bf16Pair(s[2 * c + 1][0], s[2 * c + 1][1]),
+                             Bf16Pair(s[2 * c + 1][2], s[2 * c + 1][3])};
+#pragma unroll
+      for (int i = 0; i < DT; i += 2) {
+        uint32_t b[4];
+        LdMatrixX4Trans(b,
+                        vs + (c * 16 + lane % 8 + ((lane / 8) % 2) * 8) * KR + (i + lane / 16) * 8);
+        MmaBf16(o[i], a, b[0], b[1]);
+        MmaBf16(o[i + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // every warp is done with this stage before it is refilled
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
+    l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+  }
+#pragma unroll
+  for (int i = 0; i < DT; ++i) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e / 2;
+      if (qoff[h] >= 0) out[qoff[h] + i * 8 + 2 * t + e % 2] = o[i][e] / l[h];
+    }
+  }
+}
+
 template <int D>
 void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v_new,
-            const AttnShape& a, const DeviceLayout& L, float* scratch, float* out, cudaStream_t s) {
+            const AttnShape& a, const DeviceLayout& L, bool split, float* scratch, float* out,
+            cudaStream_t s) {
   auto* kc = static_cast<bf16*>(c.k);
   auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
-  if (L.tokens <= kSplitRows) {
+  if (split) {
     const int chunk = int(SplitChunk(c.max_context));
     const int splits = int((c.max_context + chunk - 1) / chunk);
     dim3 grid(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(splits));
@@ -304,18 +506,33 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     LAUNCH_CHECK(CombineKernel);
     return;
   }
+  const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
+  const dim3 grid(unsigned(L.num_tiles), unsigned(a.kv_heads), unsigned(groups));
+  const float scale_log2 = scale * 1.4426950408889634f;
+  if constexpr (D <= 128) {
+    static const bool configured = [] {  // the attribute is per kernel: set once, before use
+      CUDA_CHECK(cudaFuncSetAttribute(FlashAttnKernel<D>,
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      int(FlashSmemBytes<D>())));
+      return true;
+    }();
+    (void)configured;
+    FlashAttnKernel<D><<<grid, kTileWarps * 32, FlashSmemBytes<D>(), s>>>(
+        q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles, scale_log2,
+        out);
+    LAUNCH_CHECK(FlashAttnKernel);
+    return;
+  }
   const size_t smem = sizeof(float) * (kTileQueries * D + kTileKeys * (D + 4) + kTileKeys * D);
-  static bool configured = false;  // the attribute is per kernel; set it once
-  if (!configured) {
+  static const bool configured = [smem] {
     CUDA_CHECK(cudaFuncSetAttribute(TiledAttnKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     int(smem)));
-    configured = true;
-  }
-  const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
-  TiledAttnKernel<D><<<dim3(unsigned(L.num_tiles), unsigned(a.kv_heads), unsigned(groups)),
-                       kTileWarps * 32, smem, s>>>(q, kc, vc, c.max_context, int(a.heads),
-                                                   int(a.kv_heads), L.pos, L.slot, L.tiles,
-                                                   scale * 1.4426950408889634f, out);
+    return true;
+  }();
+  (void)configured;
+  TiledAttnKernel<D><<<grid, kTileWarps * 32, smem, s>>>(q, kc, vc, c.max_context, int(a.heads),
+                                                         int(a.kv_heads), L.pos, L.slot, L.tiles,
+                                                         scale_log2, out);
   LAUNCH_CHECK(TiledAttnKernel);
 }
 
@@ -341,11 +558,12 @@ const char* AttentionUnsupported(const AttnShape& a) {
 
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
                      const AttnShape& a, const DeviceLayout& layout, bool decode_only,
-                     float* scratch, float* out, cudaStream_t s) {
+                     bool batch_invariant, float* scratch, float* out, cudaStream_t s) {
   LP_REQUIRE(layout.tokens > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0);
   LP_REQUIRE(a.heads / a.kv_heads <= kMaxGroup);
   const int64_t kvd = a.kv_heads * a.head_dim;
-  const bool fused_store = decode_only && layout.tokens <= kSplitRows;
+  const bool split = layout.tokens <= kSplitRows && !batch_invariant;
+  const bool fused_store = decode_only && split;
   if (!fused_store) {
     StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(
         k, v, kvd, layout.pos, layout.slot, static_cast<bf16*>(cache.k),
@@ -356,19 +574,19 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   const float* vn = fused_store ? v : nullptr;
   switch (a.head_dim) {
     case 16:
-      Attend<16>(cache, q, kn, vn, a, layout, scratch, out, s);
+      Attend<16>(cache, q, kn, vn, a, layout, split, scratch, out, s);
       break;
     case 32:
-      Attend<32>(cache, q, kn, vn, a, layout, scratch, out, s);
+      Attend<32>(cache, q, kn, vn, a, layout, split, scratch, out, s);
       break;
     case 64:
-      Attend<64>(cache, q, kn, vn, a, layout, scratch, out, s);
+      Attend<64>(cache, q, kn, vn, a, layout, split, scratch, out, s);
       break;
     case 128:
-      Attend<128>(cache, q, kn, vn, a, layout, scratch, out, s);
+      Attend<128>(cache, q, kn, vn, a, layout, split, scratch, out, s);
       break;
     case 256:
-      Attend<256>(cache, q, kn, vn, a, layout, scratch, out, s);
+      Attend<256>(cache, q, kn, vn, a, layout, split, scratch, out, s);
       break;
     default:
       LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128 ||

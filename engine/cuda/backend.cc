@@ -44,6 +44,7 @@ CudaBackend::~CudaBackend() {
   cudaFree(scratch_);
   cudaFree(layout_dev_);
   cudaFree(attn_scratch_);
+  cudaFree(gemm_partial_);
   cudaFree(int4_partial_);
   cudaFree(int4_dense_);
   cudaFree(int4_xperm_);
@@ -106,7 +107,7 @@ void CudaBackend::EnsureInt4Scratch() {
   if (max_alloc_rows_ > kInt4GemvMaxRows) {
     grow(&int4_partial_, int4_partial_floats_, Int4PartialFloats(sms_), sizeof(float));
   }
-  if (max_alloc_rows_ > kInt4TiledMaxRows) {
+  if (max_alloc_rows_ > kInt4TiledMaxRows || options_.batch_invariant) {
     grow(&int4_dense_, int4_dense_elems_, int4_max_elems_, 2);
   }
   if (int4_perm_) grow(&int4_xperm_, int4_xperm_floats_, scratch_elems_, sizeof(float));
@@ -221,6 +222,12 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   LP_REQUIRE(w.dtype == DType::kBF16 || w.dtype == DType::kF16);
   const bool half = w.dtype == DType::kF16;
   FlushInt4();
+  if (options_.batch_invariant) {
+    FlushGemv();
+    InvariantMatMul(x.as<float>(), x.rows, x.cols, w.data, half, w.rows,
+                    bias != nullptr ? bias->as<float>() : nullptr, out.as<float>());
+    return;
+  }
   if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
     const bool joins = !pending_.empty() && pending_x_ == x.as<float>() && pending_n_ == x.rows &&
                        pending_k_ == x.cols && pending_half_ == half &&
@@ -246,7 +253,21 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   converted_half_ = half;
 }
 
-// Up to 16 rows: int4.cu's GEMV, products of one x waiting to share a launch as in MatMul; up
+void CudaBackend::InvariantMatMul(const float* x, int64_t n, int64_t k, const void* w, bool half,
+                                  int64_t m, const float* bias, float* out) {
+  LP_REQUIRE(scratch_elems_ >= n * k);
+  if (static_cast<const void*>(out) == converted_x_) converted_x_ = nullptr;
+  const bool same_x = converted_x_ == x && converted_elems_ == n * k && converted_half_ == half;
+  if (!same_x) LaunchToHalf(x, n * k, half, scratch_, stream_);
+  LaunchInvariantGemm(scratch_, n, k, w, half, m, bias, out, gemm_partial_, gemm_partial_floats_,
+                      stream_);
+  // The next product of the same x (q, k, v; gate, up) skips the conversion.
+  converted_x_ = static_cast<const void*>(out) == x ? nullptr : x;
+  converted_elems_ = n * k;
+  converted_half_ = half;
+}
+// Batch-invariant: W dequantized to f16, then the invariant GEMM (gathered x is not kept).
+// Else, up to 16 rows: int4.cu's GEMV, products of one x waiting to share a launch as in MatMul; up
 // to kInt4TiledMaxRows: the tiled kernel on x converted to f16; more: W dequantized to f16,
 // then cuBLAS. With act order, x is gathered through the perm first (into its own scratch, so
 // neither shared nor remembered as converted).
@@ -265,6 +286,13 @@ void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bia
   }
   if (out.data == converted_x_) converted_x_ = nullptr;
   const Int4Job job{p->dev, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>()};
+  if (options_.batch_invariant) {
+    LP_REQUIRE(int4_dense_ != nullptr && int4_dense_elems_ >= m * k);
+    LaunchInt4Dequant(p->dev, int4_dense_, stream_);
+    InvariantMatMul(xp, n, k, int4_dense_, true, m, job.bias, job.out);
+    if (p->dev.perm != nullptr) converted_x_ = nullptr;  // the gathered x is not kept
+    return;
+  }
   if (n <= kInt4GemvMaxRows) {
     const bool joins = !pending_int4_.empty() && pending_int4_x_ == xp && pending_int4_n_ == n &&
                        pending_int4_k_ == k && int(pending_int4_.size()) < kMaxInt4Jobs;
@@ -315,7 +343,7 @@ void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   LP_REQUIRE(attn_scratch_ != nullptr);
   LaunchAttention(q.as<float>(), k.as<float>(), v.as<float>(), c.Layer(layer),
                   {p.num_heads, p.num_kv_heads, p.head_dim}, dev_layout_, decode_only_,
-                  attn_scratch_, out.as<float>(), stream_);
+                  options_.batch_invariant, attn_scratch_, out.as<float>(), stream_);
 }
 
 void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {

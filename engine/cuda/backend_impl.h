@@ -82,6 +82,9 @@ class CudaBackend : public Backend {
 
   // A device tensor of `dtype`, zeroed.
   Tensor DeviceTensor(int64_t rows, int64_t cols, DType dtype);
+  // Sizes what products with a weight of this shape need (the batch-invariant GEMM's partial
+  // sums); called for every weight loaded or filled.
+  void NoteWeightShape(int64_t rows, int64_t cols);
   // An uninitialized packed 4-bit weight (codes, scales and zeros, and `perm` when asked), with
   // the scratch its products need.
   std::shared_ptr<Int4Packed> NewInt4(int64_t rows, int64_t cols, int64_t group_size, bool perm);
@@ -106,6 +109,9 @@ class CudaBackend : public Backend {
   void Flush();
   void FlushGemv();
   void FlushInt4();
+  // out = x w^T (+ bias) through the batch-invariant GEMM, x converted to w's type in scratch_.
+  void InvariantMatMul(const float* x, int64_t n, int64_t k, const void* w, bool half, int64_t m,
+                       const float* bias, float* out);
   // Sizes the 4-bit products' scratch from the largest Alloc and the largest packed weight.
   void EnsureInt4Scratch();
   // What the cuBLAS path last converted into scratch_; any op but MatMul forgets it.
@@ -123,6 +129,8 @@ class CudaBackend : public Backend {
   int64_t scratch_elems_ = 0;
   float* attn_scratch_ = nullptr;  // split attention partials
   int64_t attn_scratch_floats_ = 0;
+  float* gemm_partial_ = nullptr;  // the batch-invariant GEMM's partial sums
+  int64_t gemm_partial_floats_ = 0;
   // The step layout: pinned host copy and device copy (pos, slot, ids, tiles).
   void* layout_host_ = nullptr;
   void* layout_dev_ = nullptr;

@@ -1,5 +1,5 @@
 // What every .cu file of the CUDA backend shares: the checks (check.h), bf16 / f16 loads, warp
-// and block reductions.
+// and block reductions, asynchronous copies into shared memory.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -42,6 +42,19 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch /* [32] */) {
   __syncthreads();
   v = lane < warps ? scratch[lane] : 0.0f;
   return WarpSum(v);
+}
+
+// 16 bytes global -> shared without registers (cp.async); zeros when !valid.
+__device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem, bool valid) {
+  const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+// Waits until at most N committed groups are in flight.
+template <int N>
+__device__ __forceinline__ void CopyAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
 }  // namespace lp::cuda

@@ -160,18 +160,6 @@ __device__ __forceinline__ uint4 LoadStreamOrdered(const uint4* p) {
   return v;
 }
 
-// 16 bytes global -> shared without registers; zeros when !valid.
-__device__ __forceinline__ void CopyAsync16(void* smem, const void* gmem, bool valid) {
-  const unsigned dst = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
-// Waits until at most one committed group is in flight.
-__device__ __forceinline__ void CopyAsyncWaitAllButOne() {
-  asm volatile("cp.async.wait_group 1;\n" ::);
-}
-
 // ---- kernels
 
 // Decode GEMV (n <= 8 NT = 1, n <= 16 NT = 2; WM m-tiles a block). Warp w takes chunks
@@ -401,7 +389,7 @@ __global__ void __launch_bounds__(kTiledWarps * 32)
     } else {
       CopyAsyncCommit();  // an empty group keeps the count
     }
-    CopyAsyncWaitAllButOne();
+    CopyAsyncWait<1>();
     __syncthreads();
 #pragma unroll
     for (int u = 0; u < kStageChunks; ++u) {

@@ -56,6 +56,19 @@ struct MatMulContext {
 void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
             bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s);
 
+// ---- gemm.cu
+// The batch-invariant product (CudaBackendOptions::batch_invariant): out[n, m] = x[n, k] w[m, k]^T
+// (+ bias) with x already in the weight type (LaunchToHalf), on the tensor cores. A row's
+// result does not depend on n or on the other rows. Needs k % 8 == 0 and 16-byte aligned x, w.
+// Steps of up to kInvariantSplitRows rows cut k into ranges by the weight's shape and need
+// `partial` of InvariantGemmPartialFloats(m, k) floats (0: none).
+inline constexpr int kInvariantSplitRows = 64;
+bool InvariantGemmFits(int64_t n, int64_t k, int64_t m, const void* x, const void* w);
+int64_t InvariantGemmPartialFloats(int64_t m, int64_t k);
+void LaunchInvariantGemm(const void* x_half, int64_t n, int64_t k, const void* w, bool half_weights,
+                         int64_t m, const float* bias, float* out, float* partial,
+                         int64_t partial_floats, cudaStream_t s);
+
 // Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= 8 rows).
 inline constexpr int kMaxGemvJobs = 4;
 struct GemvOut {
@@ -138,10 +151,13 @@ const char* AttentionUnsupported(const AttnShape& a);
 inline constexpr int kSplitRows = 64;
 int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context);
 // `decode_only`: every sequence has one token in this step; the split kernel then stores the
-// new keys and values itself (no other query of the step reads them).
+// new keys and values itself (no other query of the step reads them). `batch_invariant`: every
+// step through the flash kernel, whose result for a row does not depend on the step's other
+// rows (the split kernel serves steps of <= kSplitRows rows, so a row's arithmetic would
+// depend on the step's size).
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
                      const AttnShape& a, const DeviceLayout& layout, bool decode_only,
-                     float* scratch, float* out, cudaStream_t s);
+                     bool batch_invariant, float* scratch, float* out, cudaStream_t s);
 
 // ---- sample.cu
 // A row's SampleInput (engine/backend.h) as the kernel reads it.

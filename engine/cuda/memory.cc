@@ -95,7 +95,17 @@ Tensor CudaBackend::LoadWeight(const TensorView& src, int64_t rows, int64_t cols
   }
   weight_bytes_ += n * DTypeSize(to);
   if (options_.on_weight_loaded) options_.on_weight_loaded(weight_bytes_);
+  NoteWeightShape(rows, cols);
   return t;
+}
+
+void CudaBackend::NoteWeightShape(int64_t rows, int64_t cols) {
+  if (!options_.batch_invariant || rows == 1) return;
+  const int64_t want = InvariantGemmPartialFloats(rows, cols);
+  if (want <= gemm_partial_floats_) return;
+  cudaFree(gemm_partial_);
+  CUDA_CHECK(cudaMalloc(&gemm_partial_, size_t(want) * sizeof(float)));
+  gemm_partial_floats_ = want;
 }
 
 std::shared_ptr<Int4Packed> CudaBackend::NewInt4(int64_t rows, int64_t cols, int64_t group_size,
@@ -117,6 +127,7 @@ std::shared_ptr<Int4Packed> CudaBackend::NewInt4(int64_t rows, int64_t cols, int
   int4_max_elems_ = std::max(int4_max_elems_, rows * cols);
   int4_perm_ = int4_perm_ || perm;
   EnsureInt4Scratch();
+  NoteWeightShape(rows, cols);  // multiplied dense when batch-invariant
   weight_bytes_ += p->bytes;
   return p;
 }
@@ -185,6 +196,7 @@ Tensor CudaRandomWeight(Backend& b, int64_t rows, int64_t cols, DType dtype, uin
   Tensor t = cb->DeviceTensor(rows, cols, to);
   const int kind = to == DType::kF32 ? 0 : to == DType::kBF16 ? 1 : 2;
   cuda::LaunchRandomFill(t.data, rows * cols, kind, seed, 0.02f * 1.7320508f, ones, cb->stream());
+  cb->NoteWeightShape(rows, cols);
   return t;
 }
 
