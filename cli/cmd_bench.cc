@@ -28,10 +28,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
+constexpr int64_t kLongContextBatch = 16, kLongContextSteps = 32;
+
 struct BenchOptions {
   std::string presets = "qwen3-0.6b,qwen3-8b";
   std::string batches = "1,16,64";
   int64_t prompt = 128, decode = 128;
+  int64_t long_context = 0;      // tokens of context for the long-context decode figure (0: none)
   std::string prefill = "2048";  // single-sequence prefill lengths, comma-separated
   std::string hf_baseline, json_out;
   bool graphs = true, as_json = false, probe = false, batch_invariant = false;
@@ -217,8 +220,9 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   limits.max_batch = *std::max_element(batches.begin(), batches.end());
   const int64_t longest =
       o.prefills.empty() ? 0 : *std::max_element(o.prefills.begin(), o.prefills.end());
-  limits.max_context = std::max(o.prompt + o.decode, longest);
-  limits.max_step_tokens = std::max(longest, o.prompt);
+  limits.max_batch = std::max(limits.max_batch, o.long_context > 0 ? kLongContextBatch : 0);
+  limits.max_context = std::max({o.prompt + o.decode, longest, o.long_context + kLongContextSteps});
+  limits.max_step_tokens = std::max({longest, o.prompt, o.long_context});
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
   bo.batch_invariant = o.batch_invariant;
@@ -264,6 +268,23 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
     r["decode"].push_back(d);
   }
   for (int64_t n : o.prefills) r["prefill"].push_back(BenchPrefill(**slice, n, rng));
+  if (o.long_context > 0) {
+    BenchOptions lo = o;
+    lo.prompt = o.long_context;
+    lo.decode = kLongContextSteps;
+    json d = BenchBatch(**slice, kLongContextBatch, lo, rng);
+    // Keys and values read a step: every layer's, for each sequence's context (its mean over
+    // the timed steps).
+    const double context = double(o.long_context) + kLongContextSteps / 2.0;
+    const double kv =
+        double(kLongContextBatch) * context * double(c.num_layers) * 2.0 * double(c.kv_dim()) * 2.0;
+    const double bps = (double(bytes) + kv) / (d["ms_per_step"].get<double>() * 1e-3);
+    d["context"] = o.long_context;
+    d["kv_bytes_per_step"] = kv;
+    d["weight_and_kv_GBps"] = bps / 1e9;
+    d["fraction_of_copy"] = bps / copy_bps;
+    r["long_context"] = d;
+  }
   slice->reset();  // free the model before the probe's weights
   if (o.probe) r["matmul_probe"] = ProbeMatMul(c);
   return r;
@@ -299,6 +320,15 @@ void PrintTable(const json& out) {
       if (p.contains("int4_GBps")) std::printf(" int4 %6.0f GB/s", p["int4_GBps"].get<double>());
       std::printf("\n");
     }
+    if (r.contains("long_context")) {
+      const auto& d = r["long_context"];
+      std::printf(
+          "decode at %lld tokens of context, batch %lld: %.3f ms/step, %.0f GB/s of "
+          "weights + KV (%.0f%% of copy)\n",
+          (long long)d["context"].get<int64_t>(), (long long)d["batch"].get<int64_t>(),
+          d["ms_per_step"].get<double>(), d["weight_and_kv_GBps"].get<double>(),
+          100 * d["fraction_of_copy"].get<double>());
+    }
     for (const auto& p : r.value("prefill", json::array())) {
       std::printf("prefill of %lld tokens: %.1f ms, %.0f tokens/s\n",
                   (long long)p["tokens"].get<int64_t>(), p["ms"].get<double>(),
@@ -314,6 +344,7 @@ void RunBench(const BenchOptions& o) {
   std::vector<int64_t> batches(ids->begin(), ids->end());
   if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1 || o.decode < 2)
     Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
+  if (o.long_context < 0) Fail(absl::InvalidArgumentError("bench: --long-context must be >= 0"), 2);
   BenchOptions opts = o;
   if (o.prefill != "0") {
     auto prefills = ParseIdList(o.prefill);
@@ -358,6 +389,9 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--decode", o->decode, "decode steps")->capture_default_str();
   cmd->add_option("--prefill", o->prefill,
                   "tokens of the single-sequence prefills, comma-separated (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--long-context", o->long_context,
+                  "also time decode of 16 sequences at this many tokens of context (0: none)")
       ->capture_default_str();
   cmd->add_option("--hf-baseline", o->hf_baseline, "output of hf_baseline.py (JSON lines)");
   cmd->add_flag("!--no-graphs", o->graphs, "issue decode steps op by op (no CUDA graphs)");

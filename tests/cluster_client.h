@@ -27,7 +27,8 @@ inline std::unique_ptr<layerpipe::v1::Inference::Stub> Stub(const Cluster& c) {
       grpc::CreateChannel(c.endpoint(), grpc::InsecureChannelCredentials()));
 }
 
-inline Outcome Generate(const Cluster& c, const layerpipe::v1::GenerateRequest& req, int timeout_s = 60) {
+inline Outcome Generate(const Cluster& c, const layerpipe::v1::GenerateRequest& req,
+                        int timeout_s = 60) {
   auto stub = Stub(c);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));

@@ -42,7 +42,8 @@ int SameAsAlone(const Cluster& cluster, const std::vector<layerpipe::v1::Generat
   for (const auto& r : reqs) alone.push_back(Generate(cluster, r, 120));
   std::vector<std::future<Outcome>> together;
   for (const auto& r : reqs)
-    together.push_back(std::async(std::launch::async, [&, r] { return Generate(cluster, r, 120); }));
+    together.push_back(
+        std::async(std::launch::async, [&, r] { return Generate(cluster, r, 120); }));
   int same = 0;
   for (size_t i = 0; i < reqs.size(); ++i) {
     const Outcome o = together[i].get();
@@ -61,8 +62,8 @@ TEST(GpuCluster, ConcurrentRequestsGetWhatTheyGetAloneWithBatchInvariance) {
     ClusterOptions o;
     o.cuda = true;
     o.extra_yaml = "batch_invariant: true\n";
-    o.limits_yaml = "{max_batch: " + std::to_string(max_batch) +
-                    ", max_context: 256, max_step_tokens: 256}";
+    o.limits_yaml =
+        "{max_batch: " + std::to_string(max_batch) + ", max_context: 256, max_step_tokens: 256}";
     Cluster cluster(FixtureDir("qwen3-tiny"), 3, o);
     ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 120000)) << cluster.log("coordinator");
     EXPECT_EQ(SameAsAlone(cluster, reqs), int(reqs.size())) << "max_batch " << max_batch;

@@ -9,7 +9,7 @@
 // times the heads of one KV group) use them on the tensor cores, with an online softmax
 // (head_dim <= 128; `TiledAttnKernel` does the same on the CUDA cores in float32 for 256).
 // Positions and slots come from the device layout, so a recorded decode step replays for any
-// positions; the number of chunks depends only on the cache's max_context.
+// positions; a row's chunks depend only on its own position.
 //
 // Batch invariance: which kernel serves a step depends on its size (split up to kSplitRows
 // rows), so a row's arithmetic would depend on what shares its step; with `batch_invariant`
@@ -31,7 +31,13 @@ constexpr int kTileQueries = 64;  // query vectors per pass of a tiled block
 constexpr int kTileWarps = 4;     // each warp owns kTileQueries / kTileWarps query vectors
 constexpr int kQPerWarp = kTileQueries / kTileWarps;
 
-int64_t SplitChunk(int64_t max_context) { return std::max<int64_t>(32, (max_context + 63) / 64); }
+// A row at position p reads keys [0, p] in at most kSplitChunks chunks of >= 32 keys: the chunk
+// depends on the row's own position, not on the cache's size, so short contexts get many chunks
+// whatever max_context is (and a recorded step's grid is the same at every position).
+constexpr int kSplitChunks = 64;
+__device__ __forceinline__ int SplitChunk(int p) {
+  return max(32, (p + kSplitChunks) / kSplitChunks);
+}
 
 // ---- kernels
 
@@ -52,15 +58,15 @@ __global__ void StoreKvKernel(const float* k, const float* v, int64_t kvd, const
 template <int D>
 __global__ void __launch_bounds__(kSplitWarps * 32)
     SplitAttnKernel(const float* q, bf16* kc, bf16* vc, int64_t max_ctx, int heads, int kv_heads,
-                    const int32_t* pos, const int32_t* slot, int chunk, int splits, float scale,
-                    const float* k_new, const float* v_new, float* part) {
+                    const int32_t* pos, const int32_t* slot, float scale, const float* k_new,
+                    const float* v_new, float* part) {
   constexpr int E = D >= 32 ? D / 32 : 1;
   __shared__ float sm_acc[kSplitWarps][kMaxGroup][D];
   __shared__ float sm_ml[kSplitWarps][kMaxGroup][2];
   const int row = blockIdx.x, kvh = blockIdx.y, split = blockIdx.z;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = heads / kv_heads;
-  const int p = pos[row];
+  const int p = pos[row], chunk = SplitChunk(p), splits = kSplitChunks;
   const int key0 = split * chunk, key1 = min(key0 + chunk, p + 1);
   if (key0 > p) return;  // CombineKernel reads only chunks that hold keys
   const int d0 = lane * E;
@@ -150,11 +156,10 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
 }
 
 template <int D>
-__global__ void CombineKernel(const float* part, int heads, const int32_t* pos, int chunk,
-                              int splits, float* out) {
+__global__ void CombineKernel(const float* part, int heads, const int32_t* pos, float* out) {
   const int row = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   if (d >= D) return;
-  const int used = min(splits, pos[row] / chunk + 1);
+  const int splits = kSplitChunks, used = min(splits, pos[row] / SplitChunk(pos[row]) + 1);
   const float* src = part + (int64_t(row) * heads + h) * splits * (D + 2);
   float mx = -INFINITY;
   for (int s = 0; s < used; ++s) mx = fmaxf(mx, src[s * (D + 2) + D]);
@@ -493,16 +498,14 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
   auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
   if (split) {
-    const int chunk = int(SplitChunk(c.max_context));
-    const int splits = int((c.max_context + chunk - 1) / chunk);
-    dim3 grid(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(splits));
+    dim3 grid(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
     SplitAttnKernel<D><<<grid, kSplitWarps * 32, 0, s>>>(q, kc, vc, c.max_context, int(a.heads),
-                                                         int(a.kv_heads), L.pos, L.slot, chunk,
-                                                         splits, scale, k_new, v_new, scratch);
+                                                         int(a.kv_heads), L.pos, L.slot, scale,
+                                                         k_new, v_new, scratch);
     LAUNCH_CHECK(SplitAttnKernel);
     const unsigned combine_threads = D < 32 ? 32 : D;
     CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), combine_threads, 0, s>>>(
-        scratch, int(a.heads), L.pos, chunk, splits, out);
+        scratch, int(a.heads), L.pos, out);
     LAUNCH_CHECK(CombineKernel);
     return;
   }
@@ -540,10 +543,8 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
 
 // ---- launchers
 
-int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context) {
-  const int64_t chunk = SplitChunk(max_context);
-  const int64_t splits = (max_context + chunk - 1) / chunk;
-  return int64_t(kSplitRows) * a.heads * splits * (a.head_dim + 2);
+int64_t SplitAttentionScratchFloats(const AttnShape& a) {
+  return int64_t(kSplitRows) * a.heads * kSplitChunks * (a.head_dim + 2);
 }
 
 const char* AttentionUnsupported(const AttnShape& a) {

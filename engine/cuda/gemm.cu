@@ -76,7 +76,7 @@ using Rows8 = Tiles<16, 8, 1, 1, 64, 4>;
 using Rows16 = Tiles<16, 16, 1, 1, 64, 4>;
 using Rows32 = Tiles<16, 32, 1, 1, 64, 4>;
 using Rows64 = Tiles<32, 64, 2, 1, 64, 3>;
-using Wide = Tiles<128, 128, 2, 4, 32, 3>;
+using Wide = Tiles<128, 128, 2, 4, 64, 3>;
 static_assert(Rows64::BN == kInvariantSplitRows);
 
 // How many ranges k is cut into for a weight [m, k]: a function of the weight alone, never of
@@ -183,9 +183,9 @@ __device__ __forceinline__ void Zero(float (&acc)[C::MT][C::NT][4]) {
 // sum into partial[z][row][feature] (row < kInvariantSplitRows).
 template <typename T, typename C>
 __global__ void __launch_bounds__(C::kThreads)
-    SplitGemmKernel(const T* __restrict__ x, const T* __restrict__ w, const float* __restrict__ bias,
-                    float* __restrict__ out, float* __restrict__ partial, int n, int m, int k,
-                    int splits) {
+    SplitGemmKernel(const T* __restrict__ x, const T* __restrict__ w,
+                    const float* __restrict__ bias, float* __restrict__ out,
+                    float* __restrict__ partial, int n, int m, int k, int splits) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const int m0 = int(blockIdx.x) * C::BM, n0 = int(blockIdx.y) * C::BN, z = int(blockIdx.z);
   const int range = k / splits;
@@ -234,7 +234,8 @@ __global__ void __launch_bounds__(C::kThreads)
 #pragma unroll
       for (int j = 0; j < C::NT; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) sum[i][j][e] = z == 0 ? acc[i][j][e] : sum[i][j][e] + acc[i][j][e];
+        for (int e = 0; e < 4; ++e)
+          sum[i][j][e] = z == 0 ? acc[i][j][e] : sum[i][j][e] + acc[i][j][e];
   }
   ForEachResult<C>(sum, n, m, m0, n0, [&](int row, int col, float v) {
     out[int64_t(row) * m + col] = v + (bias != nullptr ? bias[col] : 0.0f);
@@ -251,8 +252,8 @@ void SplitGemm(const T* x, const T* w, const float* bias, float* out, float* par
                int k, int splits, cudaStream_t s) {
   const dim3 grid(unsigned((m + C::BM - 1) / C::BM), unsigned((n + C::BN - 1) / C::BN),
                   unsigned(splits));
-  SplitGemmKernel<T, C><<<grid, C::kThreads, C::kSmemBytes, s>>>(x, w, bias, out, partial, n, m, k,
-                                                                splits);
+  SplitGemmKernel<T, C>
+      <<<grid, C::kThreads, C::kSmemBytes, s>>>(x, w, bias, out, partial, n, m, k, splits);
   LAUNCH_CHECK(SplitGemmKernel);
 }
 
@@ -272,9 +273,10 @@ void GemmFor(const void* xv, const void* wv, const float* bias, float* out, floa
   const T* x = static_cast<const T*>(xv);
   const T* w = static_cast<const T*>(wv);
   if (n > kInvariantSplitRows) {
-    const dim3 grid(unsigned((m + Wide::BM - 1) / Wide::BM), unsigned((n + Wide::BN - 1) / Wide::BN));
-    WideGemmKernel<T, Wide><<<grid, Wide::kThreads, Wide::kSmemBytes, s>>>(x, w, bias, out, n, m, k,
-                                                                           splits);
+    const dim3 grid(unsigned((m + Wide::BM - 1) / Wide::BM),
+                    unsigned((n + Wide::BN - 1) / Wide::BN));
+    WideGemmKernel<T, Wide>
+        <<<grid, Wide::kThreads, Wide::kSmemBytes, s>>>(x, w, bias, out, n, m, k, splits);
     LAUNCH_CHECK(WideGemmKernel);
     return;
   }
@@ -308,9 +310,9 @@ int64_t InvariantGemmPartialFloats(int64_t m, int64_t k) {
   return splits > 1 ? int64_t(splits) * kInvariantSplitRows * m : 0;
 }
 
-void LaunchInvariantGemm(const void* x_half, int64_t n, int64_t k, const void* w,
-                         bool half_weights, int64_t m, const float* bias, float* out,
-                         float* partial, int64_t partial_floats, cudaStream_t s) {
+void LaunchInvariantGemm(const void* x_half, int64_t n, int64_t k, const void* w, bool half_weights,
+                         int64_t m, const float* bias, float* out, float* partial,
+                         int64_t partial_floats, cudaStream_t s) {
   LP_REQUIRE(InvariantGemmFits(n, k, m, x_half, w) && out != nullptr);
   const int splits = Splits(m, k);
   LP_REQUIRE(n > kInvariantSplitRows || splits == 1 ||

@@ -149,7 +149,7 @@ struct AttnShape {
 const char* AttentionUnsupported(const AttnShape& a);
 // Scratch for split attention: partial results of up to kSplitRows rows.
 inline constexpr int kSplitRows = 64;
-int64_t SplitAttentionScratchFloats(const AttnShape& a, int64_t max_context);
+int64_t SplitAttentionScratchFloats(const AttnShape& a);
 // `decode_only`: every sequence has one token in this step; the split kernel then stores the
 // new keys and values itself (no other query of the step reads them). `batch_invariant`: every
 // step through the flash kernel, whose result for a row does not depend on the step's other

@@ -40,7 +40,7 @@ absl::Status CudaBackend::CheckAttention(const AttentionParams& p) const {
 std::unique_ptr<KvCache> CudaBackend::CreateKvCache(const KvCacheShape& shape) {
   // Split attention's partials, for the most query heads a KV head may serve (8).
   const AttnShape a{8 * shape.num_kv_heads, shape.num_kv_heads, shape.head_dim};
-  const int64_t floats = SplitAttentionScratchFloats(a, shape.max_context);
+  const int64_t floats = SplitAttentionScratchFloats(a);
   if (floats > attn_scratch_floats_) {
     cudaFree(attn_scratch_);
     CUDA_CHECK(cudaMalloc(&attn_scratch_, size_t(floats) * sizeof(float)));
