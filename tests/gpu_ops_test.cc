@@ -240,8 +240,9 @@ TEST_F(GpuTest, QkNormRopeAtManyPositions) {
 }
 
 // Attention after a first step fills the cache: the second step mixes decode tokens and a
-// prefill chunk continuing a sequence, so both kernels (split for <= 64 rows, tiled above) see
-// cached and fresh keys, several slots and positions.
+// prefill chunk continuing a sequence, so every kernel (split for <= 64 rows, flash above, flash
+// over chunks for decode rows at long positions) sees cached and fresh keys, several slots and
+// positions.
 TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
   struct Case {
     int64_t heads, kv_heads, hd;
@@ -252,10 +253,13 @@ TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
       {32, 8, 128, {{2, 0, 100}, {0, 0, 37}}, {{2, 100, 1}, {0, 37, 1}, {1, 0, 70}}},
       {14, 2, 64, {{0, 0, 129}}, {{0, 129, 1}, {1, 0, 5}}},
       {16, 8, 128, {{0, 0, 3}, {1, 0, 250}, {3, 0, 1}}, {{1, 250, 33}, {3, 1, 1}}},
+      // Decode rows past kLongDecodePosition: the tensor-core kernel over chunks.
+      {32, 8, 128, {{0, 0, 1100}, {2, 0, 1500}}, {{0, 1100, 1}, {2, 1500, 1}}},
+      {14, 2, 64, {{1, 0, 1200}}, {{1, 1200, 1}}},
   };
   for (const auto& c : cases) {
     AttentionParams p{c.heads, c.kv_heads, c.hd, 10000.0, 1e-6f};
-    KvCacheShape shape{2, 4, 512, c.kv_heads, c.hd};
+    KvCacheShape shape{2, 4, 2048, c.kv_heads, c.hd};
     auto cache_c = cpu_->CreateKvCache(shape);
     auto cache_g = gpu_->CreateKvCache(shape);
     for (const auto* seqs : {&c.first, &c.second}) {

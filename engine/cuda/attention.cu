@@ -340,7 +340,7 @@ template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
     FlashAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
                     int kv_heads, const int32_t* pos, const int32_t* slot, const AttnTile* tiles,
-                    float scale_log2, float* out) {
+                    float scale_log2, float* out, float* part) {
   constexpr int KR = D + 8;  // padded shared-memory row: ldmatrix reads hit distinct banks
   constexpr int DC = D / 16, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -349,11 +349,19 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int group = heads / kv_heads, n_qv = tile.count * group;
-  const int qv0 = int(blockIdx.z) * kTileQueries;
+  const int max_pos = pos[tile.row0 + tile.count - 1];
+  // Keys [kbeg, kend): all up to the tile's last position, or with `part` (a decode row a tile)
+  // chunk blockIdx.z of the row's keys as SplitAttnKernel cuts them.
+  int qv0 = int(blockIdx.z) * kTileQueries, kbeg = 0, kend = max_pos + 1;
+  if (part != nullptr) {
+    qv0 = 0;
+    kbeg = int(blockIdx.z) * SplitChunk(max_pos);
+    kend = min(kbeg + SplitChunk(max_pos), max_pos + 1);
+    if (kbeg > max_pos) return;
+  }
   if (qv0 >= n_qv) return;
   const int64_t kvd = int64_t(kv_heads) * D;
   const int64_t cache0 = int64_t(slot[tile.row0]) * max_ctx * kvd + int64_t(kvh) * D;
-  const int max_pos = pos[tile.row0 + tile.count - 1];
 
   // This lane's query vectors: rows g (h = 0) and g + 8 (h = 1) of the warp's 16.
   int qpos[2];
@@ -391,14 +399,14 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     bf16* vs = ks + kFlashKeys * KR;
     constexpr int kChunks = D / 8;
     for (int i = threadIdx.x; i < kFlashKeys * kChunks; i += blockDim.x) {
-      const int key = i / kChunks, d = (i % kChunks) * 8, kk = kb * kFlashKeys + key;
-      const bool valid = kk <= max_pos;
+      const int key = i / kChunks, d = (i % kChunks) * 8, kk = kbeg + kb * kFlashKeys + key;
+      const bool valid = kk < kend;
       const int64_t off = cache0 + (valid ? int64_t(kk) * kvd : 0) + d;
       CopyAsync16(ks + key * KR + d, kc + off, valid);
       CopyAsync16(vs + key * KR + d, vc + off, valid);
     }
   };
-  const int n_blocks = max_pos / kFlashKeys + 1;
+  const int n_blocks = (kend - kbeg + kFlashKeys - 1) / kFlashKeys;
   load(0, 0);
   CopyAsyncCommit();
   for (int kb = 0; kb < n_blocks; ++kb) {
@@ -426,8 +434,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     for (int j = 0; j < kFlashKeys / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int key = kb * kFlashKeys + j * 8 + 2 * t + e % 2;
-        if (key > qpos[e / 2]) s[j][e] = -INFINITY;
+        const int key = kbeg + kb * kFlashKeys + j * 8 + 2 * t + e % 2;
+        if (key > qpos[e / 2] || key >= kend) s[j][e] = -INFINITY;
         mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
       }
     }
@@ -480,6 +488,23 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
   }
+  if (part != nullptr) {  // unnormalized, with max (natural log units) and sum, as SplitAttnKernel
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      if (qoff[h] < 0) continue;
+      float* dst = part + (qoff[h] / D * kSplitChunks + blockIdx.z) * (D + 2);
+#pragma unroll
+      for (int i = 0; i < DT; ++i) {
+        dst[i * 8 + 2 * t] = o[i][2 * h];
+        dst[i * 8 + 2 * t + 1] = o[i][2 * h + 1];
+      }
+      if (t == 0) {
+        dst[D] = m[h] * 0.6931471805599453f;
+        dst[D + 1] = l[h];
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int i = 0; i < DT; ++i) {
 #pragma unroll
@@ -492,8 +517,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 
 template <int D>
 void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v_new,
-            const AttnShape& a, const DeviceLayout& L, bool split, float* scratch, float* out,
-            cudaStream_t s) {
+            const AttnShape& a, const DeviceLayout& L, bool split, bool long_decode, float* scratch,
+            float* out, cudaStream_t s) {
   auto* kc = static_cast<bf16*>(c.k);
   auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
@@ -520,9 +545,21 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
       return true;
     }();
     (void)configured;
+    if (long_decode) {  // chunks of each row's keys in parallel, then CombineKernel
+      const unsigned combine_threads = D < 32 ? 32 : D;
+      const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
+      FlashAttnKernel<D><<<chunks, kTileWarps * 32, FlashSmemBytes<D>(), s>>>(
+          q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles,
+          scale_log2, out, scratch);
+      LAUNCH_CHECK(FlashAttnKernel);
+      CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), combine_threads, 0, s>>>(
+          scratch, int(a.heads), L.pos, out);
+      LAUNCH_CHECK(CombineKernel);
+      return;
+    }
     FlashAttnKernel<D><<<grid, kTileWarps * 32, FlashSmemBytes<D>(), s>>>(
         q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles, scale_log2,
-        out);
+        out, nullptr);
     LAUNCH_CHECK(FlashAttnKernel);
     return;
   }
@@ -563,7 +600,11 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   LP_REQUIRE(layout.tokens > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0);
   LP_REQUIRE(a.heads / a.kv_heads <= kMaxGroup);
   const int64_t kvd = a.kv_heads * a.head_dim;
-  const bool split = layout.tokens <= kSplitRows && !batch_invariant;
+  // Long decode rows: the flash kernel over chunks (its mma reads keys faster than the split
+  // kernel's warp per key); it does not store keys, so the store kernel runs first.
+  const bool long_decode = decode_only && layout.tokens <= kSplitRows && !batch_invariant &&
+                           a.head_dim <= 128 && layout.max_pos >= kLongDecodePosition;
+  const bool split = layout.tokens <= kSplitRows && !batch_invariant && !long_decode;
   const bool fused_store = decode_only && split;
   if (!fused_store) {
     StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(
@@ -575,19 +616,19 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   const float* vn = fused_store ? v : nullptr;
   switch (a.head_dim) {
     case 16:
-      Attend<16>(cache, q, kn, vn, a, layout, split, scratch, out, s);
+      Attend<16>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
       break;
     case 32:
-      Attend<32>(cache, q, kn, vn, a, layout, split, scratch, out, s);
+      Attend<32>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
       break;
     case 64:
-      Attend<64>(cache, q, kn, vn, a, layout, split, scratch, out, s);
+      Attend<64>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
       break;
     case 128:
-      Attend<128>(cache, q, kn, vn, a, layout, split, scratch, out, s);
+      Attend<128>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
       break;
     case 256:
-      Attend<256>(cache, q, kn, vn, a, layout, split, scratch, out, s);
+      Attend<256>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
       break;
     default:
       LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128 ||

@@ -145,7 +145,9 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   int32_t* slot = pos + layout_rows_;
   auto* tiles = reinterpret_cast<AttnTile*>(pos + 3 * layout_rows_);
   int64_t row = 0, n_tiles = 0;
+  int32_t max_pos = 0;
   for (const auto& s : layout.seqs) {
+    max_pos = std::max(max_pos, s.start_pos + s.n_tokens - 1);
     for (int32_t i = 0; i < s.n_tokens; i += kAttnTileRows) {
       tiles[n_tiles++] = {int32_t(row + i), std::min(kAttnTileRows, s.n_tokens - i)};
     }
@@ -168,6 +170,7 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   dev_layout_.tiles = reinterpret_cast<const AttnTile*>(dpos + 3 * layout_rows_);
   dev_layout_.num_tiles = int32_t(n_tiles);
   dev_layout_.tokens = int32_t(tokens);
+  dev_layout_.max_pos = max_pos;
   decode_only_ = tokens == int64_t(layout.seqs.size());
 }
 
@@ -438,7 +441,7 @@ void CudaBackend::Synchronize() {
 bool CudaBackend::Replay(int64_t key) {
   Flush();
   if (!options_.graphs) return false;
-  auto it = graphs_.find(key);
+  auto it = graphs_.find(GraphKey(key));
   if (it == graphs_.end()) return false;
   Note(Mark::kLayers);
   CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
@@ -451,7 +454,7 @@ void CudaBackend::BeginRecord(int64_t key) {
   LP_REQUIRE(!recording_);
   CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   recording_ = true;
-  record_key_ = key;
+  record_key_ = GraphKey(key);
 }
 
 void CudaBackend::EndRecord() {

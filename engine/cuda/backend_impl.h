@@ -176,7 +176,11 @@ class CudaBackend : public Backend {
   float* seen_raw_dev_ = nullptr;
   int64_t seen_capacity_ = 0;
   void ReserveSeen(int64_t n);
-  // Recorded decode steps by key.
+  // A recorded step's key: the Slice's, and whether its attention takes the long-decode path.
+  int64_t GraphKey(int64_t key) const {
+    return 2 * key + (dev_layout_.max_pos >= kLongDecodePosition ? 1 : 0);
+  }
+  // Recorded decode steps by GraphKey.
   std::map<int64_t, cudaGraphExec_t> graphs_;
   bool recording_ = false;
   int64_t record_key_ = 0;

@@ -22,7 +22,11 @@ struct DeviceLayout {
   const AttnTile* tiles = nullptr;
   int32_t num_tiles = 0;
   int32_t tokens = 0;
+  int32_t max_pos = 0;  // the step's largest position (host side)
 };
+// Decode steps whose largest position is at least this read the cache with the tensor-core
+// kernel in chunks (attention.cu); the recorded graph of a decode step depends on it.
+inline constexpr int32_t kLongDecodePosition = 1024;
 
 // ---- norm_rope.cu
 void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n, int64_t cols,
