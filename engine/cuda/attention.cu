@@ -309,27 +309,6 @@ __device__ __forceinline__ uint32_t Bf16Pair(float a, float b) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
-__device__ __forceinline__ void MmaBf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void LdMatrixX2(uint32_t r[2], const void* smem) {
-  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(a));
-}
-__device__ __forceinline__ void LdMatrixX4Trans(uint32_t r[4], const void* smem) {
-  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-}
-
 // Block (tile of query rows of one sequence, kv head, group of 64 query vectors), as
 // TiledAttnKernel; warp w owns query vectors [16 w, 16 w + 16) as the rows of its mma tiles.
 // Keys and values in tiles of 64 (cp.async, two stages); S = Q K^T and O += P V on the tensor
@@ -426,7 +405,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       for (int c = 0; c < DC; ++c) {
         uint32_t b[2];
         LdMatrixX2(b, ks + (j * 8 + lane % 8) * KR + c * 16 + ((lane / 8) % 2) * 8);
-        MmaBf16(s[j], qf[c], b[0], b[1]);
+        Mma<bf16>(s[j], qf[c], b[0], b[1]);
       }
     }
     float mx[2] = {-INFINITY, -INFINITY};
@@ -477,8 +456,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
         uint32_t b[4];
         LdMatrixX4Trans(b,
                         vs + (c * 16 + lane % 8 + ((lane / 8) % 2) * 8) * KR + (i + lane / 16) * 8);
-        MmaBf16(o[i], a, b[0], b[1]);
-        MmaBf16(o[i + 1], a, b[2], b[3]);
+        Mma<bf16>(o[i], a, b[0], b[1]);
+        Mma<bf16>(o[i + 1], a, b[2], b[3]);
       }
     }
     __syncthreads();  // every warp is done with this stage before it is refilled

@@ -1,5 +1,5 @@
 // What every .cu file of the CUDA backend shares: the checks (check.h), bf16 / f16 loads, warp
-// and block reductions, asynchronous copies into shared memory.
+// and block reductions, asynchronous copies into shared memory, tensor-core products.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -55,6 +55,51 @@ __device__ __forceinline__ void CopyAsyncCommit() { asm volatile("cp.async.commi
 template <int N>
 __device__ __forceinline__ void CopyAsyncWait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// c[16 x 8] += a[16 x 16] b[16 x 8] on the tensor cores (mma.sync m16n8k16), T bf16 or f16
+// inputs, float32 accumulators; a and b in the mma's fragment layout.
+template <typename T>
+__device__ __forceinline__ void Mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void Mma<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                   uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void Mma<__half>(float c[4], const uint32_t a[4], uint32_t b0,
+                                            uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 8 x 8 matrices of 16-bit elements from shared memory into mma fragments (ldmatrix); each
+// lane gives the address of one matrix row.
+__device__ __forceinline__ void LdMatrixX2(uint32_t r[2], const void* smem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
+               : "=r"(r[0]), "=r"(r[1])
+               : "r"(a));
+}
+__device__ __forceinline__ void LdMatrixX4(uint32_t r[4], const void* smem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
+}
+// The same, each matrix transposed.
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t r[4], const void* smem) {
+  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(a));
 }
 
 }  // namespace lp::cuda

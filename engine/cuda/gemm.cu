@@ -23,40 +23,6 @@
 namespace lp::cuda {
 namespace {
 
-template <typename T>
-__device__ __forceinline__ void MmaT(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
-template <>
-__device__ __forceinline__ void MmaT<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
-                                                    uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void MmaT<__half>(float c[4], const uint32_t a[4], uint32_t b0,
-                                             uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-__device__ __forceinline__ void LdMatrixX4(uint32_t r[4], const void* smem) {
-  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-}
-__device__ __forceinline__ void LdMatrixX2(uint32_t r[2], const void* smem) {
-  const unsigned a = unsigned(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n"
-               : "=r"(r[0]), "=r"(r[1])
-               : "r"(a));
-}
-
 // A block computes BM output features x BN rows of x with WARPS_M x WARPS_N warps, each
 // (BM / WARPS_M) x (BN / WARPS_N) as m16 x n8 tiles.
 template <int BM_, int BN_, int WARPS_M_, int WARPS_N_, int BK_, int STAGES_>
@@ -141,7 +107,7 @@ __device__ __forceinline__ void MultiplyRange(const T* __restrict__ x, const T* 
 #pragma unroll
       for (int i = 0; i < C::MT; ++i)
 #pragma unroll
-        for (int j = 0; j < C::NT; ++j) MmaT<T>(acc[i][j], a[i], b[j][0], b[j][1]);
+        for (int j = 0; j < C::NT; ++j) Mma<T>(acc[i][j], a[i], b[j][0], b[j][1]);
     }
   }
   CopyAsyncWait<0>();

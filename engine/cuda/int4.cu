@@ -108,15 +108,6 @@ __device__ __forceinline__ uint32_t HalfPair(float a, float b) {
   return AsU32(__floats2half2_rn(a, b));
 }
 
-// c[16 x 8] += a[16 x 16] b[16 x 8], f16 inputs, float32 accumulators.
-__device__ __forceinline__ void Mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // The group of consecutive units of k (32 or 64 columns), visited in order (no division per
 // step).
 struct GroupCursor {
@@ -262,7 +253,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, NT* WM == 1 ? 3 : 2)
             uint32_t a[4];
             DequantExact(words[j], z0[mt], z1[mt], a);
 #pragma unroll
-            for (int nt = 0; nt < NT; ++nt) Mma(part[mt][nt], a, b[nt][0], b[nt][1]);
+            for (int nt = 0; nt < NT; ++nt) Mma<__half>(part[mt][nt], a, b[nt][0], b[nt][1]);
           }
         }
         // The group ends with this unit (or the warp's share does): scale and add.
@@ -408,7 +399,7 @@ __global__ void __launch_bounds__(kTiledWarps * 32)
           if (nt < ntiles) {
             const uint2 b = xs[buf][u * 4 + j][nt][lane];
 #pragma unroll
-            for (int mt = 0; mt < kTiledWM; ++mt) Mma(acc[mt][nt], a[mt], b.x, b.y);
+            for (int mt = 0; mt < kTiledWM; ++mt) Mma<__half>(acc[mt][nt], a[mt], b.x, b.y);
           }
         }
       }
