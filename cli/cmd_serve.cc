@@ -177,6 +177,14 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
   }
   std::printf("layerpipe: serving on %s (grpc layerpipe.v1.Inference); Ctrl-C stops\n",
               endpoint.c_str());
+  if (const std::string& http = planned->cluster.http_listen; !http.empty()) {
+    std::printf(
+        "layerpipe: OpenAI-compatible HTTP API on http://%s/v1 (model \"%s\"), e.g.\n"
+        "  curl -sN http://%s/v1/chat/completions -H 'Content-Type: application/json' "
+        "-d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],"
+        "\"max_tokens\":32,\"stream\":true}'\n",
+        http.c_str(), planned->cluster.model_name.c_str(), http.c_str());
+  }
   std::fflush(stdout);
   while (!StopRequested()) {
     const auto now = Clock::now();

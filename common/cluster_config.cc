@@ -76,7 +76,7 @@ absl::StatusOr<std::string> ParseModel(const YAML::Node& root, const std::string
   const YAML::Node model = root["model"];
   if (!model) return absl::InvalidArgumentError("model: missing (model: {path: DIR})");
   if (!model.IsMap()) return Error(model, "model", "must be a map with key 'path'");
-  RETURN_IF_ERROR(CheckKeys(model, "model", {"path"}));
+  RETURN_IF_ERROR(CheckKeys(model, "model", {"path", "name"}));
   if (!model["path"]) return Error(model, "model.path", "missing (the checkpoint directory)");
   ASSIGN_OR_RETURN(std::string path, ScalarString(model["path"], "model.path"));
   std::filesystem::path p(path);
@@ -283,6 +283,12 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   c.model_path_written = root["model"]["path"].as<std::string>();
+  if (const YAML::Node name = root["model"]["name"]) {
+    ASSIGN_OR_RETURN(c.model_name, ScalarString(name, "model.name"));
+    if (c.model_name.empty()) return Error(name, "model.name", "must not be empty");
+  } else {
+    c.model_name = std::filesystem::path(c.model_path).filename().string();
+  }
   c.base_dir = base_dir;
   ASSIGN_OR_RETURN(c.workers, ParseWorkers(root));
   ASSIGN_OR_RETURN(c.limits, ParseLimits(root));
@@ -310,10 +316,18 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   c.coordinator_listen = "127.0.0.1:7000";
   if (const YAML::Node co = root["coordinator"]) {
     if (!co.IsMap()) return Error(co, "coordinator", "must be a map {listen: host:port}");
-    RETURN_IF_ERROR(CheckKeys(co, "coordinator", {"listen"}));
+    RETURN_IF_ERROR(CheckKeys(co, "coordinator", {"listen", "http_listen"}));
     if (co["listen"]) {
       ASSIGN_OR_RETURN(c.coordinator_listen, ScalarString(co["listen"], "coordinator.listen"));
       RETURN_IF_ERROR(CheckAddress(co["listen"], "coordinator.listen", c.coordinator_listen));
+    }
+    if (co["http_listen"]) {
+      ASSIGN_OR_RETURN(c.http_listen, ScalarString(co["http_listen"], "coordinator.http_listen"));
+      RETURN_IF_ERROR(CheckAddress(co["http_listen"], "coordinator.http_listen", c.http_listen));
+      if (SameEndpoint(c.http_listen, c.coordinator_listen)) {
+        return Error(co["http_listen"], "coordinator.http_listen",
+                     "is coordinator.listen's address: the HTTP API needs a port of its own");
+      }
     }
   }
   for (size_t i = 0; i < c.workers.size(); ++i) {
@@ -324,6 +338,11 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
                    "coordinator.listen",
                    absl::StrCat("'", c.coordinator_listen, "' is also worker ", w.name,
                                 "'s address (", w.address, ")"));
+    }
+    if (!c.http_listen.empty() && SameEndpoint(w.address, c.http_listen)) {
+      return Error(root["coordinator"]["http_listen"], "coordinator.http_listen",
+                   absl::StrCat("'", c.http_listen, "' is also worker ", w.name, "'s address (",
+                                w.address, ")"));
     }
   }
   return c;

@@ -55,7 +55,9 @@ struct ClusterConfig {
   // device key applies to every worker on that device (e.g. cuda:0 of several hosts); a worker
   // name wins over its device.
   std::map<std::string, uint64_t> max_memory;
+  std::string model_name;  // model.name, else the checkpoint directory's name (the HTTP API's)
   std::string coordinator_listen;   // host:port
+  std::string http_listen;          // host:port of the OpenAI-compatible HTTP API; empty: off
   std::vector<WorkerSpec> workers;  // pipeline order
   ClusterLimits limits;
   // How activations cross between neighbouring workers: "auto" (CUDA IPC between GPU workers

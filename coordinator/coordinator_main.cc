@@ -1,6 +1,7 @@
 // layerpipe-coordinator CLUSTER.yaml: plans the cluster, connects to every worker (refusing
 // any whose handshake disagrees with the plan or the model), then serves the public API with
-// grpc.health.v1 (SERVING only while every worker is) and server reflection.
+// grpc.health.v1 (SERVING only while every worker is) and server reflection, and with
+// coordinator.http_listen the OpenAI-compatible HTTP API (openai_http.h).
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "common/program.h"
 #include "common/server.h"
 #include "coordinator/inference_service.h"
+#include "coordinator/openai_http.h"
 
 namespace {
 
@@ -103,10 +105,22 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   for (const auto& problem : pipeline.Problems()) {
     if (!problem.empty()) std::fprintf(stderr, "coordinator: %s\n", problem.c_str());
   }
+  std::optional<lp::OpenAiHttp> http;
+  if (!cluster.http_listen.empty()) {
+    http.emplace(&service, cluster.model_name, [&pipeline] { return pipeline.Ready(); });
+    if (auto s = http->Start(cluster.http_listen); !s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      server.Shutdown();
+      return 1;
+    }
+    std::fprintf(stderr, "coordinator: OpenAI-compatible HTTP API on http://%s/v1 (model \"%s\")\n",
+                 cluster.http_listen.c_str(), cluster.model_name.c_str());
+  }
   lp::CatchStopSignals();
   lp::WaitForStopSignal();
   std::fprintf(stderr, "coordinator: shutting down\n");
   health_target = nullptr;
+  if (http) http->Stop();
   server.Shutdown();
   return 0;
 }

@@ -3,23 +3,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
-#include "coordinator/output_processor.h"
 
 namespace lp {
-namespace {
-
-layerpipe::v1::FinishReason ToProto(FinishReason r) {
-  switch (r) {
-    case FinishReason::kLength:
-      return layerpipe::v1::FINISH_REASON_LENGTH;
-    case FinishReason::kStop:
-      return layerpipe::v1::FINISH_REASON_STOP;
-    default:
-      return layerpipe::v1::FINISH_REASON_UNSPECIFIED;
-  }
-}
-
-}  // namespace
 
 InferenceService::InferenceService(Scheduler* scheduler, const GrpcPipeline* pipeline,
                                    ServedModel model)
@@ -65,55 +50,38 @@ absl::StatusOr<std::vector<int32_t>> InferenceService::PromptIds(
   }
 }
 
+absl::StatusOr<std::unique_ptr<GenerationStream>> InferenceService::Start(
+    const layerpipe::v1::GenerateRequest& r) {
+  auto prompt = PromptIds(r);
+  if (!prompt.ok()) return prompt.status();
+  auto params = ValidateGenerate(r, *prompt, model_.validation, RandomSeed());
+  if (!params.ok()) return params.status();
+  auto output = OutputProcessor::Create(model_.tokenizer, {r.stop().begin(), r.stop().end()},
+                                        params->stop_ids, int32_t(prompt->size()));
+  if (!output.ok()) return output.status();
+  auto submitted = scheduler_->Submit(std::move(*prompt), std::move(*params));
+  if (!submitted.ok()) return submitted.status();
+  return std::make_unique<GenerationStream>(std::move(*submitted), std::move(*output),
+                                            r.logprobs());
+}
+
 grpc::Status InferenceService::Generate(
     grpc::ServerContext* ctx, const layerpipe::v1::GenerateRequest* r,
     grpc::ServerWriter<layerpipe::v1::GenerateResponse>* writer) {
-  auto prompt = PromptIds(*r);
-  if (!prompt.ok()) return ToGrpc(prompt.status());
-  auto params = ValidateGenerate(*r, *prompt, model_.validation, RandomSeed());
-  if (!params.ok()) return ToGrpc(params.status());
-  auto output = OutputProcessor::Create(model_.tokenizer, {r->stop().begin(), r->stop().end()},
-                                        params->stop_ids, int32_t(prompt->size()));
-  if (!output.ok()) return ToGrpc(output.status());
-  auto submitted = scheduler_->Submit(std::move(*prompt), std::move(*params));
-  if (!submitted.ok()) return ToGrpc(submitted.status());
-  Request& request = **submitted;
-
+  auto stream = Start(*r);
+  if (!stream.ok()) return ToGrpc(stream.status());
   while (true) {
     if (ctx->IsCancelled()) {
-      request.Cancel();
+      (*stream)->Cancel();
       return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }
-    const Request::Events ev = request.Take(50);
-    const OutputDelta delta = output->Add(ev.tokens, ev.done, ev.finish);
-    if (delta.finished && !ev.done) request.Cancel();  // the scheduler drops it at the next step
-    if (ev.done && !ev.error.ok()) return ToGrpc(ev.error);
-    layerpipe::v1::GenerateResponse response;
-    for (size_t i = 0; i < delta.n_tokens; ++i) {
-      const SampledToken& t = ev.tokens[i];
-      response.add_token_ids(t.id);
-      if (r->logprobs() > 0) {
-        auto* lp = response.add_logprobs();
-        lp->mutable_chosen()->set_id(t.id);
-        lp->mutable_chosen()->set_logprob(t.logprob);
-        for (size_t k = 0; k < t.top_ids.size(); ++k) {
-          auto* top = lp->add_top();
-          top->set_id(t.top_ids[k]);
-          top->set_logprob(t.top_logprobs[k]);
-        }
-      }
-    }
-    if (delta.finished) {
-      response.set_finish_reason(ToProto(delta.finish_reason));
-      response.mutable_usage()->set_prompt_tokens(output->usage().prompt_tokens);
-      response.mutable_usage()->set_completion_tokens(output->usage().completion_tokens);
-    }
-    response.set_text(delta.text);
-    if ((delta.n_tokens > 0 || delta.finished) && !writer->Write(response)) {
-      request.Cancel();
+    auto piece = (*stream)->Poll(50);
+    if (!piece.ok()) return ToGrpc(piece.status());
+    if (piece->send && !writer->Write(piece->response)) {
+      (*stream)->Cancel();
       return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     }
-    if (delta.finished) return grpc::Status::OK;
+    if (piece->finished) return grpc::Status::OK;
   }
 }
 

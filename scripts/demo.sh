@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, in one command: installs what is missing, builds, writes the random-weight demo
 # model (once, with the real Qwen3 tokenizer), brings up `layerpipe serve` with three CPU
-# workers (deploy/demo-cpu.yaml), streams a chat completion through them, and stops it.
+# workers (deploy/demo-cpu.yaml), streams a chat completion through them (gRPC, then the
+# OpenAI-compatible HTTP API with curl), and stops it.
 # The weights are random: the text is noise; the path it takes and the speed are real.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,12 @@ echo
 echo "== layerpipe generate --chat (random weights: expect noise) =="
 build/bin/layerpipe generate --endpoint 127.0.0.1:7100 --chat "Write a haiku about GPUs." \
   --max-tokens 48 --temperature 0.7 --seed 1
+echo
+echo "== the same through the OpenAI-compatible HTTP API, streamed (curl) =="
+curl_line=$(grep -m1 '^  curl -sN' "$log" | sed 's/^ *//')
+echo "\$ $curl_line"
+events=$(eval "$curl_line")
+printf '%s\n' "$events" | grep -v '^$' | sed -n '1,3p;$p'  # the first events and [DONE]
 echo
 echo "== the cluster =="
 build/bin/layerpipe status --endpoint 127.0.0.1:7100

@@ -1,5 +1,5 @@
 // A client of a test cluster (cluster_harness.h) through the public gRPC API: one Generate
-// stream read to its end, and a request for token ids.
+// stream read to its end, a request for token ids, the workers' active sequences.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cluster_harness.h"
@@ -51,6 +52,28 @@ inline layerpipe::v1::GenerateRequest Ids(const std::vector<int32_t>& ids, int m
   r.set_max_tokens(max_tokens);
   r.set_ignore_eos(true);
   return r;
+}
+
+// Each worker's active sequences, in pipeline order (empty when ListWorkers fails).
+inline std::vector<int64_t> ActiveSequences(const Cluster& c) {
+  auto stub = Stub(c);
+  grpc::ClientContext ctx;
+  layerpipe::v1::ListWorkersResponse resp;
+  std::vector<int64_t> out;
+  if (!stub->ListWorkers(&ctx, {}, &resp).ok()) return out;
+  for (const auto& w : resp.workers()) out.push_back(w.active_sequences());
+  return out;
+}
+
+// Polls ListWorkers until every worker holds no sequence (or 5 s pass); returns the last view.
+inline std::vector<int64_t> WaitAllReleased(const Cluster& c, size_t workers) {
+  std::vector<int64_t> active;
+  for (int i = 0; i < 100; ++i) {
+    active = ActiveSequences(c);
+    if (active == std::vector<int64_t>(workers, 0)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return active;
 }
 
 }  // namespace lp::testing

@@ -242,6 +242,30 @@ TEST(ClusterConfig, BatchInvariantIsOffUnlessSaidAndMustBeABoolean) {
   EXPECT_NE(bad.status().message().find("batch_invariant"), std::string::npos) << bad.status();
 }
 
+TEST(ClusterConfig, TheHttpApiNeedsAPortOfItsOwnAndTheModelHasAName) {
+  const std::string workers = "workers:\n  - {name: a, device: cpu, address: \"h:7001\"}\n";
+  auto off = ParseClusterConfig("model: {path: /m/Qwen3-8B}\n" + workers, "/");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(off->http_listen.empty());
+  EXPECT_EQ(off->model_name, "Qwen3-8B");  // the checkpoint directory's name
+  auto on = ParseClusterConfig(
+      "model: {path: /m/x, name: qwen}\ncoordinator: {listen: \"h:7000\", http_listen: "
+      "\"h:8000\"}\n" +
+          workers,
+      "/");
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_EQ(on->http_listen, "h:8000");
+  EXPECT_EQ(on->model_name, "qwen");
+  for (const std::string coordinator :
+       {"{listen: \"h:7000\", http_listen: \"h:7000\"}",
+        "{listen: \"h:7000\", http_listen: \"h:7001\"}", "{http_listen: \"nowhere\"}"}) {
+    auto bad =
+        ParseClusterConfig("model: {path: /m}\ncoordinator: " + coordinator + "\n" + workers, "/");
+    ASSERT_FALSE(bad.ok()) << coordinator;
+    EXPECT_NE(bad.status().message().find("http_listen"), std::string::npos) << bad.status();
+  }
+}
+
 TEST(ClusterConfig, AddressesAreComparedAsEndpointsNotStrings) {
   const std::string head = "model: {path: /m}\nworkers:\n";
   auto same = ParseClusterConfig(head +

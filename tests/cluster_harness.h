@@ -114,6 +114,7 @@ struct ClusterOptions {
   // CPU workers (cpu:0, cpu:1, ...), or CUDA workers that all share GPU 0 (4 GiB each).
   bool cuda = false;
   std::string extra_yaml;  // more top-level keys ("batch_invariant: true\n")
+  bool http = false;       // the OpenAI-compatible HTTP API on a port of its own (http_url)
 };
 
 class Cluster {
@@ -126,8 +127,12 @@ class Cluster {
     coordinator_port_ = FreePort();
     std::ofstream yaml(cluster_file());
     yaml << "model:\n  path: " << model_dir << "\ndevice_map: balanced\n"
-         << "coordinator:\n  listen: \"127.0.0.1:" << coordinator_port_ << "\"\n"
-         << options.extra_yaml;
+         << "coordinator:\n  listen: \"127.0.0.1:" << coordinator_port_ << "\"\n";
+    if (options.http) {
+      http_port_ = FreePort();
+      yaml << "  http_listen: \"127.0.0.1:" << http_port_ << "\"\n";
+    }
+    yaml << options.extra_yaml;
     if (options.cuda) {
       yaml << "max_memory: {";
       for (int i = 0; i < workers; ++i) yaml << (i ? ", " : "") << "w" << i << ": 4GiB";
@@ -160,6 +165,7 @@ class Cluster {
   }
   std::string cluster_file() const { return dir_ + "/cluster.yaml"; }
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(coordinator_port_); }
+  std::string http_url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
   std::string worker_endpoint(int i) const {
     return "127.0.0.1:" + std::to_string(worker_ports_[size_t(i)]);
   }
@@ -184,6 +190,7 @@ class Cluster {
   static inline int counter_ = 0;
   std::string dir_;
   int coordinator_port_ = 0;
+  int http_port_ = 0;
   std::vector<std::string> names_;
   std::vector<int> worker_ports_;
   std::vector<std::unique_ptr<Process>> workers_;

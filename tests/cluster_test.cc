@@ -19,12 +19,14 @@ namespace {
 
 using layerpipe::v1::GenerateRequest;
 using layerpipe::v1::GenerateResponse;
+using lp::testing::ActiveSequences;
 using lp::testing::Cluster;
 using lp::testing::FixtureDir;
 using lp::testing::Generate;
 using lp::testing::Ids;
 using lp::testing::Outcome;
 using lp::testing::Stub;
+using lp::testing::WaitAllReleased;
 
 nlohmann::json Expected(const std::string& fixture = "qwen3-tiny") {
   return lp::testing::LoadJson(FixtureDir(fixture) + "/expected.json");
@@ -185,29 +187,6 @@ TEST(ClusterApi, StopStringsEndTheText) {
   ASSERT_TRUE(cut.status.ok()) << cut.status.error_message();
   EXPECT_EQ(cut.finish, layerpipe::v1::FINISH_REASON_STOP);
   EXPECT_EQ(cut.text, full.text.substr(0, full.text.find(stop)));
-}
-
-std::vector<int64_t> ActiveSequences(const Cluster& c);
-
-// Polls ListWorkers until every worker holds no sequence (or 5 s pass); returns the last view.
-std::vector<int64_t> WaitAllReleased(const Cluster& c, size_t workers) {
-  std::vector<int64_t> active;
-  for (int i = 0; i < 100; ++i) {
-    active = ActiveSequences(c);
-    if (active == std::vector<int64_t>(workers, 0)) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return active;
-}
-
-std::vector<int64_t> ActiveSequences(const Cluster& c) {
-  auto stub = Stub(c);
-  grpc::ClientContext ctx;
-  layerpipe::v1::ListWorkersResponse resp;
-  std::vector<int64_t> out;
-  if (!stub->ListWorkers(&ctx, {}, &resp).ok()) return out;
-  for (const auto& w : resp.workers()) out.push_back(w.active_sequences());
-  return out;
 }
 
 TEST(ClusterApi, CancellationFreesTheKvCacheOnEveryWorker) {
