@@ -16,7 +16,8 @@
 
 namespace {
 
-int Run(const std::string& cluster_path, std::string listen, int64_t queue_capacity) {
+int Run(const std::string& cluster_path, std::string listen, int64_t queue_capacity,
+        const std::string& log_format) {
   auto planned = lp::LoadAndPlan(cluster_path);
   if (!planned.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(planned.status().message()).c_str());
@@ -69,7 +70,27 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   });
   lp::SchedulerLimits limits{cluster.limits.max_batch, cluster.limits.max_context,
                              cluster.limits.max_step_tokens, queue_capacity};
-  lp::Scheduler scheduler(&pipeline, limits);
+  lp::Telemetry* telemetry_ptr = nullptr;  // set below, before the first request
+  lp::Scheduler scheduler(&pipeline, limits, [&](double seconds, int64_t tokens, bool decode) {
+    if (telemetry_ptr != nullptr) telemetry_ptr->StepDone(seconds, tokens, decode);
+  });
+  lp::Telemetry telemetry(
+      {.queued = [&] { return scheduler.queued(); },
+       .running = [&] { return scheduler.active(); },
+       .worker_sequences =
+           [&] {
+             std::vector<std::pair<std::string, int64_t>> out;
+             const auto& links = pipeline.links();
+             for (size_t i = 0; i < links.size(); ++i) {
+               if (!links[i]->up()) continue;
+               auto stats = links[i]->Stats(500);
+               if (stats.ok())
+                 out.push_back({planned->plan.stages[i].worker, stats->active_sequences()});
+             }
+             return out;
+           }},
+      log_format == "json");
+  telemetry_ptr = &telemetry;
 
   lp::ServedModel model;
   model.tokenizer = tokenizer.get();
@@ -88,7 +109,7 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   info.set_queue_capacity(queue_capacity);
   info.set_has_tokenizer(tokenizer != nullptr);
   for (int32_t id : model.validation.eos_ids) info.add_eos_token_ids(id);
-  lp::InferenceService service(&scheduler, &pipeline, std::move(model));
+  lp::InferenceService service(&scheduler, &pipeline, std::move(model), &telemetry);
 
   auto started = lp::StartServer(listen, &service, "layerpipe.v1.Inference", 16 << 20);
   if (!started.ok()) {
@@ -107,7 +128,8 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   }
   std::optional<lp::OpenAiHttp> http;
   if (!cluster.http_listen.empty()) {
-    http.emplace(&service, cluster.model_name, [&pipeline] { return pipeline.Ready(); });
+    http.emplace(
+        &service, cluster.model_name, [&pipeline] { return pipeline.Ready(); }, &telemetry);
     if (auto s = http->Start(cluster.http_listen); !s.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
       server.Shutdown();
@@ -133,6 +155,7 @@ int main(int argc, char** argv) {
       "the layerpipe.v1.Inference API"};
   std::string cluster, listen;
   int64_t queue_capacity = 256;
+  std::string log_format = "text";
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--listen", listen, "host:port to serve on (default: coordinator.listen)");
   app.add_option("--queue", queue_capacity,
@@ -140,6 +163,10 @@ int main(int argc, char** argv) {
                  "RESOURCE_EXHAUSTED")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
+  app.add_option("--log-format", log_format,
+                 "the request log on stderr, a line per finished request: text or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"text", "json"}));
   if (const int code = lp::ParseCommandLine(app, argc, argv); code >= 0) return code;
-  return Run(cluster, listen, queue_capacity);
+  return Run(cluster, listen, queue_capacity, log_format);
 }

@@ -18,11 +18,27 @@ layerpipe::v1::FinishReason ToProto(FinishReason r) {
 }  // namespace
 
 GenerationStream::GenerationStream(std::shared_ptr<Request> request, OutputProcessor output,
-                                   int32_t logprobs)
-    : request_(std::move(request)), output_(std::move(output)), logprobs_(logprobs) {}
+                                   int32_t logprobs, Telemetry* telemetry, RequestTag tag)
+    : request_(std::move(request)),
+      output_(std::move(output)),
+      logprobs_(logprobs),
+      telemetry_(telemetry),
+      tag_(std::move(tag)) {}
 
 GenerationStream::~GenerationStream() {
-  if (!finished_) request_->Cancel();
+  if (finished_) return;
+  request_->Cancel();
+  Ended(absl::StatusCode::kCancelled, "", output_.usage().completion_tokens);
+}
+
+void GenerationStream::Ended(absl::StatusCode code, const std::string& finish,
+                             int64_t completion_tokens) {
+  finished_ = true;
+  if (telemetry_ == nullptr) return;
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  telemetry_->RequestEnded(tag_,
+                           {code, finish, prompt_tokens(), completion_tokens, ttft_s_, total});
 }
 
 void GenerationStream::Cancel() { request_->Cancel(); }
@@ -32,8 +48,11 @@ absl::StatusOr<GenerationStream::Piece> GenerationStream::Poll(int timeout_ms) {
   const OutputDelta delta = output_.Add(ev.tokens, ev.done, ev.finish);
   if (delta.finished && !ev.done) request_->Cancel();  // the scheduler drops it at the next step
   if (ev.done && !ev.error.ok()) {
-    finished_ = true;
+    Ended(ev.error.code(), "", output_.usage().completion_tokens);
     return ev.error;
+  }
+  if (ttft_s_ < 0 && !ev.tokens.empty()) {
+    ttft_s_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   }
   Piece piece;
   layerpipe::v1::GenerateResponse& response = piece.response;
@@ -55,7 +74,8 @@ absl::StatusOr<GenerationStream::Piece> GenerationStream::Poll(int timeout_ms) {
     response.set_finish_reason(ToProto(delta.finish_reason));
     response.mutable_usage()->set_prompt_tokens(output_.usage().prompt_tokens);
     response.mutable_usage()->set_completion_tokens(output_.usage().completion_tokens);
-    finished_ = true;
+    Ended(absl::StatusCode::kOk, delta.finish_reason == FinishReason::kLength ? "length" : "stop",
+          output_.usage().completion_tokens);
   }
   response.set_text(delta.text);
   piece.send = delta.n_tokens > 0 || delta.finished;

@@ -4,18 +4,23 @@
 // the OpenAI-compatible HTTP API (openai_http.h).
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "coordinator/output_processor.h"
 #include "coordinator/request.h"
+#include "coordinator/telemetry.h"
 #include "layerpipe/v1/layerpipe.pb.h"
 
 namespace lp {
 
 class GenerationStream {
  public:
-  GenerationStream(std::shared_ptr<Request> request, OutputProcessor output, int32_t logprobs);
+  // `telemetry` (may be null) hears how the request ended, under `tag`.
+  GenerationStream(std::shared_ptr<Request> request, OutputProcessor output, int32_t logprobs,
+                   Telemetry* telemetry, RequestTag tag);
   ~GenerationStream();  // an unfinished request is cancelled (the client went away)
   GenerationStream(const GenerationStream&) = delete;
   GenerationStream& operator=(const GenerationStream&) = delete;
@@ -38,6 +43,11 @@ class GenerationStream {
   OutputProcessor output_;
   int32_t logprobs_;
   bool finished_ = false;
+  Telemetry* telemetry_;
+  RequestTag tag_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  double ttft_s_ = -1;  // when the first token came
+  void Ended(absl::StatusCode code, const std::string& finish, int64_t completion_tokens);
 };
 
 }  // namespace lp

@@ -7,8 +7,14 @@
 namespace lp {
 
 InferenceService::InferenceService(Scheduler* scheduler, const GrpcPipeline* pipeline,
-                                   ServedModel model)
-    : scheduler_(scheduler), pipeline_(pipeline), model_(std::move(model)) {}
+                                   ServedModel model, Telemetry* telemetry)
+    : scheduler_(scheduler), pipeline_(pipeline), model_(std::move(model)), telemetry_(telemetry) {}
+
+std::string InferenceService::NewRequestId() {
+  char id[17];
+  std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(RandomSeed()));
+  return id;
+}
 
 uint64_t InferenceService::RandomSeed() {
   std::lock_guard<std::mutex> lock(rng_mu_);
@@ -51,24 +57,34 @@ absl::StatusOr<std::vector<int32_t>> InferenceService::PromptIds(
 }
 
 absl::StatusOr<std::unique_ptr<GenerationStream>> InferenceService::Start(
-    const layerpipe::v1::GenerateRequest& r) {
+    const layerpipe::v1::GenerateRequest& r, RequestTag tag) {
+  auto refused = [&](const absl::Status& s) {
+    if (telemetry_ != nullptr) telemetry_->RequestEnded(tag, {s.code(), "", 0, 0, -1, 0});
+    return s;
+  };
   auto prompt = PromptIds(r);
-  if (!prompt.ok()) return prompt.status();
+  if (!prompt.ok()) return refused(prompt.status());
   auto params = ValidateGenerate(r, *prompt, model_.validation, RandomSeed());
-  if (!params.ok()) return params.status();
+  if (!params.ok()) return refused(params.status());
   auto output = OutputProcessor::Create(model_.tokenizer, {r.stop().begin(), r.stop().end()},
                                         params->stop_ids, int32_t(prompt->size()));
-  if (!output.ok()) return output.status();
+  if (!output.ok()) return refused(output.status());
   auto submitted = scheduler_->Submit(std::move(*prompt), std::move(*params));
-  if (!submitted.ok()) return submitted.status();
-  return std::make_unique<GenerationStream>(std::move(*submitted), std::move(*output),
-                                            r.logprobs());
+  if (!submitted.ok()) return refused(submitted.status());
+  return std::make_unique<GenerationStream>(std::move(*submitted), std::move(*output), r.logprobs(),
+                                            telemetry_, std::move(tag));
 }
 
 grpc::Status InferenceService::Generate(
     grpc::ServerContext* ctx, const layerpipe::v1::GenerateRequest* r,
     grpc::ServerWriter<layerpipe::v1::GenerateResponse>* writer) {
-  auto stream = Start(*r);
+  // The client's x-request-id names the request in the log, else one is made up.
+  const auto& meta = ctx->client_metadata();
+  const auto given = meta.find("x-request-id");
+  const std::string id = given != meta.end()
+                             ? std::string(given->second.data(), given->second.size())
+                             : NewRequestId();
+  auto stream = Start(*r, {"grpc", id});
   if (!stream.ok()) return ToGrpc(stream.status());
   while (true) {
     if (ctx->IsCancelled()) {

@@ -30,12 +30,17 @@ struct ServedModel {
 
 class InferenceService final : public layerpipe::v1::Inference::Service {
  public:
-  InferenceService(Scheduler* scheduler, const GrpcPipeline* pipeline, ServedModel model);
+  // `telemetry` (may be null) hears of every request that ends or is refused.
+  InferenceService(Scheduler* scheduler, const GrpcPipeline* pipeline, ServedModel model,
+                   Telemetry* telemetry);
 
   // Validates, tokenizes and submits `r`: INVALID_ARGUMENT / FAILED_PRECONDITION for the
   // request's faults, RESOURCE_EXHAUSTED when the queue is full. The stream's responses are
   // what Generate sends.
-  absl::StatusOr<std::unique_ptr<GenerationStream>> Start(const layerpipe::v1::GenerateRequest& r);
+  absl::StatusOr<std::unique_ptr<GenerationStream>> Start(const layerpipe::v1::GenerateRequest& r,
+                                                          RequestTag tag);
+  // A request id for a client that gave none.
+  std::string NewRequestId();
   const ServedModel& model() const { return model_; }
 
   grpc::Status Generate(grpc::ServerContext* ctx, const layerpipe::v1::GenerateRequest* request,
@@ -56,6 +61,7 @@ class InferenceService final : public layerpipe::v1::Inference::Service {
   Scheduler* scheduler_;
   const GrpcPipeline* pipeline_;
   const ServedModel model_;
+  Telemetry* telemetry_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_{std::random_device{}()};
 };

@@ -15,9 +15,9 @@
 namespace lp {
 namespace {
 
-using nlohmann::json;
 using layerpipe::v1::GenerateRequest;
 using layerpipe::v1::GenerateResponse;
+using nlohmann::json;
 
 constexpr int kHttpThreads = 256;  // a streaming response holds a thread
 constexpr int kPollMs = 50;        // how often a waiting response checks its client
@@ -141,7 +141,8 @@ std::optional<ApiError> Parse(const json& body, const std::string& model_name, P
   r.set_temperature(present("temperature") ? body["temperature"].get<float>() : 1.0f);
   if (present("top_p")) r.set_top_p(body["top_p"].get<float>());
   if (present("min_p")) r.set_min_p(body["min_p"].get<float>());
-  if (present("repetition_penalty")) r.set_repetition_penalty(body["repetition_penalty"].get<float>());
+  if (present("repetition_penalty"))
+    r.set_repetition_penalty(body["repetition_penalty"].get<float>());
   if (present("top_k")) {
     const int64_t k = body["top_k"].get<int64_t>();
     if (k < -1 || k > (int64_t(1) << 30)) return BadField("top_k", "must be -1, 0 or positive");
@@ -249,8 +250,7 @@ std::optional<ApiError> Parse(const json& body, const std::string& model_name, P
         r.mutable_token_ids()->add_ids(id.get<int32_t>());
       }
     } else {
-      return BadField("prompt",
-                      "must be a string or a list of token ids (one prompt per request)");
+      return BadField("prompt", "must be a string or a list of token ids (one prompt per request)");
     }
     if (present("echo") && body["echo"].is_boolean() && body["echo"].get<bool>()) {
       return BadField("echo", "is not served");
@@ -314,7 +314,10 @@ json Logprobs(const GenerateResponse& r, const Parsed& p, const Tokenizer* tok,
     offsets.push_back(*text_offset);
     *text_offset += int64_t(t.size());
   }
-  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+  return {{"tokens", tokens},
+          {"token_logprobs", lps},
+          {"top_logprobs", tops},
+          {"text_offset", offsets}};
 }
 
 const char* FinishName(layerpipe::v1::FinishReason r) {
@@ -329,10 +332,11 @@ json UsageJson(const GenerateResponse& last) {
 }  // namespace
 
 OpenAiHttp::OpenAiHttp(InferenceService* service, std::string model_name,
-                       std::function<bool()> serving)
+                       std::function<bool()> serving, Telemetry* telemetry)
     : service_(service),
       model_name_(std::move(model_name)),
       serving_(std::move(serving)),
+      telemetry_(telemetry),
       created_(UnixNow()) {}
 
 OpenAiHttp::~OpenAiHttp() { Stop(); }
@@ -354,7 +358,12 @@ absl::Status OpenAiHttp::Start(const std::string& listen) {
     Parsed p;
     p.chat = chat;
     if (auto e = Parse(body, model_name_, &p)) return SendError(res, *e);
-    auto started = service_->Start(p.request);
+    // The client's x-request-id names the request in the log (and comes back), else a new one.
+    const std::string request_id = req.has_header("x-request-id")
+                                       ? req.get_header_value("x-request-id")
+                                       : service_->NewRequestId();
+    res.set_header("x-request-id", request_id);
+    auto started = service_->Start(p.request, {"http", request_id});
     if (!started.ok()) return SendError(res, FromStatus(started.status()));
     std::shared_ptr<GenerationStream> stream = std::move(*started);
     const std::string id = RandomId(chat ? "chatcmpl-" : "cmpl-");
@@ -408,8 +417,7 @@ absl::Status OpenAiHttp::Start(const std::string& listen) {
     const std::string chunk_object = chat ? "chat.completion.chunk" : "text_completion";
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, stream, p, tok, id, created, chunk_object, choice](size_t,
-                                                                   httplib::DataSink& sink) {
+        [this, stream, p, tok, id, created, chunk_object, choice](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& j) {
             const std::string s = "data: " + Dump(j) + "\n\n";
             return sink.write(s.data(), s.size());
@@ -424,8 +432,8 @@ absl::Status OpenAiHttp::Start(const std::string& listen) {
             return j;
           };
           int64_t offset = 0;
-          if (p.chat && !send(chunk({choice({{"role", "assistant"}, {"content", ""}}, nullptr,
-                                            nullptr)}))) {
+          if (p.chat &&
+              !send(chunk({choice({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)}))) {
             stream->Cancel();
             return false;
           }
@@ -466,29 +474,30 @@ absl::Status OpenAiHttp::Start(const std::string& listen) {
         });
   };
 
-  server_->Post("/v1/chat/completions", [complete](const httplib::Request& req,
-                                                   httplib::Response& res) {
-    complete(req, res, true);
-  });
-  server_->Post("/v1/completions", [complete](const httplib::Request& req,
-                                              httplib::Response& res) {
+  server_->Post("/v1/chat/completions",
+                [complete](const httplib::Request& req, httplib::Response& res) {
+                  complete(req, res, true);
+                });
+  server_->Post("/v1/completions", [complete](const httplib::Request& req, httplib::Response& res) {
     complete(req, res, false);
   });
-  const json model = {{"id", model_name_},
-                      {"object", "model"},
-                      {"created", created_},
-                      {"owned_by", "layerpipe"}};
+  const json model = {
+      {"id", model_name_}, {"object", "model"}, {"created", created_}, {"owned_by", "layerpipe"}};
   server_->Get("/v1/models", [model](const httplib::Request&, httplib::Response& res) {
     res.set_content(Dump({{"object", "list"}, {"data", {model}}}), "application/json");
   });
   server_->Get(R"(/v1/models/(.+))", [this, model](const httplib::Request& req,
                                                    httplib::Response& res) {
     if (req.matches[1] != model_name_) {
-      return SendError(res, {404, absl::StrCat("The model '", std::string(req.matches[1]),
-                                               "' does not exist"),
-                             "model", "model_not_found"});
+      return SendError(
+          res, {404, absl::StrCat("The model '", std::string(req.matches[1]), "' does not exist"),
+                "model", "model_not_found"});
     }
     res.set_content(Dump(model), "application/json");
+  });
+  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    if (telemetry_ == nullptr) return SendError(res, {404, "no metrics here", "", ""});
+    res.set_content(telemetry_->Text(), "text/plain; version=0.0.4; charset=utf-8");
   });
   server_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     const bool up = serving_();

@@ -2,11 +2,12 @@
 #include "coordinator/scheduler.h"
 
 #include <chrono>
+#include <deque>
 
 namespace lp {
 
-Scheduler::Scheduler(Pipeline* pipeline, const SchedulerLimits& limits)
-    : pipeline_(pipeline), core_(limits) {
+Scheduler::Scheduler(Pipeline* pipeline, const SchedulerLimits& limits, StepObserver on_step)
+    : pipeline_(pipeline), core_(limits), on_step_(std::move(on_step)) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -34,6 +35,13 @@ absl::StatusOr<std::shared_ptr<Request>> Scheduler::Submit(std::vector<int32_t> 
 
 void Scheduler::Loop() {
   StepResult result;
+  // Steps in flight, oldest first (results come back in order): when sent, tokens, decode.
+  struct Sent {
+    std::chrono::steady_clock::time_point at;
+    int64_t tokens;
+    bool decode;
+  };
+  std::deque<Sent> sent;
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -44,9 +52,20 @@ void Scheduler::Loop() {
       if (stopping_) break;
     }
     for (ScheduledStep& step : core_.Schedule(pipeline_->depth())) {
+      const int64_t tokens = int64_t(step.input.ids.size());
+      sent.push_back(
+          {std::chrono::steady_clock::now(), tokens, tokens == int64_t(step.input.seqs.size())});
       pipeline_->Submit(step.tag, std::move(step.input));
     }
     if (core_.in_flight() == 0 || !pipeline_->Next(50, &result)) continue;
+    if (!sent.empty()) {
+      if (on_step_ && sent.front().tokens > 0) {
+        on_step_(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent.front().at)
+                     .count(),
+                 sent.front().tokens, sent.front().decode);
+      }
+      sent.pop_front();
+    }
     core_.OnResult(result);
   }
   // Let the micro-batches in flight come back before the pipeline goes away.

@@ -7,6 +7,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -21,7 +22,10 @@ namespace lp {
 
 class Scheduler {
  public:
-  Scheduler(Pipeline* pipeline, const SchedulerLimits& limits);
+  // Told of each step (micro-batch) when its result comes back: seconds since it was
+  // submitted, its tokens, whether every sequence in it decoded one token.
+  using StepObserver = std::function<void(double seconds, int64_t tokens, bool decode)>;
+  Scheduler(Pipeline* pipeline, const SchedulerLimits& limits, StepObserver on_step = {});
   // Lets the micro-batches in flight come back, then fails what is left.
   ~Scheduler();
 
@@ -39,6 +43,7 @@ class Scheduler {
 
   Pipeline* pipeline_;
   SchedulerCore core_;
+  StepObserver on_step_;
   std::mutex mu_;
   std::condition_variable cv_;  // work arrived, or stopping
   bool stopping_ = false;

@@ -1,11 +1,14 @@
 // The OpenAI-compatible HTTP API on a 3-worker CPU cluster, through clients nobody here wrote:
 // the official `openai` npm package (tests/openai/client.mjs, installed by scripts/setup.sh) and
-// curl. Server-sent events, errors in the reference API's shape and status codes, /health,
-// and a client that leaves mid-stream having its sequence released on every worker.
+// curl. Server-sent events, errors in the reference API's shape and status codes, /health, a
+// client that leaves mid-stream having its sequence released on every worker, and the metrics
+// (read by Prometheus' own Python parser) and request log.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <map>
 #include <thread>
 
 #include "cluster_client.h"
@@ -88,16 +91,15 @@ TEST(HttpApi, CurlGetsServerSentEventsAndErrorsInTheReferenceShape) {
     int status;
     std::string param;
   };
-  for (const Case& c : {Case{"/v1/chat/completions", "{not json", 400, ""},
-                        Case{"/v1/completions", R"({"prompt":[1,2],"temperature":-1})", 400,
-                             "temperature"},
-                        Case{"/v1/completions", R"({"prompt":[1,2],"top_p":"high"})", 400, "top_p"},
-                        Case{"/v1/completions", R"({"prompt":[1,2],"max_tokens":100000})", 400,
-                             "max_tokens"},
-                        Case{"/v1/completions", R"({"prompt":["a","b"]})", 400, "prompt"},
-                        Case{"/v1/chat/completions", R"({"messages":[]})", 400, "messages"},
-                        Case{"/v1/completions", R"({"model":"gpt-9","prompt":"x"})", 404, "model"},
-                        Case{"/v1/embeddings", R"({"input":"x"})", 404, ""}}) {
+  for (const Case& c :
+       {Case{"/v1/chat/completions", "{not json", 400, ""},
+        Case{"/v1/completions", R"({"prompt":[1,2],"temperature":-1})", 400, "temperature"},
+        Case{"/v1/completions", R"({"prompt":[1,2],"top_p":"high"})", 400, "top_p"},
+        Case{"/v1/completions", R"({"prompt":[1,2],"max_tokens":100000})", 400, "max_tokens"},
+        Case{"/v1/completions", R"({"prompt":["a","b"]})", 400, "prompt"},
+        Case{"/v1/chat/completions", R"({"messages":[]})", 400, "messages"},
+        Case{"/v1/completions", R"({"model":"gpt-9","prompt":"x"})", 404, "model"},
+        Case{"/v1/embeddings", R"({"input":"x"})", 404, ""}}) {
     const Reply r = Curl(cluster, c.path, c.body);
     EXPECT_EQ(r.status, c.status) << c.path << " " << c.body << ": " << r.body;
     const auto j = nlohmann::json::parse(r.body, nullptr, false);
@@ -128,6 +130,69 @@ TEST(HttpApi, AClientThatLeavesMidStreamHasItsSequenceReleased) {
   curl.Kill(SIGKILL);
   EXPECT_EQ(WaitAllReleased(cluster, 3), (std::vector<int64_t>{0, 0, 0}));
   EXPECT_EQ(ReadFile(log).find("[DONE]"), std::string::npos) << "the stream had ended already";
+}
+
+// The coordinator's metrics as Prometheus' own Python parser reads them: sample name + labels
+// (JSON, keys sorted) -> value.
+std::map<std::string, double> Scrape(const Cluster& c) {
+  const auto r =
+      RunCommand("curl -sf " + c.http_url() +
+                 "/metrics | /usr/bin/python3 -c 'import sys, json\n"
+                 "from prometheus_client.parser import text_string_to_metric_families as parse\n"
+                 "print(json.dumps({s.name + json.dumps(s.labels, sort_keys=True): s.value\n"
+                 "  for f in parse(sys.stdin.read()) for s in f.samples}))'");
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out, nullptr, false);
+  EXPECT_TRUE(j.is_object()) << r.out;
+  std::map<std::string, double> out;
+  if (j.is_object()) {
+    for (const auto& [k, v] : j.items()) out[k] = v.get<double>();
+  }
+  return out;
+}
+
+TEST(HttpApi, MetricsCountRequestsAndTokensAndEveryRequestIsLogged) {
+  Cluster cluster = HttpCluster();
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto before = Scrape(cluster);
+  std::vector<std::future<Reply>> load;
+  for (int i = 0; i < 6; ++i) {
+    load.push_back(std::async(std::launch::async, [&] {
+      return Curl(cluster, "/v1/completions",
+                  R"({"prompt":[1,2,3],"max_tokens":4,"ignore_eos":true,"stream":true})");
+    }));
+  }
+  EXPECT_FALSE(Scrape(cluster).empty());  // during the load
+  for (auto& f : load) EXPECT_EQ(f.get().status, 200);
+  EXPECT_EQ(Curl(cluster, "/v1/completions", R"({"prompt":[1],"temperature":-1})").status, 400);
+  const auto tagged =
+      RunCommand("curl -s -D - -o /dev/null -H 'x-request-id: req-42' " + cluster.http_url() +
+                 "/v1/completions -d '{\"prompt\":[5,6],\"max_tokens\":3}'");
+  EXPECT_NE(tagged.out.find("x-request-id: req-42"), std::string::npos) << tagged.out;
+  const auto grpc = lp::testing::Generate(cluster, lp::testing::Ids({1, 2}, 3));
+  EXPECT_TRUE(grpc.status.ok());
+
+  auto after = Scrape(cluster);
+  auto delta = [&](const std::string& key) { return after[key] - before[key]; };
+  EXPECT_EQ(delta(R"(layerpipe_requests_total{"api": "http", "outcome": "OK"})"), 7);
+  EXPECT_EQ(delta(R"(layerpipe_requests_total{"api": "http", "outcome": "INVALID_ARGUMENT"})"), 1);
+  EXPECT_EQ(delta(R"(layerpipe_requests_total{"api": "grpc", "outcome": "OK"})"), 1);
+  EXPECT_EQ(delta("layerpipe_prompt_tokens_total{}"), 6 * 3 + 2 + 2);
+  EXPECT_EQ(delta("layerpipe_generation_tokens_total{}"), 6 * 4 + 3 + 3);
+  EXPECT_EQ(delta("layerpipe_time_to_first_token_seconds_count{}"), 8);
+  EXPECT_EQ(delta("layerpipe_request_duration_seconds_count{}"), 9);
+  EXPECT_GT(delta(R"(layerpipe_step_duration_seconds_count{"kind": "decode"})"), 0);
+  EXPECT_GT(delta(R"(layerpipe_step_duration_seconds_count{"kind": "prefill"})"), 0);
+  EXPECT_EQ(after[R"(layerpipe_worker_active_sequences{"worker": "w0"})"], 0);
+  EXPECT_EQ(after["layerpipe_queued_requests{}"], 0);
+  // One log line per finished request, under the client's id when it gave one.
+  const std::string log = cluster.log("coordinator");
+  EXPECT_NE(log.find("request id=req-42 api=http outcome=OK finish=length prompt_tokens=2 "
+                     "completion_tokens=3"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("api=http outcome=INVALID_ARGUMENT"), std::string::npos) << log;
+  EXPECT_NE(log.find("api=grpc outcome=OK"), std::string::npos) << log;
 }
 
 }  // namespace
