@@ -77,6 +77,33 @@ TEST(Deploy, KubernetesPodsAreLockedDown) {
   EXPECT_TRUE(claim) << "a ReadOnlyMany claim for the model";
 }
 
+TEST(Deploy, KubernetesExposesTheHttpApiAndItsMetrics) {
+  const auto docs = YAML::LoadAllFromFile((Deploy() / "k8s" / "layerpipe.yaml").string());
+  std::string http_listen;
+  bool service_port = false, container_port = false, scraped = false;
+  for (const auto& d : docs) {
+    const std::string kind = d["kind"].as<std::string>();
+    if (kind == "ConfigMap") {
+      auto c = ParseClusterConfig(d["data"]["cluster.yaml"].as<std::string>(), "/");
+      ASSERT_TRUE(c.ok()) << c.status();
+      http_listen = c->http_listen;
+    }
+    if (kind == "Service" && d["metadata"]["name"].as<std::string>() == "layerpipe") {
+      for (const auto& p : d["spec"]["ports"]) service_port |= p["port"].as<int>() == 8000;
+    }
+    if (kind == "Deployment") {
+      const auto meta = d["spec"]["template"]["metadata"];
+      scraped = meta["annotations"]["prometheus.io/scrape"].as<std::string>() == "true" &&
+                meta["annotations"]["prometheus.io/port"].as<std::string>() == "8000";
+      for (const auto& p : d["spec"]["template"]["spec"]["containers"][0]["ports"]) {
+        container_port |= p["containerPort"].as<int>() == 8000;
+      }
+    }
+  }
+  EXPECT_EQ(http_listen, "0.0.0.0:8000");
+  EXPECT_TRUE(service_port && container_port && scraped);
+}
+
 TEST(Deploy, HelmChartValuesMatchTheSchema) {
   const fs::path chart = Deploy() / "helm" / "layerpipe";
   // python3 with yaml and jsonschema (Debian: python3-yaml, python3-jsonschema; setup.sh).
