@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/checkpoint.h"
+#include "common/metrics_server.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
 #include "common/server.h"
@@ -17,7 +18,7 @@
 namespace {
 
 int Run(const std::string& cluster_path, std::string listen, int64_t queue_capacity,
-        const std::string& log_format) {
+        const std::string& log_format, const std::string& metrics_listen) {
   auto planned = lp::LoadAndPlan(cluster_path);
   if (!planned.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(planned.status().message()).c_str());
@@ -138,11 +139,20 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
     std::fprintf(stderr, "coordinator: OpenAI-compatible HTTP API on http://%s/v1 (model \"%s\")\n",
                  cluster.http_listen.c_str(), cluster.model_name.c_str());
   }
+  lp::MetricsServer metrics_server;
+  if (!metrics_listen.empty()) {
+    if (auto s = metrics_server.Start(metrics_listen, [&] { return telemetry.Text(); }); !s.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "coordinator: metrics on http://%s/metrics\n", metrics_listen.c_str());
+  }
   lp::CatchStopSignals();
   lp::WaitForStopSignal();
   std::fprintf(stderr, "coordinator: shutting down\n");
   health_target = nullptr;
   if (http) http->Stop();
+  metrics_server.Stop();
   server.Shutdown();
   return 0;
 }
@@ -155,7 +165,7 @@ int main(int argc, char** argv) {
       "the layerpipe.v1.Inference API"};
   std::string cluster, listen;
   int64_t queue_capacity = 256;
-  std::string log_format = "text";
+  std::string log_format = "text", metrics_listen;
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--listen", listen, "host:port to serve on (default: coordinator.listen)");
   app.add_option("--queue", queue_capacity,
@@ -163,10 +173,13 @@ int main(int argc, char** argv) {
                  "RESOURCE_EXHAUSTED")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port to serve Prometheus metrics on (GET /metrics) besides "
+                 "coordinator.http_listen's /metrics; default: none");
   app.add_option("--log-format", log_format,
                  "the request log on stderr, a line per finished request: text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   if (const int code = lp::ParseCommandLine(app, argc, argv); code >= 0) return code;
-  return Run(cluster, listen, queue_capacity, log_format);
+  return Run(cluster, listen, queue_capacity, log_format, metrics_listen);
 }

@@ -9,7 +9,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
-#include "common/cluster_config.h"
+#include "common/metrics_server.h"
 #include "nlohmann/json.hpp"
 
 namespace lp {
@@ -523,11 +523,7 @@ absl::Status OpenAiHttp::Start(const std::string& listen) {
         SendError(res, {500, what, "", ""});
       });
 
-  const std::string host = HostOf(listen);
-  const int port = std::atoi(listen.substr(listen.rfind(':') + 1).c_str());
-  const std::string bind_host =
-      host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host;
-  if (!server_->bind_to_port(bind_host, port)) {
+  if (!BindHttp(*server_, listen)) {
     return absl::UnavailableError(
         absl::StrCat("coordinator.http_listen ", listen, ": cannot listen there (taken?)"));
   }

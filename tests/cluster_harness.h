@@ -113,8 +113,9 @@ struct ClusterOptions {
   std::string limits_yaml = "{max_batch: 16, max_context: 256, max_step_tokens: 128}";
   // CPU workers (cpu:0, cpu:1, ...), or CUDA workers that all share GPU 0 (4 GiB each).
   bool cuda = false;
-  std::string extra_yaml;  // more top-level keys ("batch_invariant: true\n")
-  bool http = false;       // the OpenAI-compatible HTTP API on a port of its own (http_url)
+  std::string extra_yaml;       // more top-level keys ("batch_invariant: true\n")
+  bool http = false;            // the OpenAI-compatible HTTP API on a port of its own (http_url)
+  bool worker_metrics = false;  // each worker serves /metrics (worker_metrics_url)
 };
 
 class Cluster {
@@ -149,6 +150,9 @@ class Cluster {
     }
     yaml << "limits: " << options.limits_yaml << "\n";
     yaml.close();
+    if (options.worker_metrics) {
+      for (size_t i = 0; i < names_.size(); ++i) metrics_ports_.push_back(FreePort());
+    }
     for (size_t i = 0; i < names_.size(); ++i) StartWorker(int(i));
     StartCoordinator();
   }
@@ -166,6 +170,9 @@ class Cluster {
   std::string cluster_file() const { return dir_ + "/cluster.yaml"; }
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(coordinator_port_); }
   std::string http_url() const { return "http://127.0.0.1:" + std::to_string(http_port_); }
+  std::string worker_metrics_url(int i) const {
+    return "http://127.0.0.1:" + std::to_string(metrics_ports_[size_t(i)]) + "/metrics";
+  }
   std::string worker_endpoint(int i) const {
     return "127.0.0.1:" + std::to_string(worker_ports_[size_t(i)]);
   }
@@ -173,10 +180,13 @@ class Cluster {
 
   void StartWorker(int i) {
     workers_.resize(names_.size());
-    workers_[size_t(i)] = std::make_unique<Process>(
-        std::vector<std::string>{Bin("layerpipe-worker"), cluster_file(), "--name",
-                                 names_[size_t(i)], "--threads", "1"},
-        dir_ + "/" + names_[size_t(i)] + ".log");
+    std::vector<std::string> args{Bin("layerpipe-worker"), cluster_file(), "--name",
+                                  names_[size_t(i)],       "--threads",    "1"};
+    if (!metrics_ports_.empty()) {
+      args.push_back("--metrics-listen");
+      args.push_back("127.0.0.1:" + std::to_string(metrics_ports_[size_t(i)]));
+    }
+    workers_[size_t(i)] = std::make_unique<Process>(args, dir_ + "/" + names_[size_t(i)] + ".log");
   }
   void KillWorker(int i) { workers_[size_t(i)]->Kill(SIGKILL); }
   void SignalWorker(int i, int sig) { workers_[size_t(i)]->Signal(sig); }
@@ -191,6 +201,7 @@ class Cluster {
   std::string dir_;
   int coordinator_port_ = 0;
   int http_port_ = 0;
+  std::vector<int> metrics_ports_;
   std::vector<std::string> names_;
   std::vector<int> worker_ports_;
   std::vector<std::unique_ptr<Process>> workers_;

@@ -134,10 +134,10 @@ TEST(HttpApi, AClientThatLeavesMidStreamHasItsSequenceReleased) {
 
 // The coordinator's metrics as Prometheus' own Python parser reads them: sample name + labels
 // (JSON, keys sorted) -> value.
-std::map<std::string, double> Scrape(const Cluster& c) {
+std::map<std::string, double> Scrape(const std::string& url) {
   const auto r =
-      RunCommand("curl -sf " + c.http_url() +
-                 "/metrics | /usr/bin/python3 -c 'import sys, json\n"
+      RunCommand("curl -sf " + url +
+                 " | /usr/bin/python3 -c 'import sys, json\n"
                  "from prometheus_client.parser import text_string_to_metric_families as parse\n"
                  "print(json.dumps({s.name + json.dumps(s.labels, sort_keys=True): s.value\n"
                  "  for f in parse(sys.stdin.read()) for s in f.samples}))'");
@@ -152,9 +152,13 @@ std::map<std::string, double> Scrape(const Cluster& c) {
 }
 
 TEST(HttpApi, MetricsCountRequestsAndTokensAndEveryRequestIsLogged) {
-  Cluster cluster = HttpCluster();
+  lp::testing::ClusterOptions o;
+  o.http = true;
+  o.worker_metrics = true;
+  Cluster cluster(FixtureDir("qwen3-tiny"), 3, o);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
-  auto before = Scrape(cluster);
+  const std::string url = cluster.http_url() + "/metrics";
+  auto before = Scrape(url);
   std::vector<std::future<Reply>> load;
   for (int i = 0; i < 6; ++i) {
     load.push_back(std::async(std::launch::async, [&] {
@@ -162,7 +166,7 @@ TEST(HttpApi, MetricsCountRequestsAndTokensAndEveryRequestIsLogged) {
                   R"({"prompt":[1,2,3],"max_tokens":4,"ignore_eos":true,"stream":true})");
     }));
   }
-  EXPECT_FALSE(Scrape(cluster).empty());  // during the load
+  EXPECT_FALSE(Scrape(url).empty());  // during the load
   for (auto& f : load) EXPECT_EQ(f.get().status, 200);
   EXPECT_EQ(Curl(cluster, "/v1/completions", R"({"prompt":[1],"temperature":-1})").status, 400);
   const auto tagged =
@@ -172,7 +176,7 @@ TEST(HttpApi, MetricsCountRequestsAndTokensAndEveryRequestIsLogged) {
   const auto grpc = lp::testing::Generate(cluster, lp::testing::Ids({1, 2}, 3));
   EXPECT_TRUE(grpc.status.ok());
 
-  auto after = Scrape(cluster);
+  auto after = Scrape(url);
   auto delta = [&](const std::string& key) { return after[key] - before[key]; };
   EXPECT_EQ(delta(R"(layerpipe_requests_total{"api": "http", "outcome": "OK"})"), 7);
   EXPECT_EQ(delta(R"(layerpipe_requests_total{"api": "http", "outcome": "INVALID_ARGUMENT"})"), 1);
@@ -185,6 +189,18 @@ TEST(HttpApi, MetricsCountRequestsAndTokensAndEveryRequestIsLogged) {
   EXPECT_GT(delta(R"(layerpipe_step_duration_seconds_count{"kind": "prefill"})"), 0);
   EXPECT_EQ(after[R"(layerpipe_worker_active_sequences{"worker": "w0"})"], 0);
   EXPECT_EQ(after["layerpipe_queued_requests{}"], 0);
+  // Every worker ran the steps and holds weights; the KV cache is on those with layers.
+  double kv_bytes = 0;
+  for (int w = 0; w < 3; ++w) {
+    auto m = Scrape(cluster.worker_metrics_url(w));
+    EXPECT_GT(m[R"(layerpipe_worker_step_duration_seconds_count{"kind": "decode"})"], 0) << w;
+    EXPECT_GT(m[R"(layerpipe_worker_step_duration_seconds_count{"kind": "prefill"})"], 0) << w;
+    EXPECT_GT(m["layerpipe_worker_step_tokens_sum{}"], 0) << w;
+    EXPECT_GT(m["layerpipe_worker_weight_bytes{}"], 0) << w;
+    EXPECT_EQ(m["layerpipe_worker_active_sequences{}"], 0) << w;
+    kv_bytes += m["layerpipe_worker_kv_cache_bytes{}"];
+  }
+  EXPECT_GT(kv_bytes, 0);
   // One log line per finished request, under the client's id when it gave one.
   const std::string log = cluster.log("coordinator");
   EXPECT_NE(log.find("request id=req-42 api=http outcome=OK finish=length prompt_tokens=2 "

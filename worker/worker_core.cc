@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <random>
@@ -104,7 +105,14 @@ absl::Status WorkerCore::Step(const layerpipe::v1::StepRequest& request,
                               std::span<const float> hidden_in, std::vector<float>* hidden_out,
                               layerpipe::v1::StepResponse* response) {
   std::lock_guard<std::mutex> lock(mu_);
+  const auto start = std::chrono::steady_clock::now();
+  ipc_wait_s_ = -1;
   const absl::Status s = StepLocked(request, hidden_in, hidden_out, response);
+  if (metrics_ != nullptr && s.ok() && request.seqs_size() > 0) {
+    metrics_->StepDone(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(),
+        request.ids_size(), request.ids_size() == request.seqs_size(), ipc_wait_s_);
+  }
   // The next worker may already wait for this step's slot: tell it, success or not.
   const int out_slot = request.has_ipc_out_slot() ? request.ipc_out_slot() : -1;
   if (handover_out_ && out_slot >= 0 && out_slot < kIpcRing) {
@@ -164,7 +172,10 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   if (in_slot >= 0) {
     // The coordinator may hand this worker a step before the previous one has queued it, and
     // a stream waits for an event's latest record: wait on the host until the record is queued.
+    const auto wait_start = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(handover_in_->Wait(in_slot, request.step_id(), kHandoverTimeout));
+    ipc_wait_s_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wait_start).count();
     keep.fill_input = [&](const Tensor& hidden) { ring_in_->Receive(in_slot, hidden); };
   }
   if (out_slot >= 0) {

@@ -15,6 +15,7 @@
 #include "layerpipe/v1/worker.pb.h"
 #include "worker/handover.h"
 #include "worker/ipc_ring.h"
+#include "worker/worker_metrics.h"
 
 namespace lp {
 
@@ -30,6 +31,8 @@ class WorkerCore {
   // `export_ipc`: export a CUDA IPC ring for the next worker (when it is a GPU worker of this
   // host and the cluster's transport allows it; see PlannedTransport).
   WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc = false);
+  // Steps are reported to `metrics` from now on (set before serving; null: none).
+  void SetMetrics(WorkerMetrics* metrics) { metrics_ = metrics; }
 
   layerpipe::v1::HandshakeResponse Handshake() const;
   // Frees the request's release_slots, then runs its step (if it has sequences). `hidden_in`
@@ -90,6 +93,8 @@ class WorkerCore {
   StepLayout layout_;
   std::vector<SampleInput> sample_inputs_;
   std::vector<SampleResult> sample_results_;
+  WorkerMetrics* metrics_ = nullptr;
+  double ipc_wait_s_ = -1;  // the current step's wait for its CUDA IPC input (< 0: none)
 };
 
 }  // namespace lp

@@ -5,6 +5,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/checkpoint.h"
+#include "common/metrics_server.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
 #include "common/server.h"
@@ -18,7 +19,8 @@ int Fail(const absl::Status& s) {
   return 1;
 }
 
-int Run(const std::string& cluster_path, const std::string& name, int threads, std::string listen) {
+int Run(const std::string& cluster_path, const std::string& name, int threads, std::string listen,
+        const std::string& metrics_listen) {
   auto planned = lp::LoadAndPlan(cluster_path);
   if (!planned.ok()) return Fail(planned.status());
   const lp::Stage* stage = planned->plan.Find(name);
@@ -61,13 +63,27 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
   const int index = lp::FindWorker(planned->cluster, name);
   const bool export_ipc = size_t(index + 1) < planned->cluster.workers.size() &&
                           lp::PlannedCudaIpc(planned->cluster, size_t(index + 1));
+  const uint64_t kv_bytes = (*slice)->kv_cache_bytes();
   lp::WorkerCore core(std::move(*slice),
                       {name, stage->device, *fingerprint, planned->model.torch_dtype}, export_ipc);
+  std::unique_ptr<lp::WorkerMetrics> metrics;
+  lp::MetricsServer metrics_server;
+  if (!metrics_listen.empty()) {
+    metrics = std::make_unique<lp::WorkerMetrics>(
+        stage->weight_bytes, kv_bytes, [&core] { return core.Stats().active_sequences(); });
+    core.SetMetrics(metrics.get());
+    if (auto s = metrics_server.Start(metrics_listen, [&] { return metrics->Text(); }); !s.ok()) {
+      return Fail(s);
+    }
+    std::fprintf(stderr, "worker %s: metrics on http://%s/metrics\n", name.c_str(),
+                 metrics_listen.c_str());
+  }
   service.SetCore(&core);
   server->SetServing(true);
   lp::WaitForStopSignal();
   std::fprintf(stderr, "worker %s: shutting down\n", name.c_str());
   server->Shutdown();
+  metrics_server.Stop();
   return 0;
 }
 
@@ -78,7 +94,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "layerpipe-worker: serves one slice of the model (its layers, weights and KV "
       "cache) on one device"};
-  std::string cluster, name, listen;
+  std::string cluster, name, listen, metrics_listen;
   int threads = 0;
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--name", name, "this worker's name in the cluster file")->required();
@@ -88,6 +104,8 @@ int main(int argc, char** argv) {
   app.add_option("--listen", listen,
                  "host:port to listen on (default: the worker's address in the cluster file; "
                  "e.g. 0.0.0.0:7001 in a container whose address others reach by another name)");
+  app.add_option("--metrics-listen", metrics_listen,
+                 "host:port to serve Prometheus metrics on (GET /metrics; default: none)");
   if (const int code = lp::ParseCommandLine(app, argc, argv); code >= 0) return code;
-  return Run(cluster, name, threads, listen);
+  return Run(cluster, name, threads, listen, metrics_listen);
 }
