@@ -14,8 +14,10 @@ namespace lp {
 layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_id) {
   layerpipe::v1::StepRequest header;
   header.set_step_id(step_id);
-  for (const SeqChunk& s : step.seqs) {
+  for (size_t i = 0; i < step.seqs.size(); ++i) {
+    const SeqChunk& s = step.seqs[i];
     auto* seq = header.add_seqs();
+    if (i < step.request_ids.size()) seq->set_request_id(step.request_ids[i]);
     seq->set_slot(s.slot);
     seq->set_start_pos(s.start_pos);
     seq->set_n_tokens(s.n_tokens);

@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> InferenceService::Start(
   if (!prompt.ok()) return refused(prompt.status());
   auto params = ValidateGenerate(r, *prompt, model_.validation, RandomSeed());
   if (!params.ok()) return refused(params.status());
+  params->request_id = tag.id;
   auto output = OutputProcessor::Create(model_.tokenizer, {r.stop().begin(), r.stop().end()},
                                         params->stop_ids, int32_t(prompt->size()));
   if (!output.ok()) return refused(output.status());

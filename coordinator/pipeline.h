@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -18,6 +19,7 @@ struct StepInput {
   // KV-cache slots every stage frees before running this step (finished sequences). A step may
   // carry only releases.
   std::vector<int32_t> release_slots;
+  std::vector<std::string> request_ids;  // per seqs entry (may be empty): for worker errors
 };
 
 struct SampledToken {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <mutex>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,6 +22,7 @@ struct GenerationParams {
   int64_t max_tokens = 0;  // >= 1 (the service resolves "unset")
   SamplingParams sampling;
   std::set<int32_t> stop_ids;  // EOS ids (unless ignored) and the request's stop ids
+  std::string request_id;      // names the request in logs and worker errors
 };
 
 // One request's side of the exchange: the scheduler appends, the RPC handler takes.

@@ -89,6 +89,7 @@ void SchedulerCore::Retire() {
 bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
   step->seqs.clear();
   step->ids.clear();
+  step->request_ids.clear();
   // Releases travel in the step stream ahead of any step that reuses their slots.
   step->release_slots.swap(to_release_);
   to_release_.clear();
@@ -101,6 +102,7 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
     }
     const int64_t pos = int64_t(s.request->prompt().size() + s.generated.size()) - 1;
     step->seqs.push_back({s.slot, int32_t(pos), 1, s.request->params().sampling});
+    step->request_ids.push_back(s.request->params().request_id);
     step->ids.push_back(s.generated.back());
     s.in_flight = true;
     --budget;
@@ -116,6 +118,7 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
     const bool completes = n == left;
     step->seqs.push_back({s.slot, int32_t(s.prefilled), int32_t(n),
                           completes ? std::optional(s.request->params().sampling) : std::nullopt});
+    step->request_ids.push_back(s.request->params().request_id);
     step->ids.insert(step->ids.end(), prompt.begin() + s.prefilled,
                      prompt.begin() + s.prefilled + n);
     s.prefilled += n;

@@ -336,7 +336,8 @@ TEST(WorkerApi, EveryStepAnswerNamesTheWorkerInstance) {
 
 TEST(WorkerApi, AFailedStepCarriesItsCodeAndTheStreamGoesOn) {
   // A step the worker refuses answers with the error's own code (not a bare string the
-  // coordinator could only call INTERNAL); the stream stays usable.
+  // coordinator could only call INTERNAL), naming the requests it carried; the stream stays
+  // usable.
   Cluster cluster(FixtureDir("qwen3-tiny"), 1);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   auto worker = layerpipe::v1::Worker::NewStub(
@@ -348,6 +349,7 @@ TEST(WorkerApi, AFailedStepCarriesItsCodeAndTheStreamGoesOn) {
   auto* seq = bad.add_seqs();
   seq->set_slot(2);
   seq->set_n_tokens(3);
+  seq->set_request_id("req-7");
   for (int id : {1, 2}) bad.add_ids(id);  // three tokens, two ids
   bad.set_last_chunk(true);
   release.set_step_id(2);
@@ -357,8 +359,12 @@ TEST(WorkerApi, AFailedStepCarriesItsCodeAndTheStreamGoesOn) {
   ASSERT_TRUE(stream->Write(bad));
   ASSERT_TRUE(stream->Read(&answer));
   EXPECT_TRUE(answer.last_chunk());
-  EXPECT_EQ(answer.error(), "step has 3 tokens but 2 ids");
+  // The error names the request it is about, in the answer and in the worker's log.
+  EXPECT_EQ(answer.error(), "step has 3 tokens but 2 ids (requests req-7)");
   EXPECT_EQ(answer.error_code(), int(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_NE(cluster.log("w0").find("step 1 failed: step has 3 tokens but 2 ids (requests req-7)"),
+            std::string::npos)
+      << cluster.log("w0");
   ASSERT_TRUE(stream->Write(release));
   ASSERT_TRUE(stream->Read(&answer));
   EXPECT_EQ(answer.step_id(), 2u);

@@ -1,8 +1,13 @@
 // The Worker gRPC service (see worker_service.h).
 #include "worker/worker_service.h"
 
+#include <cstdio>
+#include <string>
 #include <string_view>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/activation_chunks.h"
 #include "common/grpc_status.h"
 
@@ -10,6 +15,18 @@ namespace lp {
 namespace {
 
 const grpc::Status kLoading(grpc::StatusCode::UNAVAILABLE, "the worker is still loading its slice");
+
+// A failed step's error names the requests it carried (their ids from the coordinator), so
+// that the worker's log and the coordinator's both point at them.
+absl::Status NameRequests(const absl::Status& s, const layerpipe::v1::StepRequest& r) {
+  std::vector<std::string> ids;
+  for (const auto& seq : r.seqs()) {
+    if (!seq.request_id().empty()) ids.push_back(seq.request_id());
+  }
+  if (ids.empty()) return s;
+  return absl::Status(s.code(),
+                      absl::StrCat(s.message(), " (requests ", absl::StrJoin(ids, ", "), ")"));
+}
 
 }  // namespace
 
@@ -51,6 +68,12 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
     response.set_step_id(first.step_id());
     absl::Status s = hidden.Floats(&hidden_in);
     if (s.ok()) s = core->Step(first, hidden_in, &hidden_out, &response);
+    if (!s.ok()) {
+      s = NameRequests(s, first);
+      std::fprintf(stderr, "worker: step %llu failed: %s\n",
+                   static_cast<unsigned long long>(first.step_id()),
+                   std::string(s.message()).c_str());
+    }
     SetStepError(s, &response);
     if (!response.error().empty() || core->slice().spec().head) {
       response.set_last_chunk(true);
