@@ -71,13 +71,12 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   });
   lp::SchedulerLimits limits{cluster.limits.max_batch, cluster.limits.max_context,
                              cluster.limits.max_step_tokens, queue_capacity};
-  lp::Telemetry* telemetry_ptr = nullptr;  // set below, before the first request
-  lp::Scheduler scheduler(&pipeline, limits, [&](double seconds, int64_t tokens, bool decode) {
-    if (telemetry_ptr != nullptr) telemetry_ptr->StepDone(seconds, tokens, decode);
-  });
+  // The telemetry outlives the scheduler, whose thread reports every step to it; its gauges
+  // read the scheduler only when scraped, once the servers run.
+  const lp::Scheduler* scheduler_ptr = nullptr;
   lp::Telemetry telemetry(
-      {.queued = [&] { return scheduler.queued(); },
-       .running = [&] { return scheduler.active(); },
+      {.queued = [&] { return scheduler_ptr->queued(); },
+       .running = [&] { return scheduler_ptr->active(); },
        .worker_sequences =
            [&] {
              std::vector<std::pair<std::string, int64_t>> out;
@@ -85,13 +84,17 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
              for (size_t i = 0; i < links.size(); ++i) {
                if (!links[i]->up()) continue;
                auto stats = links[i]->Stats(500);
-               if (stats.ok())
+               if (stats.ok()) {
                  out.push_back({planned->plan.stages[i].worker, stats->active_sequences()});
+               }
              }
              return out;
            }},
       log_format == "json");
-  telemetry_ptr = &telemetry;
+  lp::Scheduler scheduler(&pipeline, limits, [&](double seconds, int64_t tokens, bool decode) {
+    telemetry.StepDone(seconds, tokens, decode);
+  });
+  scheduler_ptr = &scheduler;
 
   lp::ServedModel model;
   model.tokenizer = tokenizer.get();

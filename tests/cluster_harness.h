@@ -116,6 +116,7 @@ struct ClusterOptions {
   std::string extra_yaml;       // more top-level keys ("batch_invariant: true\n")
   bool http = false;            // the OpenAI-compatible HTTP API on a port of its own (http_url)
   bool worker_metrics = false;  // each worker serves /metrics (worker_metrics_url)
+  std::vector<std::string> coordinator_args;  // more flags ("--log-format", "json")
 };
 
 class Cluster {
@@ -154,13 +155,14 @@ class Cluster {
       for (size_t i = 0; i < names_.size(); ++i) metrics_ports_.push_back(FreePort());
     }
     for (size_t i = 0; i < names_.size(); ++i) StartWorker(int(i));
+    coordinator_args_ = options.coordinator_args;
     StartCoordinator();
   }
 
   void StartCoordinator() {
-    coordinator_ = std::make_unique<Process>(
-        std::vector<std::string>{Bin("layerpipe-coordinator"), cluster_file()},
-        dir_ + "/coordinator.log");
+    std::vector<std::string> args{Bin("layerpipe-coordinator"), cluster_file()};
+    args.insert(args.end(), coordinator_args_.begin(), coordinator_args_.end());
+    coordinator_ = std::make_unique<Process>(args, dir_ + "/coordinator.log");
   }
   void KillCoordinator() { coordinator_->Kill(SIGKILL); }
 
@@ -202,6 +204,7 @@ class Cluster {
   int coordinator_port_ = 0;
   int http_port_ = 0;
   std::vector<int> metrics_ports_;
+  std::vector<std::string> coordinator_args_;
   std::vector<std::string> names_;
   std::vector<int> worker_ports_;
   std::vector<std::unique_ptr<Process>> workers_;

@@ -198,6 +198,10 @@ TEST(HttpApi, MetricsCountRequestsAndTokensAndEveryRequestIsLogged) {
     EXPECT_GT(m["layerpipe_worker_step_tokens_sum{}"], 0) << w;
     EXPECT_GT(m["layerpipe_worker_weight_bytes{}"], 0) << w;
     EXPECT_EQ(m["layerpipe_worker_active_sequences{}"], 0) << w;
+    const double grpc_inputs =
+        m[R"(layerpipe_worker_handover_wait_seconds_count{"transport": "grpc"})"];
+    if (w > 0) EXPECT_GT(grpc_inputs, 0) << w;  // activations from the previous worker
+    if (w == 0) EXPECT_EQ(grpc_inputs, 0);      // token ids only
     kv_bytes += m["layerpipe_worker_kv_cache_bytes{}"];
   }
   EXPECT_GT(kv_bytes, 0);
@@ -209,6 +213,38 @@ TEST(HttpApi, MetricsCountRequestsAndTokensAndEveryRequestIsLogged) {
       << log;
   EXPECT_NE(log.find("api=http outcome=INVALID_ARGUMENT"), std::string::npos) << log;
   EXPECT_NE(log.find("api=grpc outcome=OK"), std::string::npos) << log;
+}
+
+TEST(HttpApi, JsonRequestLogsCarryTheGrpcClientsRequestId) {
+  lp::testing::ClusterOptions o;
+  o.coordinator_args = {"--log-format", "json"};
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2, o);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  auto stub = lp::testing::Stub(cluster);
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("x-request-id", "grpc-9");
+  auto reader = stub->Generate(&ctx, lp::testing::Ids({1, 2, 3}, 4));
+  layerpipe::v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  nlohmann::json line;
+  for (int i = 0; i < 50 && line.is_null(); ++i) {  // the line follows the last response
+    std::istringstream log(cluster.log("coordinator"));
+    for (std::string l; std::getline(log, l);) {
+      const auto j = nlohmann::json::parse(l, nullptr, false);
+      if (j.is_object() && j.value("request_id", "") == "grpc-9") line = j;
+    }
+    if (line.is_null()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(line.is_object()) << cluster.log("coordinator");
+  EXPECT_EQ(line["event"], "request");
+  EXPECT_EQ(line["api"], "grpc");
+  EXPECT_EQ(line["outcome"], "OK");
+  EXPECT_EQ(line["finish"], "length");
+  EXPECT_EQ(line["prompt_tokens"], 3);
+  EXPECT_EQ(line["completion_tokens"], 4);
+  EXPECT_GT(line["total_ms"].get<double>(), 0);
 }
 
 }  // namespace

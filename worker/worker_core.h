@@ -33,6 +33,7 @@ class WorkerCore {
   WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc = false);
   // Steps are reported to `metrics` from now on (set before serving; null: none).
   void SetMetrics(WorkerMetrics* metrics) { metrics_ = metrics; }
+  WorkerMetrics* metrics() const { return metrics_; }
 
   layerpipe::v1::HandshakeResponse Handshake() const;
   // Frees the request's release_slots, then runs its step (if it has sequences). `hidden_in`

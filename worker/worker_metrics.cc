@@ -32,11 +32,14 @@ WorkerMetrics::WorkerMetrics(uint64_t weight_bytes, uint64_t kv_cache_bytes,
                  .Help("Tokens a step carries")
                  .Register(r)
                  .Add({}, kTokens);
-  ipc_wait_ = &prometheus::BuildHistogram()
+  auto& wait = prometheus::BuildHistogram()
                    .Name("layerpipe_worker_handover_wait_seconds")
-                   .Help("Wait for the previous worker's activations over CUDA IPC")
-                   .Register(r)
-                   .Add({{"transport", "cuda_ipc"}}, kSeconds);
+                   .Help(
+                       "The previous worker's activations: the wait for its CUDA IPC hand-over, "
+                       "or a step's first gRPC message to its last activation chunk")
+                   .Register(r);
+  ipc_wait_ = &wait.Add({{"transport", "cuda_ipc"}}, kSeconds);
+  grpc_wait_ = &wait.Add({{"transport", "grpc"}}, kSeconds);
   auto gauge = [&](const char* name, const char* help) {
     return &prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
   };
@@ -53,6 +56,8 @@ void WorkerMetrics::StepDone(double seconds, int64_t tokens, bool decode, double
   tokens_->Observe(double(tokens));
   if (ipc_wait_s >= 0) ipc_wait_->Observe(ipc_wait_s);
 }
+
+void WorkerMetrics::GrpcInputReceived(double seconds) { grpc_wait_->Observe(seconds); }
 
 std::string WorkerMetrics::Text() {
   if (active_sequences_) active_->Set(double(active_sequences_()));

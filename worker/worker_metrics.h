@@ -1,6 +1,7 @@
 // A worker's Prometheus metrics (prometheus-cpp), served on --metrics-listen: step time by
-// kind (prefill / decode), tokens a step, the wait for the previous worker's activations over
-// CUDA IPC, and at each scrape the active sequences, KV-cache and weight bytes.
+// kind (prefill / decode), tokens a step, the wait for the previous worker's activations (CUDA
+// IPC hand-over, or gRPC chunks), and at each scrape the active sequences, KV-cache and weight
+// bytes.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,8 @@ class WorkerMetrics {
   // A step with sequences ran for `seconds` (the wait for its input included); `ipc_wait_s`:
   // how long it waited for the previous worker's CUDA IPC hand-over (< 0: no such input).
   void StepDone(double seconds, int64_t tokens, bool decode, double ipc_wait_s);
+  // A step's activations arrived over gRPC in `seconds` (its first message to its last chunk).
+  void GrpcInputReceived(double seconds);
   std::string Text();
 
  private:
@@ -35,6 +38,7 @@ class WorkerMetrics {
   prometheus::Histogram* decode_;
   prometheus::Histogram* tokens_;
   prometheus::Histogram* ipc_wait_;
+  prometheus::Histogram* grpc_wait_;
   prometheus::Gauge* active_;
 };
 

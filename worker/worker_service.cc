@@ -1,6 +1,7 @@
 // The Worker gRPC service (see worker_service.h).
 #include "worker/worker_service.h"
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -54,9 +55,14 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
     const auto& limits = core->slice().limits();
     hidden.Reset(size_t(limits.max_step_tokens * core->slice().config().hidden_size) *
                  sizeof(float));
+    const auto received = std::chrono::steady_clock::now();
     auto state = hidden.Add(first.hidden_chunk(), first.last_chunk());
     while (state == ChunkAssembler::State::kPartial && stream->Read(&piece)) {
       state = hidden.Add(piece.hidden_chunk(), piece.last_chunk());
+    }
+    if (core->metrics() != nullptr && !first.hidden_chunk().empty()) {
+      core->metrics()->GrpcInputReceived(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
     }
     if (state == ChunkAssembler::State::kPartial) break;  // the coordinator went away
     if (state == ChunkAssembler::State::kTooLarge) {
