@@ -1,10 +1,13 @@
 // layerpipe-coordinator CLUSTER.yaml: plans the cluster, connects to every worker (refusing
 // any whose handshake disagrees with the plan or the model), then serves the public API with
 // grpc.health.v1 (SERVING only while every worker is) and server reflection, and with
-// coordinator.http_listen the OpenAI-compatible HTTP API (openai_http.h).
+// coordinator.http_listen the OpenAI-compatible HTTP API (openai_http.h). SIGTERM / SIGINT
+// drain it: NOT_SERVING and new requests refused at once, running ones finish (--drain-timeout).
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <thread>
 
 #include "CLI/CLI.hpp"
 #include "common/checkpoint.h"
@@ -18,7 +21,7 @@
 namespace {
 
 int Run(const std::string& cluster_path, std::string listen, int64_t queue_capacity,
-        const std::string& log_format, const std::string& metrics_listen) {
+        const std::string& log_format, const std::string& metrics_listen, int drain_timeout_s) {
   auto planned = lp::LoadAndPlan(cluster_path);
   if (!planned.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(planned.status().message()).c_str());
@@ -133,7 +136,8 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   std::optional<lp::OpenAiHttp> http;
   if (!cluster.http_listen.empty()) {
     http.emplace(
-        &service, cluster.model_name, [&pipeline] { return pipeline.Ready(); }, &telemetry);
+        &service, cluster.model_name, [&] { return pipeline.Ready() && !scheduler.draining(); },
+        &telemetry);
     if (auto s = http->Start(cluster.http_listen); !s.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
       server.Shutdown();
@@ -152,8 +156,21 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   }
   lp::CatchStopSignals();
   lp::WaitForStopSignal();
-  std::fprintf(stderr, "coordinator: shutting down\n");
+  // Drain: NOT_SERVING at once, new requests refused, what runs or waits may finish.
   health_target = nullptr;
+  server.SetServing(false);
+  scheduler.Drain();
+  std::fprintf(stderr,
+               "coordinator: draining: new requests refused; %lld running and %lld waiting get "
+               "up to %d s\n",
+               (long long)scheduler.active(), (long long)scheduler.queued(), drain_timeout_s);
+  const auto drain_end = std::chrono::steady_clock::now() + std::chrono::seconds(drain_timeout_s);
+  while ((scheduler.active() > 0 || scheduler.queued() > 0) &&
+         std::chrono::steady_clock::now() < drain_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::fprintf(stderr, "coordinator: shutting down (%lld requests left unfinished)\n",
+               (long long)(scheduler.active() + scheduler.queued()));
   if (http) http->Stop();
   metrics_server.Stop();
   server.Shutdown();
@@ -169,6 +186,7 @@ int main(int argc, char** argv) {
   std::string cluster, listen;
   int64_t queue_capacity = 256;
   std::string log_format = "text", metrics_listen;
+  int drain_timeout_s = 30;
   app.add_option("CLUSTER", cluster, "cluster file (YAML)")->required()->check(CLI::ExistingFile);
   app.add_option("--listen", listen, "host:port to serve on (default: coordinator.listen)");
   app.add_option("--queue", queue_capacity,
@@ -176,6 +194,11 @@ int main(int argc, char** argv) {
                  "RESOURCE_EXHAUSTED")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 30));
+  app.add_option("--drain-timeout", drain_timeout_s,
+                 "on SIGTERM / SIGINT: seconds the running and waiting requests get to finish "
+                 "(health NOT_SERVING and new requests refused at once)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
   app.add_option("--metrics-listen", metrics_listen,
                  "host:port to serve Prometheus metrics on (GET /metrics) besides "
                  "coordinator.http_listen's /metrics; default: none");
@@ -184,5 +207,5 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));
   if (const int code = lp::ParseCommandLine(app, argc, argv); code >= 0) return code;
-  return Run(cluster, listen, queue_capacity, log_format, metrics_listen);
+  return Run(cluster, listen, queue_capacity, log_format, metrics_listen, drain_timeout_s);
 }

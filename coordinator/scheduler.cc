@@ -22,6 +22,9 @@ Scheduler::~Scheduler() {
 
 absl::StatusOr<std::shared_ptr<Request>> Scheduler::Submit(std::vector<int32_t> prompt,
                                                            GenerationParams params) {
+  if (draining_) {
+    return absl::UnavailableError("the coordinator is shutting down: send the request elsewhere");
+  }
   if (!pipeline_->Ready()) {
     return absl::UnavailableError("the cluster is not ready: a worker is unreachable");
   }

@@ -5,6 +5,7 @@
 // call.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -35,6 +36,9 @@ class Scheduler {
   absl::StatusOr<std::shared_ptr<Request>> Submit(std::vector<int32_t> prompt,
                                                   GenerationParams params);
   const SchedulerLimits& limits() const { return core_.limits(); }
+  // From now on Submit refuses with UNAVAILABLE; what is queued or running goes on.
+  void Drain() { draining_ = true; }
+  bool draining() const { return draining_; }
   int64_t queued() const { return core_.queued(); }
   int64_t active() const { return core_.active(); }
 
@@ -47,6 +51,7 @@ class Scheduler {
   std::mutex mu_;
   std::condition_variable cv_;  // work arrived, or stopping
   bool stopping_ = false;
+  std::atomic<bool> draining_{false};
   std::thread thread_;
 };
 

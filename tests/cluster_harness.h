@@ -165,6 +165,9 @@ class Cluster {
     coordinator_ = std::make_unique<Process>(args, dir_ + "/coordinator.log");
   }
   void KillCoordinator() { coordinator_->Kill(SIGKILL); }
+  void SignalCoordinator(int sig) { coordinator_->Signal(sig); }
+  // The coordinator's exit code once it ends (-1: still running after `timeout_ms`, or killed).
+  int WaitCoordinatorExit(int timeout_ms) { return coordinator_->WaitExit(timeout_ms); }
 
   static std::string Bin(const std::string& name) {
     return (std::filesystem::path(BinDir()) / name).string();

@@ -189,6 +189,35 @@ TEST(ClusterApi, StopStringsEndTheText) {
   EXPECT_EQ(cut.text, full.text.substr(0, full.text.find(stop)));
 }
 
+TEST(ClusterApi, SigtermDrainsRunningRequestsRefusesNewOnesAndExitsZero) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  std::vector<std::future<Outcome>> running;
+  for (int i = 0; i < 6; ++i) {
+    running.push_back(std::async(std::launch::async, [&, i] {
+      return Generate(cluster, Ids({1 + i, 2, 3}, 200));
+    }));
+  }
+  // Every request holds a slot (and has produced tokens) before the signal.
+  for (int i = 0; i < 200; ++i) {
+    const auto active = ActiveSequences(cluster);
+    if (!active.empty() && active[0] == 6) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(ActiveSequences(cluster), (std::vector<int64_t>{6, 6}));
+  cluster.SignalCoordinator(SIGTERM);
+  ASSERT_TRUE(lp::testing::WaitHealthAt(cluster.endpoint(), Health::kNotServing, 5000));
+  const Outcome refused = Generate(cluster, Ids({4, 5}, 3));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE)
+      << refused.status.error_message();
+  for (auto& f : running) {
+    const Outcome o = f.get();
+    EXPECT_TRUE(o.status.ok()) << o.status.error_message();
+    EXPECT_EQ(o.ids.size(), 200u);
+  }
+  EXPECT_EQ(cluster.WaitCoordinatorExit(10000), 0) << cluster.log("coordinator");
+}
+
 TEST(ClusterApi, CancellationFreesTheKvCacheOnEveryWorker) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 3);
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
