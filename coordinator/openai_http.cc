@@ -5,7 +5,7 @@
 #include <httplib.h>
 
 #include <chrono>
-#include <random>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "common/metrics_server.h"
@@ -32,17 +32,127 @@ void SendError(httplib::Response& res, const ApiError& e) {
   res.set_content(Dump(ErrorBody(e)), "application/json");
 }
 
-std::string RandomId(const char* prefix) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(rng()));
-  return absl::StrCat(prefix, hex);
-}
-
 int64_t UnixNow() {
   return std::chrono::duration_cast<std::chrono::seconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// One completion being answered: what the whole and the streamed response share.
+struct Completion {
+  openai::ParsedRequest p;
+  std::shared_ptr<GenerationStream> stream;
+  const Tokenizer* tok = nullptr;
+  std::string id, model;
+  int64_t created = 0;
+
+  // A choice: its delta (chat) or text (completions), finish reason and log-probabilities.
+  json Choice(json delta_or_text, json finish, json logprobs) const {
+    json c = {
+        {"index", 0}, {"finish_reason", std::move(finish)}, {"logprobs", std::move(logprobs)}};
+    c[p.chat ? "delta" : "text"] = std::move(delta_or_text);
+    return c;
+  }
+  json Object(const char* object, json choices) const {
+    return {{"id", id},
+            {"object", object},
+            {"created", created},
+            {"model", model},
+            {"choices", std::move(choices)}};
+  }
+};
+
+// One JSON body once the generation ends.
+void RespondWhole(const Completion& c, httplib::Response& res) {
+  const openai::ParsedRequest& p = c.p;
+  std::string text;
+  json logprobs = p.chat ? json{{"content", json::array()}} : json(nullptr);
+  int64_t offset = 0;
+  while (true) {
+    auto piece = c.stream->Poll(kPollMs);
+    if (!piece.ok()) return SendError(res, FromStatus(piece.status()));
+    if (!piece->send) continue;
+    text += piece->response.text();
+    if (p.logprobs) {
+      const json lp = Logprobs(piece->response, p, c.tok, &offset);
+      if (p.chat) {
+        for (const auto& t : lp["content"]) logprobs["content"].push_back(t);
+      } else if (logprobs.is_null()) {
+        logprobs = lp;
+      } else {
+        for (const char* k : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
+          for (const auto& v : lp[k]) logprobs[k].push_back(v);
+      }
+    }
+    if (!piece->finished) continue;
+    json choice = {{"index", 0},
+                   {"finish_reason", FinishName(piece->response.finish_reason())},
+                   {"logprobs", p.logprobs ? logprobs : json(nullptr)}};
+    if (p.chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", text}};
+    } else {
+      choice["text"] = text;
+    }
+    json out = c.Object(p.chat ? "chat.completion" : "text_completion", {choice});
+    out["usage"] = UsageJson(piece->response);
+    res.set_content(Dump(out), "application/json");
+    return;
+  }
+}
+
+// Server-sent events: a chunk per response with text, the finish, usage, then [DONE]. A client
+// that goes away has its request cancelled.
+void RespondStreamed(std::shared_ptr<Completion> c, httplib::Response& res) {
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider("text/event-stream", [c](size_t, httplib::DataSink& sink) {
+    const openai::ParsedRequest& p = c->p;
+    auto send = [&](const json& j) {
+      const std::string s = "data: " + Dump(j) + "\n\n";
+      return sink.write(s.data(), s.size());
+    };
+    auto chunk = [&](json choices) {
+      json j = c->Object(p.chat ? "chat.completion.chunk" : "text_completion", std::move(choices));
+      if (p.include_usage) j["usage"] = nullptr;
+      return j;
+    };
+    auto gone = [&] {
+      c->stream->Cancel();
+      return false;
+    };
+    int64_t offset = 0;
+    if (p.chat &&
+        !send(chunk({c->Choice({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)}))) {
+      return gone();
+    }
+    while (true) {
+      if (!sink.is_writable()) return gone();
+      auto piece = c->stream->Poll(kPollMs);
+      if (!piece.ok()) {  // headers are gone: the error travels as an event
+        send(ErrorBody(FromStatus(piece.status())));
+        sink.done();
+        return true;
+      }
+      if (!piece->send) continue;
+      const auto& r = piece->response;
+      if (!r.text().empty() || r.logprobs_size() > 0) {
+        const json lp = p.logprobs ? Logprobs(r, p, c->tok, &offset) : json(nullptr);
+        const json delta = p.chat ? json{{"content", r.text()}} : json(r.text());
+        if (!send(chunk({c->Choice(delta, nullptr, lp)}))) return gone();
+      }
+      if (!piece->finished) continue;
+      const json end = p.chat ? json::object() : json("");
+      bool ok = send(chunk({c->Choice(end, FinishName(r.finish_reason()), nullptr)}));
+      if (ok && p.include_usage) {
+        json u = chunk(json::array());
+        u["usage"] = UsageJson(r);
+        ok = send(u);
+      }
+      const std::string done = "data: [DONE]\n\n";
+      if (ok) sink.write(done.data(), done.size());
+      sink.done();
+      return ok;
+    }
+  });
 }
 
 }  // namespace
@@ -71,123 +181,26 @@ absl::Status OpenAiHttp::Start(const std::string& listen) {
   auto complete = [this, tok](const httplib::Request& req, httplib::Response& res, bool chat) {
     const json body = json::parse(req.body, nullptr, false);
     if (body.is_discarded()) return SendError(res, {400, "the body is not valid JSON", "", ""});
-    openai::ParsedRequest p;
-    p.chat = chat;
-    if (auto e = Parse(body, model_name_, &p)) return SendError(res, *e);
+    auto c = std::make_shared<Completion>();
+    c->p.chat = chat;
+    if (auto e = Parse(body, model_name_, &c->p)) return SendError(res, *e);
     // The client's x-request-id names the request in the log (and comes back), else a new one.
     const std::string request_id = req.has_header("x-request-id")
                                        ? req.get_header_value("x-request-id")
                                        : service_->NewRequestId();
     res.set_header("x-request-id", request_id);
-    auto started = service_->Start(p.request, {"http", request_id});
+    auto started = service_->Start(c->p.request, {"http", request_id});
     if (!started.ok()) return SendError(res, FromStatus(started.status()));
-    std::shared_ptr<GenerationStream> stream = std::move(*started);
-    const std::string id = RandomId(chat ? "chatcmpl-" : "cmpl-");
-    const int64_t created = UnixNow();
-    const char* object = chat ? "chat.completion" : "text_completion";
-    auto choice = [chat](json delta_or_text, json finish, json logprobs) {
-      json c = {{"index", 0}, {"finish_reason", finish}, {"logprobs", logprobs}};
-      c[chat ? "delta" : "text"] = std::move(delta_or_text);
-      return c;
-    };
-
-    if (!p.stream) {
-      std::string text;
-      json logprobs = p.chat ? json{{"content", json::array()}} : json(nullptr);
-      int64_t offset = 0;
-      while (true) {
-        auto piece = stream->Poll(kPollMs);
-        if (!piece.ok()) return SendError(res, FromStatus(piece.status()));
-        if (!piece->send) continue;
-        text += piece->response.text();
-        if (p.logprobs) {
-          const json lp = Logprobs(piece->response, p, tok, &offset);
-          if (p.chat) {
-            for (const auto& c : lp["content"]) logprobs["content"].push_back(c);
-          } else if (logprobs.is_null()) {
-            logprobs = lp;
-          } else {
-            for (const char* k : {"tokens", "token_logprobs", "top_logprobs", "text_offset"})
-              for (const auto& v : lp[k]) logprobs[k].push_back(v);
-          }
-        }
-        if (!piece->finished) continue;
-        json c = {{"index", 0},
-                  {"finish_reason", FinishName(piece->response.finish_reason())},
-                  {"logprobs", p.logprobs ? logprobs : json(nullptr)}};
-        if (chat) {
-          c["message"] = {{"role", "assistant"}, {"content", text}};
-        } else {
-          c["text"] = text;
-        }
-        const json out = {{"id", id},           {"object", object},
-                          {"created", created}, {"model", model_name_},
-                          {"choices", {c}},     {"usage", UsageJson(piece->response)}};
-        res.set_content(Dump(out), "application/json");
-        return;
-      }
+    c->stream = std::move(*started);
+    c->tok = tok;
+    c->id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", service_->NewRequestId());
+    c->model = model_name_;
+    c->created = UnixNow();
+    if (c->p.stream) {
+      RespondStreamed(std::move(c), res);
+    } else {
+      RespondWhole(*c, res);
     }
-
-    // Server-sent events: a chunk per response with text, the finish, usage, then [DONE].
-    res.set_header("Cache-Control", "no-cache");
-    const std::string chunk_object = chat ? "chat.completion.chunk" : "text_completion";
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [this, stream, p, tok, id, created, chunk_object, choice](size_t, httplib::DataSink& sink) {
-          auto send = [&](const json& j) {
-            const std::string s = "data: " + Dump(j) + "\n\n";
-            return sink.write(s.data(), s.size());
-          };
-          auto chunk = [&](json choices) {
-            json j = {{"id", id},
-                      {"object", chunk_object},
-                      {"created", created},
-                      {"model", model_name_},
-                      {"choices", std::move(choices)}};
-            if (p.include_usage) j["usage"] = nullptr;
-            return j;
-          };
-          int64_t offset = 0;
-          if (p.chat &&
-              !send(chunk({choice({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr)}))) {
-            stream->Cancel();
-            return false;
-          }
-          while (true) {
-            if (!sink.is_writable()) {
-              stream->Cancel();
-              return false;
-            }
-            auto piece = stream->Poll(kPollMs);
-            if (!piece.ok()) {  // headers are gone: the error travels as an event
-              send(ErrorBody(FromStatus(piece.status())));
-              sink.done();
-              return true;
-            }
-            if (!piece->send) continue;
-            const auto& r = piece->response;
-            const json lp = p.logprobs ? Logprobs(r, p, tok, &offset) : json(nullptr);
-            if (!r.text().empty() || r.logprobs_size() > 0) {
-              const json delta = p.chat ? json{{"content", r.text()}} : json(r.text());
-              if (!send(chunk({choice(delta, nullptr, lp)}))) {
-                stream->Cancel();
-                return false;
-              }
-            }
-            if (!piece->finished) continue;
-            const json end = p.chat ? json::object() : json("");
-            bool ok = send(chunk({choice(end, FinishName(r.finish_reason()), nullptr)}));
-            if (ok && p.include_usage) {
-              json u = chunk(json::array());
-              u["usage"] = UsageJson(r);
-              ok = send(u);
-            }
-            const std::string done = "data: [DONE]\n\n";
-            if (ok) sink.write(done.data(), done.size());
-            sink.done();
-            return ok;
-          }
-        });
   };
 
   server_->Post("/v1/chat/completions",

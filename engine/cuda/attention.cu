@@ -494,23 +494,34 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   }
 }
 
+// Which kernels serve a step (LaunchAttention picks): the split kernel over each decode row's
+// chunks, the flash kernel over those chunks (long decode rows), or query tiles.
+enum class AttnPath { kSplit, kFlashChunks, kTiles };
+
+// Merges the chunks' partials in `scratch` into `out`.
+template <int D>
+void Combine(const float* scratch, const AttnShape& a, const DeviceLayout& L, float* out,
+             cudaStream_t s) {
+  const unsigned threads = D < 32 ? 32 : D;
+  CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), threads, 0, s>>>(
+      scratch, int(a.heads), L.pos, out);
+  LAUNCH_CHECK(CombineKernel);
+}
+
 template <int D>
 void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v_new,
-            const AttnShape& a, const DeviceLayout& L, bool split, bool long_decode, float* scratch,
-            float* out, cudaStream_t s) {
+            const AttnShape& a, const DeviceLayout& L, AttnPath path, float* scratch, float* out,
+            cudaStream_t s) {
   auto* kc = static_cast<bf16*>(c.k);
   auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
-  if (split) {
-    dim3 grid(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
-    SplitAttnKernel<D><<<grid, kSplitWarps * 32, 0, s>>>(q, kc, vc, c.max_context, int(a.heads),
-                                                         int(a.kv_heads), L.pos, L.slot, scale,
-                                                         k_new, v_new, scratch);
+  const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
+  if (path == AttnPath::kSplit) {
+    SplitAttnKernel<D><<<chunks, kSplitWarps * 32, 0, s>>>(q, kc, vc, c.max_context, int(a.heads),
+                                                           int(a.kv_heads), L.pos, L.slot, scale,
+                                                           k_new, v_new, scratch);
     LAUNCH_CHECK(SplitAttnKernel);
-    const unsigned combine_threads = D < 32 ? 32 : D;
-    CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), combine_threads, 0, s>>>(
-        scratch, int(a.heads), L.pos, out);
-    LAUNCH_CHECK(CombineKernel);
+    Combine<D>(scratch, a, L, out, s);
     return;
   }
   const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
@@ -524,16 +535,12 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
       return true;
     }();
     (void)configured;
-    if (long_decode) {  // chunks of each row's keys in parallel, then CombineKernel
-      const unsigned combine_threads = D < 32 ? 32 : D;
-      const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
+    if (path == AttnPath::kFlashChunks) {
       FlashAttnKernel<D><<<chunks, kTileWarps * 32, FlashSmemBytes<D>(), s>>>(
           q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles,
           scale_log2, out, scratch);
       LAUNCH_CHECK(FlashAttnKernel);
-      CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), combine_threads, 0, s>>>(
-          scratch, int(a.heads), L.pos, out);
-      LAUNCH_CHECK(CombineKernel);
+      Combine<D>(scratch, a, L, out, s);
       return;
     }
     FlashAttnKernel<D><<<grid, kTileWarps * 32, FlashSmemBytes<D>(), s>>>(
@@ -581,10 +588,13 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   const int64_t kvd = a.kv_heads * a.head_dim;
   // Long decode rows: the flash kernel over chunks (its mma reads keys faster than the split
   // kernel's warp per key); it does not store keys, so the store kernel runs first.
-  const bool long_decode = decode_only && layout.tokens <= kSplitRows && !batch_invariant &&
-                           a.head_dim <= 128 && layout.max_pos >= kLongDecodePosition;
-  const bool split = layout.tokens <= kSplitRows && !batch_invariant && !long_decode;
-  const bool fused_store = decode_only && split;
+  AttnPath path = AttnPath::kTiles;
+  if (layout.tokens <= kSplitRows && !batch_invariant) {
+    const bool long_decode =
+        decode_only && a.head_dim <= 128 && layout.max_pos >= kLongDecodePosition;
+    path = long_decode ? AttnPath::kFlashChunks : AttnPath::kSplit;
+  }
+  const bool fused_store = decode_only && path == AttnPath::kSplit;
   if (!fused_store) {
     StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(
         k, v, kvd, layout.pos, layout.slot, static_cast<bf16*>(cache.k),
@@ -595,19 +605,19 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   const float* vn = fused_store ? v : nullptr;
   switch (a.head_dim) {
     case 16:
-      Attend<16>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
+      Attend<16>(cache, q, kn, vn, a, layout, path, scratch, out, s);
       break;
     case 32:
-      Attend<32>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
+      Attend<32>(cache, q, kn, vn, a, layout, path, scratch, out, s);
       break;
     case 64:
-      Attend<64>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
+      Attend<64>(cache, q, kn, vn, a, layout, path, scratch, out, s);
       break;
     case 128:
-      Attend<128>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
+      Attend<128>(cache, q, kn, vn, a, layout, path, scratch, out, s);
       break;
     case 256:
-      Attend<256>(cache, q, kn, vn, a, layout, split, long_decode, scratch, out, s);
+      Attend<256>(cache, q, kn, vn, a, layout, path, scratch, out, s);
       break;
     default:
       LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128 ||

@@ -228,7 +228,7 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   if (options_.batch_invariant) {
     FlushGemv();
     InvariantMatMul(x.as<float>(), x.rows, x.cols, w.data, half, w.rows,
-                    bias != nullptr ? bias->as<float>() : nullptr, out.as<float>());
+                    bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), true);
     return;
   }
   if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
@@ -246,28 +246,27 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     return;
   }
   FlushGemv();
-  const bool same_x =
-      converted_x_ == x.data && converted_elems_ == x.numel() && converted_half_ == half;
-  MatMulContext c{cublas_, scratch_, scratch_elems_, options_.gemv, same_x};
-  cuda::MatMul(c, x.as<float>(), x.rows, x.cols, w.data, w.dtype == DType::kF16, w.rows,
-               bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), stream_);
-  converted_x_ = x.data;  // the next product of the same x skips the conversion
-  converted_elems_ = x.numel();
+  LaunchCublasGemm(cublas_, ConvertedX(x.as<float>(), x.numel(), half, out.data, true), x.rows,
+                   x.cols, w.data, half, w.rows, bias != nullptr ? bias->as<float>() : nullptr,
+                   out.as<float>(), stream_);
+}
+
+const void* CudaBackend::ConvertedX(const float* x, int64_t elems, bool half, const void* out,
+                                    bool keep) {
+  LP_REQUIRE(scratch_elems_ >= elems);
+  if (converted_x_ != x || converted_elems_ != elems || converted_half_ != half) {
+    LaunchToHalf(x, elems, half, scratch_, stream_);
+  }
+  converted_x_ = keep && out != x ? x : nullptr;  // a product writing over x ends its reuse
+  converted_elems_ = elems;
   converted_half_ = half;
+  return scratch_;
 }
 
 void CudaBackend::InvariantMatMul(const float* x, int64_t n, int64_t k, const void* w, bool half,
-                                  int64_t m, const float* bias, float* out) {
-  LP_REQUIRE(scratch_elems_ >= n * k);
-  if (static_cast<const void*>(out) == converted_x_) converted_x_ = nullptr;
-  const bool same_x = converted_x_ == x && converted_elems_ == n * k && converted_half_ == half;
-  if (!same_x) LaunchToHalf(x, n * k, half, scratch_, stream_);
-  LaunchInvariantGemm(scratch_, n, k, w, half, m, bias, out, gemm_partial_, gemm_partial_floats_,
-                      stream_);
-  // The next product of the same x (q, k, v; gate, up) skips the conversion.
-  converted_x_ = static_cast<const void*>(out) == x ? nullptr : x;
-  converted_elems_ = n * k;
-  converted_half_ = half;
+                                  int64_t m, const float* bias, float* out, bool keep_x) {
+  LaunchInvariantGemm(ConvertedX(x, n * k, half, out, keep_x), n, k, w, half, m, bias, out,
+                      gemm_partial_, gemm_partial_floats_, stream_);
 }
 // Batch-invariant: W dequantized to f16, then the invariant GEMM (gathered x is not kept).
 // Else, up to 16 rows: int4.cu's GEMV, products of one x waiting to share a launch as in MatMul; up
@@ -292,8 +291,7 @@ void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bia
   if (options_.batch_invariant) {
     LP_REQUIRE(int4_dense_ != nullptr && int4_dense_elems_ >= m * k);
     LaunchInt4Dequant(p->dev, int4_dense_, stream_);
-    InvariantMatMul(xp, n, k, int4_dense_, true, m, job.bias, job.out);
-    if (p->dev.perm != nullptr) converted_x_ = nullptr;  // the gathered x is not kept
+    InvariantMatMul(xp, n, k, int4_dense_, true, m, job.bias, job.out, p->dev.perm == nullptr);
     return;
   }
   if (n <= kInt4GemvMaxRows) {
@@ -308,24 +306,16 @@ void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bia
     return;
   }
   FlushInt4();
-  // Both larger paths take x in f16, converted once for the products of one x (q, k, v).
-  const bool same_x = p->dev.perm == nullptr && converted_x_ == x.data &&
-                      converted_elems_ == x.numel() && converted_half_;
+  // Both larger paths take x in f16, converted once for the products of one x (q, k, v); a
+  // gathered x is not kept (its buffer is rewritten by the next gather).
+  const void* xh = ConvertedX(xp, n * k, true, out.data, p->dev.perm == nullptr);
   if (n <= kInt4TiledMaxRows) {
-    LP_REQUIRE(scratch_elems_ >= n * k);
-    if (!same_x) LaunchToHalf(xp, n * k, true, scratch_, stream_);
-    LaunchInt4Tiled(scratch_, n, job, int4_partial_, int4_partial_floats_, sms_, stream_);
+    LaunchInt4Tiled(xh, n, job, int4_partial_, int4_partial_floats_, sms_, stream_);
   } else {
     LP_REQUIRE(int4_dense_ != nullptr && int4_dense_elems_ >= m * k);
     LaunchInt4Dequant(p->dev, int4_dense_, stream_);
-    MatMulContext c{cublas_, scratch_, scratch_elems_, false, same_x};
-    cuda::MatMul(c, xp, n, k, int4_dense_, true, m, bias != nullptr ? bias->as<float>() : nullptr,
-                 out.as<float>(), stream_);
+    LaunchCublasGemm(cublas_, xh, n, k, int4_dense_, true, m, job.bias, job.out, stream_);
   }
-  // The next product of the same x (q, k, v) skips the conversion; a gathered x is not kept.
-  converted_x_ = p->dev.perm == nullptr ? x.data : nullptr;
-  converted_elems_ = x.numel();
-  converted_half_ = true;
 }
 
 void CudaBackend::QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,

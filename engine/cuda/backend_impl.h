@@ -109,12 +109,16 @@ class CudaBackend : public Backend {
   void Flush();
   void FlushGemv();
   void FlushInt4();
-  // out = x w^T (+ bias) through the batch-invariant GEMM, x converted to w's type in scratch_.
+  // x converted to the weight type (f16 when `half`, else bf16) in scratch_, once for the
+  // products of one input (q, k, v; gate, up): the conversion is kept for the next product
+  // unless `keep` is false or `out` (this product's output) is x.
+  const void* ConvertedX(const float* x, int64_t elems, bool half, const void* out, bool keep);
+  // out = x w^T (+ bias) through the batch-invariant GEMM (x converted as ConvertedX).
   void InvariantMatMul(const float* x, int64_t n, int64_t k, const void* w, bool half, int64_t m,
-                       const float* bias, float* out);
+                       const float* bias, float* out, bool keep_x);
   // Sizes the 4-bit products' scratch from the largest Alloc and the largest packed weight.
   void EnsureInt4Scratch();
-  // What the cuBLAS path last converted into scratch_; any op but MatMul forgets it.
+  // What ConvertedX last converted into scratch_; any op but the products forgets it.
   const void* converted_x_ = nullptr;
   int64_t converted_elems_ = 0;
   bool converted_half_ = false;

@@ -48,17 +48,10 @@ void LaunchRandomFill(void* out, int64_t n, int kind /* 0 f32, 1 bf16, 2 f16 */,
                       float amplitude, bool ones, cudaStream_t s);
 
 // ---- matmul.cu
-// out[n, m] = x[n, k] w[m, k]^T (+ bias): our GEMV for a few rows, else cuBLAS on x converted
-// to the weight type in `scratch` (n * k elements of 2 bytes).
-struct MatMulContext {
-  void* cublas = nullptr;  // cublasHandle_t
-  void* scratch = nullptr;
-  int64_t scratch_elems = 0;
-  bool use_gemv = true;       // false: cuBLAS for every size (for comparison)
-  bool x_in_scratch = false;  // scratch already holds x converted (q, k, v share one input)
-};
-void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
-            bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s);
+// out[n, m] = x[n, k] w[m, k]^T (+ bias) by cuBLAS (`cublas`: a cublasHandle_t), x already in
+// the weight type (LaunchToHalf), float32 accumulation and result.
+void LaunchCublasGemm(void* cublas, const void* x_half, int64_t n, int64_t k, const void* w,
+                      bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s);
 
 // ---- gemm.cu
 // The batch-invariant product (CudaBackendOptions::batch_invariant): out[n, m] = x[n, k] w[m, k]^T

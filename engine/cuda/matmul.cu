@@ -132,23 +132,17 @@ void LaunchGemv(const float* x, int64_t n, int64_t k, bool half_weights, const G
   }
 }
 
-void MatMul(const MatMulContext& c, const float* x, int64_t n, int64_t k, const void* w,
-            bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s) {
-  LP_REQUIRE(n > 0 && k > 0 && m > 0 && x != nullptr && w != nullptr && out != nullptr);
-  if (c.use_gemv && GemvFits(x, n, k, w)) {
-    const GemvOut job{w, bias, out, m};
-    LaunchGemv(x, n, k, half_weights, &job, 1, s);
-    return;
-  }
-  LP_REQUIRE(n * k <= c.scratch_elems && c.cublas != nullptr);
-  if (!c.x_in_scratch) LaunchToHalf(x, n * k, half_weights, c.scratch, s);
-  auto handle = static_cast<cublasHandle_t>(c.cublas);
+void LaunchCublasGemm(void* cublas, const void* x_half, int64_t n, int64_t k, const void* w,
+                      bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s) {
+  LP_REQUIRE(n > 0 && k > 0 && m > 0 && x_half != nullptr && w != nullptr && out != nullptr);
+  LP_REQUIRE(cublas != nullptr);
+  auto handle = static_cast<cublasHandle_t>(cublas);
   CUBLAS_CHECK(cublasSetStream(handle, s));
   const float alpha = 1.0f, beta = 0.0f;
   const cudaDataType_t t = half_weights ? CUDA_R_16F : CUDA_R_16BF;
   // Column-major view: out^T [m, n] = W [k, m]^T * x^T [k, n].
   CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, w, t,
-                            int(k), c.scratch, t, int(k), &beta, out, CUDA_R_32F, int(m),
+                            int(k), x_half, t, int(k), &beta, out, CUDA_R_32F, int(m),
                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   if (bias != nullptr) LaunchAddBias(out, bias, n, m, s);
 }
