@@ -33,11 +33,15 @@ void AddStatusCommand(CLI::App& app) {
     const Health h = CheckHealth(*endpoint, 2000);
     std::printf("%s: %s, %s\n", endpoint->c_str(),
                 h == Health::kServing ? "SERVING" : "NOT_SERVING", info.architecture().c_str());
+    std::printf("model %s: %lld layers, vocab %lld; limits: batch %lld, context %lld, queue %lld\n",
+                info.model_path().c_str(), (long long)info.num_layers(),
+                (long long)info.vocab_size(), (long long)info.max_batch(),
+                (long long)info.max_context(), (long long)info.queue_capacity());
     std::printf(
-        "model %s: %lld layers, vocab %lld; limits: batch %lld, context %lld, queue %lld\n\n",
-        info.model_path().c_str(), (long long)info.num_layers(), (long long)info.vocab_size(),
-        (long long)info.max_batch(), (long long)info.max_context(),
-        (long long)info.queue_capacity());
+        "requests: %lld running (%lld paused, waiting for a worker), %lld waiting; "
+        "%lld resumed since start\n\n",
+        (long long)workers.running_requests(), (long long)workers.paused_requests(),
+        (long long)workers.queued_requests(), (long long)workers.resumed_requests());
     std::printf("%-10s %-8s %-22s %-10s %-12s %-10s %8s %8s %8s\n", "worker", "device", "address",
                 "layers", "also", "state", "active", "cached", "steps");
     for (const auto& w : workers.workers()) {

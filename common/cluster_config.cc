@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/byte_size.h"
@@ -158,6 +159,24 @@ absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
   return limits;
 }
 
+// recovery: {resume_timeout: SECONDS}; the default when absent.
+absl::StatusOr<double> ParseResumeTimeout(const YAML::Node& root) {
+  const YAML::Node r = root["recovery"];
+  if (!r) return ClusterConfig{}.resume_timeout_s;
+  if (!r.IsMap()) return Error(r, "recovery", "must be a map {resume_timeout: seconds}");
+  RETURN_IF_ERROR(CheckKeys(r, "recovery", {"resume_timeout"}));
+  const YAML::Node t = r["resume_timeout"];
+  if (!t) return ClusterConfig{}.resume_timeout_s;
+  std::string text;
+  ASSIGN_OR_RETURN(text, ScalarString(t, "recovery.resume_timeout"));
+  double seconds = -1;
+  if (!absl::SimpleAtod(text, &seconds) || !(seconds >= 0) || seconds > 86400) {
+    return Error(t, "recovery.resume_timeout",
+                 "must be seconds from 0 (no resuming) to 86400, e.g. 60");
+  }
+  return seconds;
+}
+
 // A device_map value or max_memory key: a worker name, else a device held by exactly one worker
 // (`allow_shared`: by any number, for max_memory). Returns the normalized target.
 absl::StatusOr<std::string> ResolveTarget(const YAML::Node& n, const std::string& key,
@@ -279,7 +298,7 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
   RETURN_IF_ERROR(CheckKeys(root, "",
                             {"model", "device_map", "max_memory", "coordinator", "workers",
-                             "limits", "transport", "batch_invariant"}));
+                             "limits", "transport", "batch_invariant", "recovery"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   c.model_path_written = root["model"]["path"].as<std::string>();
@@ -313,6 +332,7 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
     }
     c.batch_invariant = v == "true";
   }
+  ASSIGN_OR_RETURN(c.resume_timeout_s, ParseResumeTimeout(root));
   c.coordinator_listen = "127.0.0.1:7000";
   if (const YAML::Node co = root["coordinator"]) {
     if (!co.IsMap()) return Error(co, "coordinator", "must be a map {listen: host:port}");

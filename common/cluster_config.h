@@ -67,6 +67,9 @@ struct ClusterConfig {
   // tokens do not depend on what it is batched with (CPU workers always do). Costs speed: see
   // engine/cuda/NOTES.md.
   bool batch_invariant = false;
+  // recovery.resume_timeout: how long requests whose worker was lost wait for the cluster to
+  // answer again and resume (re-prefilled from their ids); 0 fails them at once.
+  double resume_timeout_s = 60;
 };
 
 // Reads and parses the file at `yaml_path`; errors start with the path and name the key and line.

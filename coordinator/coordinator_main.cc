@@ -73,13 +73,16 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
     if (lp::Server* s = health_target.load()) s->SetServing(ready);
   });
   lp::SchedulerLimits limits{cluster.limits.max_batch, cluster.limits.max_context,
-                             cluster.limits.max_step_tokens, queue_capacity};
+                             cluster.limits.max_step_tokens, queue_capacity,
+                             std::chrono::milliseconds(int64_t(cluster.resume_timeout_s * 1000))};
   // The telemetry outlives the scheduler, whose thread reports every step to it; its gauges
   // read the scheduler only when scraped, once the servers run.
   const lp::Scheduler* scheduler_ptr = nullptr;
   lp::Telemetry telemetry(
       {.queued = [&] { return scheduler_ptr->queued(); },
        .running = [&] { return scheduler_ptr->active(); },
+       .paused = [&] { return scheduler_ptr->paused(); },
+       .resumed = [&] { return scheduler_ptr->resumed(); },
        .worker_sequences =
            [&] {
              std::vector<std::pair<std::string, int64_t>> out;

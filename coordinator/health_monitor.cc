@@ -51,10 +51,10 @@ void HealthMonitor::UpdateReady() {
   bool all = true;
   for (const auto& link : links_) all = all && link->up();
   if (all && !ready_.load()) {
-    // Becoming ready (at start, or after a lost worker failed every request): no request has a
-    // sequence on any worker, so what their KV caches hold belongs to requests that are gone
-    // (another coordinator's, or failed ones whose releases never went out). Free it, so that
-    // status shows the load that is.
+    // Becoming ready (at start, or after a lost worker): no request has a sequence on any
+    // worker that it goes on with (the scheduler paused or failed them all, and resumes the
+    // paused ones from position 0), so what the KV caches hold belongs to requests that are
+    // gone or start again. Free it, so that status shows the load that is.
     for (const auto& link : links_) {
       if (auto s = link->ReleaseAll(std::max(200, period_ms_)); !s.ok()) all = false;
     }

@@ -132,6 +132,10 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*,
 grpc::Status InferenceService::ListWorkers(grpc::ServerContext*,
                                            const layerpipe::v1::ListWorkersRequest*,
                                            layerpipe::v1::ListWorkersResponse* response) {
+  response->set_running_requests(scheduler_->active());
+  response->set_queued_requests(scheduler_->queued());
+  response->set_paused_requests(scheduler_->paused());
+  response->set_resumed_requests(scheduler_->resumed());
   const auto& links = pipeline_->links();
   for (size_t i = 0; i < links.size(); ++i) {
     const Stage& stage = model_.plan.stages[i];

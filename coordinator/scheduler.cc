@@ -25,7 +25,8 @@ absl::StatusOr<std::shared_ptr<Request>> Scheduler::Submit(std::vector<int32_t> 
   if (draining_) {
     return absl::UnavailableError("the coordinator is shutting down: send the request elsewhere");
   }
-  if (!pipeline_->Ready()) {
+  // In an outage that resuming may bridge, new requests wait with the paused ones.
+  if (!pipeline_->Ready() && !core_.holding()) {
     return absl::UnavailableError("the cluster is not ready: a worker is unreachable");
   }
   auto request = core_.Add(std::move(prompt), std::move(params));
@@ -54,7 +55,7 @@ void Scheduler::Loop() {
       }
       if (stopping_) break;
     }
-    for (ScheduledStep& step : core_.Schedule(pipeline_->depth())) {
+    for (ScheduledStep& step : core_.Schedule(pipeline_->depth(), pipeline_->Ready())) {
       const int64_t tokens = int64_t(step.input.ids.size());
       sent.push_back(
           {std::chrono::steady_clock::now(), tokens, tokens == int64_t(step.input.seqs.size())});

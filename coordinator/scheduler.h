@@ -32,7 +32,8 @@ class Scheduler {
 
   // Queues a request; RESOURCE_EXHAUSTED when the queue is full (requests cancelled while
   // waiting and those that free KV slots take at once do not count), UNAVAILABLE when the
-  // pipeline is not ready. The prompt must already be validated against the limits.
+  // pipeline is not ready (unless the core holds an outage it may resume from). The prompt
+  // must already be validated against the limits.
   absl::StatusOr<std::shared_ptr<Request>> Submit(std::vector<int32_t> prompt,
                                                   GenerationParams params);
   const SchedulerLimits& limits() const { return core_.limits(); }
@@ -41,6 +42,8 @@ class Scheduler {
   bool draining() const { return draining_; }
   int64_t queued() const { return core_.queued(); }
   int64_t active() const { return core_.active(); }
+  int64_t paused() const { return core_.paused(); }
+  int64_t resumed() const { return core_.resumed(); }
 
  private:
   void Loop();

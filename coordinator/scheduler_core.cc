@@ -6,6 +6,13 @@
 #include "absl/strings/str_cat.h"
 
 namespace lp {
+namespace {
+
+absl::Status Unreachable() {
+  return absl::UnavailableError("generation failed: a worker is unreachable");
+}
+
+}  // namespace
 
 SchedulerCore::SchedulerCore(const SchedulerLimits& limits) : limits_(limits) {
   for (int32_t s = int32_t(limits.max_batch) - 1; s >= 0; --s) free_slots_.push_back(s);
@@ -61,6 +68,7 @@ void SchedulerCore::Admit() {
     queue_.pop_front();
     if (seq.request->cancelled()) continue;
     seq.state = SeqState::kPrefilling;
+    seq.to_prefill = int64_t(seq.request->prompt().size());
     seq.slot = free_slots_.back();
     free_slots_.pop_back();
     seq.generated.reserve(size_t(seq.request->params().max_tokens));
@@ -108,8 +116,7 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
     --budget;
   }
   for (Seq& s : running_) {
-    const auto& prompt = s.request->prompt();
-    const int64_t left = int64_t(prompt.size()) - s.prefilled;
+    const int64_t left = s.to_prefill - s.prefilled;
     if (s.in_flight || s.state != SeqState::kPrefilling || left <= 0 || budget == 0 ||
         int64_t(step->seqs.size()) == micro_batch_seqs) {
       continue;
@@ -119,8 +126,12 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
     step->seqs.push_back({s.slot, int32_t(s.prefilled), int32_t(n),
                           completes ? std::optional(s.request->params().sampling) : std::nullopt});
     step->request_ids.push_back(s.request->params().request_id);
-    step->ids.insert(step->ids.end(), prompt.begin() + s.prefilled,
-                     prompt.begin() + s.prefilled + n);
+    // Its ids are the prompt, then (resumed) what it generated.
+    const auto& prompt = s.request->prompt();
+    for (int64_t i = s.prefilled; i < s.prefilled + n; ++i) {
+      step->ids.push_back(i < int64_t(prompt.size()) ? prompt[size_t(i)]
+                                                     : s.generated[size_t(i) - prompt.size()]);
+    }
     s.prefilled += n;
     s.in_flight = true;
     budget -= n;
@@ -128,9 +139,12 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
   return !step->seqs.empty() || !step->release_slots.empty();
 }
 
-std::vector<ScheduledStep> SchedulerCore::Schedule(int depth) {
-  Admit();
+std::vector<ScheduledStep> SchedulerCore::Schedule(int depth, bool ready,
+                                                   SchedulerClock::time_point now) {
+  const bool go = Recover(ready, now);
+  if (go) Admit();
   Retire();
+  if (!go) return {};
   // Spread the running sequences over one micro-batch per stage.
   depth = std::max(1, depth);
   const int64_t per_batch = std::max<int64_t>(1, (int64_t(running_.size()) + depth - 1) / depth);
@@ -150,11 +164,13 @@ void SchedulerCore::Apply(const StepResult& result) {
   for (const SampledToken& t : result.sampled) {
     auto it = std::find_if(running_.begin(), running_.end(),
                            [&](const Seq& s) { return s.slot == t.slot; });
-    if (it == running_.end() || Ended(it->state)) continue;  // its request has failed or gone
+    // Its request has failed or gone, or it is paused (its resume samples this token again).
+    if (it == running_.end() || Ended(it->state) || it->state == SeqState::kPaused) continue;
     Seq& s = *it;
     s.generated.push_back(t.id);
+    s.lost_at.reset();
     s.request->Push(t);
-    if (s.prefilled == int64_t(s.request->prompt().size())) s.state = SeqState::kDecoding;
+    if (s.prefilled == s.to_prefill) s.state = SeqState::kDecoding;
     const auto& params = s.request->params();
     const int64_t total = int64_t(s.request->prompt().size() + s.generated.size());
     if (params.stop_ids.count(t.id)) {
@@ -173,25 +189,95 @@ void SchedulerCore::Fail(Seq& seq, const absl::Status& status) {
   seq.request->Fail(status);
 }
 
-void SchedulerCore::OnResult(const StepResult& result) {
+void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_point now) {
   const absl::Status failed(result.status.code(),
                             absl::StrCat("generation failed: ", result.status.message()));
+  // A stage that could not be reached, or that no longer holds what was sent to it (it
+  // restarted): its KV cache, and so every running sequence's, may be gone.
+  const bool lost = result.status.code() == absl::StatusCode::kUnavailable ||
+                    result.status.code() == absl::StatusCode::kFailedPrecondition;
   auto flight = flights_.find(result.tag);
   if (flight != flights_.end()) {
     for (int32_t slot : flight->second) {
       for (Seq& s : running_) {
         if (s.slot != slot) continue;
         s.in_flight = false;
-        if (!result.status.ok()) Fail(s, failed);  // a worker refused this step
+        if (!result.status.ok() && !lost) Fail(s, failed);  // a worker refused this step
       }
     }
     flights_.erase(flight);
   }
   if (result.status.ok()) {
     Apply(result);
-  } else if (result.status.code() == absl::StatusCode::kUnavailable) {
-    for (Seq& s : running_) Fail(s, failed);  // a stage was lost, and every KV cache on it
+  } else if (lost) {
+    Lose(failed, now);
   }
+}
+
+void SchedulerCore::Lose(const absl::Status& status, SchedulerClock::time_point now) {
+  if (!outage_since_) outage_since_ = now;
+  if (limits_.resume_timeout.count() <= 0) {
+    for (Seq& s : running_) Fail(s, status);
+    return;
+  }
+  if (loss_.ok()) loss_ = status;
+  int64_t paused = 0;
+  for (Seq& s : running_) {
+    if (Ended(s.state)) continue;
+    if (s.state != SeqState::kPaused) {
+      s.state = SeqState::kPaused;
+      s.prefilled = 0;
+      if (!s.lost_at) s.lost_at = now;
+    }
+    ++paused;
+  }
+  paused_ = paused;
+}
+
+bool SchedulerCore::Recover(bool ready, SchedulerClock::time_point now) {
+  if (ready) {
+    was_ready_ = true;
+    outage_since_.reset();
+  } else if (was_ready_) {  // (before the pipeline was first ready, nothing is lost)
+    Lose(loss_.ok() ? Unreachable() : loss_, now);
+  }
+  // What waited too long fails with the loss's error.
+  const absl::Status loss = loss_.ok() ? Unreachable() : loss_;
+  const absl::Status expired =
+      limits_.resume_timeout.count() <= 0
+          ? loss
+          : absl::Status(loss.code(),
+                         absl::StrCat(loss.message(), " (not back within the resume timeout, ",
+                                      limits_.resume_timeout.count(), " ms)"));
+  int64_t paused = 0;
+  for (Seq& s : running_) {
+    if (s.state != SeqState::kPaused) continue;
+    if (now - *s.lost_at >= limits_.resume_timeout) {
+      Fail(s, expired);
+    } else {
+      ++paused;
+    }
+  }
+  paused_ = paused;
+  const bool outage_over = outage_since_ && now - *outage_since_ >= limits_.resume_timeout;
+  holding_ = outage_since_ && !outage_over;
+  if (outage_over) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Seq& s : queue_) s.request->Fail(expired);
+    queue_.clear();
+  }
+  if (!ready) return false;
+  if (paused > 0 && !flights_.empty()) return false;  // what is in flight comes back first
+  // Every stage answers: the paused sequences start again from their ids.
+  for (Seq& s : running_) {
+    if (s.state != SeqState::kPaused) continue;
+    s.state = SeqState::kPrefilling;
+    s.to_prefill = int64_t(s.request->prompt().size() + s.generated.size());
+    ++resumed_;
+  }
+  paused_ = 0;
+  loss_ = absl::OkStatus();
+  return true;
 }
 
 void SchedulerCore::Discard(const StepResult& result) {

@@ -6,9 +6,19 @@
 // stage; a micro-batch carries one decode token for each of its sequences plus prefill chunks
 // of new prompts within the step's token budget, and a sequence is never in two micro-batches
 // at once. Something else (scheduler.h) drives it and talks to the pipeline; tests drive it by
-// hand with made-up results.
+// hand with made-up results and times.
+//
+// Resume: when a stage is lost (a step fails with UNAVAILABLE or FAILED_PRECONDITION, or the
+// pipeline is not ready), every running sequence is paused, not failed: its KV cache may be
+// gone. Once the pipeline is ready again and nothing is in flight, each is prefilled again from
+// its ids (prompt + generated, chunked like any prefill) and goes on; sampling is seeded by
+// (seed, position), so it continues with the tokens it would have had. A sequence that makes no
+// progress for resume_timeout after a loss fails with the loss's error, as do requests that
+// waited through an outage that long; resume_timeout 0 fails them at once (no resuming).
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -29,14 +39,19 @@ struct SchedulerLimits {
   int64_t max_context = 4096;      // prompt + completion tokens per sequence
   int64_t max_step_tokens = 2048;  // tokens per step, all sequences together
   int64_t queue_capacity = 256;    // waiting requests
+  // How long a sequence paused by a lost stage may wait to resume (see above); 0: no resuming.
+  std::chrono::milliseconds resume_timeout{60000};
 };
+
+using SchedulerClock = std::chrono::steady_clock;
 
 // Where a sequence is in its life. The last three are ends: the sequence leaves (and its slot
 // is freed) at the first step boundary where no micro-batch of it is in flight.
 enum class SeqState {
   kWaiting,     // queued, no KV-cache slot yet
-  kPrefilling,  // has a slot; prompt chunks left to send, or the last one's token not back
+  kPrefilling,  // has a slot; chunks of its ids left to send, or the last one's token not back
   kDecoding,    // its last token goes in the next micro-batch that takes it
+  kPaused,      // a stage was lost: prefilled again from its ids once the pipeline is ready
   kFinished,    // stop id or length reached
   kFailed,      // a step of it failed, or a stage (and its KV cache) was lost
   kCancelled,   // the client went away
@@ -58,16 +73,24 @@ class SchedulerCore {
   absl::StatusOr<std::shared_ptr<Request>> Add(std::vector<int32_t> prompt,
                                                GenerationParams params);
   const SchedulerLimits& limits() const { return limits_; }
-  int64_t queued() const;  // waiting, not cancelled
-  int64_t active() const;  // KV-cache slots taken
+  int64_t queued() const;                       // waiting, not cancelled
+  int64_t active() const;                       // KV-cache slots taken
+  int64_t paused() const { return paused_; }    // sequences waiting to resume
+  int64_t resumed() const { return resumed_; }  // sequences resumed since start
+  // Whether new requests may queue although the pipeline is not ready: an outage that began
+  // after it was ready, younger than resume_timeout.
+  bool holding() const { return holding_; }
 
   // The rest: only the driving thread.
   // The step boundary: admits, retires, and builds micro-batches until `depth` are in flight
-  // or nothing is left to send. The caller submits every one, in order.
-  std::vector<ScheduledStep> Schedule(int depth);
-  // Applies a submitted micro-batch's result. A failed one fails its requests; UNAVAILABLE
-  // (a stage lost, and every KV cache on it) fails every running request.
-  void OnResult(const StepResult& result);
+  // or nothing is left to send. The caller submits every one, in order. `ready`: whether every
+  // stage answers (nothing is sent otherwise, and the running sequences are paused).
+  std::vector<ScheduledStep> Schedule(int depth, bool ready = true,
+                                      SchedulerClock::time_point now = SchedulerClock::now());
+  // Applies a submitted micro-batch's result. A failed one fails its requests; a lost stage
+  // (UNAVAILABLE or FAILED_PRECONDITION: its KV cache may be gone) pauses every running
+  // request, or fails them all when resume_timeout is 0.
+  void OnResult(const StepResult& result, SchedulerClock::time_point now = SchedulerClock::now());
   // Takes back a micro-batch whose result is not applied (at shutdown).
   void Discard(const StepResult& result);
   // Fails every running and waiting request (at shutdown).
@@ -86,9 +109,12 @@ class SchedulerCore {
     std::shared_ptr<Request> request;
     SeqState state = SeqState::kWaiting;
     int32_t slot = 0;
-    int64_t prefilled = 0;  // prompt tokens sent to the KV cache
+    int64_t prefilled = 0;   // of its ids (prompt, then generated) sent to the KV cache
+    int64_t to_prefill = 0;  // ids its prefill covers: the prompt; prompt + generated resumed
     std::vector<int32_t> generated;
     bool in_flight = false;  // in a micro-batch not yet back
+    // Since when it has made no progress after a lost stage (reset by its next token).
+    std::optional<SchedulerClock::time_point> lost_at;
   };
   static bool Ended(SeqState s) {
     return s == SeqState::kFinished || s == SeqState::kFailed || s == SeqState::kCancelled;
@@ -102,6 +128,12 @@ class SchedulerCore {
   bool BuildStep(int64_t micro_batch_seqs, StepInput* step);
   void Apply(const StepResult& result);
   void Fail(Seq& seq, const absl::Status& status);
+  // A lost stage: pauses every running sequence (or fails them all without resuming).
+  void Lose(const absl::Status& status, SchedulerClock::time_point now);
+  // Outages and paused sequences: fails what waited past resume_timeout, tracks whether new
+  // requests may queue, and starts the paused sequences again once `ready` and nothing is in
+  // flight. False while something stays paused (nothing else is sent meanwhile).
+  bool Recover(bool ready, SchedulerClock::time_point now);
 
   const SchedulerLimits limits_;
   mutable std::mutex mu_;  // guards queue_ and free_slots_ (Add and the getters come from others)
@@ -112,6 +144,12 @@ class SchedulerCore {
   std::vector<int32_t> to_release_;  // freed slots the workers have not been told of yet
   std::map<uint64_t, std::vector<int32_t>> flights_;  // tag -> slots of that micro-batch
   uint64_t next_tag_ = 0;
+  bool was_ready_ = false;  // the pipeline has been ready (before that, no outage is held)
+  std::optional<SchedulerClock::time_point> outage_since_;
+  absl::Status loss_;  // the last lost stage's error: what expired requests fail with
+  std::atomic<bool> holding_{false};
+  std::atomic<int64_t> paused_{0};
+  std::atomic<int64_t> resumed_{0};
 };
 
 }  // namespace lp

@@ -9,6 +9,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
 
@@ -68,6 +70,16 @@ Telemetry::Telemetry(Sources sources, bool json_logs)
                   .Help("Requests being generated (holding a KV-cache slot)")
                   .Register(r)
                   .Add({});
+  paused_ = &prometheus::BuildGauge()
+                 .Name("layerpipe_paused_requests")
+                 .Help("Running requests paused by a lost worker, waiting to resume")
+                 .Register(r)
+                 .Add({});
+  resumed_ = &prometheus::BuildCounter()
+                  .Name("layerpipe_resumed_requests_total")
+                  .Help("Requests resumed (prefilled again from their ids) after a lost worker")
+                  .Register(r)
+                  .Add({});
   worker_sequences_ = &prometheus::BuildGauge()
                            .Name("layerpipe_worker_active_sequences")
                            .Help("KV-cache slots in use on each worker")
@@ -121,6 +133,10 @@ void Telemetry::StepDone(double seconds, int64_t tokens, bool decode) {
 std::string Telemetry::Text() {
   if (sources_.queued) queued_->Set(double(sources_.queued()));
   if (sources_.running) running_->Set(double(sources_.running()));
+  if (sources_.paused) paused_->Set(double(sources_.paused()));
+  // The scheduler counts; the counter catches up at each scrape (it never goes back).
+  if (sources_.resumed)
+    resumed_->Increment(std::max(0.0, double(sources_.resumed()) - resumed_->Value()));
   if (sources_.worker_sequences) {
     for (const auto& [worker, n] : sources_.worker_sequences()) {
       worker_sequences_->Add({{"worker", worker}}).Set(double(n));

@@ -45,9 +45,10 @@ struct RequestEnd {
 
 class Telemetry {
  public:
-  // Gauges read at each scrape: waiting and running requests, each worker's active sequences.
+  // Read at each scrape: waiting, running and paused requests, resumes since start, each
+  // worker's active sequences.
   struct Sources {
-    std::function<int64_t()> queued, running;
+    std::function<int64_t()> queued, running, paused, resumed;
     std::function<std::vector<std::pair<std::string, int64_t>>()> worker_sequences;
   };
   // `json_logs`: log lines as JSON objects instead of key=value text.
@@ -74,6 +75,8 @@ class Telemetry {
   prometheus::Histogram* step_tokens_;
   prometheus::Gauge* queued_;
   prometheus::Gauge* running_;
+  prometheus::Gauge* paused_;
+  prometheus::Counter* resumed_;
   prometheus::Family<prometheus::Gauge>* worker_sequences_;
   std::shared_ptr<spdlog::logger> log_;
   bool json_logs_;

@@ -195,6 +195,8 @@ class Cluster {
   }
   void KillWorker(int i) { workers_[size_t(i)]->Kill(SIGKILL); }
   void SignalWorker(int i, int sig) { workers_[size_t(i)]->Signal(sig); }
+  // Worker i's exit code once it ends (-1: still running after `timeout_ms`, or killed).
+  int WaitWorkerExit(int i, int timeout_ms) { return workers_[size_t(i)]->WaitExit(timeout_ms); }
 
   // Waits until the coordinator's health is `want`; false on timeout.
   bool WaitHealth(Health want, int timeout_ms) const {

@@ -278,8 +278,16 @@ void ExpectFailureThenRecovery(Cluster& cluster, const std::function<void()>& fa
   EXPECT_EQ(again.ids.size(), 5u);
 }
 
+// Without resuming (recovery.resume_timeout 0): the behaviour before resuming, and what a
+// paused request gets after the timeout.
+lp::testing::ClusterOptions NoResume() {
+  lp::testing::ClusterOptions o;
+  o.extra_yaml = "recovery: {resume_timeout: 0}\n";
+  return o;
+}
+
 TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
-  Cluster cluster(FixtureDir("qwen3-tiny"), 3);
+  Cluster cluster(FixtureDir("qwen3-tiny"), 3, NoResume());
   ExpectFailureThenRecovery(
       cluster, [&] { cluster.KillWorker(1); }, std::chrono::seconds(5),
       [&] { cluster.StartWorker(1); });
@@ -289,7 +297,7 @@ TEST(ClusterApi, AHungWorkerFailsItsRequestsAndServesAgainWhenItWakes) {
   // A stopped process keeps its connections open but answers nothing: its step misses the
   // deadline its measured step times give (2 s floor), and the requests it held fail instead
   // of hanging (before: 6-10 s, three missed handshakes).
-  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2, NoResume());
   ExpectFailureThenRecovery(
       cluster, [&] { cluster.SignalWorker(1, SIGSTOP); }, std::chrono::seconds(5),
       [&] { cluster.SignalWorker(1, SIGCONT); });
@@ -299,8 +307,8 @@ TEST(ClusterApi, AHungWorkerFailsItsRequestsAndServesAgainWhenItWakes) {
 
 TEST(ClusterApi, AWorkerThatDiesWhileIdleIsSeenAtOnce) {
   // Its connection closes: the coordinator handshakes at once and stops serving, so the next
-  // request is refused rather than accepted and failed.
-  Cluster cluster(FixtureDir("qwen3-tiny"), 2);
+  // request is refused rather than accepted and failed (with resuming it would wait).
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2, NoResume());
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   ASSERT_TRUE(Generate(cluster, Ids({1, 2, 3}, 3)).status.ok());  // the streams are open
   const auto killed_at = std::chrono::steady_clock::now();

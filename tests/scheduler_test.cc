@@ -265,8 +265,8 @@ TEST(SchedulerCore, CancelledRequestsLeaveAtTheNextBoundary) {
   EXPECT_EQ(core.active(), 0);
 }
 
-TEST(SchedulerCore, AFailedStepFailsItsRequestsAndALostStageFailsAll) {
-  SchedulerCore core({4, 64, 64, 4});
+TEST(SchedulerCore, WithoutResumingAFailedStepFailsItsRequestsAndALostStageFailsAll) {
+  SchedulerCore core({4, 64, 64, 4, std::chrono::milliseconds(0)});
   auto a = AddOk(core, {1}, Greedy(10));
   auto b = AddOk(core, {2}, Greedy(10));
   auto c = AddOk(core, {3}, Greedy(10));
@@ -295,6 +295,110 @@ TEST(SchedulerCore, AFailedStepFailsItsRequestsAndALostStageFailsAll) {
   EXPECT_TRUE(next[0].input.seqs.empty());
 }
 
+TEST(SchedulerCore, ALostStagePausesEverySequenceAndTheyResumeFromTheirIds) {
+  SchedulerCore core({4, 64, 64, 4});  // resume_timeout 60 s
+  const auto t0 = SchedulerClock::now();
+  auto a = AddOk(core, {1, 2, 3}, Greedy(10));
+  auto b = AddOk(core, {4, 5}, Greedy(10));
+  auto steps = core.Schedule(2, true, t0);  // a and b in micro-batches of their own
+  ASSERT_EQ(steps.size(), 2u);
+  core.OnResult(Answer(steps[0], 7), t0);
+  core.OnResult(Answer(steps[1], 8), t0);
+  EXPECT_EQ(Ids(a->Take(0)), Ints({7}));
+  EXPECT_EQ(Ids(b->Take(0)), Ints({8}));
+  steps = core.Schedule(2, true, t0);  // decodes
+  ASSERT_EQ(steps.size(), 2u);
+  // The first micro-batch loses a stage: both sequences pause, nothing reaches the clients; the
+  // second comes back all the same, but its token is not kept (the resume samples it again).
+  core.OnResult(Failed(steps[0], absl::UnavailableError("worker w1 was lost")), t0);
+  EXPECT_EQ(core.state_of_slot(0), SeqState::kPaused);
+  EXPECT_EQ(core.state_of_slot(1), SeqState::kPaused);
+  EXPECT_EQ(core.paused(), 2);
+  core.OnResult(Answer(steps[1], 9), t0);
+  EXPECT_TRUE(Ids(b->Take(0)).empty());
+  EXPECT_FALSE(a->Take(0).done);
+  // Not ready: nothing is sent, and new requests may queue (the outage is held).
+  EXPECT_TRUE(core.Schedule(2, false, t0).empty());
+  EXPECT_TRUE(core.holding());
+  auto c = AddOk(core, {6}, Greedy(10));
+  // Ready again: each is prefilled again from prompt + generated, sampling on the last chunk;
+  // the new request joins.
+  steps = core.Schedule(1, true, t0 + std::chrono::seconds(5));
+  EXPECT_FALSE(core.holding());
+  EXPECT_EQ(core.paused(), 0);
+  EXPECT_EQ(core.resumed(), 2);
+  ASSERT_EQ(steps.size(), 1u);
+  const StepInput& in = steps[0].input;
+  ASSERT_EQ(in.seqs.size(), 3u);
+  EXPECT_EQ(in.seqs[0].slot, 0);
+  EXPECT_EQ(in.seqs[0].start_pos, 0);
+  EXPECT_EQ(in.seqs[0].n_tokens, 4);
+  EXPECT_TRUE(in.seqs[0].sampling.has_value());
+  EXPECT_EQ(in.seqs[1].n_tokens, 3);
+  EXPECT_EQ(in.seqs[2].n_tokens, 1);
+  EXPECT_EQ(in.ids, Ints({1, 2, 3, 7, 4, 5, 8, 6}));
+  core.OnResult(Answer(steps[0], 10));
+  EXPECT_EQ(Ids(a->Take(0)), Ints({10}));
+  EXPECT_EQ(Ids(b->Take(0)), Ints({10}));
+  EXPECT_EQ(core.state_of_slot(0), SeqState::kDecoding);
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].input.seqs[0].start_pos, 4);  // decoding on from where it was
+  EXPECT_EQ(steps[0].input.ids, Ints({10, 10, 10}));
+  EXPECT_TRUE(c);
+}
+
+TEST(SchedulerCore, PausedRequestsFailAfterTheResumeTimeoutAndTheQueueWithThem) {
+  const auto timeout = std::chrono::milliseconds(3000);
+  SchedulerCore core({1, 64, 64, 4, timeout});
+  const auto t0 = SchedulerClock::now();
+  auto a = AddOk(core, {1, 2}, Greedy(10));
+  auto steps = core.Schedule(1, true, t0);
+  core.OnResult(Answer(steps[0], 7), t0);
+  steps = core.Schedule(1, true, t0);
+  core.OnResult(Failed(steps[0], absl::FailedPreconditionError("slot 0 holds 0 positions")), t0);
+  EXPECT_EQ(core.paused(), 1);
+  // A worker that does not come back.
+  EXPECT_TRUE(core.Schedule(1, false, t0 + std::chrono::seconds(1)).empty());
+  auto waiting = AddOk(core, {3}, Greedy(10));
+  EXPECT_TRUE(core.holding());
+  EXPECT_TRUE(core.Schedule(1, false, t0 + std::chrono::seconds(2)).empty());
+  EXPECT_FALSE(a->Take(0).done);
+  EXPECT_TRUE(core.Schedule(1, false, t0 + timeout).empty());
+  EXPECT_FALSE(core.holding()) << "past the timeout (from the outage's start), nothing is held";
+  for (auto* r : {&a, &waiting}) {
+    auto ev = (*r)->Take(0);
+    EXPECT_TRUE(ev.done);
+    EXPECT_EQ(ev.error.code(), absl::StatusCode::kFailedPrecondition) << ev.error;
+    EXPECT_NE(ev.error.message().find("slot 0 holds 0 positions"), std::string::npos);
+  }
+  EXPECT_EQ(core.paused(), 0);
+  EXPECT_EQ(core.queued(), 0);
+  EXPECT_EQ(core.active(), 0);
+  EXPECT_FALSE(core.has_work());
+}
+
+TEST(SchedulerCore, ASequenceThatKeepsFailingAfterResumingStillTimesOut) {
+  SchedulerCore core({1, 64, 64, 4, std::chrono::milliseconds(3000)});
+  const auto t0 = SchedulerClock::now();
+  auto a = AddOk(core, {1, 2}, Greedy(10));
+  auto steps = core.Schedule(1, true, t0);
+  core.OnResult(Answer(steps[0], 7), t0);
+  // The pipeline answers, but every step is refused: the clock runs from the first loss.
+  for (int s = 0; s < 3; ++s) {
+    steps = core.Schedule(1, true, t0 + std::chrono::seconds(s));
+    ASSERT_EQ(steps.size(), 1u);
+    core.OnResult(Failed(steps[0], absl::UnavailableError("lost")), t0 + std::chrono::seconds(s));
+  }
+  EXPECT_FALSE(a->Take(0).done);
+  steps = core.Schedule(1, true, t0 + std::chrono::seconds(3));
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_TRUE(steps[0].input.seqs.empty()) << "it failed: only its slot's release goes out";
+  auto ev = a->Take(0);
+  EXPECT_TRUE(ev.done);
+  EXPECT_EQ(ev.error.code(), absl::StatusCode::kUnavailable);
+}
+
 TEST(SchedulerCore, FailAllReachesRunningAndWaitingRequests) {
   SchedulerCore core({1, 64, 64, 4});
   auto running = AddOk(core, {1}, Greedy(10));
@@ -316,15 +420,22 @@ TEST(SchedulerCore, FailAllReachesRunningAndWaitingRequests) {
 // The workers' cores chained in process, as the gRPC pipeline chains them over the network.
 class LocalPipeline : public SyncPipeline {
  public:
-  LocalPipeline(const std::string& dir, int64_t stages, const SliceLimits& limits) {
+  LocalPipeline(const std::string& dir, int64_t stages, const SliceLimits& limits)
+      : limits_(limits) {
     auto ckpt = Checkpoint::Open(dir);
     EXPECT_TRUE(ckpt.ok());
     ckpt_ = std::move(*ckpt);
-    for (const auto& spec : EvenSlices(ckpt_->config().num_layers, stages)) {
-      auto slice = Slice::Load(*ckpt_, spec, limits, MakeCpuBackend());
-      EXPECT_TRUE(slice.ok());
-      cores_.push_back(std::make_unique<WorkerCore>(std::move(*slice), WorkerIdentity{}));
+    specs_ = EvenSlices(ckpt_->config().num_layers, stages);
+    for (size_t i = 0; i < specs_.size(); ++i) {
+      cores_.emplace_back();
+      Restart(i);
     }
+  }
+  // Stage i's worker as a new process would be: its KV cache empty.
+  void Restart(size_t i) {
+    auto slice = Slice::Load(*ckpt_, specs_[i], limits_, MakeCpuBackend());
+    EXPECT_TRUE(slice.ok());
+    cores_[i] = std::make_unique<WorkerCore>(std::move(*slice), WorkerIdentity{});
   }
   absl::Status RunStep(const StepInput& step, std::vector<SampledToken>* sampled) override {
     ++steps;
@@ -352,8 +463,38 @@ class LocalPipeline : public SyncPipeline {
   std::atomic<int64_t> max_seqs_in_step{0};
 
  private:
+  const SliceLimits limits_;
   std::unique_ptr<Checkpoint> ckpt_;
+  std::vector<SliceSpec> specs_;
   std::vector<std::unique_ptr<WorkerCore>> cores_;
+};
+
+// Loses its middle stage at the given steps: the step fails as a dead worker's would, the
+// worker comes back with an empty KV cache, and the pipeline is not ready for a while.
+class LosingPipeline : public SyncPipeline {
+ public:
+  LosingPipeline(LocalPipeline* inner, std::vector<int64_t> lose_at)
+      : inner_(inner), lose_at_(std::move(lose_at)) {}
+  bool Ready() const override { return std::chrono::steady_clock::now() >= unready_until_.load(); }
+  int64_t losses = 0;
+
+ protected:
+  absl::Status RunStep(const StepInput& step, std::vector<SampledToken>* sampled) override {
+    if (!Ready()) return absl::UnavailableError("worker 1 is unreachable");
+    if (std::count(lose_at_.begin(), lose_at_.end(), ++steps_)) {
+      ++losses;
+      inner_->Restart(1);
+      unready_until_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+      return absl::UnavailableError("worker 1 was lost mid-step");
+    }
+    return inner_->RunStep(step, sampled);
+  }
+
+ private:
+  LocalPipeline* inner_;
+  const std::vector<int64_t> lose_at_;
+  int64_t steps_ = 0;
+  std::atomic<std::chrono::steady_clock::time_point> unready_until_{};
 };
 
 // Keeps up to three steps in flight, as a three-stage pipeline does, and checks that no
@@ -416,9 +557,9 @@ TEST(Scheduler, GreedyMatchesReferenceThroughOneTwoThreeStages) {
   }
 }
 
-TEST(Scheduler, ConcurrentRequestsGetWhatTheyGetAlone) {
-  // 16 requests of different lengths and parameters, with a small step budget so prefills are
-  // chunked and mixed with decodes.
+// 16 requests of different lengths and parameters (greedy, and seeded sampling with every
+// parameter), with a small step budget so prefills are chunked and mixed with decodes.
+std::vector<std::pair<std::vector<int32_t>, GenerationParams>> MixedWork() {
   std::vector<std::pair<std::vector<int32_t>, GenerationParams>> work;
   for (int i = 0; i < 16; ++i) {
     std::vector<int32_t> prompt;
@@ -435,6 +576,11 @@ TEST(Scheduler, ConcurrentRequestsGetWhatTheyGetAlone) {
     p.sampling.logprobs = i % 3;
     work.push_back({prompt, p});
   }
+  return work;
+}
+
+TEST(Scheduler, ConcurrentRequestsGetWhatTheyGetAlone) {
+  const auto work = MixedWork();
   std::vector<std::vector<int32_t>> alone;
   {
     LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 2, {16, 256, 32});
@@ -461,6 +607,31 @@ TEST(Scheduler, ConcurrentRequestsGetWhatTheyGetAlone) {
     EXPECT_EQ(Collect(*requests[i]), alone[i]) << "request " << i << ", pipelined";
   }
   EXPECT_EQ(deep.max_in_flight, 3);
+}
+
+TEST(Scheduler, RequestsPausedByALostWorkerResumeWithTheTokensOfAnUninterruptedRun) {
+  auto work = MixedWork();
+  for (auto& [prompt, params] : work) params.max_tokens += 12;  // still running at the losses
+  std::vector<std::vector<int32_t>> uninterrupted;
+  {
+    LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 3, {16, 256, 32});
+    Scheduler scheduler(&pipeline, {16, 256, 32, 32});
+    std::vector<std::shared_ptr<Request>> requests;
+    for (auto& [prompt, params] : work) requests.push_back(*scheduler.Submit(prompt, params));
+    for (auto& r : requests) uninterrupted.push_back(Collect(*r));
+  }
+  // The middle worker is lost twice: mid-prefill and mid-decode.
+  LocalPipeline inner(FixtureDir("qwen3-small-sharded"), 3, {16, 256, 32});
+  LosingPipeline losing(&inner, {4, 20});
+  Scheduler scheduler(&losing, {16, 256, 32, 32});
+  std::vector<std::shared_ptr<Request>> requests;
+  for (auto& [prompt, params] : work) requests.push_back(*scheduler.Submit(prompt, params));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(Collect(*requests[i]), uninterrupted[i]) << "request " << i;
+  }
+  EXPECT_EQ(losing.losses, 2);
+  EXPECT_GE(scheduler.resumed(), 16);
+  EXPECT_EQ(scheduler.paused(), 0);
 }
 
 TEST(Scheduler, StopIdsEndGeneration) {

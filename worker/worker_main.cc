@@ -81,7 +81,11 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
   service.SetCore(&core);
   server->SetServing(true);
   lp::WaitForStopSignal();
+  // NOT_SERVING at once; the step in progress is answered, later ones refused (the coordinator
+  // pauses this worker's sequences and resumes them when it, or its successor, is back).
   std::fprintf(stderr, "worker %s: shutting down\n", name.c_str());
+  server->SetServing(false);
+  service.Stop(10000);
   server->Shutdown();
   metrics_server.Stop();
   return 0;

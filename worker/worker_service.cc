@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,7 @@ namespace lp {
 namespace {
 
 const grpc::Status kLoading(grpc::StatusCode::UNAVAILABLE, "the worker is still loading its slice");
+const grpc::Status kStopping(grpc::StatusCode::UNAVAILABLE, "the worker is shutting down");
 
 // A failed step's error names the requests it carried (their ids from the coordinator), so
 // that the worker's log and the coordinator's both point at them.
@@ -38,6 +40,7 @@ grpc::Status WorkerService::Handshake(grpc::ServerContext*, const layerpipe::v1:
                                       layerpipe::v1::HandshakeResponse* response) {
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
+  if (stopping_) return kStopping;
   *response = core->Handshake();
   return grpc::Status::OK;
 }
@@ -50,6 +53,13 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
   ChunkAssembler hidden;
   std::vector<float> hidden_in, hidden_out;
   while (stream->Read(&first)) {
+    if (stopping_) return kStopping;
+    // Counted from its first chunk: Stop waits for the step to be answered.
+    steps_running_.fetch_add(1);
+    struct Done {
+      std::atomic<int>& n;
+      ~Done() { n.fetch_sub(1); }
+    } done{steps_running_};
     // Gather the step's chunks: the first message carries the layout and ids.
     // Never more than the largest step's hidden state.
     const auto& limits = core->slice().limits();
@@ -100,6 +110,14 @@ grpc::Status WorkerService::Step(grpc::ServerContext*,
     if (!sent) break;
   }
   return grpc::Status::OK;
+}
+
+void WorkerService::Stop(int timeout_ms) {
+  stopping_ = true;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (steps_running_.load() > 0 && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 grpc::Status WorkerService::Release(grpc::ServerContext*,

@@ -15,6 +15,11 @@ class WorkerService final : public layerpipe::v1::Worker::Service {
   WorkerService() = default;
   explicit WorkerService(WorkerCore* core) : core_(core) {}
   void SetCore(WorkerCore* core) { core_ = core; }
+  // Shutting down: the step in progress finishes and is answered; from then on steps end
+  // their stream with UNAVAILABLE and handshakes are refused, so the coordinator pauses this
+  // worker's sequences (and resumes them on its successor). Returns once no step is running,
+  // or after `timeout_ms`.
+  void Stop(int timeout_ms);
 
   grpc::Status Handshake(grpc::ServerContext*, const layerpipe::v1::HandshakeRequest*,
                          layerpipe::v1::HandshakeResponse*) override;
@@ -30,6 +35,8 @@ class WorkerService final : public layerpipe::v1::Worker::Service {
 
  private:
   std::atomic<WorkerCore*> core_{nullptr};
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> steps_running_{0};
 };
 
 }  // namespace lp
