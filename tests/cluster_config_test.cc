@@ -242,6 +242,25 @@ TEST(ClusterConfig, BatchInvariantIsOffUnlessSaidAndMustBeABoolean) {
   EXPECT_NE(bad.status().message().find("batch_invariant"), std::string::npos) << bad.status();
 }
 
+TEST(ClusterConfig, ResumeTimeoutDefaultsTo60SecondsAndZeroTurnsItOff) {
+  const std::string workers = "workers:\n  - {name: a, device: \"cuda:0\", address: \"h:1\"}\n";
+  auto dflt = ParseClusterConfig("model: {path: /m}\n" + workers, "/");
+  ASSERT_TRUE(dflt.ok()) << dflt.status();
+  EXPECT_EQ(dflt->resume_timeout_s, 60);
+  for (const std::string v : {"0", "2.5"}) {
+    auto c = ParseClusterConfig(
+        "model: {path: /m}\nrecovery: {resume_timeout: " + v + "}\n" + workers, "/");
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_EQ(c->resume_timeout_s, std::stod(v));
+  }
+  for (const std::string bad : {"{resume_timeout: -1}", "{resume_timeout: soon}",
+                                "{resume_timeout: 100000}", "{resume_after: 5}"}) {
+    auto c = ParseClusterConfig("model: {path: /m}\nrecovery: " + bad + "\n" + workers, "/");
+    ASSERT_FALSE(c.ok()) << bad;
+    EXPECT_NE(c.status().message().find("recovery"), std::string::npos) << c.status();
+  }
+}
+
 TEST(ClusterConfig, TheHttpApiNeedsAPortOfItsOwnAndTheModelHasAName) {
   const std::string workers = "workers:\n  - {name: a, device: cpu, address: \"h:7001\"}\n";
   auto off = ParseClusterConfig("model: {path: /m/Qwen3-8B}\n" + workers, "/");
