@@ -1,14 +1,10 @@
 // The shared-memory handover between neighbouring GPU workers (worker/handover.h): a post by
-// one process is seen by another, a failed step fails the wait at once, a missing one times out,
-// a producer that dies is seen within the liveness period, and what a crashed producer left in
-// /dev/shm is removed by the next instance of the same worker.
+// one process is seen by another, a failed step fails the wait at once, a missing one times out.
 #include "worker/handover.h"
 
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <random>
 #include <thread>
 
@@ -23,18 +19,11 @@ uint64_t RandomInstance() {
   return std::random_device{}() * 0x100000000ull + std::random_device{}();
 }
 
-// A worker name of this test process's own (tests run in parallel processes), the same in the
-// children it forks.
-std::string Worker(const std::string& what) {
-  static const pid_t test_process = getpid();
-  return what + "-" + std::to_string(test_process) + "/test";  // a '/' is replaced in the name
-}
-
 TEST(HandoverTest, PostIsSeenByTheOpenerAndFailuresFailAtOnce) {
   const uint64_t instance = RandomInstance();
-  auto producer = Handover::Create(Worker("w"), instance, 8);
+  auto producer = Handover::Create(instance, 8);
   ASSERT_TRUE(producer.ok()) << producer.status();
-  auto consumer = Handover::Open(Worker("w"), instance, 8);
+  auto consumer = Handover::Open(instance, 8);
   ASSERT_TRUE(consumer.ok()) << consumer.status();
 
   (*producer)->Post(3, 41, true);
@@ -51,12 +40,12 @@ TEST(HandoverTest, PostIsSeenByTheOpenerAndFailuresFailAtOnce) {
 
 TEST(HandoverTest, AWaitingConsumerWakesWhenAnotherProcessPosts) {
   const uint64_t instance = RandomInstance();
-  auto producer = Handover::Create(Worker("w"), instance, 8);
+  auto producer = Handover::Create(instance, 8);
   ASSERT_TRUE(producer.ok()) << producer.status();
   const pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    auto consumer = Handover::Open(Worker("w"), instance, 8);
+    auto consumer = Handover::Open(instance, 8);
     if (!consumer.ok()) _exit(2);
     _exit((*consumer)->Wait(5, 7, milliseconds(10000)).ok() ? 0 : 1);
   }
@@ -70,60 +59,12 @@ TEST(HandoverTest, AWaitingConsumerWakesWhenAnotherProcessPosts) {
 
 TEST(HandoverTest, OpeningAGoneProducerFailsAndTheNameIsRemoved) {
   const uint64_t instance = RandomInstance();
-  { ASSERT_TRUE(Handover::Create(Worker("w"), instance, 8).ok()); }
-  const auto gone = Handover::Open(Worker("w"), instance, 8);
+  { ASSERT_TRUE(Handover::Create(instance, 8).ok()); }
+  const auto gone = Handover::Open(instance, 8);
   EXPECT_FALSE(gone.ok());
-  auto again = Handover::Create(Worker("w"), instance, 8);
+  auto again = Handover::Create(instance, 8);
   EXPECT_TRUE(again.ok()) << again.status();
-  EXPECT_FALSE(Handover::Open(Worker("w"), instance, 4).ok());  // the wrong size
-}
-
-TEST(HandoverTest, AProducerThatDiesIsSeenWithinTheLivenessPeriod) {
-  const uint64_t instance = RandomInstance();
-  int ready[2];
-  ASSERT_EQ(pipe(ready), 0);
-  const pid_t child = fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {  // the producer: creates its words, says so, then waits to be killed
-    auto producer = Handover::Create(Worker("dies"), instance, 8);
-    const char c = producer.ok() ? 1 : 0;
-    if (write(ready[1], &c, 1) != 1) _exit(2);
-    pause();
-    _exit(0);
-  }
-  char c = 0;
-  ASSERT_EQ(read(ready[0], &c, 1), 1);
-  ASSERT_EQ(c, 1);
-  auto consumer = Handover::Open(Worker("dies"), instance, 8);
-  ASSERT_TRUE(consumer.ok()) << consumer.status();
-  std::thread killer([&] {
-    std::this_thread::sleep_for(milliseconds(200));
-    kill(child, SIGKILL);
-  });
-  const auto start = std::chrono::steady_clock::now();
-  const absl::Status s = (*consumer)->Wait(1, 5, milliseconds(5000));
-  const auto waited = std::chrono::steady_clock::now() - start;
-  killer.join();
-  waitpid(child, nullptr, 0);
-  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
-  EXPECT_NE(s.message().find("ended"), std::string::npos) << s;
-  EXPECT_LT(waited, milliseconds(1000)) << "not the 5 s timeout";
-
-  // What the killed producer left is there until the worker's next instance starts.
-  const std::string left = "/dev/shm" + Handover::Name(Worker("dies"), instance);
-  EXPECT_TRUE(std::filesystem::exists(left));
-  EXPECT_FALSE(Handover::Open(Worker("dies"), instance, 8).ok()) << "its worker has ended";
-  const uint64_t next_instance = RandomInstance();
-  auto next = Handover::Create(Worker("dies"), next_instance, 8);
-  ASSERT_TRUE(next.ok()) << next.status();
-  EXPECT_FALSE(std::filesystem::exists(left));
-  // A live instance's words are not touched by another's start.
-  auto other = Handover::Create(Worker("dies"), RandomInstance(), 8);
-  ASSERT_TRUE(other.ok()) << other.status();
-  EXPECT_TRUE(std::filesystem::exists("/dev/shm" + Handover::Name(Worker("dies"), next_instance)));
-  EXPECT_TRUE(Handover::Open(Worker("dies"), next_instance, 8).ok());
-  close(ready[0]);
-  close(ready[1]);
+  EXPECT_FALSE(Handover::Open(instance, 4).ok());  // the wrong size
 }
 
 }  // namespace
