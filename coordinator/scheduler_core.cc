@@ -260,7 +260,7 @@ bool SchedulerCore::Recover(bool ready, SchedulerClock::time_point now) {
   }
   paused_ = paused;
   const bool outage_over = outage_since_ && now - *outage_since_ >= limits_.resume_timeout;
-  holding_ = outage_since_ && !outage_over;
+  holding_ = was_ready_ && limits_.resume_timeout.count() > 0 && !outage_over;
   if (outage_over) {
     std::lock_guard<std::mutex> lock(mu_);
     for (Seq& s : queue_) s.request->Fail(expired);

@@ -77,8 +77,9 @@ class SchedulerCore {
   int64_t active() const;                       // KV-cache slots taken
   int64_t paused() const { return paused_; }    // sequences waiting to resume
   int64_t resumed() const { return resumed_; }  // sequences resumed since start
-  // Whether new requests may queue although the pipeline is not ready: an outage that began
-  // after it was ready, younger than resume_timeout.
+  // Whether new requests may queue although the pipeline is not ready: it has been ready,
+  // resuming is on, and no outage has outlasted resume_timeout. True before this core has seen
+  // an outage begin, since the pipeline may report one first.
   bool holding() const { return holding_; }
 
   // The rest: only the driving thread.

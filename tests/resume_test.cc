@@ -176,9 +176,7 @@ TEST(ClusterResume, ARollingRestartOfEveryWorker) {
   EXPECT_NE(cluster.log("w1").find("shutting down"), std::string::npos);
 }
 
-// Disabled: flaky under a loaded ctest run (the request is sometimes refused instead of queued
-// when the worker is killed while the cluster is idle); see the closing note of issue 17.
-TEST(ClusterResume, DISABLED_ARequestSentWhileAWorkerIsDownWaitsAndIsServed) {
+TEST(ClusterResume, ARequestSentWhileAWorkerIsDownWaitsAndIsServed) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 3, Options());
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   const Outcome before = Generate(cluster, Ids({5, 6, 7}, 20));

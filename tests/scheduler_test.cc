@@ -324,7 +324,7 @@ TEST(SchedulerCore, ALostStagePausesEverySequenceAndTheyResumeFromTheirIds) {
   // Ready again: each is prefilled again from prompt + generated, sampling on the last chunk;
   // the new request joins.
   steps = core.Schedule(1, true, t0 + std::chrono::seconds(5));
-  EXPECT_FALSE(core.holding());
+  EXPECT_TRUE(core.holding()) << "a next outage is held too";
   EXPECT_EQ(core.paused(), 0);
   EXPECT_EQ(core.resumed(), 2);
   ASSERT_EQ(steps.size(), 1u);
