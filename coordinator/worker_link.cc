@@ -261,6 +261,7 @@ absl::Status WorkerLink::Connect(const layerpipe::v1::HandshakeResponse& prev, i
   *req.mutable_prev_ipc_buffers() = prev.ipc_buffers();
   *req.mutable_prev_ipc_events() = prev.ipc_events();
   req.set_prev_instance_id(prev.instance_id());
+  req.set_prev_name(prev.name());
   layerpipe::v1::ConnectResponse resp;
   grpc::Status s = stub_->Connect(&ctx, req, &resp);
   if (!s.ok()) return FromGrpc(s, absl::StrCat("worker '", expect_.name, "': CUDA IPC"));

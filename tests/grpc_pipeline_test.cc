@@ -102,7 +102,7 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
     std::lock_guard<std::mutex> lock(mu_);
     instance_ = RandomInstance();
     if (!head_) {
-      auto h = Handover::Create(instance_, kIpcRing);
+      auto h = Handover::Create(name(), instance_, kIpcRing);
       ASSERT_TRUE(h.ok()) << h.status();
       handover_out_ = std::move(*h);
     }
@@ -164,7 +164,7 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
     if (req->prev_ipc_buffers_size() != kIpcRing || req->prev_ipc_events_size() != kIpcRing) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "not a whole ring");
     }
-    auto h = Handover::Open(req->prev_instance_id(), kIpcRing);
+    auto h = Handover::Open(req->prev_name(), req->prev_instance_id(), kIpcRing);
     if (!h.ok()) {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(h.status().message()));
     }

@@ -46,7 +46,7 @@ WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bo
   if (export_ipc && !slice_->spec().head) {
     // The ring the next worker reads from (the backend may not be able to: then none).
     const auto& l = slice_->limits();
-    auto handover = Handover::Create(instance_id_, kIpcRing);
+    auto handover = Handover::Create(identity_.name, instance_id_, kIpcRing);
     if (!handover.ok()) {
       std::fprintf(stderr, "worker %s: no CUDA IPC to the next worker (gRPC instead): %s\n",
                    identity_.name.c_str(), std::string(handover.status().message()).c_str());
@@ -70,7 +70,8 @@ absl::Status WorkerCore::Connect(const layerpipe::v1::ConnectRequest& request) {
   ring_in_.reset();
   handover_in_.reset();
   ASSIGN_OR_RETURN(auto ring, IpcRing::Import(slice_->backend(), peer));
-  ASSIGN_OR_RETURN(handover_in_, Handover::Open(request.prev_instance_id(), kIpcRing));
+  ASSIGN_OR_RETURN(handover_in_,
+                   Handover::Open(request.prev_name(), request.prev_instance_id(), kIpcRing));
   ring_in_ = std::move(ring);
   ipc_peer_instance_ = request.prev_instance_id();
   return absl::OkStatus();
