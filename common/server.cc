@@ -2,7 +2,6 @@
 #include "common/server.h"
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
-#include <grpcpp/health_check_service_interface.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,34 +18,28 @@ void OnSignal(int) { g_stop = true; }
 
 absl::StatusOr<Server> StartServer(const std::string& listen, grpc::Service* service,
                                    const std::string& service_name, int max_receive_bytes) {
-  grpc::EnableDefaultHealthCheckService(true);
+  grpc::EnableDefaultHealthCheckService(false);  // ours instead (see health_service.h)
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // v1alpha
   Server out;
-  out.service_name = service_name;
+  out.health = std::make_unique<HealthService>(service_name);
   out.reflection = std::make_unique<ReflectionV1>(std::vector<std::string>{service_name});
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &out.port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(max_receive_bytes);
   builder.RegisterService(service);
+  builder.RegisterService(out.health.get());
   builder.RegisterService(out.reflection.get());
   out.grpc = builder.BuildAndStart();
-  if (!out.grpc || port == 0) {
+  if (!out.grpc || out.port == 0) {
     return absl::UnavailableError("cannot listen on " + listen +
                                   " (is another process using the port?)");
   }
-  out.SetServing(false);
   return out;
 }
 
-void Server::SetServing(bool serving) {
-  grpc::HealthCheckServiceInterface* health = grpc->GetHealthCheckService();
-  health->SetServingStatus(service_name, serving);
-  health->SetServingStatus(serving);
-}
-
 void Server::Shutdown() {
+  health->Shutdown();  // ends Watch calls, which would otherwise hold the shutdown up
   grpc->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 

@@ -8,22 +8,23 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "common/health_service.h"
 #include "common/reflection_v1.h"
 
 namespace lp {
 
-// A started server and the reflection service it serves (which must live as long).
+// A started server and the health and reflection services it serves (which must live as long).
 struct Server {
+  std::unique_ptr<HealthService> health;
   std::unique_ptr<ReflectionV1> reflection;
   std::unique_ptr<grpc::Server> grpc;
+  int port = 0;  // the port it listens on (the one picked when asked for port 0)
 
-  // Sets the health status of the server and of `service_name` (grpc.health.v1 clients ask
+  // Sets the health status of the server and of its service (grpc.health.v1 clients ask
   // either way).
-  void SetServing(bool serving);
+  void SetServing(bool serving) { health->SetServing(serving); }
   // Stops taking calls and gives running ones up to two seconds.
   void Shutdown();
-
-  std::string service_name;
 };
 
 // Serves `service` (full name `service_name`, e.g. "layerpipe.v1.Worker") on `listen`
