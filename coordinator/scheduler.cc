@@ -2,6 +2,7 @@
 #include "coordinator/scheduler.h"
 
 #include <chrono>
+#include <cstdio>
 #include <deque>
 
 namespace lp {
@@ -71,6 +72,12 @@ void Scheduler::Loop() {
       sent.pop_front();
     }
     core_.OnResult(result);
+    if (const auto resumed = core_.TakeResumeReport()) {
+      std::fprintf(
+          stderr, "coordinator: resumed %lld requests (%lld tokens prefilled again) in %lld ms\n",
+          static_cast<long long>(resumed->requests), static_cast<long long>(resumed->tokens),
+          static_cast<long long>(resumed->took.count()));
+    }
   }
   // Let the micro-batches in flight come back before the pipeline goes away.
   for (int tries = 0; core_.in_flight() > 0 && tries < 30; ++tries) {

@@ -160,7 +160,7 @@ std::vector<ScheduledStep> SchedulerCore::Schedule(int depth, bool ready,
   return steps;
 }
 
-void SchedulerCore::Apply(const StepResult& result) {
+void SchedulerCore::Apply(const StepResult& result, SchedulerClock::time_point now) {
   for (const SampledToken& t : result.sampled) {
     auto it = std::find_if(running_.begin(), running_.end(),
                            [&](const Seq& s) { return s.slot == t.slot; });
@@ -169,6 +169,7 @@ void SchedulerCore::Apply(const StepResult& result) {
     Seq& s = *it;
     s.generated.push_back(t.id);
     s.lost_at.reset();
+    s.resuming = false;
     s.request->Push(t);
     if (s.prefilled == s.to_prefill) s.state = SeqState::kDecoding;
     const auto& params = s.request->params();
@@ -181,6 +182,19 @@ void SchedulerCore::Apply(const StepResult& result) {
       s.request->Finish(FinishReason::kLength);
     }
   }
+  if (resuming_ && std::none_of(running_.begin(), running_.end(),
+                                [](const Seq& s) { return s.resuming && !Ended(s.state); })) {
+    resumed_report_ = resuming_->report;
+    resumed_report_->took =
+        std::chrono::duration_cast<std::chrono::milliseconds>(now - resuming_->began);
+    resuming_.reset();
+  }
+}
+
+std::optional<ResumeReport> SchedulerCore::TakeResumeReport() {
+  std::optional<ResumeReport> out;
+  out.swap(resumed_report_);
+  return out;
 }
 
 void SchedulerCore::Fail(Seq& seq, const absl::Status& status) {
@@ -208,7 +222,7 @@ void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_poin
     flights_.erase(flight);
   }
   if (result.status.ok()) {
-    Apply(result);
+    Apply(result, now);
   } else if (lost) {
     Lose(failed, now);
   }
@@ -221,9 +235,11 @@ void SchedulerCore::Lose(const absl::Status& status, SchedulerClock::time_point 
     return;
   }
   if (loss_.ok()) loss_ = status;
+  resuming_.reset();  // cut short: the next resume is measured afresh
   int64_t paused = 0;
   for (Seq& s : running_) {
     if (Ended(s.state)) continue;
+    s.resuming = false;
     if (s.state != SeqState::kPaused) {
       s.state = SeqState::kPaused;
       s.prefilled = 0;
@@ -269,12 +285,17 @@ bool SchedulerCore::Recover(bool ready, SchedulerClock::time_point now) {
   if (!ready) return false;
   if (paused > 0 && !flights_.empty()) return false;  // what is in flight comes back first
   // Every stage answers: the paused sequences start again from their ids.
+  Resuming resume{{}, now};
   for (Seq& s : running_) {
     if (s.state != SeqState::kPaused) continue;
     s.state = SeqState::kPrefilling;
     s.to_prefill = int64_t(s.request->prompt().size() + s.generated.size());
+    s.resuming = true;
+    ++resume.report.requests;
+    resume.report.tokens += s.to_prefill;
     ++resumed_;
   }
+  if (resume.report.requests > 0) resuming_ = resume;
   paused_ = 0;
   loss_ = absl::OkStatus();
   return true;

@@ -47,6 +47,14 @@ using SchedulerClock = std::chrono::steady_clock;
 
 // Where a sequence is in its life. The last three are ends: the sequence leaves (and its slot
 // is freed) at the first step boundary where no micro-batch of it is in flight.
+// One resume, from the moment the pipeline answered again until every sequence it started
+// again had its next token (those that ended meanwhile not waited for).
+struct ResumeReport {
+  int64_t requests = 0;
+  int64_t tokens = 0;  // ids prefilled again, all of them together
+  std::chrono::milliseconds took{0};
+};
+
 enum class SeqState {
   kWaiting,     // queued, no KV-cache slot yet
   kPrefilling,  // has a slot; chunks of its ids left to send, or the last one's token not back
@@ -83,6 +91,9 @@ class SchedulerCore {
   bool holding() const { return holding_; }
 
   // The rest: only the driving thread.
+  // The last resume once it is complete, once (none before, or if it was cut short by
+  // another outage).
+  std::optional<ResumeReport> TakeResumeReport();
   // The step boundary: admits, retires, and builds micro-batches until `depth` are in flight
   // or nothing is left to send. The caller submits every one, in order. `ready`: whether every
   // stage answers (nothing is sent otherwise, and the running sequences are paused).
@@ -114,6 +125,7 @@ class SchedulerCore {
     int64_t to_prefill = 0;  // ids its prefill covers: the prompt; prompt + generated resumed
     std::vector<int32_t> generated;
     bool in_flight = false;  // in a micro-batch not yet back
+    bool resuming = false;   // started again after an outage, its next token not back yet
     // Since when it has made no progress after a lost stage (reset by its next token).
     std::optional<SchedulerClock::time_point> lost_at;
   };
@@ -127,7 +139,7 @@ class SchedulerCore {
   // Builds a micro-batch of at most `micro_batch_seqs` sequences not in flight, carrying the
   // pending slot releases; false when there is nothing to send.
   bool BuildStep(int64_t micro_batch_seqs, StepInput* step);
-  void Apply(const StepResult& result);
+  void Apply(const StepResult& result, SchedulerClock::time_point now);
   void Fail(Seq& seq, const absl::Status& status);
   // A lost stage: pauses every running sequence (or fails them all without resuming).
   void Lose(const absl::Status& status, SchedulerClock::time_point now);
@@ -148,6 +160,12 @@ class SchedulerCore {
   bool was_ready_ = false;  // the pipeline has been ready (before that, no outage is held)
   std::optional<SchedulerClock::time_point> outage_since_;
   absl::Status loss_;  // the last lost stage's error: what expired requests fail with
+  struct Resuming {
+    ResumeReport report;
+    SchedulerClock::time_point began;
+  };
+  std::optional<Resuming> resuming_;  // the resume under way
+  std::optional<ResumeReport> resumed_report_;
   std::atomic<bool> holding_{false};
   std::atomic<int64_t> paused_{0};
   std::atomic<int64_t> resumed_{0};

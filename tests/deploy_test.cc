@@ -58,6 +58,10 @@ TEST(Deploy, KubernetesPodsAreLockedDown) {
     ++pods;
     const auto spec = d["spec"]["template"]["spec"];
     EXPECT_TRUE(spec["securityContext"]["runAsNonRoot"].as<bool>()) << kind;
+    // Room for the drain on SIGTERM: a worker's step and exit (10 s at most), the
+    // coordinator's --drain-timeout (30 s).
+    ASSERT_TRUE(spec["terminationGracePeriodSeconds"].IsDefined()) << kind;
+    EXPECT_GT(spec["terminationGracePeriodSeconds"].as<int>(), kind == "Deployment" ? 30 : 10);
     for (const auto& c : spec["containers"]) {
       const std::string name = c["name"].as<std::string>();
       EXPECT_FALSE(c["securityContext"]["allowPrivilegeEscalation"].as<bool>()) << name;

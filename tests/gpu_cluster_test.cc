@@ -2,13 +2,17 @@
 // sampling, prompts of many lengths) through a cluster of 3 CUDA workers sharing GPU 0, with
 // batch_invariant on, get the tokens each gets alone, with max_batch 4 (requests queue and
 // join as others finish) and 24 (all at once). Also prints, without asserting, how many agree
-// with batch_invariant off. Run with LP_BIN_DIR naming the folder of the programs where they
-// are not in the build's bin folder (the GPU machine's bundle).
+// with batch_invariant off. And the resume case: a worker of such a cluster, linked to its
+// neighbours over CUDA IPC, killed mid-generation and restarted, and every stream ends with the
+// tokens of an uninterrupted run. Run with LP_BIN_DIR naming the folder of the programs where
+// they are not in the build's bin folder (the GPU machine's bundle).
 #include <future>
+#include <regex>
 
 #include "cluster_client.h"
 #include "cluster_harness.h"
 #include "engine/cuda.h"
+#include "resume_harness.h"
 
 namespace lp {
 namespace {
@@ -75,6 +79,34 @@ TEST(GpuCluster, ConcurrentRequestsGetWhatTheyGetAloneWithBatchInvariance) {
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 120000)) << cluster.log("coordinator");
   std::printf("batch_invariant off, max_batch 24: %d of %zu requests got what they get alone\n",
               SameAsAlone(cluster, reqs), reqs.size());
+}
+
+TEST(GpuCluster, AWorkerKilledMidGenerationResumesOverCudaIpc) {
+  if (cuda::DeviceCount() == 0) GTEST_SKIP() << "no CUDA device visible: GPU tests skipped";
+  for (int victim : {1, 2}) {  // the middle worker; the last (the sampler)
+    ClusterOptions o;
+    o.cuda = true;
+    o.extra_yaml = "batch_invariant: true\n";
+    o.limits_yaml = "{max_batch: 32, max_context: 256, max_step_tokens: 128}";
+    Cluster cluster(FixtureDir("qwen3-tiny"), 3, o);
+    lp::testing::ExpectNothingLost(cluster, [&] {
+      cluster.KillWorker(victim);
+      std::this_thread::sleep_for(std::chrono::seconds(2));
+      cluster.StartWorker(victim);
+    });
+    const std::string log = cluster.log("coordinator");
+    // Both links over CUDA IPC at start, and the restarted worker's again.
+    int ipc = 0;
+    for (size_t at = log.find(": CUDA IPC"); at != std::string::npos;
+         at = log.find(": CUDA IPC", at + 1)) {
+      ++ipc;
+    }
+    EXPECT_GE(ipc, 3) << log;
+    std::smatch resumed;
+    EXPECT_TRUE(std::regex_search(log, resumed, std::regex("resumed [0-9]+ requests[^\n]*")))
+        << log;
+    std::printf("worker %d killed: %s\n", victim, resumed.str().c_str());
+  }
 }
 
 }  // namespace

@@ -337,7 +337,14 @@ TEST(SchedulerCore, ALostStagePausesEverySequenceAndTheyResumeFromTheirIds) {
   EXPECT_EQ(in.seqs[1].n_tokens, 3);
   EXPECT_EQ(in.seqs[2].n_tokens, 1);
   EXPECT_EQ(in.ids, Ints({1, 2, 3, 7, 4, 5, 8, 6}));
-  core.OnResult(Answer(steps[0], 10));
+  EXPECT_FALSE(core.TakeResumeReport()) << "not before the resumed have their next token";
+  core.OnResult(Answer(steps[0], 10), t0 + std::chrono::milliseconds(5250));
+  const auto report = core.TakeResumeReport();
+  ASSERT_TRUE(report);
+  EXPECT_EQ(report->requests, 2);
+  EXPECT_EQ(report->tokens, 4 + 3);
+  EXPECT_EQ(report->took, std::chrono::milliseconds(250));
+  EXPECT_FALSE(core.TakeResumeReport()) << "once";
   EXPECT_EQ(Ids(a->Take(0)), Ints({10}));
   EXPECT_EQ(Ids(b->Take(0)), Ints({10}));
   EXPECT_EQ(core.state_of_slot(0), SeqState::kDecoding);
