@@ -169,7 +169,6 @@ void SchedulerCore::Apply(const StepResult& result, SchedulerClock::time_point n
     Seq& s = *it;
     s.generated.push_back(t.id);
     s.lost_at.reset();
-    s.resuming = false;
     s.request->Push(t);
     if (s.prefilled == s.to_prefill) s.state = SeqState::kDecoding;
     const auto& params = s.request->params();
@@ -182,8 +181,8 @@ void SchedulerCore::Apply(const StepResult& result, SchedulerClock::time_point n
       s.request->Finish(FinishReason::kLength);
     }
   }
-  if (resuming_ && std::none_of(running_.begin(), running_.end(),
-                                [](const Seq& s) { return s.resuming && !Ended(s.state); })) {
+  if (resuming_ &&
+      std::none_of(running_.begin(), running_.end(), [](const Seq& s) { return s.resuming(); })) {
     resumed_report_ = resuming_->report;
     resumed_report_->took =
         std::chrono::duration_cast<std::chrono::milliseconds>(now - resuming_->began);
@@ -239,7 +238,6 @@ void SchedulerCore::Lose(const absl::Status& status, SchedulerClock::time_point 
   int64_t paused = 0;
   for (Seq& s : running_) {
     if (Ended(s.state)) continue;
-    s.resuming = false;
     if (s.state != SeqState::kPaused) {
       s.state = SeqState::kPaused;
       s.prefilled = 0;
@@ -290,7 +288,6 @@ bool SchedulerCore::Recover(bool ready, SchedulerClock::time_point now) {
     if (s.state != SeqState::kPaused) continue;
     s.state = SeqState::kPrefilling;
     s.to_prefill = int64_t(s.request->prompt().size() + s.generated.size());
-    s.resuming = true;
     ++resume.report.requests;
     resume.report.tokens += s.to_prefill;
     ++resumed_;

@@ -45,8 +45,6 @@ struct SchedulerLimits {
 
 using SchedulerClock = std::chrono::steady_clock;
 
-// Where a sequence is in its life. The last three are ends: the sequence leaves (and its slot
-// is freed) at the first step boundary where no micro-batch of it is in flight.
 // One resume, from the moment the pipeline answered again until every sequence it started
 // again had its next token (those that ended meanwhile not waited for).
 struct ResumeReport {
@@ -55,6 +53,8 @@ struct ResumeReport {
   std::chrono::milliseconds took{0};
 };
 
+// Where a sequence is in its life. The last three are ends: the sequence leaves (and its slot
+// is freed) at the first step boundary where no micro-batch of it is in flight.
 enum class SeqState {
   kWaiting,     // queued, no KV-cache slot yet
   kPrefilling,  // has a slot; chunks of its ids left to send, or the last one's token not back
@@ -125,9 +125,10 @@ class SchedulerCore {
     int64_t to_prefill = 0;  // ids its prefill covers: the prompt; prompt + generated resumed
     std::vector<int32_t> generated;
     bool in_flight = false;  // in a micro-batch not yet back
-    bool resuming = false;   // started again after an outage, its next token not back yet
     // Since when it has made no progress after a lost stage (reset by its next token).
     std::optional<SchedulerClock::time_point> lost_at;
+    // Started again after a lost stage, its next token not back yet.
+    bool resuming() const { return lost_at && state != SeqState::kPaused && !Ended(state); }
   };
   static bool Ended(SeqState s) {
     return s == SeqState::kFinished || s == SeqState::kFailed || s == SeqState::kCancelled;

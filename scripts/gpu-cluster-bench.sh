@@ -8,14 +8,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
-out=${OUT:-gpu-results}
-mkdir -p "$out"
-[ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
-export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
-B=$PWD/.device/bundle/bin
+. "$here/gpu-cluster-lib.sh"  # $out, $B; cluster, serve, stop
 port=7600
-
-. "$here/gpu-cluster-lib.sh"  # cluster, serve, stop
 
 # 1. Greedy through 1 and 3 CUDA workers on the fixture.
 for run in 1:cuda 3:cuda 3:cpu; do

@@ -1,6 +1,13 @@
-# Shared by the GPU machine's cluster scripts (gpu-cluster-bench.sh, gpu-int4-cluster.sh):
-# writing a cluster file of N workers on GPU 0, and `layerpipe serve` started and stopped.
-# Needs $B (the bundle's bin folder) and $port (the coordinator's; workers take the next ones).
+# Shared by the GPU machine's cluster scripts (gpu-cluster-bench.sh, gpu-int4-cluster.sh,
+# gpu-resume.sh), sourced from the checkout's root: sets $out (the results folder, $OUT or
+# gpu-results/) and $B (the bundle's bin folder, unpacked if needed); writes a cluster file of N
+# workers on GPU 0, and starts and stops `layerpipe serve`. The functions need $port (the
+# coordinator's; workers take the next ones).
+out=${OUT:-gpu-results}
+mkdir -p "$out"
+[ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
+export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
+B=$PWD/.device/bundle/bin
 
 cluster() {  # cluster FILE MODEL N BUDGET_GIB LIMITS [TRANSPORT] [DEVICE_MAP]
   local file=$1 model=$2 n=$3 budget=$4 limits=$5 transport=${6:-auto} map=${7:-balanced} i

@@ -9,18 +9,12 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
-out=${OUT:-gpu-results}
-mkdir -p "$out"
+. "$here/gpu-cluster-lib.sh"  # $out, $B; cluster, serve, stop
 work=/tmp/q72-work  # per-run files; only the summary and the logs go to $out (8 files come back)
 mkdir -p $work
 exec > >(tee "$out/q72_summary.txt") 2>&1
-[ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
-export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
-B=$PWD/.device/bundle/bin
 port=7700
 model=/tmp/q72
-
-. "$here/gpu-cluster-lib.sh"  # cluster, serve, stop
 
 tok=.device/tokenizer
 mkdir -p $tok && tar xJf .device/tokenizer.tar.xz -C $tok 2>/dev/null

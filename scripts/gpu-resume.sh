@@ -8,17 +8,13 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
-out=${OUT:-gpu-results}
-mkdir -p "$out"
-[ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
-export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
-B=$PWD/.device/bundle/bin
+. "$here/gpu-cluster-lib.sh"  # $out, $B; cluster
 port=7700
-. "$here/gpu-cluster-lib.sh"  # cluster
 
 [ -d /tmp/q8 ] || $B/layerpipe init-model --preset qwen3-8b --out /tmp/q8 --seed 1 > "$out/init.log" 2>&1
 cluster /tmp/resume.yaml /tmp/q8 3 24 "{max_batch: 64, max_context: 2048, max_step_tokens: 8192}"
-start_worker() { $B/layerpipe-worker /tmp/resume.yaml --name g$1 >> "$out/resume_g$1.log" 2>&1 & eval "w$1=\$!"; }
+pid=()  # the workers' processes
+start_worker() { $B/layerpipe-worker /tmp/resume.yaml --name g$1 >> "$out/resume_g$1.log" 2>&1 & pid[$1]=$!; }
 for i in 0 1 2; do start_worker $i; done
 $B/layerpipe-coordinator /tmp/resume.yaml > "$out/resume_coordinator.log" 2>&1 &
 coord=$!
@@ -38,7 +34,7 @@ echo "64 x 1024-token prompts sent fresh: $(tail -n 1 "$out/resume_fresh.json")"
 load 600 "$out/resume_load.json" &
 loader=$!
 sleep 10
-kill -9 $w1
+kill -9 ${pid[1]}
 echo "killed g1 at $(date +%T.%N)"
 sleep 2
 start_worker 1
@@ -46,5 +42,5 @@ wait $loader
 echo "64 streams, g1 killed mid-generation: $(tail -n 1 "$out/resume_load.json")"
 grep -E "resumed|CUDA IPC|lost|did not" "$out/resume_coordinator.log" | tail -n 8
 kill -INT $coord; wait $coord
-for i in 0 1 2; do eval "kill -TERM \$w$i"; done
+kill -TERM "${pid[@]}"
 wait

@@ -6,8 +6,8 @@
 #include <chrono>
 
 #include "common/server.h"
-#include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
 #include "layerpipe/v1/worker.grpc.pb.h"
 
 namespace lp {
@@ -22,27 +22,35 @@ class HealthTest : public ::testing::Test {
     auto started = StartServer("127.0.0.1:0", &service_, "layerpipe.v1.Worker", 1 << 20);
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = std::move(*started);
+    stub_ = grpc::health::v1::Health::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_.port), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
     if (server_.grpc) server_.Shutdown();
   }
-  std::unique_ptr<grpc::health::v1::Health::Stub> Stub() {
-    return grpc::health::v1::Health::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(server_.port), grpc::InsecureChannelCredentials()));
+  static HealthCheckRequest Request(const std::string& service) {
+    HealthCheckRequest req;
+    req.set_service(service);
+    return req;
   }
   // The status Check answers for `service`, or the call's error code as a negative number.
   int Check(const std::string& service) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    HealthCheckRequest req;
-    req.set_service(service);
     HealthCheckResponse resp;
-    const grpc::Status s = Stub()->Check(&ctx, req, &resp);
+    const grpc::Status s = stub_->Check(&ctx, Request(service), &resp);
     return s.ok() ? resp.status() : -s.error_code();
+  }
+  // A Watch of `service` on `ctx` (deadline 20 s).
+  std::unique_ptr<grpc::ClientReader<HealthCheckResponse>> Watch(grpc::ClientContext* ctx,
+                                                                 const std::string& service) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    return stub_->Watch(ctx, Request(service));
   }
 
   layerpipe::v1::Worker::Service service_;  // no method implemented: only its name counts here
   Server server_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> stub_;
 };
 
 TEST_F(HealthTest, NotServingUntilToldAndUnknownServicesAreNotFound) {
@@ -57,12 +65,8 @@ TEST_F(HealthTest, NotServingUntilToldAndUnknownServicesAreNotFound) {
 }
 
 TEST_F(HealthTest, WatchSendsEveryChangeAndEndsAtShutdown) {
-  auto stub = Stub();
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
-  HealthCheckRequest req;
-  req.set_service("layerpipe.v1.Worker");
-  auto reader = stub->Watch(&ctx, req);
+  auto reader = Watch(&ctx, "layerpipe.v1.Worker");
   HealthCheckResponse resp;
   ASSERT_TRUE(reader->Read(&resp));
   EXPECT_EQ(resp.status(), HealthCheckResponse::NOT_SERVING);
@@ -84,12 +88,8 @@ TEST_F(HealthTest, WatchSendsEveryChangeAndEndsAtShutdown) {
 }
 
 TEST_F(HealthTest, WatchingAnUnknownServiceSaysSo) {
-  auto stub = Stub();
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  HealthCheckRequest req;
-  req.set_service("layerpipe.v1.Nothing");
-  auto reader = stub->Watch(&ctx, req);
+  auto reader = Watch(&ctx, "layerpipe.v1.Nothing");
   HealthCheckResponse resp;
   ASSERT_TRUE(reader->Read(&resp));
   EXPECT_EQ(resp.status(), HealthCheckResponse::SERVICE_UNKNOWN);
