@@ -37,7 +37,7 @@ struct BenchOptions {
   int64_t long_context = 0;      // tokens of context for the long-context decode figure (0: none)
   std::string prefill = "2048";  // single-sequence prefill lengths, comma-separated
   std::string hf_baseline, json_out;
-  bool graphs = true, as_json = false, probe = false, batch_invariant = false;
+  bool graphs = true, as_json = false, probe = false, batch_invariant = false, chained = true;
   std::vector<int64_t> prefills;  // parsed from `prefill`
 };
 
@@ -226,6 +226,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
   bo.batch_invariant = o.batch_invariant;
+  bo.chained_launches = o.chained;
   std::fprintf(stderr, "%s: building, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const auto t0 = Clock::now();
   WeightSource source;
@@ -253,7 +254,8 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
             {"weight_bytes_per_step", bytes},
             {"kv_cache_bytes", (*slice)->kv_cache_bytes()},
             {"graphs", o.graphs},
-            {"batch_invariant", o.batch_invariant}};
+            {"batch_invariant", o.batch_invariant},
+            {"chained_launches", o.chained}};
   const json* base = hf.contains(name) ? &hf[name] : nullptr;
   for (int64_t b : batches) {
     json d = BenchBatch(**slice, b, o, rng);
@@ -395,6 +397,9 @@ void AddBenchCommand(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--hf-baseline", o->hf_baseline, "output of hf_baseline.py (JSON lines)");
   cmd->add_flag("!--no-graphs", o->graphs, "issue decode steps op by op (no CUDA graphs)");
+  cmd->add_flag("!--no-chained-launches", o->chained,
+                "launch each kernel after the one before has ended (no programmatic dependent "
+                "launch)");
   cmd->add_flag("--batch-invariant", o->batch_invariant,
                 "a row's result independent of its step's other rows (the cluster file's "
                 "batch_invariant)");

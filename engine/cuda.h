@@ -26,6 +26,10 @@ struct CudaBackendOptions {
   // through the flash kernel only. Off: the GEMV / cuBLAS / split-attention paths picked by
   // the step's size, faster but a sequence's tokens may change with what it is batched with.
   bool batch_invariant = false;
+  // A step's kernels may each start while the one before finishes (programmatic dependent
+  // launch, compute capability 9.0 and later; cuda/common.cuh). For the process: the last
+  // backend created decides. False to compare.
+  bool chained_launches = true;
   // Called after each weight is copied, with bytes loaded so far (progress for big models).
   std::function<void(uint64_t bytes)> on_weight_loaded;
 };

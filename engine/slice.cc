@@ -302,6 +302,27 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
   return absl::OkStatus();
 }
 
+absl::Status Slice::WarmUp() {
+  const int32_t prompt =
+      int32_t(std::min<int64_t>({96, limits_.max_step_tokens, limits_.max_context - 2}));
+  if (prompt < 1) return absl::OkStatus();
+  std::vector<float> out;
+  int32_t pos = 0;
+  for (const int32_t n : {prompt, 1, 1}) {
+    StepLayout layout{{{.slot = 0, .start_pos = pos, .n_tokens = n}}};
+    const std::vector<int32_t> ids(spec_.embed ? size_t(n) : 0, 0);
+    const std::vector<float> hidden(spec_.embed ? 0 : size_t(n * config_.hidden_size), 0.0f);
+    RETURN_IF_ERROR(Forward(layout, ids, hidden, spec_.head ? nullptr : &out));
+    if (spec_.head) {
+      std::vector<SampleResult> sampled;
+      RETURN_IF_ERROR(Sample(std::vector<SampleInput>(1), &sampled));
+    }
+    pos += n;
+  }
+  backend_->Synchronize();
+  return absl::OkStatus();
+}
+
 void Slice::RunLayersAndHead(int64_t tokens, int64_t n) {
   Backend& b = *backend_;
   for (int64_t l = spec_.begin; l < spec_.end; ++l) {

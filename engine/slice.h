@@ -94,6 +94,13 @@ class Slice {
   // Last slice, after Forward: one token per sequence of that step, by rows[sequence].
   absl::Status Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out);
 
+  // Runs what a first request would run, on made-up input in KV slot 0: a prefill of up to 96
+  // tokens, a decode step of one sequence twice (recorded, then replayed) and, on the last
+  // slice, a greedy sample. A GPU loads each kernel at its first launch and a backend records a
+  // decode step the first time it sees it: done here, at start, the first request does not
+  // wait for either. Slot 0's made-up keys and values are harmless: a sequence writes every
+  // position before it reads it.
+  absl::Status WarmUp();
   Backend& backend() { return *backend_; }
   uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }
 

@@ -33,10 +33,14 @@ bench_runs() {  # bench_runs TAG RUN... (RUN = workers:transport)
     cluster /tmp/q8_$n.yaml /tmp/q8 $n $((72 / n)) "{max_batch: 64, max_context: 512, max_step_tokens: 2048}" $transport
     serve /tmp/q8_$n.yaml "$out/q8_serve_${n}_$transport$tag.log" || { echo "serve $n failed"; continue; }
     [ $n = 4 ] && $B/layerpipe status --endpoint 127.0.0.1:$port | tail -n 5
-    for c in 1 64; do
-      $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
-        --max-tokens 128 --json > "$out/q8_${n}w_${transport}${tag}_c$c.json" 2>&1
-      echo "8B, $n workers ($transport$tag), $c streams: $(cat "$out/q8_${n}w_${transport}${tag}_c$c.json")"
+    # The first request after start (time to first token), then 1 and 64 streams, then a
+    # request like the first again.
+    for c in first 1 64 later; do
+      local streams=$c tokens=128
+      case $c in first | later) streams=1 tokens=1 ;; esac
+      $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $streams --prompt-len 32 \
+        --max-tokens $tokens --json > "$out/q8_${n}w_${transport}${tag}_c$c.json" 2>&1
+      echo "8B, $n workers ($transport$tag), $c: $(cat "$out/q8_${n}w_${transport}${tag}_c$c.json")"
     done
     $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --max-tokens 16 \
       --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' | sed "s/^/8B greedy, $n workers ($transport$tag): /"
@@ -58,8 +62,9 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
   unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 fi
 
-# 4. The table: decode time per token at batch 1, the cost of a hop ((t4 - t1) / 3), and 64
-# streams' throughput against one worker's.
+# 4. The table: decode time per token at batch 1, the cost of a hop ((t4 - t1) / 3), 64
+# streams' throughput against one worker's, and the time to first token (32-token prompt) of
+# the first request after start and of one after the others.
 python3 - "$out" <<'PY'
 import json, os, sys
 out = sys.argv[1]
@@ -69,7 +74,8 @@ def load(name):
             return json.loads(f.read().strip().splitlines()[-1])
     except (OSError, ValueError, IndexError):
         return None
-print(f"{'run':<16}{'ms/token c=1':>14}{'hop ms':>9}{'tok/s c=64':>12}{'vs 1 worker':>13}")
+print(f"{'run':<16}{'ms/token c=1':>14}{'hop ms':>9}{'tok/s c=64':>12}{'vs 1 worker':>13}"
+      f"{'TTFT first':>12}{'TTFT later':>12}")
 for tag in ("", "_mps"):
     one1, one64 = load(f"q8_1w_auto{tag}_c1.json"), load(f"q8_1w_auto{tag}_c64.json")
     for n, transport in ((1, "auto"), (2, "auto"), (4, "auto"), (4, "grpc")):
@@ -79,7 +85,10 @@ for tag in ("", "_mps"):
         ms = 1000 / c1["stream_tokens_per_s"]
         hop = (ms - 1000 / one1["stream_tokens_per_s"]) / (n - 1) if one1 and n > 1 else None
         ratio = c64["total_tokens_per_s"] / one64["total_tokens_per_s"] if one64 else None
+        ttft = [load(f"q8_{n}w_{transport}{tag}_c{c}.json") for c in ("first", "later")]
+        ttft = [f"{t['ttft_ms_median']:.1f}" if t else "-" for t in ttft]
         print(f"{f'{n}w {transport}{tag}':<16}{ms:>14.2f}"
               f"{(f'{hop:.3f}' if hop is not None else '-'):>9}"
-              f"{c64['total_tokens_per_s']:>12.0f}{(f'{ratio:.2f}x' if ratio else '-'):>13}")
+              f"{c64['total_tokens_per_s']:>12.0f}{(f'{ratio:.2f}x' if ratio else '-'):>13}"
+              f"{ttft[0]:>12}{ttft[1]:>12}")
 PY

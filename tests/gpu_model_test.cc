@@ -8,6 +8,7 @@
 // whatever it is batched with.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "common/checkpoint.h"
 #include "engine/local_chain.h"
@@ -137,11 +138,12 @@ TEST_P(GpuModelTest, GreedyTokensWhereTheMarginIsClear) {
 
 // Decode steps of 3 sequences at different positions, recorded once and replayed, give the same
 // logits as the same steps issued op by op.
-TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
-  auto with = Chain(true, 3, true), without = Chain(true, 3, false);
-  ASSERT_NE(with, nullptr);
-  ASSERT_NE(without, nullptr);
-  const auto& cases = expected_["cases"];
+// The fixture's prompts 1 to 3 prefilled together through `a` and `b`, then 6 greedy decode
+// steps (b's tokens fed to both); `before(i)` runs before each step of chain i (0: a, 1: b).
+// Returns the largest difference between their logits at any step.
+double LargestDifference(
+    LocalChain& a, LocalChain& b, const nlohmann::json& cases,
+    const std::function<void(int)>& before = [](int) {}) {
   StepLayout layout;
   std::vector<int32_t> ids;
   for (int32_t s = 0; s < 3; ++s) {
@@ -149,25 +151,58 @@ TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
     layout.seqs.push_back({s, 0, int32_t(prompt.size())});
     ids.insert(ids.end(), prompt.begin(), prompt.end());
   }
-  std::vector<float> a, b;
-  ASSERT_TRUE(with->Step(layout, ids, &a).ok());
-  ASSERT_TRUE(without->Step(layout, ids, &b).ok());
-  const int64_t vocab = with->vocab_size();
-  for (int step = 0; step < 6; ++step) {
-    ids.clear();
-    for (auto& s : layout.seqs) {
-      s.start_pos += s.n_tokens;
-      s.n_tokens = 1;
-      ids.push_back(
-          ArgMax(std::span<const float>(b).subspan(size_t(s.slot * vocab), size_t(vocab))));
+  const int64_t vocab = a.vocab_size();
+  std::vector<float> la, lb;
+  double max_diff = 0;
+  for (int step = 0; step <= 6; ++step) {
+    if (step > 0) {
+      ids.clear();
+      for (auto& s : layout.seqs) {
+        s.start_pos += s.n_tokens;
+        s.n_tokens = 1;
+        ids.push_back(
+            ArgMax(std::span<const float>(lb).subspan(size_t(s.slot * vocab), size_t(vocab))));
+      }
     }
-    ASSERT_TRUE(with->Step(layout, ids, &a).ok());
-    ASSERT_TRUE(without->Step(layout, ids, &b).ok());
-    double max_diff = 0;
-    for (size_t i = 0; i < a.size(); ++i)
-      max_diff = std::max(max_diff, double(std::fabs(a[i] - b[i])));
-    EXPECT_LT(max_diff, 1e-4) << "decode step " << step;
+    before(0);
+    EXPECT_TRUE(a.Step(layout, ids, &la).ok());
+    before(1);
+    EXPECT_TRUE(b.Step(layout, ids, &lb).ok());
+    for (size_t i = 0; i < la.size(); ++i)
+      max_diff = std::max(max_diff, double(std::fabs(la[i] - lb[i])));
   }
+  return max_diff;
+}
+
+TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
+  auto with = Chain(true, 3, true), without = Chain(true, 3, false);
+  ASSERT_NE(with, nullptr);
+  ASSERT_NE(without, nullptr);
+  EXPECT_LT(LargestDifference(*with, *without, expected_["cases"]), 1e-4);
+}
+
+// Chained launches (kernels starting while the one before ends) change when a kernel starts,
+// never what it computes: the same bits as launching each after the one before has ended, in
+// prefill and recorded decode steps. A kernel reading before its wait would show here.
+TEST_P(GpuModelTest, ChainedLaunchesGiveTheSameBits) {
+  auto chained = Chain(true, 3), plain = Chain(true, 3);
+  ASSERT_NE(chained, nullptr);
+  ASSERT_NE(plain, nullptr);
+  if (!cuda::ChainedLaunches()) GTEST_SKIP() << "this GPU cannot chain launches (sm_90+ can)";
+  const double diff = LargestDifference(*chained, *plain, expected_["cases"],
+                                        [](int i) { cuda::SetChainedLaunches(i == 0); });
+  cuda::SetChainedLaunches(true);
+  EXPECT_EQ(diff, 0.0);
+}
+
+// A worker warms its slice up at start (Slice::WarmUp: made-up steps in KV slot 0, the decode
+// graph of one sequence recorded): what requests then get is the same bits as without.
+TEST_P(GpuModelTest, WarmUpLeavesNoTrace) {
+  auto warm = Chain(true, 3), cold = Chain(true, 3);
+  ASSERT_NE(warm, nullptr);
+  ASSERT_NE(cold, nullptr);
+  for (const auto& slice : warm->slices()) ASSERT_TRUE(slice->WarmUp().ok());
+  EXPECT_EQ(LargestDifference(*warm, *cold, expected_["cases"]), 0.0);
 }
 
 // Sequences run through `chain` with continuous batching as the scheduler does it: sequence s

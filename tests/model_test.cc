@@ -255,6 +255,37 @@ TEST(SliceForward, RejectsBadSteps) {
   EXPECT_TRUE((*slice)->Forward(ok, ids, {}, &out).ok());
 }
 
+// Warming a slice up (made-up steps in slot 0) changes nothing a request then gets: the same
+// logits, to the bit, at the prompt and at every decode step, in slot 0 and in another slot;
+// and a slice without the embedding or the head, or with room for only a few tokens, warms up.
+TEST(SliceWarmUp, LeavesNoTraceInWhatARequestGets) {
+  auto ckpt = Checkpoint::Open(FixtureDir("qwen3-tiny"));
+  ASSERT_TRUE(ckpt.ok());
+  const int64_t layers = (*ckpt)->config().num_layers;
+  auto run = [&](bool warm, int32_t slot) {
+    auto slice = Slice::Load(**ckpt, {0, layers, true, true}, {2, 128, 128}, MakeCpuBackend());
+    EXPECT_TRUE(slice.ok());
+    if (warm) EXPECT_TRUE((*slice)->WarmUp().ok());
+    std::vector<float> all, out;
+    std::vector<int32_t> ids = {785, 3974, 13876, 38835, 916};
+    StepLayout layout{{{slot, 0, int32_t(ids.size())}}};
+    for (int step = 0; step < 4; ++step) {
+      EXPECT_TRUE((*slice)->Forward(layout, ids, {}, &out).ok());
+      all.insert(all.end(), out.begin(), out.end());
+      layout.seqs[0].start_pos += layout.seqs[0].n_tokens;
+      layout.seqs[0].n_tokens = 1;
+      ids = {int32_t(std::max_element(out.begin(), out.end()) - out.begin())};
+    }
+    return all;
+  };
+  const auto cold = run(false, 0);
+  EXPECT_EQ(run(true, 0), cold);
+  EXPECT_EQ(run(true, 1), cold);
+  auto middle = Slice::Load(**ckpt, {1, 2, false, false}, {1, 4, 4}, MakeCpuBackend());
+  ASSERT_TRUE(middle.ok());
+  EXPECT_TRUE((*middle)->WarmUp().ok());
+}
+
 }  // namespace
 }  // namespace lp
 

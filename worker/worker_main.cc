@@ -1,6 +1,7 @@
 // layerpipe-worker CLUSTER.yaml --name NAME: plans the cluster, loads only its own slice
 // (progress on the log) on its device, and serves the internal Worker service with
 // grpc.health.v1 (NOT_SERVING while loading) and server reflection.
+#include <chrono>
 #include <cstdio>
 
 #include "CLI/CLI.hpp"
@@ -56,6 +57,13 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
       lp::Slice::Load(**ckpt, spec, {limits.max_batch, limits.max_context, limits.max_step_tokens},
                       std::move(*backend), progress);
   if (!slice.ok()) return Fail(slice.status());
+  if (stage->device.starts_with("cuda")) {  // a CPU has nothing to load or record first
+    const auto t0 = std::chrono::steady_clock::now();
+    if (auto s = (*slice)->WarmUp(); !s.ok()) return Fail(s);
+    std::fprintf(
+        stderr, "worker %s: warmed up in %.0f ms\n", name.c_str(),
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
   std::fprintf(stderr, "worker %s: ready (KV cache %.1f MiB, files read: %zu)\n", name.c_str(),
                double((*slice)->kv_cache_bytes()) / (1 << 20), (*ckpt)->OpenedFiles().size());
   auto fingerprint = (*ckpt)->Fingerprint();  // maps every file, reads 8 KiB of each tensor

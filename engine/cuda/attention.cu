@@ -60,6 +60,8 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     SplitAttnKernel(const float* q, bf16* kc, bf16* vc, int64_t max_ctx, int heads, int kv_heads,
                     const int32_t* pos, const int32_t* slot, float scale, const float* k_new,
                     const float* v_new, float* part) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   constexpr int E = D >= 32 ? D / 32 : 1;
   __shared__ float sm_acc[kSplitWarps][kMaxGroup][D];
   __shared__ float sm_ml[kSplitWarps][kMaxGroup][2];
@@ -157,6 +159,8 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
 
 template <int D>
 __global__ void CombineKernel(const float* part, int heads, const int32_t* pos, float* out) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   const int row = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   if (d >= D) return;
   const int splits = kSplitChunks, used = min(splits, pos[row] / SplitChunk(pos[row]) + 1);
@@ -320,6 +324,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     FlashAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
                     int kv_heads, const int32_t* pos, const int32_t* slot, const AttnTile* tiles,
                     float scale_log2, float* out, float* part) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   constexpr int KR = D + 8;  // padded shared-memory row: ldmatrix reads hit distinct banks
   constexpr int DC = D / 16, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -503,9 +509,8 @@ template <int D>
 void Combine(const float* scratch, const AttnShape& a, const DeviceLayout& L, float* out,
              cudaStream_t s) {
   const unsigned threads = D < 32 ? 32 : D;
-  CombineKernel<D><<<dim3(unsigned(L.tokens), unsigned(a.heads)), threads, 0, s>>>(
-      scratch, int(a.heads), L.pos, out);
-  LAUNCH_CHECK(CombineKernel);
+  LaunchChained(CombineKernel<D>, dim3(unsigned(L.tokens), unsigned(a.heads)), threads, 0, s,
+                scratch, int(a.heads), L.pos, out);
 }
 
 template <int D>
@@ -517,10 +522,8 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
   const float scale = 1.0f / sqrtf(float(D));
   const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
   if (path == AttnPath::kSplit) {
-    SplitAttnKernel<D><<<chunks, kSplitWarps * 32, 0, s>>>(q, kc, vc, c.max_context, int(a.heads),
-                                                           int(a.kv_heads), L.pos, L.slot, scale,
-                                                           k_new, v_new, scratch);
-    LAUNCH_CHECK(SplitAttnKernel);
+    LaunchChained(SplitAttnKernel<D>, chunks, kSplitWarps * 32, 0, s, q, kc, vc, c.max_context,
+                  int(a.heads), int(a.kv_heads), L.pos, L.slot, scale, k_new, v_new, scratch);
     Combine<D>(scratch, a, L, out, s);
     return;
   }
@@ -536,17 +539,15 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     }();
     (void)configured;
     if (path == AttnPath::kFlashChunks) {
-      FlashAttnKernel<D><<<chunks, kTileWarps * 32, FlashSmemBytes<D>(), s>>>(
-          q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles,
-          scale_log2, out, scratch);
-      LAUNCH_CHECK(FlashAttnKernel);
+      LaunchChained(FlashAttnKernel<D>, chunks, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc, vc,
+                    c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles,
+                    scale_log2, out, scratch);
       Combine<D>(scratch, a, L, out, s);
       return;
     }
-    FlashAttnKernel<D><<<grid, kTileWarps * 32, FlashSmemBytes<D>(), s>>>(
-        q, kc, vc, c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles, scale_log2,
-        out, nullptr);
-    LAUNCH_CHECK(FlashAttnKernel);
+    LaunchChained(FlashAttnKernel<D>, grid, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc, vc,
+                  c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles, scale_log2,
+                  out, static_cast<float*>(nullptr));
     return;
   }
   const size_t smem = sizeof(float) * (kTileQueries * D + kTileKeys * (D + 4) + kTileKeys * D);

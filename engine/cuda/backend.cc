@@ -17,6 +17,7 @@ namespace lp::cuda {
 CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
     : device_(device), options_(options) {
   CUDA_CHECK(cudaSetDevice(device));
+  SetChainedLaunches(options.chained_launches);
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device));
   cublasHandle_t h;

@@ -5,9 +5,49 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <utility>
+
 #include "engine/cuda/check.h"
+#include "engine/cuda/device.h"
 
 namespace lp::cuda {
+
+// ---- chained launches (programmatic dependent launch, sm_90 and later)
+//
+// A kernel launched by LaunchChained may start while the kernel before it on the stream is still
+// finishing: its blocks take the SMs that free up, and what they do before WaitForEarlierKernels()
+// (a GEMV's first weight loads) overlaps the previous kernel's tail and the launch itself. Every
+// block of a chained kernel must call WaitForEarlierKernels() before it reads anything that
+// earlier kernels wrote or writes anything that they read: once it returns, the kernel before
+// has finished and its writes are visible (and, as that one waited too, every kernel before
+// it). LetLaterKernelsStart() lets the next chained kernel launch once every block of this one
+// has called it. Both are no-ops on older GPUs and for a kernel launched the usual way.
+__device__ __forceinline__ void WaitForEarlierKernels() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void LetLaterKernelsStart() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" :::);
+#endif
+}
+
+template <typename... Params, typename... Args>
+void LaunchChained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t s,
+                   Args&&... args) {
+  cudaLaunchAttribute chained[1];
+  chained[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  chained[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = s;
+  config.attrs = chained;
+  config.numAttrs = ChainedLaunches() ? 1 : 0;
+  CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
 
 __device__ __forceinline__ float ToF32(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float ToF32(__half v) { return __half2float(v); }

@@ -2,6 +2,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -20,7 +21,30 @@ __global__ void FillIota(float* x, int n) {
   if (i < n) x[i] = float(i);
 }
 
+// -1: not decided yet (the first call to ChainedLaunches asks the current device).
+std::atomic<int> chained_launches{-1};
+
+bool DeviceChains() {
+  int device = 0, major = 0;
+  return cudaGetDevice(&device) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess &&
+         major >= 9;
+}
+
 }  // namespace
+
+bool ChainedLaunches() {
+  int on = chained_launches.load(std::memory_order_relaxed);
+  if (on < 0) {
+    on = DeviceChains() ? 1 : 0;
+    chained_launches.store(on, std::memory_order_relaxed);
+  }
+  return on == 1;
+}
+
+void SetChainedLaunches(bool on) {
+  chained_launches.store(on && DeviceChains() ? 1 : 0, std::memory_order_relaxed);
+}
 
 int DeviceCount() {
   int n = 0;

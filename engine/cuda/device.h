@@ -16,6 +16,11 @@ absl::StatusOr<std::string> DeviceDescription(int index);
 absl::Status PinDevice(int index);
 // "12.3 GiB free of 79.2 GiB" for the current device.
 std::string MemoryInfo();
+// Whether the launchers chain a step's kernels (cuda/common.cuh, LaunchChained): on by default
+// on GPUs of compute capability 9.0 and later; SetChainedLaunches(false) turns it off for the
+// process (to compare), and true cannot turn it on where the GPU lacks it.
+bool ChainedLaunches();
+void SetChainedLaunches(bool on);
 // Runs a small kernel and a cuBLAS call on the current device and checks their results.
 absl::Status SelfTest();
 

@@ -51,18 +51,27 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
   const int lane = threadIdx.x % 32;
   const int64_t col = int64_t(int(blockIdx.x) - first) * kGemvWarps + threadIdx.x / 32;
-  if (col >= job.m) return;
-  const W* wr = static_cast<const W*>(job.w) + col * k;
-  float acc[R];
-#pragma unroll
-  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
-  for (int64_t k0 = int64_t(lane) * 8; k0 < k; k0 += 256 * kGemvUnroll) {
-    uint4 wv[kGemvUnroll];
+  const bool live = col < job.m;
+  const W* wr = static_cast<const W*>(job.w) + (live ? col : 0) * k;
+  // The weights are not written by any kernel: the first loads go out before the wait for the
+  // kernel that produces x (chained launches, common.cuh).
+  uint4 wv[kGemvUnroll];
+  const auto load = [&](int64_t k0) {
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
       const int64_t kk = k0 + u * 256;
       wv[u] = kk < k ? __ldg(reinterpret_cast<const uint4*>(wr + kk)) : make_uint4(0, 0, 0, 0);
     }
+  };
+  if (live) load(int64_t(lane) * 8);
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
+  if (!live) return;
+  float acc[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  for (int64_t k0 = int64_t(lane) * 8; k0 < k; k0 += 256 * kGemvUnroll) {
+    if (k0 != int64_t(lane) * 8) load(k0);
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
       const int64_t kk = k0 + u * 256;
@@ -93,14 +102,13 @@ void Gemv(const float* x, int64_t n, int64_t k, const GemvJobs& jobs, unsigned b
   // clang-format off
   switch (n) {
 #define LP_GEMV_CASE(R) \
-  case R: GemvKernel<R, W><<<blocks, threads, 0, s>>>(x, k, jobs); break;
+  case R: LaunchChained(GemvKernel<R, W>, blocks, threads, 0, s, x, k, jobs); break;
     LP_GEMV_CASE(1) LP_GEMV_CASE(2) LP_GEMV_CASE(3) LP_GEMV_CASE(4)
     LP_GEMV_CASE(5) LP_GEMV_CASE(6) LP_GEMV_CASE(7) LP_GEMV_CASE(8)
 #undef LP_GEMV_CASE
     default: LP_REQUIRE(n >= 1 && n <= kGemvMaxRows);
   }
   // clang-format on
-  LAUNCH_CHECK(GemvKernel);
 }
 
 }  // namespace

@@ -19,6 +19,8 @@ namespace {
 
 template <typename W>
 __global__ void EmbedKernel(const W* table, const int32_t* ids, int64_t cols, float* out) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   const W* src = table + int64_t(ids[blockIdx.x]) * cols;
   float* dst = out + int64_t(blockIdx.x) * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = ToF32(src[i]);
@@ -26,6 +28,8 @@ __global__ void EmbedKernel(const W* table, const int32_t* ids, int64_t cols, fl
 
 __global__ void RmsNormKernel(float* residual, const float* x, const float* w, float eps,
                               int64_t cols, float* out) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   __shared__ float scratch[32];
   const int64_t off = int64_t(blockIdx.x) * cols;
   float* r = residual != nullptr ? residual + off : nullptr;
@@ -54,6 +58,8 @@ struct QkArgs {
 };
 __global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, float theta,
                                  const int32_t* pos) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   int64_t item = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   const int which = item < rows * a.heads[0] ? 0 : 1;
@@ -84,6 +90,8 @@ __global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, 
 }
 
 __global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* out) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
@@ -91,6 +99,8 @@ __global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* 
 }
 
 __global__ void AddKernel(float* x, const float* y, int64_t n) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     x[i] += y[i];
@@ -98,6 +108,8 @@ __global__ void AddKernel(float* x, const float* y, int64_t n) {
 }
 
 __global__ void AddBiasKernel(float* x, const float* bias, int64_t rows, int64_t cols) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < rows * cols;
        i += int64_t(gridDim.x) * blockDim.x) {
     x[i] += bias[i % cols];
@@ -109,6 +121,8 @@ struct RowList {
   int32_t r[64];
 };
 __global__ void GatherRowsKernel(const float* x, int64_t cols, RowList rows, float* out) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   const float* src = x + int64_t(rows.r[blockIdx.x]) * cols;
   float* dst = out + int64_t(blockIdx.x) * cols;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = src[i];
@@ -116,6 +130,8 @@ __global__ void GatherRowsKernel(const float* x, int64_t cols, RowList rows, flo
 
 template <typename W>
 __global__ void ToHalfKernel(const float* x, int64_t n, W* out) {
+  WaitForEarlierKernels();
+  LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     out[i] = FromF32<W>(x[i]);
@@ -146,20 +162,19 @@ void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64
                  float* out, cudaStream_t s) {
   LP_REQUIRE(n > 0 && cols > 0 && table != nullptr);
   if (half_weights) {
-    EmbedKernel<<<unsigned(n), 256, 0, s>>>(static_cast<const __half*>(table), ids, cols, out);
+    LaunchChained(EmbedKernel<__half>, unsigned(n), 256, 0, s, static_cast<const __half*>(table),
+                  ids, cols, out);
   } else {
-    EmbedKernel<<<unsigned(n), 256, 0, s>>>(static_cast<const __nv_bfloat16*>(table), ids, cols,
-                                            out);
+    LaunchChained(EmbedKernel<__nv_bfloat16>, unsigned(n), 256, 0, s,
+                  static_cast<const __nv_bfloat16*>(table), ids, cols, out);
   }
-  LAUNCH_CHECK(EmbedKernel);
 }
 
 void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
                    int64_t cols, float* out, cudaStream_t s) {
   LP_REQUIRE(rows > 0 && cols > 0 && w != nullptr && out != x);
   const int threads = cols >= 1024 ? 1024 : int((cols + 31) / 32 * 32);
-  RmsNormKernel<<<unsigned(rows), threads, 0, s>>>(residual, x, w, eps, cols, out);
-  LAUNCH_CHECK(RmsNormKernel);
+  LaunchChained(RmsNormKernel, unsigned(rows), threads, 0, s, residual, x, w, eps, cols, out);
 }
 
 void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
@@ -169,27 +184,23 @@ void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t k
   const int64_t items = rows * (heads + kv_heads);
   const int warps = 8;
   QkArgs a{{q, k}, {q_norm, k_norm}, {heads, kv_heads}};
-  QkNormRopeKernel<<<unsigned((items + warps - 1) / warps), warps * 32, 0, s>>>(
-      a, rows, head_dim, eps, float(theta), pos);
-  LAUNCH_CHECK(QkNormRopeKernel);
+  LaunchChained(QkNormRopeKernel, unsigned((items + warps - 1) / warps), warps * 32, 0, s, a, rows,
+                head_dim, eps, float(theta), pos);
 }
 
 void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s) {
   LP_REQUIRE(n > 0);
-  SiluMulKernel<<<GridFor(n, 256), 256, 0, s>>>(gate, up, n, out);
-  LAUNCH_CHECK(SiluMulKernel);
+  LaunchChained(SiluMulKernel, GridFor(n, 256), 256, 0, s, gate, up, n, out);
 }
 
 void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s) {
   LP_REQUIRE(n > 0);
-  AddKernel<<<GridFor(n, 256), 256, 0, s>>>(x, y, n);
-  LAUNCH_CHECK(AddKernel);
+  LaunchChained(AddKernel, GridFor(n, 256), 256, 0, s, x, y, n);
 }
 
 void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
   LP_REQUIRE(rows > 0 && cols > 0 && bias != nullptr);
-  AddBiasKernel<<<GridFor(rows * cols, 256), 256, 0, s>>>(x, bias, rows, cols);
-  LAUNCH_CHECK(AddBiasKernel);
+  LaunchChained(AddBiasKernel, GridFor(rows * cols, 256), 256, 0, s, x, bias, rows, cols);
 }
 
 void LaunchGatherRows(const float* x, int64_t cols, const int32_t* rows, int64_t n, float* out,
@@ -199,19 +210,19 @@ void LaunchGatherRows(const float* x, int64_t cols, const int32_t* rows, int64_t
     RowList list{};
     const int64_t count = std::min<int64_t>(64, n - first);
     for (int64_t i = 0; i < count; ++i) list.r[i] = rows[first + i];
-    GatherRowsKernel<<<unsigned(count), 256, 0, s>>>(x, cols, list, out + first * cols);
-    LAUNCH_CHECK(GatherRowsKernel);
+    LaunchChained(GatherRowsKernel, unsigned(count), 256, 0, s, x, cols, list, out + first * cols);
   }
 }
 
 void LaunchToHalf(const float* x, int64_t n, bool half, void* out, cudaStream_t s) {
   LP_REQUIRE(n > 0 && out != nullptr);
   if (half) {
-    ToHalfKernel<<<GridFor(n, 256), 256, 0, s>>>(x, n, static_cast<__half*>(out));
+    LaunchChained(ToHalfKernel<__half>, GridFor(n, 256), 256, 0, s, x, n,
+                  static_cast<__half*>(out));
   } else {
-    ToHalfKernel<<<GridFor(n, 256), 256, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(out));
+    LaunchChained(ToHalfKernel<__nv_bfloat16>, GridFor(n, 256), 256, 0, s, x, n,
+                  static_cast<__nv_bfloat16*>(out));
   }
-  LAUNCH_CHECK(ToHalfKernel);
 }
 
 void LaunchRandomFill(void* out, int64_t n, int kind, uint64_t seed, float amplitude, bool ones,
