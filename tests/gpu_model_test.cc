@@ -136,8 +136,6 @@ TEST_P(GpuModelTest, GreedyTokensWhereTheMarginIsClear) {
   EXPECT_GE(compared, 50);
 }
 
-// Decode steps of 3 sequences at different positions, recorded once and replayed, give the same
-// logits as the same steps issued op by op.
 // The fixture's prompts 1 to 3 prefilled together through `a` and `b`, then 6 greedy decode
 // steps (b's tokens fed to both); `before(i)` runs before each step of chain i (0: a, 1: b).
 // Returns the largest difference between their logits at any step.
@@ -174,6 +172,8 @@ double LargestDifference(
   return max_diff;
 }
 
+// Decode steps of 3 sequences at different positions, recorded once and replayed, give the same
+// logits as the same steps issued op by op.
 TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
   auto with = Chain(true, 3, true), without = Chain(true, 3, false);
   ASSERT_NE(with, nullptr);

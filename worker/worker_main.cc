@@ -6,6 +6,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/checkpoint.h"
+#include "common/device.h"
 #include "common/metrics_server.h"
 #include "common/planned_cluster.h"
 #include "common/program.h"
@@ -57,7 +58,7 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
       lp::Slice::Load(**ckpt, spec, {limits.max_batch, limits.max_context, limits.max_step_tokens},
                       std::move(*backend), progress);
   if (!slice.ok()) return Fail(slice.status());
-  if (stage->device.starts_with("cuda")) {  // a CPU has nothing to load or record first
+  if (lp::IsCudaDevice(stage->device)) {  // a CPU has nothing to load or record first
     const auto t0 = std::chrono::steady_clock::now();
     if (auto s = (*slice)->WarmUp(); !s.ok()) return Fail(s);
     std::fprintf(
