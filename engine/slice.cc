@@ -303,21 +303,41 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
 }
 
 absl::Status Slice::WarmUp() {
-  const int32_t prompt =
-      int32_t(std::min<int64_t>({96, limits_.max_step_tokens, limits_.max_context - 2}));
-  if (prompt < 1) return absl::OkStatus();
+  // A step of `rows` tokens: sequences of at most max_context tokens in slots 0, 1, ...
+  auto prefill = [&](int64_t rows) {
+    StepLayout layout;
+    for (int32_t slot = 0; rows > 0 && slot < limits_.max_batch; ++slot) {
+      const int64_t n = std::min(rows, limits_.max_context);
+      layout.seqs.push_back({.slot = slot, .start_pos = 0, .n_tokens = int32_t(n)});
+      rows -= n;
+    }
+    return layout;
+  };
+  auto decode = [](int64_t batch) {
+    StepLayout layout;
+    for (int32_t slot = 0; slot < batch; ++slot) {
+      layout.seqs.push_back({.slot = slot, .start_pos = 0, .n_tokens = 1});
+    }
+    return layout;
+  };
+  const int64_t most = std::min(limits_.max_step_tokens, limits_.max_batch * limits_.max_context);
+  std::vector<StepLayout> steps;
+  for (int64_t rows = 16; rows < most; rows *= 2) steps.push_back(prefill(rows));
+  if (most > 1) steps.push_back(prefill(most));
+  for (int64_t batch = 1; batch <= std::min(limits_.max_batch, most); ++batch) {
+    steps.push_back(decode(batch));  // recorded
+    steps.push_back(decode(batch));  // replayed
+  }
   std::vector<float> out;
-  int32_t pos = 0;
-  for (const int32_t n : {prompt, 1, 1}) {
-    StepLayout layout{{{.slot = 0, .start_pos = pos, .n_tokens = n}}};
+  for (const StepLayout& layout : steps) {
+    const int64_t n = layout.total_tokens();
     const std::vector<int32_t> ids(spec_.embed ? size_t(n) : 0, 0);
     const std::vector<float> hidden(spec_.embed ? 0 : size_t(n * config_.hidden_size), 0.0f);
     RETURN_IF_ERROR(Forward(layout, ids, hidden, spec_.head ? nullptr : &out));
     if (spec_.head) {
       std::vector<SampleResult> sampled;
-      RETURN_IF_ERROR(Sample(std::vector<SampleInput>(1), &sampled));
+      RETURN_IF_ERROR(Sample(std::vector<SampleInput>(layout.seqs.size()), &sampled));
     }
-    pos += n;
   }
   backend_->Synchronize();
   return absl::OkStatus();

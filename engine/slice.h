@@ -94,12 +94,13 @@ class Slice {
   // Last slice, after Forward: one token per sequence of that step, by rows[sequence].
   absl::Status Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out);
 
-  // Runs what a first request would run, on made-up input in KV slot 0: a prefill of up to 96
-  // tokens, a decode step of one sequence twice (recorded, then replayed) and, on the last
-  // slice, a greedy sample. A GPU loads each kernel at its first launch and a backend records a
-  // decode step the first time it sees it: done here, at start, the first request does not
-  // wait for either. Slot 0's made-up keys and values are harmless: a sequence writes every
-  // position before it reads it.
+  // Runs, on made-up input, each step shape whose first run costs more than later ones: a step
+  // of 16, 32, 64, ... rows up to the step limit (the CUDA backend chooses its matrix products'
+  // algorithm, and loads their kernels, once per power of two of rows: 8-11 ms of a Qwen3-8B
+  // prefill on an H100), and a decode step of every batch size up to max_batch twice (recorded
+  // as a CUDA graph, then replayed), each followed on the last slice by a greedy sample. Done at
+  // start, no request waits for either. The made-up keys and values are harmless: a sequence
+  // writes every position before it reads it.
   absl::Status WarmUp();
   Backend& backend() { return *backend_; }
   uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }

@@ -20,13 +20,9 @@ CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
   SetChainedLaunches(options.chained_launches);
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device));
-  cublasHandle_t h;
-  CUBLAS_CHECK(cublasCreate(&h));
-  cublas_ = h;
-  // A fixed workspace: cuBLAS then allocates nothing while a graph is being recorded.
+  // A fixed workspace: cuBLASLt then allocates nothing while a graph is being recorded.
   CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
-  CUBLAS_CHECK(cublasSetWorkspace(h, cublas_workspace_, kCublasWorkspace));
-  CUBLAS_CHECK(cublasSetStream(h, stream_));
+  lt_ = std::make_unique<LtGemm>(cublas_workspace_, kCublasWorkspace);
   CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
   CUDA_CHECK(cudaHostAlloc(&sample_host_, kMaxSampleRows * sizeof(DeviceSampleResult), 0));
   CUDA_CHECK(cudaHostAlloc(&sample_params_host_, kMaxSampleRows * sizeof(DeviceSampleParams), 0));
@@ -40,7 +36,7 @@ CudaBackend::~CudaBackend() {
   timeline_.reset();
   cudaStreamSynchronize(stream_);
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
-  cublasDestroy(static_cast<cublasHandle_t>(cublas_));
+  lt_.reset();
   cudaFree(cublas_workspace_);
   cudaFree(scratch_);
   cudaFree(layout_dev_);
@@ -247,9 +243,14 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     return;
   }
   FlushGemv();
-  LaunchCublasGemm(cublas_, ConvertedX(x.as<float>(), x.numel(), half, out.data, true), x.rows,
-                   x.cols, w.data, half, w.rows, bias != nullptr ? bias->as<float>() : nullptr,
-                   out.as<float>(), stream_);
+  LtMatMul(ConvertedX(x.as<float>(), x.numel(), half, out.data, true), x.rows, x.cols, w.data, half,
+           w.rows, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>());
+}
+
+void CudaBackend::LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half,
+                           int64_t m, const float* bias, float* out) {
+  lt_->Run(x_half, n, k, w, half, m, out, stream_);
+  if (bias != nullptr) LaunchAddBias(out, bias, n, m, stream_);
 }
 
 const void* CudaBackend::ConvertedX(const float* x, int64_t elems, bool half, const void* out,
@@ -272,7 +273,7 @@ void CudaBackend::InvariantMatMul(const float* x, int64_t n, int64_t k, const vo
 // Batch-invariant: W dequantized to f16, then the invariant GEMM (gathered x is not kept).
 // Else, up to 16 rows: int4.cu's GEMV, products of one x waiting to share a launch as in MatMul; up
 // to kInt4TiledMaxRows: the tiled kernel on x converted to f16; more: W dequantized to f16,
-// then cuBLAS. With act order, x is gathered through the perm first (into its own scratch, so
+// then cuBLASLt. With act order, x is gathered through the perm first (into its own scratch, so
 // neither shared nor remembered as converted).
 void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out) {
   const auto* p = static_cast<const Int4Packed*>(w.packed.get());
@@ -315,7 +316,7 @@ void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bia
   } else {
     LP_REQUIRE(int4_dense_ != nullptr && int4_dense_elems_ >= m * k);
     LaunchInt4Dequant(p->dev, int4_dense_, stream_);
-    LaunchCublasGemm(cublas_, xh, n, k, int4_dense_, true, m, job.bias, job.out, stream_);
+    LtMatMul(xh, n, k, int4_dense_, true, m, job.bias, job.out);
   }
 }
 

@@ -9,6 +9,7 @@
 #include "engine/cuda.h"
 #include "engine/cuda/check.h"
 #include "engine/cuda/kernels.h"
+#include "engine/cuda/lt_gemm.h"
 #include "engine/cuda/timeline.h"
 #include "engine/sample_steps.h"
 
@@ -113,6 +114,9 @@ class CudaBackend : public Backend {
   // products of one input (q, k, v; gate, up): the conversion is kept for the next product
   // unless `keep` is false or `out` (this product's output) is x.
   const void* ConvertedX(const float* x, int64_t elems, bool half, const void* out, bool keep);
+  // out = x w^T (+ bias) through cuBLASLt, x already in the weight type (ConvertedX).
+  void LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half, int64_t m,
+                const float* bias, float* out);
   // out = x w^T (+ bias) through the batch-invariant GEMM (x converted as ConvertedX).
   void InvariantMatMul(const float* x, int64_t n, int64_t k, const void* w, bool half, int64_t m,
                        const float* bias, float* out, bool keep_x);
@@ -127,7 +131,7 @@ class CudaBackend : public Backend {
   int device_;
   CudaBackendOptions options_;
   cudaStream_t stream_ = nullptr;
-  void* cublas_ = nullptr;
+  std::unique_ptr<LtGemm> lt_;
   void* cublas_workspace_ = nullptr;
   void* scratch_ = nullptr;  // x converted for cuBLAS, 2-byte elements
   int64_t scratch_elems_ = 0;

@@ -47,12 +47,6 @@ void LaunchToHalf(const float* x, int64_t n, bool half, void* out, cudaStream_t 
 void LaunchRandomFill(void* out, int64_t n, int kind /* 0 f32, 1 bf16, 2 f16 */, uint64_t seed,
                       float amplitude, bool ones, cudaStream_t s);
 
-// ---- matmul.cu
-// out[n, m] = x[n, k] w[m, k]^T (+ bias) by cuBLAS (`cublas`: a cublasHandle_t), x already in
-// the weight type (LaunchToHalf), float32 accumulation and result.
-void LaunchCublasGemm(void* cublas, const void* x_half, int64_t n, int64_t k, const void* w,
-                      bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s);
-
 // ---- gemm.cu
 // The batch-invariant product (CudaBackendOptions::batch_invariant): out[n, m] = x[n, k] w[m, k]^T
 // (+ bias) with x already in the weight type (LaunchToHalf), on the tensor cores. A row's
@@ -66,6 +60,7 @@ void LaunchInvariantGemm(const void* x_half, int64_t n, int64_t k, const void* w
                          int64_t m, const float* bias, float* out, float* partial,
                          int64_t partial_floats, cudaStream_t s);
 
+// ---- matmul.cu
 // Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= 8 rows).
 inline constexpr int kMaxGemvJobs = 4;
 struct GemvOut {

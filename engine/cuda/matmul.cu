@@ -3,8 +3,8 @@
 // Why two paths: a decode step multiplies a few rows by every weight, so it is a GEMV bound by
 // reading the weights once; our GEMV kernel gives each warp one output column and streams its
 // weight row with 16-byte loads, several in flight, all rows of x at once (x stays in L1).
-// Larger steps are matrix-bound: x is converted to the weight type and cuBLAS multiplies with
-// float32 accumulation and a float32 result.
+// Larger steps are matrix-bound: x is converted to the weight type and cuBLASLt multiplies with
+// float32 accumulation and a float32 result (lt_gemm.h).
 #include "engine/cuda/common.cuh"
 #include "engine/cuda/kernels.h"
 
@@ -138,21 +138,6 @@ void LaunchGemv(const float* x, int64_t n, int64_t k, bool half_weights, const G
   } else {
     Gemv<__nv_bfloat16>(x, n, k, jobs, unsigned(blocks), s);
   }
-}
-
-void LaunchCublasGemm(void* cublas, const void* x_half, int64_t n, int64_t k, const void* w,
-                      bool half_weights, int64_t m, const float* bias, float* out, cudaStream_t s) {
-  LP_REQUIRE(n > 0 && k > 0 && m > 0 && x_half != nullptr && w != nullptr && out != nullptr);
-  LP_REQUIRE(cublas != nullptr);
-  auto handle = static_cast<cublasHandle_t>(cublas);
-  CUBLAS_CHECK(cublasSetStream(handle, s));
-  const float alpha = 1.0f, beta = 0.0f;
-  const cudaDataType_t t = half_weights ? CUDA_R_16F : CUDA_R_16BF;
-  // Column-major view: out^T [m, n] = W [k, m]^T * x^T [k, n].
-  CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(k), &alpha, w, t,
-                            int(k), x_half, t, int(k), &beta, out, CUDA_R_32F, int(m),
-                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  if (bias != nullptr) LaunchAddBias(out, bias, n, m, s);
 }
 
 }  // namespace lp::cuda
