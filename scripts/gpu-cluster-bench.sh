@@ -26,12 +26,12 @@ done
 # 2. Qwen3-8B, random weights, 1 / 2 / 4 workers on the one GPU (CUDA IPC between them), and
 # 4 workers over gRPC for comparison.
 time $B/layerpipe init-model --preset qwen3-8b --out /tmp/q8 --seed 1 > "$out/init.log" 2>&1
-bench_runs() {  # bench_runs TAG RUN... (RUN = workers:transport)
-  local tag=$1 run n transport; shift
-  for run in "$@"; do
+bench_runs() {  # bench_runs TAG RUN... (RUN = workers:transport), each LP_CLUSTER_REPEATS times
+  local tag=$1 run n transport r; shift
+  for r in $(seq ${LP_CLUSTER_REPEATS:-1}); do for run in "$@"; do
     n=${run%%:*} transport=${run##*:}
     cluster /tmp/q8_$n.yaml /tmp/q8 $n $((72 / n)) "{max_batch: 64, max_context: 512, max_step_tokens: 2048}" $transport
-    serve /tmp/q8_$n.yaml "$out/q8_serve_${n}_$transport$tag.log" || { echo "serve $n failed"; continue; }
+    serve /tmp/q8_$n.yaml "$out/q8_serve_${n}_$transport${tag}_r$r.log" || { echo "serve $n failed"; continue; }
     [ $n = 4 ] && $B/layerpipe status --endpoint 127.0.0.1:$port | tail -n 5
     # The first request after start (time to first token), then 1 and 64 streams, then a
     # request like the first again.
@@ -39,13 +39,13 @@ bench_runs() {  # bench_runs TAG RUN... (RUN = workers:transport)
       local streams=$c tokens=128
       case $c in first | later) streams=1 tokens=1 ;; esac
       $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $streams --prompt-len 32 \
-        --max-tokens $tokens --json > "$out/q8_${n}w_${transport}${tag}_c$c.json" 2>&1
-      echo "8B, $n workers ($transport$tag), $c: $(cat "$out/q8_${n}w_${transport}${tag}_c$c.json")"
+        --max-tokens $tokens --json > "$out/q8_${n}w_${transport}${tag}_r${r}_c$c.json" 2>&1
+      echo "8B, $n workers ($transport$tag), run $r, $c: $(cat "$out/q8_${n}w_${transport}${tag}_r${r}_c$c.json")"
     done
     $B/layerpipe generate --endpoint 127.0.0.1:$port --prompt-ids 1,2,3,4,5 --max-tokens 16 \
       --ignore-eos --json | tail -n 1 | grep -o '"token_ids":[^]]*]' | sed "s/^/8B greedy, $n workers ($transport$tag): /"
     stop
-  done
+  done; done
 }
 # LP_CLUSTER_RUNS / LP_CLUSTER_MPS_RUNS pick other runs (to fit a device call's time).
 bench_runs "" ${LP_CLUSTER_RUNS:-1:auto 2:auto 4:auto 4:grpc}
@@ -62,11 +62,12 @@ if command -v nvidia-cuda-mps-control >/dev/null; then
   unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 fi
 
-# 4. The table: decode time per token at batch 1, the cost of a hop ((t4 - t1) / 3), 64
-# streams' throughput against one worker's, and the time to first token (32-token prompt) of
-# the first request after start and of one after the others.
+# 4. The table: decode time per token at batch 1, the cost of a hop ((t4 - t1) / 3, t1 from the
+# same repeat), 64 streams' throughput against one worker's, and the time to first token
+# (32-token prompt) of the first request after start and of one after the others; with several
+# repeats, the median and [min, max] of each.
 python3 - "$out" <<'PY'
-import json, os, sys
+import glob, json, os, re, statistics, sys
 out = sys.argv[1]
 def load(name):
     try:
@@ -74,21 +75,36 @@ def load(name):
             return json.loads(f.read().strip().splitlines()[-1])
     except (OSError, ValueError, IndexError):
         return None
-print(f"{'run':<16}{'ms/token c=1':>14}{'hop ms':>9}{'tok/s c=64':>12}{'vs 1 worker':>13}"
-      f"{'TTFT first':>12}{'TTFT later':>12}")
+repeats = sorted({int(m.group(1)) for f in glob.glob(os.path.join(out, "q8_*_r*_c*.json"))
+                  if (m := re.search(r"_r(\d+)_c", f))})
+def cell(values, fmt):
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    text = format(statistics.median(values), fmt)
+    return text if len(values) == 1 else f"{text} [{format(min(values), fmt)}, {format(max(values), fmt)}]"
+print(f"{len(repeats)} repeat(s); median [min, max]")
+print(f"{'run':<14}{'ms/token c=1':>24}{'hop ms':>26}{'tok/s c=64':>20}{'vs 1 worker':>22}"
+      f"{'TTFT first ms':>20}{'TTFT later ms':>20}")
 for tag in ("", "_mps"):
-    one1, one64 = load(f"q8_1w_auto{tag}_c1.json"), load(f"q8_1w_auto{tag}_c64.json")
     for n, transport in ((1, "auto"), (2, "auto"), (4, "auto"), (4, "grpc")):
-        c1, c64 = load(f"q8_{n}w_{transport}{tag}_c1.json"), load(f"q8_{n}w_{transport}{tag}_c64.json")
-        if not c1 or not c64:
+        rows = {k: [] for k in ("ms", "hop", "tps", "ratio", "first", "later")}
+        for r in repeats:
+            get = lambda w, t, c: load(f"q8_{w}w_{t}{tag}_r{r}_c{c}.json")
+            c1, c64, one1, one64 = get(n, transport, 1), get(n, transport, 64), get(1, "auto", 1), get(1, "auto", 64)
+            if not c1 or not c64:
+                continue
+            ms = 1000 / c1["stream_tokens_per_s"]
+            rows["ms"].append(ms)
+            rows["hop"].append((ms - 1000 / one1["stream_tokens_per_s"]) / (n - 1) if one1 and n > 1 else None)
+            rows["tps"].append(c64["total_tokens_per_s"])
+            rows["ratio"].append(c64["total_tokens_per_s"] / one64["total_tokens_per_s"] if one64 else None)
+            for c in ("first", "later"):
+                t = get(n, transport, c)
+                rows[c].append(t["ttft_ms_median"] if t else None)
+        if not rows["ms"]:
             continue
-        ms = 1000 / c1["stream_tokens_per_s"]
-        hop = (ms - 1000 / one1["stream_tokens_per_s"]) / (n - 1) if one1 and n > 1 else None
-        ratio = c64["total_tokens_per_s"] / one64["total_tokens_per_s"] if one64 else None
-        ttft = [load(f"q8_{n}w_{transport}{tag}_c{c}.json") for c in ("first", "later")]
-        ttft = [f"{t['ttft_ms_median']:.1f}" if t else "-" for t in ttft]
-        print(f"{f'{n}w {transport}{tag}':<16}{ms:>14.2f}"
-              f"{(f'{hop:.3f}' if hop is not None else '-'):>9}"
-              f"{c64['total_tokens_per_s']:>12.0f}{(f'{ratio:.2f}x' if ratio else '-'):>13}"
-              f"{ttft[0]:>12}{ttft[1]:>12}")
+        print(f"{f'{n}w {transport}{tag}':<14}{cell(rows['ms'], '.2f'):>24}{cell(rows['hop'], '.3f'):>26}"
+              f"{cell(rows['tps'], '.0f'):>20}{cell(rows['ratio'], '.2f'):>22}"
+              f"{cell(rows['first'], '.1f'):>20}{cell(rows['later'], '.1f'):>20}")
 PY
