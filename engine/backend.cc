@@ -1,5 +1,5 @@
 // The Backend interface's defaults: the attention shapes every backend runs, and packed 4-bit
-// weights dequantized once at load.
+// weights dequantized once at load; the row buckets of matrix products.
 #include "engine/backend.h"
 
 #include <cstdio>
@@ -8,6 +8,12 @@
 #include "absl/strings/str_cat.h"
 
 namespace lp {
+
+int64_t RowBucket(int64_t n) {
+  int64_t step = 16;
+  while (step * 16 < n) step *= 2;
+  return (n + step - 1) / step * step;
+}
 
 absl::Status Backend::CheckAttention(const AttentionParams& p) const {
   if (p.num_heads <= 0 || p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0) {

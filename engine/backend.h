@@ -40,6 +40,12 @@ struct Tensor {
   }
 };
 
+// The row count a step's matrix products are tuned for: n rounded up to a multiple of 16 up to
+// 256 rows, above that to one of eight sizes per doubling (at most 1/8 more rows). The CUDA
+// backend chooses a product's algorithm once per bucket (engine/cuda/lt_gemm.h); Slice::WarmUp
+// runs a step of each.
+int64_t RowBucket(int64_t n);
+
 // The batch of one step: its sequences' chunks, whose tokens lie back to back in the
 // activation rows, in this order.
 struct StepLayout {

@@ -322,7 +322,7 @@ absl::Status Slice::WarmUp() {
   };
   const int64_t most = std::min(limits_.max_step_tokens, limits_.max_batch * limits_.max_context);
   std::vector<StepLayout> steps;
-  for (int64_t rows = 16; rows < most; rows *= 2) steps.push_back(prefill(rows));
+  for (int64_t rows = 16; rows < most; rows = RowBucket(rows + 1)) steps.push_back(prefill(rows));
   if (most > 1) steps.push_back(prefill(most));
   for (int64_t batch = 1; batch <= std::min(limits_.max_batch, most); ++batch) {
     steps.push_back(decode(batch));  // recorded

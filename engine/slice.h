@@ -95,9 +95,9 @@ class Slice {
   absl::Status Sample(std::span<const SampleInput> rows, std::vector<SampleResult>* out);
 
   // Runs, on made-up input, each step shape whose first run costs more than later ones: a step
-  // of 16, 32, 64, ... rows up to the step limit (the CUDA backend chooses its matrix products'
-  // algorithm, and loads their kernels, once per power of two of rows: 8-11 ms of a Qwen3-8B
-  // prefill on an H100), and a decode step of every batch size up to max_batch twice (recorded
+  // of every RowBucket up to the step limit (the CUDA backend chooses its matrix products'
+  // algorithm, and loads their kernels, once per bucket: 8-11 ms of a Qwen3-8B prefill on an
+  // H100), and a decode step of every batch size up to max_batch twice (recorded
   // as a CUDA graph, then replayed), each followed on the last slice by a greedy sample. Done at
   // start, no request waits for either. The made-up keys and values are harmless: a sequence
   // writes every position before it reads it.

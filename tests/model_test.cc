@@ -258,6 +258,19 @@ TEST(SliceForward, RejectsBadSteps) {
 // Warming a slice up (made-up steps in slot 0) changes nothing a request then gets: the same
 // logits, to the bit, at the prompt and at every decode step, in slot 0 and in another slot;
 // and a slice without the embedding or the head, or with room for only a few tokens, warms up.
+TEST(RowBucket, CoversEveryRowCountWithAtMostAnEighthMore) {
+  int64_t buckets = 0;
+  for (int64_t n = 1; n <= 8192; ++n) {
+    const int64_t b = RowBucket(n);
+    EXPECT_GE(b, n);
+    EXPECT_EQ(b % 16, 0) << n;
+    EXPECT_EQ(RowBucket(b), b) << n;  // a bucket is its own bucket
+    if (n > 256) EXPECT_LE(double(b), 1.125 * double(n)) << n;
+    if (b == n) ++buckets;
+  }
+  EXPECT_EQ(buckets, 16 + 8 * 5);  // 16, 32, ... 256; then eight per doubling up to 8192
+}
+
 TEST(SliceWarmUp, LeavesNoTraceInWhatARequestGets) {
   auto ckpt = Checkpoint::Open(FixtureDir("qwen3-tiny"));
   ASSERT_TRUE(ckpt.ok());

@@ -1,6 +1,7 @@
 // cuBLASLt products with an algorithm per weight shape and row bucket (see lt_gemm.h).
 #include "engine/cuda/lt_gemm.h"
 
+#include "engine/backend.h"
 #include "engine/cuda/check.h"
 
 namespace lp::cuda {
@@ -39,12 +40,6 @@ LtGemm::~LtGemm() {
   cublasLtDestroy(handle_);
 }
 
-int64_t LtGemm::Bucket(int64_t n) {
-  int64_t b = 16;
-  while (b < n) b *= 2;
-  return b;
-}
-
 const cublasLtMatmulAlgo_t& LtGemm::Algo(const Key& key) {
   auto it = algos_.find(key);
   if (it != algos_.end()) return it->second;
@@ -56,10 +51,9 @@ const cublasLtMatmulAlgo_t& LtGemm::Algo(const Key& key) {
                                                     &workspace_bytes_, sizeof(workspace_bytes_)));
   // Any 16-byte aligned buffers (an output may be a view into a larger one).
   const uint32_t align = 16;
-  for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
-                    CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+  for (auto attr :
+       {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align)));
   }
   cublasLtMatmulHeuristicResult_t result = {};
@@ -75,9 +69,8 @@ bool LtGemm::Try(const cublasLtMatmulAlgo_t& algo, const void* x, int64_t n, int
                  const void* w, bool half, int64_t m, float* out, cudaStream_t s) {
   const Layouts l(n, k, m, half);
   const float alpha = 1.0f, beta = 0.0f;
-  const cublasStatus_t st =
-      cublasLtMatmul(handle_, op_, &alpha, w, l.w, x, l.x, &beta, out, l.out, out, l.out, &algo,
-                     workspace_, workspace_bytes_, s);
+  const cublasStatus_t st = cublasLtMatmul(handle_, op_, &alpha, w, l.w, x, l.x, &beta, out, l.out,
+                                           out, l.out, &algo, workspace_, workspace_bytes_, s);
   if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) return false;
   CUBLAS_CHECK(st);
   return true;
@@ -85,7 +78,7 @@ bool LtGemm::Try(const cublasLtMatmulAlgo_t& algo, const void* x, int64_t n, int
 
 void LtGemm::Run(const void* x, int64_t n, int64_t k, const void* w, bool half, int64_t m,
                  float* out, cudaStream_t s) {
-  if (Try(Algo({m, k, half, Bucket(n)}), x, n, k, w, half, m, out, s)) return;
+  if (Try(Algo({m, k, half, RowBucket(n)}), x, n, k, w, half, m, out, s)) return;
   // The bucket's algorithm does not take this row count: one chosen for exactly n rows.
   if (!Try(Algo({m, k, half, n}), x, n, k, w, half, m, out, s)) {
     Die("the chosen algorithm refused its own shape", "cublasLtMatmul", __FILE__, __LINE__);
