@@ -99,6 +99,9 @@ absl::Status WorkerLink::Check(int timeout_ms) {
     MarkDown();
     return agree;
   }
+  // The first time the link comes up, its step stream opens now rather than at the first
+  // step, which would pay for it. (After a loss the next step reopens it, as SendOnce says.)
+  if (!up_ && !stale_) OpenStream();
   up_ = true;
   return absl::OkStatus();
 }
@@ -117,6 +120,13 @@ void WorkerLink::ResetStream() {
   if (stream_) stream_->Finish().ok();
   stream_.reset();
   stream_context_.reset();
+}
+
+void WorkerLink::OpenStream() {
+  std::lock_guard<std::mutex> lock(stream_mu_);
+  if (stream_) return;
+  stream_context_ = std::make_unique<grpc::ClientContext>();
+  stream_ = stub_->Step(stream_context_.get());
 }
 
 absl::Status WorkerLink::Lost(absl::Status s) {
@@ -169,13 +179,7 @@ bool WorkerLink::StepOverdue() const {
 absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,
                                   std::span<const float> hidden_in) {
   if (stale_.exchange(false)) ResetStream();
-  {
-    std::lock_guard<std::mutex> lock(stream_mu_);
-    if (!stream_) {
-      stream_context_ = std::make_unique<grpc::ClientContext>();
-      stream_ = stub_->Step(stream_context_.get());
-    }
-  }
+  OpenStream();
   // The header with the first piece of the hidden state, then the other pieces.
   const std::string_view bytes(reinterpret_cast<const char*>(hidden_in.data()),
                                hidden_in.size_bytes());

@@ -84,6 +84,7 @@ class WorkerLink {
   absl::Status Lost(absl::Status s);
   absl::Status LostMidStep() const;
   void ResetStream();
+  void OpenStream();  // the step stream, unless open
 
   const WorkerExpectation expect_;
   std::shared_ptr<grpc::Channel> channel_;
