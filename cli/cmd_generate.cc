@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "common/grpc_status.h"
@@ -16,7 +17,8 @@ namespace lp::cli {
 namespace {
 
 struct GenerateOptions {
-  std::string endpoint, prompt, prompt_ids, chat, system;
+  ClientOptions client;
+  std::string prompt, prompt_ids, chat, system;
   int32_t max_tokens = 0;
   float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f, repetition_penalty = 1.0f;
   int32_t top_k = 0, logprobs = 0;
@@ -74,11 +76,9 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
   req.set_ignore_eos(o.ignore_eos);
   req.set_logprobs(o.logprobs);
 
-  auto channel = grpc::CreateChannel(CheckEndpoint(o.endpoint), grpc::InsecureChannelCredentials());
-  auto stub = layerpipe::v1::Inference::NewStub(channel);
+  auto stub = layerpipe::v1::Inference::NewStub(OpenChannel(o.client));
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(int64_t(o.timeout_s * 1000)));
+  PrepareCall(o.client, ctx, std::chrono::milliseconds(int64_t(o.timeout_s * 1000)));
   auto reader = stub->Generate(&ctx, req);
   layerpipe::v1::GenerateResponse resp;
   std::vector<int32_t> all_ids;
@@ -138,7 +138,7 @@ void RunGenerate(const GenerateOptions& o, CLI::App* cmd) {
 void AddGenerateCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "stream a completion from a running cluster");
   auto o = std::make_shared<GenerateOptions>();
-  cmd->add_option("--endpoint", o->endpoint, "coordinator host:port")->required();
+  AddClientOptions(cmd, &o->client);
   auto* prompt = cmd->add_option("--prompt", o->prompt, "prompt text (tokenized by the server)");
   auto* ids = cmd->add_option("--prompt-ids", o->prompt_ids, "prompt token ids, e.g. 1,2,3");
   auto* chat =

@@ -8,8 +8,10 @@
 #include <numeric>
 #include <thread>
 
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "common/grpc_status.h"
 #include "layerpipe/v1/layerpipe.grpc.pb.h"
 #include "nlohmann/json.hpp"
 
@@ -26,8 +28,8 @@ struct StreamResult {
   int tokens = 0;
 };
 
-StreamResult RunStream(layerpipe::v1::Inference::Stub* stub, int prompt_len, int max_tokens,
-                       int index, int64_t vocab) {
+StreamResult RunStream(layerpipe::v1::Inference::Stub* stub, const ClientOptions& client,
+                       int prompt_len, int max_tokens, int index, int64_t vocab) {
   layerpipe::v1::GenerateRequest req;
   for (int64_t i = 0; i < prompt_len; ++i) {
     req.mutable_token_ids()->add_ids(int32_t((index * 7919 + i * 104729) % vocab));
@@ -35,7 +37,7 @@ StreamResult RunStream(layerpipe::v1::Inference::Stub* stub, int prompt_len, int
   req.set_max_tokens(max_tokens);
   req.set_ignore_eos(true);
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(30));
+  PrepareCall(client, ctx, std::chrono::minutes(30));
   StreamResult r;
   const auto start = Clock::now();
   auto reader = stub->Generate(&ctx, req);
@@ -58,12 +60,12 @@ StreamResult RunStream(layerpipe::v1::Inference::Stub* stub, int prompt_len, int
 void AddLoadTestCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("load-test", "time N concurrent generation streams");
   struct Options {
-    std::string endpoint;
+    ClientOptions client;
     int concurrency = 1, prompt_len = 32, max_tokens = 64;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
-  cmd->add_option("--endpoint", o->endpoint, "coordinator host:port")->required();
+  AddClientOptions(cmd, &o->client);
   cmd->add_option("--concurrency", o->concurrency, "streams at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -75,14 +77,13 @@ void AddLoadTestCommand(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] {
-    auto stub = layerpipe::v1::Inference::NewStub(
-        grpc::CreateChannel(CheckEndpoint(o->endpoint), grpc::InsecureChannelCredentials()));
+    auto stub = layerpipe::v1::Inference::NewStub(OpenChannel(o->client));
     layerpipe::v1::ModelInfo info;
     {
       grpc::ClientContext ctx;
-      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+      PrepareCall(o->client, ctx, std::chrono::seconds(10));
       grpc::Status s = stub->GetModelInfo(&ctx, {}, &info);
-      if (!s.ok()) Fail(absl::UnavailableError(o->endpoint + ": " + s.error_message()));
+      if (!s.ok()) Fail(FromGrpc(s, o->client.endpoint));
     }
     std::vector<StreamResult> results(size_t(o->concurrency));
     std::vector<std::thread> threads;
@@ -90,7 +91,7 @@ void AddLoadTestCommand(CLI::App& app) {
     for (int i = 0; i < o->concurrency; ++i) {
       threads.emplace_back([&, i] {
         results[size_t(i)] =
-            RunStream(stub.get(), o->prompt_len, o->max_tokens, i, info.vocab_size());
+            RunStream(stub.get(), o->client, o->prompt_len, o->max_tokens, i, info.vocab_size());
       });
     }
     for (auto& t : threads) t.join();

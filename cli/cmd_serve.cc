@@ -27,6 +27,7 @@
 #include "common/health_client.h"
 #include "common/planned_cluster.h"
 #include "common/server.h"
+#include "common/tls.h"
 
 namespace lp::cli {
 namespace {
@@ -161,8 +162,17 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
 
   std::string endpoint = planned->cluster.coordinator_listen;
   if (endpoint.rfind("0.0.0.0:", 0) == 0) endpoint = "127.0.0.1:" + endpoint.substr(8);
+  // The coordinator's health, asked over its API: with api_tls as the cluster's own member
+  // (its CA and the coordinator's certificate; the system's roots without tls).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (const ClusterConfig& c = planned->cluster; !c.api_tls.cert.empty()) {
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> tls = grpc::SslCredentials({});
+    if (!c.tls.cert.empty()) tls = ChannelCredentials(c.tls, "tls");
+    if (!tls.ok()) Fail(tls.status());
+    credentials = *tls;
+  }
   const auto deadline = Clock::now() + std::chrono::milliseconds(int64_t(ready_timeout_s * 1000));
-  while (CheckHealth(endpoint, 500) != Health::kServing) {
+  while (CheckHealth(endpoint, 500, "", credentials) != Health::kServing) {
     for (Child* c : Reap(children)) GiveUp(children, *c, "exited while the cluster started");
     if (StopRequested()) {
       StopAll(children);
@@ -178,12 +188,13 @@ void RunServe(const std::string& cluster_path, double ready_timeout_s, int max_r
   std::printf("layerpipe: serving on %s (grpc layerpipe.v1.Inference); Ctrl-C stops\n",
               endpoint.c_str());
   if (const std::string& http = planned->cluster.http_listen; !http.empty()) {
+    const char* scheme = planned->cluster.api_tls.cert.empty() ? "http" : "https";
     std::printf(
-        "layerpipe: OpenAI-compatible HTTP API on http://%s/v1 (model \"%s\"), e.g.\n"
-        "  curl -sN http://%s/v1/chat/completions -H 'Content-Type: application/json' "
+        "layerpipe: OpenAI-compatible HTTP API on %s://%s/v1 (model \"%s\"), e.g.\n"
+        "  curl -sN %s://%s/v1/chat/completions -H 'Content-Type: application/json' "
         "-d '{\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}],"
         "\"max_tokens\":32,\"stream\":true}'\n",
-        http.c_str(), planned->cluster.model_name.c_str(), http.c_str());
+        scheme, http.c_str(), planned->cluster.model_name.c_str(), scheme, http.c_str());
   }
   std::fflush(stdout);
   while (!StopRequested()) {

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "common/grpc_status.h"
@@ -14,15 +15,14 @@ namespace lp::cli {
 
 void AddStatusCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("status", "show a running cluster's model and workers");
-  auto endpoint = std::make_shared<std::string>();
-  cmd->add_option("--endpoint", *endpoint, "coordinator host:port")->required();
-  cmd->callback([endpoint] {
-    auto stub = layerpipe::v1::Inference::NewStub(
-        grpc::CreateChannel(CheckEndpoint(*endpoint), grpc::InsecureChannelCredentials()));
-    auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
+  auto o = std::make_shared<ClientOptions>();
+  AddClientOptions(cmd, o.get());
+  cmd->callback([o] {
+    const std::string* endpoint = &o->endpoint;
+    auto stub = layerpipe::v1::Inference::NewStub(OpenChannel(*o));
     grpc::ClientContext c1, c2;
-    c1.set_deadline(deadline);
-    c2.set_deadline(deadline);
+    PrepareCall(*o, c1, std::chrono::seconds(5));
+    PrepareCall(*o, c2, std::chrono::seconds(5));
     layerpipe::v1::ModelInfo info;
     layerpipe::v1::ListWorkersResponse workers;
     grpc::Status s = stub->GetModelInfo(&c1, {}, &info);
@@ -30,7 +30,7 @@ void AddStatusCommand(CLI::App& app) {
     if (!s.ok()) {
       Fail(FromGrpc(s, *endpoint));
     }
-    const Health h = CheckHealth(*endpoint, 2000);
+    const Health h = CheckHealth(*endpoint, 2000, "", Credentials(*o));
     std::printf("%s: %s, %s\n", endpoint->c_str(),
                 h == Health::kServing ? "SERVING" : "NOT_SERVING", info.architecture().c_str());
     std::printf("model %s: %lld layers, vocab %lld; limits: batch %lld, context %lld, queue %lld\n",

@@ -73,6 +73,12 @@ absl::Status CheckAddress(const YAML::Node& n, const std::string& key, const std
   return absl::OkStatus();
 }
 
+std::string ResolvePath(const std::string& path, const std::string& base_dir) {
+  std::filesystem::path p(path);
+  if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
+  return p.lexically_normal().string();
+}
+
 absl::StatusOr<std::string> ParseModel(const YAML::Node& root, const std::string& base_dir) {
   const YAML::Node model = root["model"];
   if (!model) return absl::InvalidArgumentError("model: missing (model: {path: DIR})");
@@ -80,14 +86,77 @@ absl::StatusOr<std::string> ParseModel(const YAML::Node& root, const std::string
   RETURN_IF_ERROR(CheckKeys(model, "model", {"path", "name"}));
   if (!model["path"]) return Error(model, "model.path", "missing (the checkpoint directory)");
   ASSIGN_OR_RETURN(std::string path, ScalarString(model["path"], "model.path"));
-  std::filesystem::path p(path);
-  if (p.is_relative()) p = std::filesystem::path(base_dir) / p;
-  return p.lexically_normal().string();
+  return ResolvePath(path, base_dir);
+}
+
+// The map of PEM files at `key`: cert and key, both required, and the CA under `ca_key` ("":
+// none), paths resolved against base_dir. `other`: the map's other keys, which the caller reads.
+absl::StatusOr<TlsFiles> ParseTlsFiles(const YAML::Node& n, const std::string& key,
+                                       const std::string& base_dir, const std::string& ca_key,
+                                       std::vector<std::string> other) {
+  std::vector<std::string> known = {"cert", "key"};
+  if (!ca_key.empty()) known.push_back(ca_key);
+  known.insert(known.end(), other.begin(), other.end());
+  if (!n.IsMap())
+    return Error(n, key, absl::StrCat("must be a map {", absl::StrJoin(known, ", "), "}"));
+  RETURN_IF_ERROR(CheckKeys(n, key, known));
+  TlsFiles files;
+  for (auto [field, out] : {std::pair<std::string, std::string*>{"cert", &files.cert},
+                            {"key", &files.key},
+                            {ca_key, &files.ca}}) {
+    if (field.empty() || !n[field]) continue;
+    ASSIGN_OR_RETURN(std::string path, ScalarString(n[field], absl::StrCat(key, ".", field)));
+    *out = ResolvePath(path, base_dir);
+  }
+  if (files.cert.empty() || files.key.empty()) {
+    return Error(n, key, "needs both cert and key (PEM files)");
+  }
+  return files;
+}
+
+// tls, workers[i].tls, coordinator.api_tls and coordinator.auth (after the workers are parsed).
+absl::Status ParseSecurity(const YAML::Node& root, ClusterConfig& c) {
+  if (const YAML::Node t = root["tls"]) {
+    ASSIGN_OR_RETURN(c.tls, ParseTlsFiles(t, "tls", c.base_dir, "ca", {"coordinator_name"}));
+    if (c.tls.ca.empty()) {
+      return Error(t, "tls.ca",
+                   "missing (the CA every worker's and the coordinator's "
+                   "certificate must come from)");
+    }
+    if (t["coordinator_name"]) {
+      ASSIGN_OR_RETURN(c.coordinator_name,
+                       ScalarString(t["coordinator_name"], "tls.coordinator_name"));
+    }
+  }
+  for (size_t i = 0; i < c.workers.size(); ++i) {
+    const YAML::Node t = root["workers"][i]["tls"];
+    if (!t) continue;
+    const std::string key = absl::StrCat("workers[", i, "].tls");
+    if (c.tls.cert.empty()) {
+      return Error(t, key, "needs the cluster's tls (its CA) as well");
+    }
+    ASSIGN_OR_RETURN(c.workers[i].tls, ParseTlsFiles(t, key, c.base_dir, "", {}));
+  }
+  const YAML::Node co = root["coordinator"];
+  if (!co) return absl::OkStatus();
+  if (const YAML::Node t = co["api_tls"]) {
+    ASSIGN_OR_RETURN(c.api_tls,
+                     ParseTlsFiles(t, "coordinator.api_tls", c.base_dir, "client_ca", {}));
+  }
+  if (const YAML::Node a = co["auth"]) {
+    if (!a.IsMap()) return Error(a, "coordinator.auth", "must be a map {tokens_file: PATH}");
+    RETURN_IF_ERROR(CheckKeys(a, "coordinator.auth", {"tokens_file"}));
+    if (!a["tokens_file"]) return Error(a, "coordinator.auth.tokens_file", "missing");
+    ASSIGN_OR_RETURN(std::string path,
+                     ScalarString(a["tokens_file"], "coordinator.auth.tokens_file"));
+    c.tokens_file = ResolvePath(path, c.base_dir);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<WorkerSpec> ParseWorker(const YAML::Node& w, const std::string& key) {
   if (!w.IsMap()) return Error(w, key, "must be a map {name, device, address}");
-  RETURN_IF_ERROR(CheckKeys(w, key, {"name", "device", "address"}));
+  RETURN_IF_ERROR(CheckKeys(w, key, {"name", "device", "address", "tls"}));
   WorkerSpec spec;
   for (auto [field, out] :
        {std::pair{"name", &spec.name}, {"device", &spec.device}, {"address", &spec.address}}) {
@@ -298,7 +367,7 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
   RETURN_IF_ERROR(CheckKeys(root, "",
                             {"model", "device_map", "max_memory", "coordinator", "workers",
-                             "limits", "transport", "batch_invariant", "recovery"}));
+                             "limits", "transport", "batch_invariant", "recovery", "tls"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   c.model_path_written = root["model"]["path"].as<std::string>();
@@ -336,7 +405,7 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
   c.coordinator_listen = "127.0.0.1:7000";
   if (const YAML::Node co = root["coordinator"]) {
     if (!co.IsMap()) return Error(co, "coordinator", "must be a map {listen: host:port}");
-    RETURN_IF_ERROR(CheckKeys(co, "coordinator", {"listen", "http_listen"}));
+    RETURN_IF_ERROR(CheckKeys(co, "coordinator", {"listen", "http_listen", "api_tls", "auth"}));
     if (co["listen"]) {
       ASSIGN_OR_RETURN(c.coordinator_listen, ScalarString(co["listen"], "coordinator.listen"));
       RETURN_IF_ERROR(CheckAddress(co["listen"], "coordinator.listen", c.coordinator_listen));
@@ -350,6 +419,7 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
       }
     }
   }
+  RETURN_IF_ERROR(ParseSecurity(root, c));
   for (size_t i = 0; i < c.workers.size(); ++i) {
     const WorkerSpec& w = c.workers[i];
     if (SameEndpoint(w.address, c.coordinator_listen)) {
@@ -407,6 +477,15 @@ bool SameEndpoint(const std::string& a, const std::string& b) {
   if (a.substr(a.rfind(':')) != b.substr(b.rfind(':'))) return false;  // other ports
   const std::set<std::string> x = Addresses(HostOf(a)), y = Addresses(HostOf(b));
   return std::any_of(x.begin(), x.end(), [&](const std::string& s) { return y.count(s) > 0; });
+}
+
+TlsFiles WorkerTls(const ClusterConfig& config, size_t i) {
+  TlsFiles files = config.tls;
+  if (const TlsFiles& own = config.workers[i].tls; !own.cert.empty()) {
+    files.cert = own.cert;
+    files.key = own.key;
+  }
+  return files;
 }
 
 int FindWorker(const ClusterConfig& config, const std::string& name) {

@@ -14,10 +14,18 @@
 
 namespace lp {
 
+// PEM files of one side of a TLS link, paths resolved against the cluster file's folder.
+struct TlsFiles {
+  std::string ca;    // the CA a peer's certificate must chain to ("": none asked / system roots)
+  std::string cert;  // this side's certificate (chain); "": no TLS
+  std::string key;   // its private key
+};
+
 struct WorkerSpec {
   std::string name;     // unique; what the coordinator and `plan` call the worker
   std::string device;   // "cuda:N" (a GPU of the worker's host) or "cpu:N" (a CPU worker)
   std::string address;  // host:port the worker listens on
+  TlsFiles tls;         // workers[i].tls: its own cert and key instead of tls's (ca: tls's)
 };
 
 // Sequences one step may carry (the GPU sampler's rows).
@@ -70,7 +78,23 @@ struct ClusterConfig {
   // recovery.resume_timeout: how long requests whose worker was lost wait for the cluster to
   // answer again and resume (re-prefilled from their ids); 0 fails them at once.
   double resume_timeout_s = 60;
+  // tls: mutual TLS between the coordinator and every worker, all certificates from one CA
+  // (empty: plaintext). cert/key are the coordinator's, and each worker's unless it has its own.
+  TlsFiles tls;
+  // tls.coordinator_name: the name (common name or DNS SAN) that the coordinator's certificate
+  // carries; workers answer no other peer.
+  std::string coordinator_name = "layerpipe-coordinator";
+  // coordinator.api_tls: TLS on the public API, gRPC and HTTP; its `ca` (client_ca in the
+  // file): clients must show a certificate from that CA. Empty cert: plaintext.
+  TlsFiles api_tls;
+  // coordinator.auth.tokens_file: bearer tokens, one per line, the API asks for one (reread on
+  // SIGHUP); empty: no token asked.
+  std::string tokens_file;
 };
+
+// The TLS files worker `i` serves with: its own cert and key, else the cluster's, and the
+// cluster's CA (empty cert when the cluster has no tls).
+TlsFiles WorkerTls(const ClusterConfig& config, size_t i);
 
 // Reads and parses the file at `yaml_path`; errors start with the path and name the key and line.
 absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& yaml_path);

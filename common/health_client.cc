@@ -9,8 +9,10 @@
 
 namespace lp {
 
-Health CheckHealth(const std::string& address, int timeout_ms, const std::string& service) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+Health CheckHealth(const std::string& address, int timeout_ms, const std::string& service,
+                   std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  if (!credentials) credentials = grpc::InsecureChannelCredentials();
+  auto channel = grpc::CreateChannel(address, credentials);
   auto stub = grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));

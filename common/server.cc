@@ -12,19 +12,23 @@ namespace lp {
 namespace {
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_reload{false};
 void OnSignal(int) { g_stop = true; }
+void OnReloadSignal(int) { g_reload = true; }
 
 }  // namespace
 
 absl::StatusOr<Server> StartServer(const std::string& listen, grpc::Service* service,
-                                   const std::string& service_name, int max_receive_bytes) {
+                                   const std::string& service_name, int max_receive_bytes,
+                                   std::shared_ptr<grpc::ServerCredentials> credentials) {
   grpc::EnableDefaultHealthCheckService(false);  // ours instead (see health_service.h)
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();  // v1alpha
   Server out;
   out.health = std::make_unique<HealthService>(service_name);
   out.reflection = std::make_unique<ReflectionV1>(std::vector<std::string>{service_name});
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &out.port);
+  if (!credentials) credentials = grpc::InsecureServerCredentials();
+  builder.AddListeningPort(listen, credentials, &out.port);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(max_receive_bytes);
   builder.RegisterService(service);
@@ -50,8 +54,13 @@ void CatchStopSignals() {
 
 bool StopRequested() { return g_stop; }
 
-void WaitForStopSignal() {
-  while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+void WaitForStopSignal(const std::function<void()>& on_reload) {
+  while (!g_stop) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (g_reload.exchange(false) && on_reload) on_reload();
+  }
 }
+
+void CatchReloadSignal() { std::signal(SIGHUP, OnReloadSignal); }
 
 }  // namespace lp

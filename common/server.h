@@ -4,6 +4,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -28,15 +29,20 @@ struct Server {
 };
 
 // Serves `service` (full name `service_name`, e.g. "layerpipe.v1.Worker") on `listen`
-// (host:port), not serving until SetServing(true). An error when the port is taken: gRPC's
-// SO_REUSEPORT, which would let a second process silently share the port, is off.
+// (host:port) with `credentials` (plaintext when null), not serving until SetServing(true). An
+// error when the port is taken: gRPC's SO_REUSEPORT, which would let a second process silently
+// share the port, is off.
 absl::StatusOr<Server> StartServer(const std::string& listen, grpc::Service* service,
-                                   const std::string& service_name, int max_receive_bytes);
+                                   const std::string& service_name, int max_receive_bytes,
+                                   std::shared_ptr<grpc::ServerCredentials> credentials = nullptr);
 
 // From now on SIGINT and SIGTERM only set a flag that StopRequested() reads.
 void CatchStopSignals();
 bool StopRequested();
-// Returns once StopRequested() (checked every 100 ms).
-void WaitForStopSignal();
+// Returns once StopRequested() (checked every 100 ms). After CatchReloadSignal(), calls
+// `on_reload` on this thread after each SIGHUP.
+void WaitForStopSignal(const std::function<void()>& on_reload = nullptr);
+// From now on SIGHUP (whose default would end the process) asks WaitForStopSignal to reload.
+void CatchReloadSignal();
 
 }  // namespace lp

@@ -15,6 +15,8 @@
 #include "common/planned_cluster.h"
 #include "common/program.h"
 #include "common/server.h"
+#include "common/tls.h"
+#include "coordinator/api_tokens.h"
 #include "coordinator/inference_service.h"
 #include "coordinator/openai_http.h"
 
@@ -66,12 +68,42 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
                        cluster.limits.max_batch, cluster.limits.max_context,
                        cluster.limits.max_step_tokens});
   }
+  auto link_credentials = lp::ChannelCredentials(cluster.tls, "tls");
+  if (!link_credentials.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(link_credentials.status().message()).c_str());
+    return 1;
+  }
+  for (const auto& w : cluster.workers) {
+    if (cluster.tls.cert.empty()) {
+      lp::WarnIfExposed("worker " + w.name, w.address,
+                        "the coordinator's link to it is plaintext and unauthenticated (set tls "
+                        "in the cluster file)");
+    }
+  }
+  auto api_credentials = lp::ServerCredentials(cluster.api_tls, "coordinator.api_tls");
+  if (!api_credentials.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(api_credentials.status().message()).c_str());
+    return 1;
+  }
+  std::unique_ptr<lp::ApiTokens> tokens;
+  if (!cluster.tokens_file.empty()) {
+    auto loaded = lp::ApiTokens::Load(cluster.tokens_file);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(loaded.status().message()).c_str());
+      return 1;
+    }
+    tokens = std::move(*loaded);
+  }
   lp::Server server;
   std::atomic<lp::Server*> health_target{nullptr};  // set once the server runs
-  lp::GrpcPipeline pipeline(std::move(workers), 1000, cluster.transport == "auto", [&](bool ready) {
-    std::fprintf(stderr, "coordinator: cluster %s\n", ready ? "ready (SERVING)" : "NOT_SERVING");
-    if (lp::Server* s = health_target.load()) s->SetServing(ready);
-  });
+  lp::GrpcPipeline pipeline(
+      std::move(workers), 1000, cluster.transport == "auto",
+      [&](bool ready) {
+        std::fprintf(stderr, "coordinator: cluster %s\n",
+                     ready ? "ready (SERVING)" : "NOT_SERVING");
+        if (lp::Server* s = health_target.load()) s->SetServing(ready);
+      },
+      *link_credentials);
   lp::SchedulerLimits limits{cluster.limits.max_batch, cluster.limits.max_context,
                              cluster.limits.max_step_tokens, queue_capacity,
                              std::chrono::milliseconds(int64_t(cluster.resume_timeout_s * 1000))};
@@ -119,9 +151,15 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   info.set_queue_capacity(queue_capacity);
   info.set_has_tokenizer(tokenizer != nullptr);
   for (int32_t id : model.validation.eos_ids) info.add_eos_token_ids(id);
-  lp::InferenceService service(&scheduler, &pipeline, std::move(model), &telemetry);
+  lp::InferenceService service(&scheduler, &pipeline, std::move(model), &telemetry, tokens.get());
 
-  auto started = lp::StartServer(listen, &service, "layerpipe.v1.Inference", 16 << 20);
+  const std::string exposed = tokens ? "requests and answers cross the network in plaintext "
+                                       "(set coordinator.api_tls)"
+                                     : "plaintext, and anyone who reaches the port can use the "
+                                       "model (set coordinator.api_tls and coordinator.auth)";
+  if (cluster.api_tls.cert.empty()) lp::WarnIfExposed("the coordinator's API", listen, exposed);
+  auto started = lp::StartServer(listen, &service, "layerpipe.v1.Inference", 16 << 20,
+                                 std::move(*api_credentials));
   if (!started.ok()) {
     std::fprintf(stderr, "error: %s\n", std::string(started.status().message()).c_str());
     return 1;
@@ -141,13 +179,17 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
     http.emplace(
         &service, cluster.model_name, [&] { return pipeline.Ready() && !scheduler.draining(); },
         &telemetry);
-    if (auto s = http->Start(cluster.http_listen); !s.ok()) {
+    if (cluster.api_tls.cert.empty()) {
+      lp::WarnIfExposed("the coordinator's HTTP API", cluster.http_listen, exposed);
+    }
+    if (auto s = http->Start(cluster.http_listen, cluster.api_tls); !s.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
       server.Shutdown();
       return 1;
     }
-    std::fprintf(stderr, "coordinator: OpenAI-compatible HTTP API on http://%s/v1 (model \"%s\")\n",
-                 cluster.http_listen.c_str(), cluster.model_name.c_str());
+    std::fprintf(stderr, "coordinator: OpenAI-compatible HTTP API on %s://%s/v1 (model \"%s\")\n",
+                 cluster.api_tls.cert.empty() ? "http" : "https", cluster.http_listen.c_str(),
+                 cluster.model_name.c_str());
   }
   lp::MetricsServer metrics_server;
   if (!metrics_listen.empty()) {
@@ -158,7 +200,22 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
     std::fprintf(stderr, "coordinator: metrics on http://%s/metrics\n", metrics_listen.c_str());
   }
   lp::CatchStopSignals();
-  lp::WaitForStopSignal();
+  if (tokens) {
+    std::fprintf(stderr, "coordinator: %zu API tokens from %s (SIGHUP rereads it)\n",
+                 tokens->size(), tokens->path().c_str());
+    lp::CatchReloadSignal();
+  }
+  lp::WaitForStopSignal([&] {
+    if (!tokens) return;
+    const absl::Status s = tokens->Reload();
+    if (s.ok()) {
+      std::fprintf(stderr, "coordinator: reread %zu API tokens from %s\n", tokens->size(),
+                   tokens->path().c_str());
+    } else {
+      std::fprintf(stderr, "coordinator: kept the API tokens it had: %s\n",
+                   std::string(s.message()).c_str());
+    }
+  });
   // Drain: NOT_SERVING at once, new requests refused, what runs or waits may finish.
   health_target = nullptr;
   server.SetServing(false);

@@ -38,7 +38,8 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 }
 
 GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
-                           bool allow_ipc, std::function<void(bool)> on_ready_change) {
+                           bool allow_ipc, std::function<void(bool)> on_ready_change,
+                           std::shared_ptr<grpc::ChannelCredentials> credentials) {
   // CPU workers of one host share its memory bandwidth, which bounds their decode: like workers
   // sharing a GPU, they count as one device.
   std::set<std::pair<std::string, std::string>> devices;
@@ -46,7 +47,9 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
     devices.insert({HostOf(w.address), IsCudaDevice(w.device) ? w.device : "cpu"});
   }
   depth_ = std::clamp<int>(int(devices.size()), 1, kIpcRing);  // ring slots bound it
-  for (auto& w : workers) links_.push_back(std::make_unique<WorkerLink>(std::move(w)));
+  for (auto& w : workers) {
+    links_.push_back(std::make_unique<WorkerLink>(std::move(w), credentials));
+  }
   ipc_ = std::make_unique<IpcTopology>(links_, allow_ipc);
   monitor_ = std::make_unique<HealthMonitor>(links_, ipc_.get(), monitor_period_ms,
                                              std::move(on_ready_change));

@@ -32,9 +32,10 @@ class GrpcPipeline : public Pipeline {
  public:
   // `monitor_period_ms`: how often every worker is handshaken. `allow_ipc`: neighbours on one
   // host may use CUDA IPC. `on_ready_change` is called (from the monitor or a stage thread,
-  // never two at once) when Ready() flips.
+  // never two at once) when Ready() flips. `credentials`: every link's (plaintext when null).
   GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms, bool allow_ipc,
-               std::function<void(bool ready)> on_ready_change);
+               std::function<void(bool ready)> on_ready_change,
+               std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~GrpcPipeline() override;
 
   int depth() const override { return depth_; }

@@ -7,8 +7,29 @@
 namespace lp {
 
 InferenceService::InferenceService(Scheduler* scheduler, const GrpcPipeline* pipeline,
-                                   ServedModel model, Telemetry* telemetry)
-    : scheduler_(scheduler), pipeline_(pipeline), model_(std::move(model)), telemetry_(telemetry) {}
+                                   ServedModel model, Telemetry* telemetry, const ApiTokens* tokens)
+    : scheduler_(scheduler),
+      pipeline_(pipeline),
+      model_(std::move(model)),
+      telemetry_(telemetry),
+      tokens_(tokens) {}
+
+bool InferenceService::Allows(std::string_view authorization) const {
+  return tokens_ == nullptr || tokens_->Allows(authorization);
+}
+
+grpc::Status InferenceService::Authorize(const grpc::ServerContext& ctx) const {
+  if (tokens_ == nullptr) return grpc::Status::OK;
+  const auto& meta = ctx.client_metadata();
+  const auto given = meta.find("authorization");
+  if (given != meta.end() && Allows(std::string_view(given->second.data(), given->second.size()))) {
+    return grpc::Status::OK;
+  }
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                      given == meta.end()
+                          ? "this server asks for an API token (authorization: Bearer TOKEN)"
+                          : "the API token is not valid");
+}
 
 std::string InferenceService::NewRequestId() {
   char id[17];
@@ -79,6 +100,7 @@ absl::StatusOr<std::unique_ptr<GenerationStream>> InferenceService::Start(
 grpc::Status InferenceService::Generate(
     grpc::ServerContext* ctx, const layerpipe::v1::GenerateRequest* r,
     grpc::ServerWriter<layerpipe::v1::GenerateResponse>* writer) {
+  if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
   // The client's x-request-id names the request in the log, else one is made up.
   const auto& meta = ctx->client_metadata();
   const auto given = meta.find("x-request-id");
@@ -102,9 +124,10 @@ grpc::Status InferenceService::Generate(
   }
 }
 
-grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
+grpc::Status InferenceService::Tokenize(grpc::ServerContext* ctx,
                                         const layerpipe::v1::TokenizeRequest* r,
                                         layerpipe::v1::TokenizeResponse* response) {
+  if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
   if (model_.tokenizer == nullptr) {
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                         "this model directory has no tokenizer.json");
@@ -122,16 +145,18 @@ grpc::Status InferenceService::Tokenize(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*,
+grpc::Status InferenceService::GetModelInfo(grpc::ServerContext* ctx,
                                             const layerpipe::v1::GetModelInfoRequest*,
                                             layerpipe::v1::ModelInfo* response) {
+  if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
   *response = model_.info;
   return grpc::Status::OK;
 }
 
-grpc::Status InferenceService::ListWorkers(grpc::ServerContext*,
+grpc::Status InferenceService::ListWorkers(grpc::ServerContext* ctx,
                                            const layerpipe::v1::ListWorkersRequest*,
                                            layerpipe::v1::ListWorkersResponse* response) {
+  if (grpc::Status s = Authorize(*ctx); !s.ok()) return s;
   response->set_running_requests(scheduler_->active());
   response->set_queued_requests(scheduler_->queued());
   response->set_paused_requests(scheduler_->paused());

@@ -12,6 +12,7 @@
 #include "common/placement.h"
 #include "common/tokenizer/chat_template.h"
 #include "common/tokenizer/tokenizer.h"
+#include "coordinator/api_tokens.h"
 #include "coordinator/generation_stream.h"
 #include "coordinator/grpc_pipeline.h"
 #include "coordinator/request_validation.h"
@@ -30,9 +31,10 @@ struct ServedModel {
 
 class InferenceService final : public layerpipe::v1::Inference::Service {
  public:
-  // `telemetry` (may be null) hears of every request that ends or is refused.
+  // `telemetry` (may be null) hears of every request that ends or is refused. With `tokens`,
+  // every call must carry one (`authorization: Bearer TOKEN`): UNAUTHENTICATED otherwise.
   InferenceService(Scheduler* scheduler, const GrpcPipeline* pipeline, ServedModel model,
-                   Telemetry* telemetry);
+                   Telemetry* telemetry, const ApiTokens* tokens = nullptr);
 
   // Validates, tokenizes and submits `r`: INVALID_ARGUMENT / FAILED_PRECONDITION for the
   // request's faults, RESOURCE_EXHAUSTED when the queue is full. The stream's responses are
@@ -42,6 +44,9 @@ class InferenceService final : public layerpipe::v1::Inference::Service {
   // A request id for a client that gave none.
   std::string NewRequestId();
   const ServedModel& model() const { return model_; }
+  // Whether a call with this `authorization` value ("Bearer TOKEN") may use the API: always
+  // without tokens.
+  bool Allows(std::string_view authorization) const;
 
   grpc::Status Generate(grpc::ServerContext* ctx, const layerpipe::v1::GenerateRequest* request,
                         grpc::ServerWriter<layerpipe::v1::GenerateResponse>* writer) override;
@@ -57,11 +62,13 @@ class InferenceService final : public layerpipe::v1::Inference::Service {
   absl::StatusOr<std::vector<int32_t>> PromptIds(const layerpipe::v1::GenerateRequest& r) const;
   absl::StatusOr<std::string> RenderChat(const layerpipe::v1::Chat& chat) const;
   uint64_t RandomSeed();
+  grpc::Status Authorize(const grpc::ServerContext& ctx) const;
 
   Scheduler* scheduler_;
   const GrpcPipeline* pipeline_;
   const ServedModel model_;
   Telemetry* telemetry_;
+  const ApiTokens* tokens_;
   std::mutex rng_mu_;
   std::mt19937_64 rng_{std::random_device{}()};
 };

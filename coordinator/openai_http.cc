@@ -172,8 +172,19 @@ void OpenAiHttp::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
-absl::Status OpenAiHttp::Start(const std::string& listen) {
-  server_ = std::make_unique<httplib::Server>();
+absl::Status OpenAiHttp::Start(const std::string& listen, const TlsFiles& tls) {
+  if (tls.cert.empty()) {
+    server_ = std::make_unique<httplib::Server>();
+  } else {
+    auto https = std::make_unique<httplib::SSLServer>(tls.cert.c_str(), tls.key.c_str(),
+                                                      tls.ca.empty() ? nullptr : tls.ca.c_str());
+    if (!https->is_valid()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "coordinator.api_tls: cannot use ", tls.cert, " and ", tls.key,
+          tls.ca.empty() ? "" : " and " + tls.ca, " (unreadable, or not a matching PEM pair)"));
+    }
+    server_ = std::move(https);
+  }
   server_->new_task_queue = [] { return new httplib::ThreadPool(kHttpThreads); };
   server_->set_payload_max_length(size_t(16) << 20);
   const Tokenizer* tok = service_->model().tokenizer;
@@ -232,6 +243,18 @@ absl::Status OpenAiHttp::Start(const std::string& listen) {
     const bool up = serving_();
     res.status = up ? 200 : 503;
     res.set_content(Dump({{"status", up ? "serving" : "not serving"}}), "application/json");
+  });
+  server_->set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (req.path == "/health" || service_->Allows(req.get_header_value("Authorization"))) {
+      return httplib::Server::HandlerResponse::Unhandled;
+    }
+    res.set_header("WWW-Authenticate", "Bearer");
+    SendError(res, {401,
+                    req.has_header("Authorization")
+                        ? "the API token is not valid"
+                        : "this server asks for an API token (Authorization: Bearer TOKEN)",
+                    "", "invalid_api_key"});
+    return httplib::Server::HandlerResponse::Handled;
   });
   server_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;

@@ -4,7 +4,9 @@
 // reference API's shape. A
 // request becomes a GenerateRequest and runs through InferenceService::Start: the same
 // validation, scheduling and output as the gRPC API. HTTP by cpp-httplib (Debian's
-// libcpp-httplib-dev), on its own thread pool.
+// libcpp-httplib-dev), on its own thread pool; HTTPS with coordinator.api_tls. Where the
+// service asks for API tokens, every path but /health needs `Authorization: Bearer TOKEN`
+// (401 otherwise).
 #pragma once
 
 #include <functional>
@@ -13,6 +15,7 @@
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/cluster_config.h"
 #include "coordinator/inference_service.h"
 
 namespace httplib {
@@ -30,8 +33,10 @@ class OpenAiHttp {
              Telemetry* telemetry);
   ~OpenAiHttp();  // stops
 
-  // Binds `listen` (host:port) and serves on its own threads; an error if it cannot bind.
-  absl::Status Start(const std::string& listen);
+  // Binds `listen` (host:port) and serves on its own threads, over HTTPS when `tls` has a
+  // certificate (with tls.ca, clients must show one from that CA); an error if it cannot bind
+  // or read the certificate.
+  absl::Status Start(const std::string& listen, const TlsFiles& tls = {});
   void Stop();
 
  private:

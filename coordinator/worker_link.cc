@@ -19,7 +19,8 @@ std::chrono::system_clock::time_point Deadline(int timeout_ms) {
   return std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms);
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address,
+                                           std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   args.SetMaxSendMessageSize(64 << 20);
@@ -27,7 +28,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  if (!credentials) credentials = grpc::InsecureChannelCredentials();
+  return grpc::CreateCustomChannel(address, credentials, args);
 }
 
 }  // namespace
@@ -69,9 +71,10 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
   return absl::OkStatus();
 }
 
-WorkerLink::WorkerLink(WorkerExpectation expect)
+WorkerLink::WorkerLink(WorkerExpectation expect,
+                       std::shared_ptr<grpc::ChannelCredentials> credentials)
     : expect_(std::move(expect)),
-      channel_(MakeChannel(expect_.address)),
+      channel_(MakeChannel(expect_.address, std::move(credentials))),
       stub_(layerpipe::v1::Worker::NewStub(channel_)) {}
 
 WorkerLink::~WorkerLink() { ResetStream(); }

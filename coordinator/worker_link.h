@@ -3,6 +3,8 @@
 // reconnected by the health monitor; its stream is reopened on the next step.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <atomic>
 #include <chrono>
 #include <memory>
@@ -40,7 +42,9 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
 
 class WorkerLink {
  public:
-  explicit WorkerLink(WorkerExpectation expect);
+  // `credentials`: the channel's (the cluster's tls); plaintext when null.
+  explicit WorkerLink(WorkerExpectation expect,
+                      std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~WorkerLink();
 
   const WorkerExpectation& expectation() const { return expect_; }

@@ -29,10 +29,11 @@ inline std::string ReadFile(const std::string& path) {
 }
 
 // Waits until the health of the server at `endpoint` is `want`; false on timeout.
-inline bool WaitHealthAt(const std::string& endpoint, Health want, int timeout_ms) {
+inline bool WaitHealthAt(const std::string& endpoint, Health want, int timeout_ms,
+                         std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr) {
   const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < end) {
-    if (CheckHealth(endpoint, 500) == want) return true;
+    if (CheckHealth(endpoint, 500, "", credentials) == want) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
@@ -113,7 +114,11 @@ struct ClusterOptions {
   std::string limits_yaml = "{max_batch: 16, max_context: 256, max_step_tokens: 128}";
   // CPU workers (cpu:0, cpu:1, ...), or CUDA workers that all share GPU 0 (4 GiB each).
   bool cuda = false;
-  std::string extra_yaml;       // more top-level keys ("batch_invariant: true\n")
+  std::string extra_yaml;                // more top-level keys ("batch_invariant: true\n")
+  std::string coordinator_yaml;          // more keys under coordinator: ("  auth: {...}\n")
+  std::vector<std::string> worker_yaml;  // more keys of worker i's map (", tls: {...}")
+  // The channel's credentials when the harness and its tests ask the coordinator's health.
+  std::shared_ptr<grpc::ChannelCredentials> health_credentials;
   bool http = false;            // the OpenAI-compatible HTTP API on a port of its own (http_url)
   bool worker_metrics = false;  // each worker serves /metrics (worker_metrics_url)
   std::vector<std::string> coordinator_args;  // more flags ("--log-format", "json")
@@ -134,7 +139,7 @@ class Cluster {
       http_port_ = FreePort();
       yaml << "  http_listen: \"127.0.0.1:" << http_port_ << "\"\n";
     }
-    yaml << options.extra_yaml;
+    yaml << options.coordinator_yaml << options.extra_yaml;
     if (options.cuda) {
       yaml << "max_memory: {";
       for (int i = 0; i < workers; ++i) yaml << (i ? ", " : "") << "w" << i << ": 4GiB";
@@ -145,7 +150,8 @@ class Cluster {
       const int port = FreePort();
       const std::string device = options.cuda ? "cuda:0" : "cpu:" + std::to_string(i);
       yaml << "  - {name: w" << i << ", device: \"" << device << "\", address: \"127.0.0.1:" << port
-           << "\"}\n";
+           << "\"" << (size_t(i) < options.worker_yaml.size() ? options.worker_yaml[size_t(i)] : "")
+           << "}\n";
       names_.push_back("w" + std::to_string(i));
       worker_ports_.push_back(port);
     }
@@ -156,6 +162,7 @@ class Cluster {
     }
     for (size_t i = 0; i < names_.size(); ++i) StartWorker(int(i));
     coordinator_args_ = options.coordinator_args;
+    health_credentials_ = options.health_credentials;
     StartCoordinator();
   }
 
@@ -200,7 +207,7 @@ class Cluster {
 
   // Waits until the coordinator's health is `want`; false on timeout.
   bool WaitHealth(Health want, int timeout_ms) const {
-    return WaitHealthAt(endpoint(), want, timeout_ms);
+    return WaitHealthAt(endpoint(), want, timeout_ms, health_credentials_);
   }
 
  private:
@@ -210,6 +217,7 @@ class Cluster {
   int http_port_ = 0;
   std::vector<int> metrics_ports_;
   std::vector<std::string> coordinator_args_;
+  std::shared_ptr<grpc::ChannelCredentials> health_credentials_;
   std::vector<std::string> names_;
   std::vector<int> worker_ports_;
   std::vector<std::unique_ptr<Process>> workers_;

@@ -11,6 +11,7 @@
 #include "common/planned_cluster.h"
 #include "common/program.h"
 #include "common/server.h"
+#include "common/tls.h"
 #include "engine/backend_factory.h"
 #include "worker/worker_service.h"
 
@@ -31,13 +32,25 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
   }
   if (listen.empty()) listen = stage->address;
   // Serve health and the (not yet ready) Worker service first, so the coordinator sees a
-  // loading worker rather than none.
+  // loading worker rather than none. With tls, only the coordinator may call.
+  const auto& cluster = planned->cluster;
+  const lp::TlsFiles tls = lp::WorkerTls(cluster, size_t(lp::FindWorker(cluster, name)));
+  auto credentials = lp::ServerCredentials(tls, "tls");
+  if (!credentials.ok()) return Fail(credentials.status());
   lp::WorkerService service;
-  auto server = lp::StartServer(listen, &service, "layerpipe.v1.Worker", 64 << 20);
+  if (!tls.cert.empty()) {
+    service.RequirePeer(cluster.coordinator_name);
+  } else {
+    lp::WarnIfExposed("worker " + name, listen,
+                      "its links are plaintext and unauthenticated: anyone who reaches the port "
+                      "can send it steps (set tls in the cluster file)");
+  }
+  auto server =
+      lp::StartServer(listen, &service, "layerpipe.v1.Worker", 64 << 20, std::move(*credentials));
   if (!server.ok()) return Fail(server.status());
   lp::CatchStopSignals();
 
-  const auto& limits = planned->cluster.limits;
+  const auto& limits = cluster.limits;
   std::fprintf(stderr, "worker %s: %s, layers [%lld, %lld)%s%s, listening on %s\n", name.c_str(),
                stage->device.c_str(), (long long)stage->begin, (long long)stage->end,
                stage->embed ? " + embedding" : "", stage->head ? " + norm + lm_head" : "",

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "common/activation_chunks.h"
 #include "common/grpc_status.h"
+#include "common/tls.h"
 
 namespace lp {
 namespace {
@@ -36,8 +37,14 @@ absl::Status NameRequests(const absl::Status& s, const layerpipe::v1::StepReques
 using layerpipe::v1::StepRequest;
 using layerpipe::v1::StepResponse;
 
-grpc::Status WorkerService::Handshake(grpc::ServerContext*, const layerpipe::v1::HandshakeRequest*,
+grpc::Status WorkerService::CheckPeer(const grpc::ServerContext& ctx) const {
+  return peer_name_.empty() ? grpc::Status::OK : CheckPeerName(ctx, peer_name_);
+}
+
+grpc::Status WorkerService::Handshake(grpc::ServerContext* ctx,
+                                      const layerpipe::v1::HandshakeRequest*,
                                       layerpipe::v1::HandshakeResponse* response) {
+  if (grpc::Status s = CheckPeer(*ctx); !s.ok()) return s;
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   if (stopping_) return kStopping;
@@ -45,8 +52,9 @@ grpc::Status WorkerService::Handshake(grpc::ServerContext*, const layerpipe::v1:
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerService::Step(grpc::ServerContext*,
+grpc::Status WorkerService::Step(grpc::ServerContext* ctx,
                                  grpc::ServerReaderWriter<StepResponse, StepRequest>* stream) {
+  if (grpc::Status s = CheckPeer(*ctx); !s.ok()) return s;
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   StepRequest first, piece;
@@ -120,26 +128,29 @@ void WorkerService::Stop(int timeout_ms) {
   }
 }
 
-grpc::Status WorkerService::Release(grpc::ServerContext*,
+grpc::Status WorkerService::Release(grpc::ServerContext* ctx,
                                     const layerpipe::v1::ReleaseRequest* request,
                                     layerpipe::v1::ReleaseResponse*) {
+  if (grpc::Status s = CheckPeer(*ctx); !s.ok()) return s;
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   core->Release(std::span<const int32_t>(request->slots().data(), size_t(request->slots_size())));
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerService::Stats(grpc::ServerContext*, const layerpipe::v1::StatsRequest*,
+grpc::Status WorkerService::Stats(grpc::ServerContext* ctx, const layerpipe::v1::StatsRequest*,
                                   layerpipe::v1::StatsResponse* response) {
+  if (grpc::Status s = CheckPeer(*ctx); !s.ok()) return s;
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   *response = core->Stats();
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerService::Connect(grpc::ServerContext*,
+grpc::Status WorkerService::Connect(grpc::ServerContext* ctx,
                                     const layerpipe::v1::ConnectRequest* request,
                                     layerpipe::v1::ConnectResponse*) {
+  if (grpc::Status s = CheckPeer(*ctx); !s.ok()) return s;
   WorkerCore* core = core_.load();
   if (core == nullptr) return kLoading;
   absl::Status s = core->Connect(*request);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <string>
 
 #include "layerpipe/v1/worker.grpc.pb.h"
 #include "worker/worker_core.h"
@@ -15,6 +16,9 @@ class WorkerService final : public layerpipe::v1::Worker::Service {
   WorkerService() = default;
   explicit WorkerService(WorkerCore* core) : core_(core) {}
   void SetCore(WorkerCore* core) { core_ = core; }
+  // Before the server starts, with mutual TLS: every call must come from a peer whose
+  // certificate names `name` (the coordinator): PERMISSION_DENIED otherwise.
+  void RequirePeer(std::string name) { peer_name_ = std::move(name); }
   // Shutting down: the step in progress finishes and is answered; from then on steps end
   // their stream with UNAVAILABLE and handshakes are refused, so the coordinator pauses this
   // worker's sequences (and resumes them on its successor). Returns once no step is running,
@@ -34,6 +38,10 @@ class WorkerService final : public layerpipe::v1::Worker::Service {
                        layerpipe::v1::ConnectResponse*) override;
 
  private:
+  // PERMISSION_DENIED unless the caller is the peer RequirePeer named (OK without one).
+  grpc::Status CheckPeer(const grpc::ServerContext& ctx) const;
+
+  std::string peer_name_;
   std::atomic<WorkerCore*> core_{nullptr};
   std::atomic<bool> stopping_{false};
   std::atomic<int> steps_running_{0};
