@@ -12,8 +12,9 @@ void AddClientOptions(CLI::App* cmd, ClientOptions* o) {
                   "PEM file of the CA the server's certificate comes from: TLS (the system's "
                   "roots when only --cert is given)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--cert", o->cert, "PEM file of this client's certificate (for a server that "
-                                     "asks for one)")
+  cmd->add_option("--cert", o->cert,
+                  "PEM file of this client's certificate (for a server that "
+                  "asks for one)")
       ->check(CLI::ExistingFile);
   cmd->add_option("--key", o->key, "PEM file of that certificate's private key")
       ->check(CLI::ExistingFile);

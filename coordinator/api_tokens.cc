@@ -12,8 +12,10 @@ namespace {
 
 // `s` without the spaces (and tabs, carriage returns) around it.
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && absl::ascii_isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && absl::ascii_isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  while (!s.empty() && absl::ascii_isspace(static_cast<unsigned char>(s.front())))
+    s.remove_prefix(1);
+  while (!s.empty() && absl::ascii_isspace(static_cast<unsigned char>(s.back())))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -59,7 +61,8 @@ absl::Status ApiTokens::Reload() {
 bool ApiTokens::Allows(std::string_view authorization) const {
   constexpr std::string_view kScheme = "Bearer ";
   if (authorization.size() < kScheme.size() ||
-      !absl::EqualsIgnoreCase(std::string(authorization.substr(0, kScheme.size())), std::string(kScheme))) {
+      !absl::EqualsIgnoreCase(std::string(authorization.substr(0, kScheme.size())),
+                              std::string(kScheme))) {
     return false;
   }
   const std::string_view given = Trim(authorization.substr(kScheme.size()));

@@ -2,6 +2,8 @@
 // and its workers, TLS with client certificates and API tokens on its public API. Certificates
 // come from the openssl command (make_test_certs.sh); the clients are Debian's python3-grpcio
 // (tls_client.py), curl and the `layerpipe` CLI.
+#include "common/tls.h"
+
 #include <gtest/gtest.h>
 #include <signal.h>
 
@@ -10,7 +12,6 @@
 
 #include "cluster_client.h"
 #include "cluster_harness.h"
-#include "common/tls.h"
 #include "run_command.h"
 
 namespace lp::testing {
@@ -50,8 +51,8 @@ class TlsTest : public ::testing::Test {
     ClusterOptions o;
     o.http = true;
     o.extra_yaml = "tls: {ca: " + File("ca.pem") + ", " + Pair("coordinator") + "}\n";
-    o.coordinator_yaml = "  api_tls: {" + Pair("coordinator") + ", client_ca: " +
-                         File("ca.pem") + "}\n  auth: {tokens_file: " + tokens_file + "}\n";
+    o.coordinator_yaml = "  api_tls: {" + Pair("coordinator") + ", client_ca: " + File("ca.pem") +
+                         "}\n  auth: {tokens_file: " + tokens_file + "}\n";
     o.worker_yaml = {", tls: {" + Pair("worker") + "}", ", tls: {" + Pair(worker1) + "}"};
     o.health_credentials = Credentials(Client("client"));
     return o;
@@ -82,7 +83,8 @@ grpc::Status GenerateWith(const Cluster& c, std::shared_ptr<grpc::ChannelCredent
   if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 4));
   layerpipe::v1::GenerateResponse resp;
-  while (reader->Read(&resp)) ids->insert(ids->end(), resp.token_ids().begin(), resp.token_ids().end());
+  while (reader->Read(&resp))
+    ids->insert(ids->end(), resp.token_ids().begin(), resp.token_ids().end());
   return reader->Finish();
 }
 
@@ -109,9 +111,11 @@ TEST_F(TlsTest, ServesOverMutualTlsOnlyToClientsWithACertificateAndAToken) {
   const std::string open =
       "/grpc.health.v1.Health/Check /grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
   EXPECT_EQ(Python(c.endpoint(), ClientFlags("client"), info + " " + open),
-            info + " UNAUTHENTICATED\n/grpc.health.v1.Health/Check OK\n"
-                   "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo OK\n");
-  EXPECT_EQ(Python(c.endpoint(), ClientFlags("client") + " --token secret-1", info), info + " OK\n");
+            info +
+                " UNAUTHENTICATED\n/grpc.health.v1.Health/Check OK\n"
+                "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo OK\n");
+  EXPECT_EQ(Python(c.endpoint(), ClientFlags("client") + " --token secret-1", info),
+            info + " OK\n");
   EXPECT_EQ(Python(c.endpoint(), "--token secret-1", info), info + " UNAVAILABLE\n");
   EXPECT_EQ(Python(c.endpoint(),
                    "--ca " + File("ca.pem") + " --cert " + File("rogue-coordinator.pem") +
