@@ -285,6 +285,47 @@ TEST(ClusterConfig, TheHttpApiNeedsAPortOfItsOwnAndTheModelHasAName) {
   }
 }
 
+TEST(ClusterConfig, TlsFilesAreTakenFromTheFilesFolderAndMustComeInPairs) {
+  auto c = ParseClusterConfig(R"(model: {path: /m}
+tls: {ca: pki/ca.pem, cert: pki/co.pem, key: pki/co.key, coordinator_name: co}
+coordinator:
+  api_tls: {cert: /api.pem, key: /api.key, client_ca: pki/ca.pem}
+  auth: {tokens_file: tokens}
+workers:
+  - {name: a, device: cpu, address: "h:7001", tls: {cert: a.pem, key: a.key}}
+  - {name: b, device: "cpu:1", address: "h:7002"}
+)",
+                              "/etc/lp");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->tls.ca, "/etc/lp/pki/ca.pem");
+  EXPECT_EQ(c->coordinator_name, "co");
+  EXPECT_EQ(c->api_tls.cert, "/api.pem");
+  EXPECT_EQ(c->api_tls.ca, "/etc/lp/pki/ca.pem");
+  EXPECT_EQ(c->tokens_file, "/etc/lp/tokens");
+  EXPECT_EQ(WorkerTls(*c, 0).cert, "/etc/lp/a.pem");  // its own
+  EXPECT_EQ(WorkerTls(*c, 0).ca, "/etc/lp/pki/ca.pem");
+  EXPECT_EQ(WorkerTls(*c, 1).cert, "/etc/lp/pki/co.pem");  // the cluster's
+  auto plain = ParseClusterConfig(
+      "model: {path: /m}\nworkers:\n  - {name: a, device: cpu, address: \"h:7001\"}\n", "/");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_TRUE(plain->tls.cert.empty() && plain->api_tls.cert.empty() && plain->tokens_file.empty());
+  EXPECT_EQ(plain->coordinator_name, "layerpipe-coordinator");
+
+  const std::string worker = "  - {name: a, device: cpu, address: \"h:7001\"";
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"tls: {cert: c, key: k}\nworkers:\n" + worker + "}\n", "tls.ca"},
+           {"tls: {ca: a, cert: c}\nworkers:\n" + worker + "}\n", "tls"},
+           {"tls: {ca: a, cert: c, key: k, crt: x}\nworkers:\n" + worker + "}\n", "tls.crt"},
+           {"workers:\n" + worker + ", tls: {cert: c, key: k}}\n", "workers[0].tls"},
+           {"coordinator: {api_tls: {key: k}}\nworkers:\n" + worker + "}\n", "coordinator.api_tls"},
+           {"coordinator: {auth: {tokens: t}}\nworkers:\n" + worker + "}\n",
+            "coordinator.auth.tokens"}}) {
+    auto bad = ParseClusterConfig("model: {path: /m}\n" + yaml, "/");
+    ASSERT_FALSE(bad.ok()) << yaml;
+    EXPECT_NE(bad.status().message().find(key), std::string::npos) << bad.status();
+  }
+}
+
 TEST(ClusterConfig, AddressesAreComparedAsEndpointsNotStrings) {
   const std::string head = "model: {path: /m}\nworkers:\n";
   auto same = ParseClusterConfig(head +
