@@ -61,6 +61,27 @@ TEST(HttpApi, TheOpenAiNpmClientGetsWhatTheReferenceApiPromises) {
   EXPECT_NE(r.out.find("\"ok\":true"), std::string::npos) << r.out;
 }
 
+TEST(HttpApi, TheOpenAiNpmClientNeedsTheApiTokenWhereOneIsAsked) {
+  if (!std::filesystem::exists(kOpenAiDir + "/node_modules/openai/package.json") ||
+      RunCommand("node --version").exit_code != 0) {
+    GTEST_SKIP() << "node or the openai npm package is missing (scripts/setup.sh installs them "
+                    "into tests/openai; npm unreachable?)";
+  }
+  const std::string tokens = ::testing::TempDir() + "/lp_tokens_" + std::to_string(getpid());
+  std::ofstream(tokens) << "sk-test-1\n";
+  lp::testing::ClusterOptions o;
+  o.http = true;
+  o.coordinator_yaml = "  auth: {tokens_file: " + tokens + "}\n";
+  Cluster cluster(FixtureDir("qwen3-tiny"), 2, o);
+  ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
+  EXPECT_EQ(Curl(cluster, "/health").status, 200);  // open
+  EXPECT_EQ(Curl(cluster, "/metrics").status, 401);
+  const auto r = RunCommand("node " + kOpenAiDir + "/auth.mjs " + cluster.http_url() +
+                            "/v1 qwen3-tiny sk-test-1");
+  EXPECT_EQ(r.exit_code, 0) << r.out << cluster.log("coordinator");
+  EXPECT_NE(r.out.find("\"ok\":true"), std::string::npos) << r.out;
+}
+
 TEST(HttpApi, CurlGetsServerSentEventsAndErrorsInTheReferenceShape) {
   Cluster cluster = HttpCluster();
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
