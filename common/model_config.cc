@@ -276,33 +276,35 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   return j.dump(2) + "\n";
 }
 
-absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_dir) {
+absl::StatusOr<GenerationConfig> ParseGenerationConfig(const std::string& json_text) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("not a JSON object");
   GenerationConfig g;
-  const auto dir = std::filesystem::path(model_dir);
-  const std::string path = (dir / "generation_config.json").string();
-  json j;
-  if (std::filesystem::exists(path)) {
-    auto text = ReadFile(path);
-    if (!text.ok()) return text.status();
-    j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-    }
-  } else {
-    auto text = ReadFile((dir / "config.json").string());
-    if (!text.ok()) return text.status();
-    j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) j = json::object();
+  try {
+    if (j.contains("eos_token_id")) IdsFrom(j["eos_token_id"], &g.eos_token_ids);
+    g.bos_token_id = j.value("bos_token_id", int64_t{-1});
+    g.pad_token_id = j.contains("pad_token_id") && j["pad_token_id"].is_number_integer()
+                         ? j["pad_token_id"].get<int64_t>()
+                         : -1;
+    g.do_sample = j.value("do_sample", false);
+    g.temperature = j.value("temperature", 1.0);
+    g.top_k = j.value("top_k", int64_t{0});
+    g.top_p = j.value("top_p", 1.0);
+  } catch (const json::exception& e) {  // a key of the wrong type
+    return absl::InvalidArgumentError(e.what());
   }
-  if (j.contains("eos_token_id")) IdsFrom(j["eos_token_id"], &g.eos_token_ids);
-  g.bos_token_id = j.value("bos_token_id", int64_t{-1});
-  g.pad_token_id = j.contains("pad_token_id") && j["pad_token_id"].is_number_integer()
-                       ? j["pad_token_id"].get<int64_t>()
-                       : -1;
-  g.do_sample = j.value("do_sample", false);
-  g.temperature = j.value("temperature", 1.0);
-  g.top_k = j.value("top_k", int64_t{0});
-  g.top_p = j.value("top_p", 1.0);
+  return g;
+}
+
+absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_dir) {
+  // Without generation_config.json, config.json's eos id and the defaults.
+  const auto dir = std::filesystem::path(model_dir);
+  std::string path = (dir / "generation_config.json").string();
+  if (!std::filesystem::exists(path)) path = (dir / "config.json").string();
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  auto g = ParseGenerationConfig(*text);
+  if (!g.ok()) return absl::Status(g.status().code(), absl::StrCat(path, ": ", g.status().message()));
   return g;
 }
 
