@@ -304,7 +304,8 @@ absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_d
   auto text = ReadFile(path);
   if (!text.ok()) return text.status();
   auto g = ParseGenerationConfig(*text);
-  if (!g.ok()) return absl::Status(g.status().code(), absl::StrCat(path, ": ", g.status().message()));
+  if (!g.ok())
+    return absl::Status(g.status().code(), absl::StrCat(path, ": ", g.status().message()));
   return g;
 }
 

@@ -20,8 +20,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     rest.remove_prefix(nul + 1);
   }
   parts.push_back(rest);
-  const lp::ChatTemplate chat = flags & 4 ? lp::ChatTemplate::FromTemplateText(std::string(parts[0]))
-                                          : lp::ChatTemplate::Qwen3();
+  const lp::ChatTemplate chat = flags & 4
+                                    ? lp::ChatTemplate::FromTemplateText(std::string(parts[0]))
+                                    : lp::ChatTemplate::Qwen3();
   static const char* const kRoles[] = {"system", "user", "assistant", "tool", ""};
   std::vector<lp::ChatMessage> messages;
   for (size_t i = 1; i < parts.size(); ++i) {

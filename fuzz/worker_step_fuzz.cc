@@ -7,9 +7,9 @@
 // step's size.
 #include <algorithm>
 #include <cstdint>
-#include <iterator>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <memory>
 #include <string_view>
 #include <vector>
