@@ -36,7 +36,8 @@ for t in "${targets[@]}"; do
     -rss_limit_mb=2048 -artifact_prefix="$work/found/" -print_final_stats=1 \
     >"$work/log" 2>&1 || true
   grep -E '^stat::number_of_executed_units|^#[0-9]+ +DONE' "$work/log" | tail -2 || true
-  for f in "$work"/found/*; do
+  # Slow units are reported, not kept: the first one carries a target's start-up.
+  for f in "$work"/found/{crash,timeout,oom,leak}-*; do
     [ -e "$f" ] || continue
     cp "$f" fuzz/corpus/"$t"/
     found=1
