@@ -35,6 +35,27 @@ bool IsExplainedExtra(const ModelConfig& c, const std::string& name) {
 
 }  // namespace
 
+absl::StatusOr<std::map<std::string, std::string>> ParseSafetensorsIndex(
+    const std::string& json_text) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
+      !j["weight_map"].is_object()) {
+    return absl::InvalidArgumentError("not JSON with a 'weight_map' object");
+  }
+  std::map<std::string, std::string> weight_map;
+  for (const auto& [name, file] : j["weight_map"].items()) {
+    // A shard outside the directory (or the directory itself) must never be mapped.
+    const std::string* f = file.is_string() ? file.get_ptr<const std::string*>() : nullptr;
+    if (f == nullptr || f->empty() || *f == "." || *f == ".." ||
+        f->find_first_of(std::string_view("/\0", 2)) != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("weight_map['", name, "'] must be a file name in the directory"));
+    }
+    weight_map[name] = *f;
+  }
+  return weight_map;
+}
+
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
   if (!fs::is_directory(dir)) {
     return absl::NotFoundError(absl::StrCat(dir, ": not a checkpoint directory"));
@@ -54,19 +75,12 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     std::ifstream in(index_path);
     std::stringstream ss;
     ss << in.rdbuf();
-    json j = json::parse(ss.str(), nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("weight_map") ||
-        !j["weight_map"].is_object()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(index_path.string(), ": not JSON with a 'weight_map' object"));
+    auto weight_map = ParseSafetensorsIndex(ss.str());
+    if (!weight_map.ok()) {
+      return absl::Status(weight_map.status().code(),
+                          absl::StrCat(index_path.string(), ": ", weight_map.status().message()));
     }
-    for (const auto& [name, file] : j["weight_map"].items()) {
-      if (!file.is_string() || file.get<std::string>().find('/') != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat(index_path.string(), ": weight_map['", name,
-                                                       "'] must be a file name in the directory"));
-      }
-      ckpt->weight_map_[name] = file.get<std::string>();
-    }
+    ckpt->weight_map_ = std::move(*weight_map);
     ckpt->indexed_ = true;
   } else if (fs::exists(fs::path(dir) / kSingleFile)) {
     auto file = ckpt->File(kSingleFile);

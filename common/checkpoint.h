@@ -20,6 +20,11 @@ namespace lp {
 // contents"); empty when they are equal.
 std::string FingerprintDifference(const std::string& a, const std::string& b);
 
+// model.safetensors.index.json's weight_map: tensor name -> shard, a plain file name in the
+// checkpoint's directory (never a path, "." or ".."). INVALID_ARGUMENT for anything else.
+absl::StatusOr<std::map<std::string, std::string>> ParseSafetensorsIndex(
+    const std::string& json_text);
+
 struct CheckpointSummary {
   std::string architecture;
   int64_t num_layers = 0;

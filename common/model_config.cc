@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 #include "nlohmann/json.hpp"
 
 namespace lp {
@@ -22,11 +23,31 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
+// A model dimension's bound: the layout code multiplies up to three of them (layers x rows x
+// columns) and the bytes of a value, which must not overflow 64 bits. Real models stay far
+// below (Qwen2-72B: 29568 intermediate, 152064 vocabulary).
+constexpr int64_t kMaxDimension = int64_t{1} << 20;
+
 absl::StatusOr<int64_t> PositiveInt(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || !it->is_number_integer() || it->get<int64_t>() <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("config.json: '", key, "' must be a positive integer"));
+  }
+  if (it->get<int64_t>() > kMaxDimension) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: '", key, "' ", it->dump(), " is larger than ", kMaxDimension));
+  }
+  return it->get<int64_t>();
+}
+
+// An optional integer key (absent or null: `otherwise`). json::value would convert a float
+// where an integer is meant, and one that no int64_t holds (1e31) is undefined behaviour.
+absl::StatusOr<int64_t> IntOr(const json& j, const char* key, int64_t otherwise, const char* file) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return otherwise;
+  if (!it->is_number_integer()) {
+    return absl::InvalidArgumentError(absl::StrCat(file, "'", key, "' must be an integer"));
   }
   return it->get<int64_t>();
 }
@@ -60,13 +81,14 @@ absl::StatusOr<QuantConfig> ParseQuantConfig(const json& q) {
     return QuantError(absl::StrCat("quant_method '", method,
                                    "' is not supported (layerpipe loads gptq and awq)"));
   }
-  c.bits = q.value("bits", c.bits);
-  if (q.contains("w_bit")) c.bits = q["w_bit"].get<int64_t>();  // AutoAWQ's spelling
+  constexpr const char* kQuant = "config.json: quantization_config: ";
+  ASSIGN_OR_RETURN(c.bits, IntOr(q, "bits", c.bits, kQuant));
+  ASSIGN_OR_RETURN(c.bits, IntOr(q, "w_bit", c.bits, kQuant));  // AutoAWQ's spelling
   if (c.bits != 4) {
     return QuantError(absl::StrCat("bits ", c.bits, " is not supported (only 4)"));
   }
-  c.group_size = q.value("group_size", c.group_size);
-  if (q.contains("q_group_size")) c.group_size = q["q_group_size"].get<int64_t>();
+  ASSIGN_OR_RETURN(c.group_size, IntOr(q, "group_size", c.group_size, kQuant));
+  ASSIGN_OR_RETURN(c.group_size, IntOr(q, "q_group_size", c.group_size, kQuant));
   if (c.group_size != -1 && (c.group_size <= 0 || c.group_size % 8 != 0)) {
     return QuantError(
         absl::StrCat("group_size ", c.group_size, " must be -1 or a positive multiple of 8"));
@@ -164,7 +186,7 @@ absl::StatusOr<ModelConfig> ParseModelConfigJson(const json& j) {
                             {"vocab_size", &c.vocab_size}}) {
     if (auto s = get(key, field); !s.ok()) return s;
   }
-  c.num_kv_heads = j.value("num_key_value_heads", c.num_heads);
+  ASSIGN_OR_RETURN(c.num_kv_heads, IntOr(j, "num_key_value_heads", c.num_heads, "config.json: "));
   if (c.num_kv_heads <= 0 || c.num_heads % c.num_kv_heads != 0) {
     return absl::InvalidArgumentError(
         "config.json: num_attention_heads must be a multiple of num_key_value_heads");
@@ -178,10 +200,12 @@ absl::StatusOr<ModelConfig> ParseModelConfigJson(const json& j) {
     }
     c.head_dim = c.hidden_size / c.num_heads;
   }
-  if (c.head_dim <= 0 || c.head_dim % 2 != 0) {
-    return absl::InvalidArgumentError("config.json: head_dim must be positive and even (RoPE)");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > kMaxDimension) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json: head_dim must be positive, even (RoPE) and at most ", kMaxDimension));
   }
-  c.max_position_embeddings = j.value("max_position_embeddings", int64_t{32768});
+  ASSIGN_OR_RETURN(c.max_position_embeddings,
+                   IntOr(j, "max_position_embeddings", 32768, "config.json: "));
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
   c.rope_theta = j.value("rope_theta", 10000.0);
   c.rms_norm_eps = j.value("rms_norm_eps", 1e-6);
@@ -276,33 +300,36 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   return j.dump(2) + "\n";
 }
 
-absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_dir) {
+absl::StatusOr<GenerationConfig> ParseGenerationConfig(const std::string& json_text) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("not a JSON object");
   GenerationConfig g;
-  const auto dir = std::filesystem::path(model_dir);
-  const std::string path = (dir / "generation_config.json").string();
-  json j;
-  if (std::filesystem::exists(path)) {
-    auto text = ReadFile(path);
-    if (!text.ok()) return text.status();
-    j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-    }
-  } else {
-    auto text = ReadFile((dir / "config.json").string());
-    if (!text.ok()) return text.status();
-    j = json::parse(*text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) j = json::object();
+  try {
+    if (j.contains("eos_token_id")) IdsFrom(j["eos_token_id"], &g.eos_token_ids);
+    ASSIGN_OR_RETURN(g.bos_token_id, IntOr(j, "bos_token_id", -1, ""));
+    g.pad_token_id = j.contains("pad_token_id") && j["pad_token_id"].is_number_integer()
+                         ? j["pad_token_id"].get<int64_t>()
+                         : -1;
+    g.do_sample = j.value("do_sample", false);
+    g.temperature = j.value("temperature", 1.0);
+    ASSIGN_OR_RETURN(g.top_k, IntOr(j, "top_k", 0, ""));
+    g.top_p = j.value("top_p", 1.0);
+  } catch (const json::exception& e) {  // a key of the wrong type
+    return absl::InvalidArgumentError(e.what());
   }
-  if (j.contains("eos_token_id")) IdsFrom(j["eos_token_id"], &g.eos_token_ids);
-  g.bos_token_id = j.value("bos_token_id", int64_t{-1});
-  g.pad_token_id = j.contains("pad_token_id") && j["pad_token_id"].is_number_integer()
-                       ? j["pad_token_id"].get<int64_t>()
-                       : -1;
-  g.do_sample = j.value("do_sample", false);
-  g.temperature = j.value("temperature", 1.0);
-  g.top_k = j.value("top_k", int64_t{0});
-  g.top_p = j.value("top_p", 1.0);
+  return g;
+}
+
+absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_dir) {
+  // Without generation_config.json, config.json's eos id and the defaults.
+  const auto dir = std::filesystem::path(model_dir);
+  std::string path = (dir / "generation_config.json").string();
+  if (!std::filesystem::exists(path)) path = (dir / "config.json").string();
+  auto text = ReadFile(path);
+  if (!text.ok()) return text.status();
+  auto g = ParseGenerationConfig(*text);
+  if (!g.ok())
+    return absl::Status(g.status().code(), absl::StrCat(path, ": ", g.status().message()));
   return g;
 }
 

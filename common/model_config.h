@@ -73,6 +73,9 @@ struct GenerationConfig {
   double top_p = 1.0;
 };
 
+// Parses generation_config.json text (or config.json's, for its eos id); INVALID_ARGUMENT when
+// it is not a JSON object or a key has the wrong type.
+absl::StatusOr<GenerationConfig> ParseGenerationConfig(const std::string& json_text);
 // Reads generation_config.json when present; otherwise defaults with config.json's eos id.
 absl::StatusOr<GenerationConfig> LoadGenerationConfig(const std::string& model_dir);
 

@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string_view>
 
@@ -11,6 +12,7 @@
 #include "common/checkpoint.h"
 #include "common/grpc_status.h"
 #include "common/protocol.h"
+#include "common/sampling_params.h"
 
 namespace lp {
 namespace {
@@ -67,6 +69,23 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
         "limits (batch/context/step tokens)",
         absl::StrCat(got.max_batch(), "/", got.max_context(), "/", got.max_step_tokens()),
         absl::StrCat(want.max_batch, "/", want.max_context, "/", want.max_step_tokens));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckStepAnswer(const layerpipe::v1::StepResponse& got,
+                             const WorkerExpectation& want) {
+  if (got.sampled_size() > 0 && !want.head) {
+    return absl::InternalError(
+        absl::StrCat("worker '", want.name, "' sampled tokens but is not the last worker"));
+  }
+  for (const auto& t : got.sampled()) {
+    if (t.slot() < 0 || t.slot() >= want.max_batch || t.top_ids_size() != t.top_logprobs_size() ||
+        t.top_ids_size() > kMaxLogprobs) {
+      return absl::InternalError(absl::StrCat(
+          "worker '", want.name, "' answered with a malformed sampled token (slot ", t.slot(), ", ",
+          t.top_ids_size(), " top ids, ", t.top_logprobs_size(), " top log-probabilities)"));
+    }
   }
   return absl::OkStatus();
 }
@@ -206,8 +225,13 @@ absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
                                      std::vector<SampledToken>* sampled) {
   if (!stream_) return Lost(LostMidStep());
   // Until the last chunk.
-  received_.Reset();
+  // Never more than the largest step's hidden state (the worker's hidden size is the
+  // checkpoint's: the handshake compared fingerprints).
+  const int64_t hidden_size = handshake().hidden_size();
+  received_.Reset(size_t(expect_.max_step_tokens * std::max<int64_t>(hidden_size, 0)) *
+                  sizeof(float));
   layerpipe::v1::StepResponse resp;
+  absl::Status malformed;  // read on to the last chunk even so: the next step's answer follows
   do {
     if (!stream_->Read(&resp)) return Lost(LostMidStep());
     // The worker's own error, with its code: it answered, so it is not lost, whatever the code.
@@ -215,12 +239,19 @@ absl::Status WorkerLink::ReceiveOnce(std::vector<float>* hidden_out,
       return s;
     }
     received_.Add(resp.hidden_chunk(), resp.last_chunk());
+    if (malformed.ok()) malformed = CheckStepAnswer(resp, expect_);
+    if (!malformed.ok()) continue;
     for (const auto& t : resp.sampled()) {
       sampled->push_back({t.slot(), t.id(), t.logprob(),
                           std::vector<int32_t>(t.top_ids().begin(), t.top_ids().end()),
                           std::vector<float>(t.top_logprobs().begin(), t.top_logprobs().end())});
     }
   } while (!resp.last_chunk());
+  if (!malformed.ok()) return malformed;
+  if (received_.state() == ChunkAssembler::State::kTooLarge) {
+    return absl::InternalError(absl::StrCat("worker '", expect_.name,
+                                            "' answered with a hidden state larger than a step's"));
+  }
   if (!expect_.head) {
     absl::Status s = received_.Floats(hidden_out);
     if (!s.ok()) {

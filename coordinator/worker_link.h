@@ -40,6 +40,12 @@ struct WorkerExpectation {
 absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
                             const WorkerExpectation& want);
 
+// Checks one message of a worker's answer to a step before the coordinator uses it: sampled
+// tokens only from the last worker, each in a KV-cache slot it has, with as many top
+// log-probabilities as top ids and at most kMaxLogprobs of them (the API's responses index
+// both). INTERNAL, naming the worker, when it breaks this.
+absl::Status CheckStepAnswer(const layerpipe::v1::StepResponse& got, const WorkerExpectation& want);
+
 class WorkerLink {
  public:
   // `credentials`: the channel's (the cluster's tls); plaintext when null.

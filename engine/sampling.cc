@@ -104,7 +104,10 @@ SampleResult SampleRow(const float* raw, int64_t vocab, const SampleInput& in, S
     l = s->logits.data();
     best = ArgMax(l, vocab);
   }
-  r.id = int32_t(p.temperature > 0.0f ? Draw(l, vocab, l[best], in, s) : best);
+  // No token passes the cuts when the logits are NaN (a worker's input is not to be trusted):
+  // then the greedy choice, never an id outside the row.
+  const int64_t drawn = p.temperature > 0.0f ? Draw(l, vocab, l[best], in, s) : best;
+  r.id = int32_t(drawn >= 0 ? drawn : best);
   r.logprob = raw[r.id] - lse;
   return r;
 }

@@ -57,6 +57,27 @@ TEST(Checkpoint, WrongTypeInConfigIsAnErrorNotACrash) {
   EXPECT_FALSE(c.ok());
 }
 
+// Found by fuzz/model_config_fuzz.cc: a float where an integer is meant (1e31 fits no int64),
+// dimensions whose products overflow, and generation_config.json of the wrong types.
+TEST(Checkpoint, OutOfRangeNumbersInConfigAreErrors) {
+  const std::string base = R"({"architectures": ["Qwen3ForCausalLM"], "intermediate_size": 8,
+      "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, )";
+  EXPECT_TRUE(ParseModelConfig(base + R"("hidden_size": 8})").ok());
+  for (const char* bad :
+       {R"("hidden_size": 8, "num_key_value_heads": 1e31})",
+        R"("hidden_size": 8, "max_position_embeddings": 2.5})", R"("hidden_size": 1099511627776})",
+        R"("hidden_size": 8, "head_dim": 4611686018427387904})"}) {
+    EXPECT_EQ(ParseModelConfig(base + bad).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+  EXPECT_TRUE(ParseGenerationConfig(R"({"bos_token_id": null, "top_k": 20})").ok());
+  for (const char* bad : {R"({"bos_token_id": 1.51e31})", R"({"top_k": "20"})",
+                          R"({"temperature": []})", "[]", "{"}) {
+    EXPECT_EQ(ParseGenerationConfig(bad).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
 TEST(Checkpoint, PresetConfigsRoundTrip) {
   for (const auto& p : Presets()) {
     auto c = ParseModelConfig(ModelConfigToJson(p.config));

@@ -104,6 +104,19 @@ TEST(Sampling, TopKTopPAndMinPCutTheTail) {
   EXPECT_EQ(Drawn(in), (std::set<int32_t>{1, 3}));
 }
 
+TEST(Sampling, WhenNoTokenPassesTheCutsTheGreedyOneIsTaken) {
+  // min_p above 1 (refused by the coordinator and the worker; fuzz/corpus/worker_step) leaves
+  // nothing to draw from; NaN logits (from a hidden state not to be trusted) still give an id.
+  SampleInput in;
+  in.params.temperature = 0.5f;
+  in.params.min_p = 2.0f;
+  EXPECT_EQ(One(in).id, 1);
+  in.params.min_p = 0.0f;
+  const std::vector<float> nan(kLogits.size(), std::nanf(""));
+  const int32_t id = One(in, nan).id;
+  EXPECT_TRUE(id >= 0 && id < int32_t(kLogits.size())) << id;
+}
+
 TEST(Sampling, RepetitionPenaltyDividesPositiveAndMultipliesNegativeLogitsOnce) {
   SampleInput in;
   in.params.repetition_penalty = 2.0f;

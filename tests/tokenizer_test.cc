@@ -165,6 +165,11 @@ TEST(TokenizerLoad, MissingOrUnsupportedFilesAreErrors) {
   auto missing = Tokenizer::Load("/nonexistent");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(Tokenizer::FromJson("{").ok());
+  // A key of the wrong type: json::value throws, FromJson answers.
+  for (const char* wrong_type : {R"({"model": []})", R"({"model": {"type": 1}})"}) {
+    EXPECT_EQ(Tokenizer::FromJson(wrong_type).status().code(), absl::StatusCode::kInvalidArgument)
+        << wrong_type;
+  }
   auto wordpiece = Tokenizer::FromJson(R"({"model": {"type": "WordPiece"}})");
   EXPECT_EQ(wordpiece.status().code(), absl::StatusCode::kUnimplemented);
 }

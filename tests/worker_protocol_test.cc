@@ -9,6 +9,7 @@
 #include "common/activation_chunks.h"
 #include "common/grpc_status.h"
 #include "common/protocol.h"
+#include "common/sampling_params.h"
 #include "coordinator/worker_link.h"
 
 namespace lp {
@@ -75,6 +76,41 @@ TEST(CheckHandshake, EachDisagreementIsRefusedAndNamed) {
     EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << message;
     EXPECT_NE(s.message().find(message), std::string::npos) << s.message();
     EXPECT_NE(s.message().find("'w1' at 127.0.0.1:5001"), std::string::npos) << s.message();
+  }
+}
+
+// ---- CheckStepAnswer: what a worker answers is checked before the API's responses use it
+
+TEST(CheckStepAnswer, MalformedSampledTokensAreRefused) {
+  layerpipe::v1::StepResponse r;
+  auto* t = r.add_sampled();
+  t->set_slot(7);
+  t->set_id(5);
+  t->add_top_ids(5);
+  t->add_top_logprobs(-0.1f);
+  EXPECT_TRUE(CheckStepAnswer(r, Want()).ok());
+  WorkerExpectation middle = Want();
+  middle.head = false;
+  EXPECT_EQ(CheckStepAnswer(r, middle).code(), absl::StatusCode::kInternal);
+  using T = layerpipe::v1::SampledToken;
+  const std::vector<std::function<void(T*)>> bad = {
+      [](T* t) { t->set_slot(-1); },
+      [](T* t) { t->set_slot(8); },     // max_batch is 8
+      [](T* t) { t->add_top_ids(6); },  // one log-probability short
+      [](T* t) { t->mutable_top_logprobs()->Clear(); },
+      [](T* t) {
+        for (int i = 0; i < kMaxLogprobs; ++i) {
+          t->add_top_ids(i);
+          t->add_top_logprobs(-1);
+        }
+      },
+  };
+  for (const auto& change : bad) {
+    layerpipe::v1::StepResponse b = r;
+    change(b.mutable_sampled(0));
+    const absl::Status s = CheckStepAnswer(b, Want());
+    EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << b.ShortDebugString();
+    EXPECT_NE(s.message().find("worker 'w1'"), std::string::npos) << s.message();
   }
 }
 

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/sampling_params.h"
 #include "common/status.h"
 #include "engine/sample_steps.h"
 
@@ -29,6 +31,23 @@ std::string HostId() {
 
 // How long a worker waits for its predecessor to queue a step (a dead or hung one never does).
 constexpr std::chrono::milliseconds kHandoverTimeout{5000};
+
+// The bounds the coordinator puts on a request (request_validation.cc), checked again: a step
+// from the network must not reach the sampler with a min_p above 1 (no token left to draw) or
+// a NaN temperature. 0 means "unset" for top_p and the repetition penalty.
+absl::Status CheckSampling(const layerpipe::v1::SamplingRequest& p) {
+  const float penalty = p.repetition_penalty();
+  if (!std::isfinite(p.temperature()) || p.temperature() < 0 || p.top_k() < 0 ||
+      !(p.top_p() >= 0 && p.top_p() <= 1) || !(p.min_p() >= 0 && p.min_p() <= 1) ||
+      !(penalty == 0 || (penalty >= 0.01f && penalty <= 100)) || p.logprobs() < 0 ||
+      p.logprobs() > kMaxLogprobs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sampling parameters out of range (temperature ", p.temperature(), ", top_k ",
+                     p.top_k(), ", top_p ", p.top_p(), ", min_p ", p.min_p(),
+                     ", repetition_penalty ", penalty, ", logprobs ", p.logprobs(), ")"));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -135,7 +154,12 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   // A chunk continues its slot's sequence exactly where the cache ends, or starts a new one:
   // anything else means the coordinator and this worker disagree (e.g. the worker restarted).
   for (const auto& s : request.seqs()) {
-    if (s.slot() < 0 || size_t(s.slot()) >= slots_.size()) continue;  // Forward refuses it
+    if (s.has_sampling()) RETURN_IF_ERROR(CheckSampling(s.sampling()));
+    // Forward refuses these as malformed.
+    if (s.slot() < 0 || size_t(s.slot()) >= slots_.size() || s.start_pos() < 0 ||
+        s.start_pos() >= slice_->limits().max_context) {
+      continue;
+    }
     const SlotState& slot = slots_[size_t(s.slot())];
     if (s.start_pos() != 0 && s.start_pos() != slot.positions) {
       return absl::FailedPreconditionError(absl::StrCat(

@@ -85,7 +85,7 @@ grpc::Status WorkerService::Step(grpc::ServerContext* ctx,
     if (state == ChunkAssembler::State::kPartial) break;  // the coordinator went away
     if (state == ChunkAssembler::State::kTooLarge) {
       // Cannot resynchronize with a peer that sends too much: end the stream.
-      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "hidden state larger than the step limit allows");
     }
     StepResponse response;

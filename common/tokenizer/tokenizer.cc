@@ -100,37 +100,42 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
   nlohmann::json j = nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError("not valid JSON");
   std::unique_ptr<Tokenizer> t(new Tokenizer);
-  ASSIGN_OR_RETURN(t->bpe_, tok::BpeModel::FromJson(j["model"]));
-  ASSIGN_OR_RETURN(t->nfc_, ParseNormalizer(j["normalizer"]));
-  ASSIGN_OR_RETURN(std::string pattern, ParsePreTokenizer(j["pre_tokenizer"]));
-  if (pattern.empty()) return absl::UnimplementedError("tokenizer.json: no splitting regex");
-  ASSIGN_OR_RETURN(t->pretokenizer_, tok::Pretokenizer::Create(pattern));
+  // A key of the wrong type (`"model": []`) throws from json::value: an error, not a crash.
+  try {
+    ASSIGN_OR_RETURN(t->bpe_, tok::BpeModel::FromJson(j["model"]));
+    ASSIGN_OR_RETURN(t->nfc_, ParseNormalizer(j["normalizer"]));
+    ASSIGN_OR_RETURN(std::string pattern, ParsePreTokenizer(j["pre_tokenizer"]));
+    if (pattern.empty()) return absl::UnimplementedError("tokenizer.json: no splitting regex");
+    ASSIGN_OR_RETURN(t->pretokenizer_, tok::Pretokenizer::Create(pattern));
 
-  int64_t max_id = t->bpe_.max_id();
-  for (const auto& a : j["added_tokens"]) {
-    std::string content = a.value("content", "");
-    if (content.empty() || !a["id"].is_number_integer()) {
-      return absl::InvalidArgumentError("tokenizer.json: bad added token");
+    int64_t max_id = t->bpe_.max_id();
+    for (const auto& a : j["added_tokens"]) {
+      std::string content = a.value("content", "");
+      if (content.empty() || !a["id"].is_number_integer()) {
+        return absl::InvalidArgumentError("tokenizer.json: bad added token");
+      }
+      if (a.value("lstrip", false) || a.value("rstrip", false) || a.value("single_word", false)) {
+        return absl::UnimplementedError(absl::StrCat("tokenizer.json: added token '", content,
+                                                     "' uses lstrip/rstrip/single_word"));
+      }
+      // Like `tokenizers`' ByteLevel decoder: mapped through the alphabet when every character is
+      // in it (all of Qwen's are ASCII and map to themselves), else the text as is.
+      std::string decoded = tok::ByteLevelToBytes(content).value_or(content);
+      t->added_.push_back({std::move(content), std::move(decoded), a["id"].get<int32_t>()});
+      max_id = std::max<int64_t>(max_id, t->added_.back().id);
     }
-    if (a.value("lstrip", false) || a.value("rstrip", false) || a.value("single_word", false)) {
-      return absl::UnimplementedError(absl::StrCat("tokenizer.json: added token '", content,
-                                                   "' uses lstrip/rstrip/single_word"));
+    // Longest first, so that the first match at a position is the longest (leftmost-longest).
+    std::stable_sort(t->added_.begin(), t->added_.end(), [](const auto& x, const auto& y) {
+      return x.content.size() > y.content.size();
+    });
+    for (size_t i = 0; i < t->added_.size(); ++i) {
+      t->added_by_id_.try_emplace(t->added_[i].id, i);
+      t->added_first_byte_[static_cast<unsigned char>(t->added_[i].content[0])] = true;
     }
-    // Like `tokenizers`' ByteLevel decoder: mapped through the alphabet when every character is
-    // in it (all of Qwen's are ASCII and map to themselves), else the text as is.
-    std::string decoded = tok::ByteLevelToBytes(content).value_or(content);
-    t->added_.push_back({std::move(content), std::move(decoded), a["id"].get<int32_t>()});
-    max_id = std::max<int64_t>(max_id, t->added_.back().id);
+    t->vocab_size_ = max_id + 1;
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: ", e.what()));
   }
-  // Longest first, so that the first match at a position is the longest (leftmost-longest).
-  std::stable_sort(t->added_.begin(), t->added_.end(), [](const auto& x, const auto& y) {
-    return x.content.size() > y.content.size();
-  });
-  for (size_t i = 0; i < t->added_.size(); ++i) {
-    t->added_by_id_.try_emplace(t->added_[i].id, i);
-    t->added_first_byte_[static_cast<unsigned char>(t->added_[i].content[0])] = true;
-  }
-  t->vocab_size_ = max_id + 1;
   return t;
 }
 
