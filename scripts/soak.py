@@ -317,7 +317,10 @@ def wait_idle(stubs, timeout=30):
     """Waits until the coordinator has no request and no worker holds a KV-cache slot."""
     end = time.time() + timeout
     while True:
-        w = stubs["ListWorkers"](stubs["types"]("ListWorkersRequest")(), timeout=5)
+        try:
+            w = stubs["ListWorkers"](stubs["types"]("ListWorkersRequest")(), timeout=5)
+        except grpc.RpcError as e:
+            return "ListWorkers failed: %s %s" % (e.code().name, e.details())
         busy = [x.name for x in w.workers if x.active_sequences or x.cached_tokens]
         states = [x.state for x in w.workers]
         if not (w.running_requests or w.queued_requests or busy) and set(states) == {"ready"}:
