@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The tests under gcc's sanitizers, each build in a folder of its own (CPU only):
 #   asan: every unit and cluster test under AddressSanitizer (with LeakSanitizer) and
-#         UndefinedBehaviorSanitizer, in build-asan (the soak and the deploy files' checks left
-#         out: the soak's memory bound means nothing under ASan's quarantine, and Deploy runs
-#         no code of ours);
+#         UndefinedBehaviorSanitizer, in build-asan (left out: the soak, whose memory bound means
+#         nothing under ASan's quarantine, and the CLI's and deploy files' tests);
 #   tsan: the coordinator and scheduler tests (scheduler_test, coordinator_unit_test,
 #         grpc_pipeline_test) under ThreadSanitizer, in build-tsan, with only those built.
 # Every process reports into one folder (the cluster tests' workers and coordinators too, which
@@ -42,12 +41,18 @@ check_reports() {  # check_reports NAME PREFIX...
 run_asan() {
   local f="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
   configure build-asan "$f"
-  ninja -C build-asan -j"$jobs"
+  # Every test but the CLI's and Deploy's (no code of ours beyond what the others run), and the
+  # programs the cluster tests start.
+  ninja -C build-asan -j"$jobs" layerpipe layerpipe-worker layerpipe-coordinator \
+    safetensors_test checkpoint_test model_test int4_test scheduler_test grpc_pipeline_test \
+    coordinator_unit_test cluster_test resume_test http_api_test cluster_config_test \
+    placement_test tokenizer_test stream_decoder_test chat_template_test sampling_test \
+    health_test handover_test
   echo "sanitize: asan: ctest in build-asan"
   ASAN_OPTIONS="log_path=$reports/asan:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1" \
     LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp:print_suppressions=0" \
     UBSAN_OPTIONS="log_path=$reports/ubsan:print_stacktrace=1:halt_on_error=1" \
-    ctest --test-dir build-asan -E 'NOT_BUILT|^Deploy\.|^soak$' --output-on-failure \
+    ctest --test-dir build-asan -E 'NOT_BUILT|^soak$' --output-on-failure \
     -j"$jobs" --timeout 1800 || failed+=("asan (ctest)")
   check_reports asan "$reports/asan" "$reports/ubsan"
 }
