@@ -65,7 +65,7 @@ run_tsan() {
   # barriers would read as races) runs on the calling thread.
   OMP_NUM_THREADS=1 \
     TSAN_OPTIONS="log_path=$reports/tsan:suppressions=$PWD/scripts/tsan.supp:second_deadlock_stack=1:history_size=4" \
-    ctest --test-dir build-tsan -E NOT_BUILT --output-on-failure -j"$jobs" --timeout 1800 ||
+    ctest --test-dir build-tsan -E 'NOT_BUILT|^soak$' --output-on-failure -j"$jobs" --timeout 1800 ||
     failed+=("tsan (ctest)")
   check_reports tsan "$reports/tsan"
 }
