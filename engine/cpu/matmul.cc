@@ -63,7 +63,10 @@ inline __attribute__((always_inline)) void RowTile(const float* x, int64_t k, co
   for (; c < cols; ++c) Tile<R, 1>(x, k, w + c * k, bias ? bias + c : nullptr, out + c, ld_out);
 }
 
-#if defined(__x86_64__)
+// Not under ThreadSanitizer: gcc 12 instruments the clones' resolver, which the dynamic loader
+// runs before TSan's runtime is up, and every program linking this crashes at load (TSan
+// builds, scripts/sanitize.sh, run the default clone).
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 #endif
 void ColumnBlock(const float* x, int64_t n, int64_t k, const float* w, int64_t cols,
