@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <fstream>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -28,6 +29,16 @@ absl::StatusOr<std::string> ReadPem(const std::string& path, const std::string& 
   return text.str();
 }
 
+// The PEM texts of files.cert and files.key.
+absl::StatusOr<std::pair<std::string, std::string>> ReadCertAndKey(const TlsFiles& files,
+                                                                   const std::string& key) {
+  auto cert = ReadPem(files.cert, key, "cert");
+  if (!cert.ok()) return cert.status();
+  auto private_key = ReadPem(files.key, key, "key");
+  if (!private_key.ok()) return private_key.status();
+  return std::pair{*cert, *private_key};
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const TlsFiles& files,
@@ -36,12 +47,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(const
   grpc::SslServerCredentialsOptions options(
       files.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
                        : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-  auto cert = ReadPem(files.cert, key, "cert");
-  if (!cert.ok()) return cert.status();
-  auto private_key = ReadPem(files.key, key, "key");
-  if (!private_key.ok()) return private_key.status();
-  options.pem_key_cert_pairs.push_back({*private_key, *cert});
+  auto pair = ReadCertAndKey(files, key);
+  if (!pair.ok()) return pair.status();
+  options.pem_key_cert_pairs.push_back({pair->second, pair->first});
   if (!files.ca.empty()) {
     auto ca = ReadPem(files.ca, key, "ca");
     if (!ca.ok()) return ca.status();
@@ -60,12 +68,10 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentials(
     options.pem_root_certs = *ca;
   }
   if (!files.cert.empty()) {
-    auto cert = ReadPem(files.cert, key, "cert");
-    if (!cert.ok()) return cert.status();
-    auto private_key = ReadPem(files.key, key, "key");
-    if (!private_key.ok()) return private_key.status();
-    options.pem_cert_chain = *cert;
-    options.pem_private_key = *private_key;
+    auto pair = ReadCertAndKey(files, key);
+    if (!pair.ok()) return pair.status();
+    options.pem_cert_chain = pair->first;
+    options.pem_private_key = pair->second;
   }
   return grpc::SslCredentials(options);
 }

@@ -74,11 +74,10 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
     return 1;
   }
   for (const auto& w : cluster.workers) {
-    if (cluster.tls.cert.empty()) {
-      lp::WarnIfExposed("worker " + w.name, w.address,
-                        "the coordinator's link to it is plaintext and unauthenticated (set tls "
-                        "in the cluster file)");
-    }
+    if (!cluster.tls.cert.empty()) break;
+    lp::WarnIfExposed("worker " + w.name, w.address,
+                      "the coordinator's link to it is plaintext and unauthenticated (set tls "
+                      "in the cluster file)");
   }
   auto api_credentials = lp::ServerCredentials(cluster.api_tls, "coordinator.api_tls");
   if (!api_credentials.ok()) {
