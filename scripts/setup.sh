@@ -10,7 +10,7 @@ packages=(
   libyaml-cpp-dev libgtest-dev nlohmann-json3-dev libcli11-dev
   libpcre2-dev libutf8proc-dev libcpp-httplib-dev curl
   prometheus-cpp-dev libspdlog-dev python3-prometheus-client
-  systemd python3-yaml python3-jsonschema python3-grpcio
+  systemd python3-yaml python3-jsonschema python3-grpcio python3-protobuf
 )
 missing=()
 for p in "${packages[@]}"; do
