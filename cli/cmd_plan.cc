@@ -62,25 +62,33 @@ void PrintText(const ClusterConfig& cluster, const ModelConfig& model, const Pla
               (long long)model.hidden_size, quant.c_str(), model.torch_dtype.c_str(),
               plan.weights_from_headers ? "safetensors headers" : "config.json (estimated)");
   std::printf("device_map  %s\n", StrategyName(plan.strategy).c_str());
-  std::printf("limits      max_batch %lld, max_context %lld, max_step_tokens %lld\n\n",
+  std::printf("limits      max_batch %lld, max_context %lld, max_step_tokens %lld\n",
               (long long)cluster.limits.max_batch, (long long)cluster.limits.max_context,
               (long long)cluster.limits.max_step_tokens);
+  const int64_t bt = cluster.limits.kv_block_tokens;
+  std::printf(
+      "KV cache    %lld blocks of %lld tokens on every worker: %lld tokens, %lld sequences "
+      "at max_context%s\n\n",
+      (long long)plan.kv_blocks, (long long)bt, (long long)(plan.kv_blocks * bt),
+      (long long)(plan.kv_blocks / KvBlocksFor(cluster.limits.max_context, bt)),
+      cluster.limits.kv_blocks > 0 ? " (limits.kv_blocks)" : " (the smallest stage's)");
   std::vector<std::vector<std::string>> rows = {
-      {"worker", "device", "address", "layers", "n", "also", "weights", "KV cache", "workspace",
-       "reserve", "total", "budget", "used", "time", "input by"}};
+      {"worker", "device", "address", "layers", "n", "also", "weights", "KV cache", "KV fits",
+       "workspace", "reserve", "total", "budget", "used", "time", "input by"}};
   for (size_t i = 0; i < plan.stages.size(); ++i) {
     const Stage& s = plan.stages[i];
     const bool limited = s.budget_source != BudgetSource::kUnlimitedCpu;
     rows.push_back({s.worker, s.device, s.address,
                     s.num_layers() ? absl::StrCat("[", s.begin, ", ", s.end, ")") : "-",
                     absl::StrCat(s.num_layers()), Modules(s), FormatBytes(s.weight_bytes),
-                    FormatBytes(s.kv_bytes), FormatBytes(s.workspace_bytes),
-                    FormatBytes(s.reserve_bytes), FormatBytes(s.total_bytes()), Budget(s),
+                    FormatBytes(s.kv_bytes), absl::StrCat(s.kv_blocks_fit, " x ", bt),
+                    FormatBytes(s.workspace_bytes), FormatBytes(s.reserve_bytes),
+                    FormatBytes(s.total_bytes()), Budget(s),
                     limited ? Percent(double(s.total_bytes()) / double(s.budget_bytes)) : "-",
                     Percent(s.time_share), PlannedTransport(cluster, i)});
   }
   PrintTable(rows, {false, false, false, false, true, false, true, true, true, true, true, true,
-                    true, true, false});
+                    true, true, true, false});
   // A decode step is memory-bound: a stage's time follows the weight bytes it reads.
   std::printf(
       "\nslowest stage: %.3fx the mean time (time = the stage's share of the weight bytes read\n"
@@ -108,6 +116,7 @@ json PlanJson(const ClusterConfig& cluster, const Plan& plan) {
                       {"head", s.head},
                       {"weight_bytes", s.weight_bytes},
                       {"kv_bytes", s.kv_bytes},
+                      {"kv_blocks_fit", s.kv_blocks_fit},
                       {"workspace_bytes", s.workspace_bytes},
                       {"reserve_bytes", s.reserve_bytes},
                       {"total_bytes", s.total_bytes()},
@@ -122,7 +131,9 @@ json PlanJson(const ClusterConfig& cluster, const Plan& plan) {
           {"limits",
            {{"max_batch", cluster.limits.max_batch},
             {"max_context", cluster.limits.max_context},
-            {"max_step_tokens", cluster.limits.max_step_tokens}}},
+            {"max_step_tokens", cluster.limits.max_step_tokens},
+            {"kv_block_tokens", cluster.limits.kv_block_tokens}}},
+          {"kv_blocks", plan.kv_blocks},
           {"weights_from", plan.weights_from_headers ? "safetensors" : "config.json"},
           {"device_map", DeviceMapJson(plan)},
           {"stages", stages},

@@ -39,9 +39,16 @@ void AddStatusCommand(CLI::App& app) {
                 (long long)info.max_context(), (long long)info.queue_capacity());
     std::printf(
         "requests: %lld running (%lld paused, waiting for a worker), %lld waiting; "
-        "%lld resumed since start\n\n",
+        "%lld resumed since start\n",
         (long long)workers.running_requests(), (long long)workers.paused_requests(),
         (long long)workers.queued_requests(), (long long)workers.resumed_requests());
+    std::printf(
+        "KV cache: %lld blocks of %lld tokens, %lld in use, %lld cached; %lld prompt tokens "
+        "found cached, %lld prefilled; %lld requests preempted\n\n",
+        (long long)workers.kv_blocks_total(), (long long)workers.kv_block_tokens(),
+        (long long)workers.kv_blocks_used(), (long long)workers.kv_blocks_cached(),
+        (long long)workers.prefix_hit_tokens(), (long long)workers.prefill_tokens(),
+        (long long)workers.preempted_requests());
     std::printf("%-10s %-8s %-22s %-10s %-12s %-10s %8s %8s %8s\n", "worker", "device", "address",
                 "layers", "also", "state", "active", "cached", "steps");
     for (const auto& w : workers.workers()) {

@@ -206,11 +206,17 @@ absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
   const YAML::Node n = root["limits"];
   if (!n) return limits;
   if (!n.IsMap())
-    return Error(n, "limits", "must be a map {max_batch, max_context, max_step_tokens}");
-  RETURN_IF_ERROR(CheckKeys(n, "limits", {"max_batch", "max_context", "max_step_tokens"}));
+    return Error(n, "limits",
+                 "must be a map {max_batch, max_context, max_step_tokens, kv_block_tokens, "
+                 "kv_blocks}");
+  RETURN_IF_ERROR(
+      CheckKeys(n, "limits",
+                {"max_batch", "max_context", "max_step_tokens", "kv_block_tokens", "kv_blocks"}));
   for (auto [key, out] : {std::pair{"max_batch", &limits.max_batch},
                           {"max_context", &limits.max_context},
-                          {"max_step_tokens", &limits.max_step_tokens}}) {
+                          {"max_step_tokens", &limits.max_step_tokens},
+                          {"kv_block_tokens", &limits.kv_block_tokens},
+                          {"kv_blocks", &limits.kv_blocks}}) {
     if (n[key]) {
       ASSIGN_OR_RETURN(*out, PositiveInt(n[key], absl::StrCat("limits.", key)));
     }
@@ -224,6 +230,17 @@ absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
     return Error(n, "limits.max_step_tokens",
                  absl::StrCat(limits.max_step_tokens, " is less than max_batch ", limits.max_batch,
                               ": a decode step carries one token of every sequence"));
+  }
+  if (!ValidKvBlockTokens(limits.kv_block_tokens)) {
+    return Error(n["kv_block_tokens"], "limits.kv_block_tokens",
+                 absl::StrCat(limits.kv_block_tokens, " is not a power of two from 16 to 256"));
+  }
+  const int64_t per_seq = KvBlocksFor(limits.max_context, limits.kv_block_tokens);
+  if (limits.kv_blocks > 0 && limits.kv_blocks < per_seq) {
+    return Error(n["kv_blocks"], "limits.kv_blocks",
+                 absl::StrCat(limits.kv_blocks, " blocks of ", limits.kv_block_tokens,
+                              " tokens cannot hold one sequence of max_context ",
+                              limits.max_context, " (", per_seq, " blocks)"));
   }
   return limits;
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/kv_pages.h"
 
 namespace lp {
 
@@ -32,9 +33,11 @@ struct WorkerSpec {
 inline constexpr int64_t kMaxBatch = 1024;
 
 struct ClusterLimits {
-  int64_t max_batch = 16;          // sequences at once = KV-cache slots
+  int64_t max_batch = 16;          // sequences running at once (up to what the KV blocks allow)
   int64_t max_context = 4096;      // tokens per sequence (prompt + generated)
   int64_t max_step_tokens = 2048;  // tokens in one step, all sequences together (prefill chunk)
+  int64_t kv_block_tokens = kDefaultKvBlockTokens;  // positions per KV-cache block
+  int64_t kv_blocks = 0;  // KV-cache blocks per worker; 0: what the smallest budget holds
 };
 
 enum class DeviceMapStrategy { kExplicit, kAuto, kBalanced, kBalancedLow0, kSequential, kLayered };

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/device.h"
+#include "common/kv_pages.h"
 #include "common/model_layout.h"
 #include "common/placement_internal.h"
 #include "common/status.h"
@@ -128,6 +129,39 @@ const Stage* Plan::Find(const std::string& worker) const {
   return nullptr;
 }
 
+// Every worker's KV cache: the blocks each budget holds after weights, workspace and reserve
+// (the placement left room for one sequence at the context limit), no more than max_batch
+// sequences of max_context can use; every worker gets the smallest stage's count (or
+// limits.kv_blocks), since a block holds the same positions on every stage.
+absl::Status SizeKvCaches(const Context& ctx, Plan* plan) {
+  const ClusterLimits& limits = ctx.cluster.limits;
+  const int64_t most = limits.max_batch * KvBlocksFor(limits.max_context, limits.kv_block_tokens);
+  int64_t fewest = most;
+  std::vector<int64_t> room(size_t(ctx.num_workers()), INT64_MAX);  // blocks each budget holds
+  for (int d = 0; d < ctx.num_workers(); ++d) {
+    Stage& s = plan->stages[size_t(d)];
+    const uint64_t block = ctx.cost.KvBlockBytes(ctx.cuda(d), s.begin, s.end);
+    const uint64_t fixed = s.weight_bytes + s.workspace_bytes + s.reserve_bytes;
+    if (block > 0 && s.budget_bytes != kUnlimitedBudget) {
+      room[size_t(d)] = int64_t((s.budget_bytes - fixed) / block);
+    }
+    s.kv_blocks_fit = std::min(most, room[size_t(d)]);
+    fewest = std::min(fewest, s.kv_blocks_fit);
+  }
+  plan->kv_blocks = limits.kv_blocks > 0 ? limits.kv_blocks : fewest;
+  for (int d = 0; d < ctx.num_workers(); ++d) {
+    Stage& s = plan->stages[size_t(d)];
+    if (plan->kv_blocks > room[size_t(d)]) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "limits.kv_blocks ", limits.kv_blocks, " is more than ", placement::WorkerLabel(ctx, d),
+          " holds after its weights, workspace and reserve (", room[size_t(d)], " blocks within ",
+          FormatBytes(s.budget_bytes), ")"));
+    }
+    s.kv_bytes = uint64_t(plan->kv_blocks) * ctx.cost.KvBlockBytes(ctx.cuda(d), s.begin, s.end);
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Plan> PlanCluster(const ClusterConfig& cluster, const ModelConfig& model,
                                  const WeightSizes& sizes) {
   RETURN_IF_ERROR(CheckInputs(cluster, model, sizes));
@@ -168,6 +202,7 @@ absl::StatusOr<Plan> PlanCluster(const ClusterConfig& cluster, const ModelConfig
     plan.stages.push_back(s);
   }
   for (Stage& s : plan.stages) s.time_share = total_read ? double(s.read_bytes) / total_read : 0;
+  RETURN_IF_ERROR(SizeKvCaches(ctx, &plan));
   plan.slowest_over_mean =
       total_read ? double(max_read) * double(plan.stages.size()) / double(total_read) : 1.0;
   plan.notes = Notes(cluster, model, plan);

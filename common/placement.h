@@ -44,7 +44,7 @@ struct Stage {
   bool embed = false;            // model.embed_tokens (the first stage)
   bool head = false;             // model.norm + lm_head (the last stage)
   uint64_t weight_bytes = 0;     // resident weights (a tied head's copy of the table included)
-  uint64_t kv_bytes = 0;         // KV cache for limits.max_batch x limits.max_context
+  uint64_t kv_bytes = 0;         // KV cache: Plan::kv_blocks blocks of its layers
   uint64_t workspace_bytes = 0;  // activations for limits.max_step_tokens (+ CUDA IPC ring)
   uint64_t reserve_bytes = 0;    // runtime reserve
   uint64_t budget_bytes = 0;     // kUnlimitedBudget when not limited
@@ -55,6 +55,9 @@ struct Stage {
   // pipeline the slowest stage sets the pace, so balanced plans even these out.
   uint64_t read_bytes = 0;
   double time_share = 0;
+  // KV blocks its budget holds after the rest (at most what limits.max_batch sequences of
+  // limits.max_context can use).
+  int64_t kv_blocks_fit = 0;
 
   int64_t num_layers() const { return end - begin; }
   uint64_t total_bytes() const { return weight_bytes + kv_bytes + workspace_bytes + reserve_bytes; }
@@ -62,6 +65,9 @@ struct Stage {
 
 struct Plan {
   std::vector<Stage> stages;  // pipeline order
+  // KV-cache blocks of every worker (each for its own layers): limits.kv_blocks, else the
+  // smallest stage's kv_blocks_fit; the coordinator hands them out.
+  int64_t kv_blocks = 0;
   DeviceMapStrategy strategy = DeviceMapStrategy::kAuto;
   bool weights_from_headers = false;
   double slowest_over_mean = 1.0;  // the slowest stage's time share over the mean share

@@ -28,6 +28,12 @@ uint64_t StageCost::HeadReads(bool cuda) const {
   return Resident(cuda, sizes_.norm) + Resident(cuda, table);
 }
 
+uint64_t StageCost::KvBlockBytes(bool cuda, int64_t begin, int64_t end) const {
+  const uint64_t kv_element = cuda ? kv_element_cuda_ : 4;
+  return uint64_t(end - begin) * 2 * uint64_t(config_.kv_dim()) *
+         uint64_t(limits_.kv_block_tokens) * kv_element;
+}
+
 StageBytes StageCost::Bytes(bool cuda, int64_t begin, int64_t end, bool embed, bool head,
                             bool ipc_out) const {
   const ModelConfig& c = config_;
@@ -43,9 +49,8 @@ StageBytes StageCost::Bytes(bool cuda, int64_t begin, int64_t end, bool embed, b
   }
   b.read = LayerReads(cuda, begin, end) + (head ? HeadReads(cuda) : 0);
 
-  const uint64_t kv_element = cuda ? kv_element_cuda_ : 4;
-  b.kv = layers * 2 * uint64_t(c.kv_dim()) * uint64_t(limits_.max_batch) *
-         uint64_t(limits_.max_context) * kv_element;
+  b.kv = uint64_t(KvBlocksFor(limits_.max_context, limits_.kv_block_tokens)) *
+         KvBlockBytes(cuda, begin, end);
 
   const uint64_t t = uint64_t(limits_.max_step_tokens), h = uint64_t(c.hidden_size);
   uint64_t floats = 2 * t * h;  // hidden state in and out

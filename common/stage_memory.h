@@ -3,7 +3,8 @@
 // many weight bytes it reads per decode step. Hugging Face budgets weights only; a worker also
 // holds its layers' KV cache for the configured limits, activation buffers for the largest
 // step, and the runtime's own memory, and runs out of memory at generation time if those are
-// not counted at placement time.
+// not counted at placement time. Placement asks room for the KV blocks of one sequence at the
+// context limit; the plan then gives each worker's KV cache what its budget has left.
 //
 // Assumptions, matched to the worker code (engine/slice.cc, the backends):
 //  - CPU workers convert weights to float32 at load and keep the KV cache in float32.
@@ -31,7 +32,7 @@ inline constexpr uint64_t kCpuReserve = 256 * kMiB;
 
 struct StageBytes {
   uint64_t weight = 0;     // resident weights, tied-head copy included
-  uint64_t kv = 0;         // KV cache: max_batch slots x max_context positions, its layers
+  uint64_t kv = 0;         // the least KV cache: blocks for one sequence of max_context
   uint64_t workspace = 0;  // activation buffers
   uint64_t reserve = 0;    // runtime reserve
   uint64_t read = 0;       // weight bytes read per decode step (see StageCost::Bytes)
@@ -51,6 +52,9 @@ class StageCost {
   // `ipc_out`: the stage exports a CUDA IPC ring to the next worker.
   StageBytes Bytes(bool cuda, int64_t begin, int64_t end, bool embed, bool head,
                    bool ipc_out) const;
+
+  // Bytes of one KV-cache block (kv_block_tokens positions) of the layers [begin, end).
+  uint64_t KvBlockBytes(bool cuda, int64_t begin, int64_t end) const;
 
   // Per-step reads of the layers [begin, end) and of the head, on a device kind.
   uint64_t LayerReads(bool cuda, int64_t begin, int64_t end) const;

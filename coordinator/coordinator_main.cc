@@ -66,7 +66,8 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   for (const lp::Stage& s : planned->plan.stages) {
     workers.push_back({s.worker, s.address, s.device, *fingerprint, s.begin, s.end, s.embed, s.head,
                        cluster.limits.max_batch, cluster.limits.max_context,
-                       cluster.limits.max_step_tokens});
+                       cluster.limits.max_step_tokens, planned->plan.kv_blocks,
+                       cluster.limits.kv_block_tokens});
   }
   auto link_credentials = lp::ChannelCredentials(cluster.tls, "tls");
   if (!link_credentials.ok()) {
@@ -103,9 +104,13 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
         if (lp::Server* s = health_target.load()) s->SetServing(ready);
       },
       *link_credentials);
-  lp::SchedulerLimits limits{cluster.limits.max_batch, cluster.limits.max_context,
-                             cluster.limits.max_step_tokens, queue_capacity,
-                             std::chrono::milliseconds(int64_t(cluster.resume_timeout_s * 1000))};
+  lp::SchedulerLimits limits{cluster.limits.max_batch,
+                             cluster.limits.max_context,
+                             cluster.limits.max_step_tokens,
+                             queue_capacity,
+                             std::chrono::milliseconds(int64_t(cluster.resume_timeout_s * 1000)),
+                             planned->plan.kv_blocks,
+                             cluster.limits.kv_block_tokens};
   // The telemetry outlives the scheduler, whose thread reports every step to it; its gauges
   // read the scheduler only when scraped, once the servers run.
   const lp::Scheduler* scheduler_ptr = nullptr;
@@ -114,6 +119,7 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
        .running = [&] { return scheduler_ptr->active(); },
        .paused = [&] { return scheduler_ptr->paused(); },
        .resumed = [&] { return scheduler_ptr->resumed(); },
+       .kv_blocks = [&] { return scheduler_ptr->kv_blocks(); },
        .worker_sequences =
            [&] {
              std::vector<std::pair<std::string, int64_t>> out;

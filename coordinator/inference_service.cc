@@ -161,6 +161,14 @@ grpc::Status InferenceService::ListWorkers(grpc::ServerContext* ctx,
   response->set_queued_requests(scheduler_->queued());
   response->set_paused_requests(scheduler_->paused());
   response->set_resumed_requests(scheduler_->resumed());
+  const KvBlockReport kv = scheduler_->kv_blocks();
+  response->set_kv_blocks_total(kv.total);
+  response->set_kv_blocks_used(kv.used);
+  response->set_kv_blocks_cached(kv.cached);
+  response->set_kv_block_tokens(scheduler_->limits().kv_block_tokens);
+  response->set_prefix_hit_tokens(kv.prefix_hit_tokens);
+  response->set_prefill_tokens(kv.prefill_tokens);
+  response->set_preempted_requests(kv.preempted);
   const auto& links = pipeline_->links();
   for (size_t i = 0; i < links.size(); ++i) {
     const Stage& stage = model_.plan.stages[i];

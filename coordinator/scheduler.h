@@ -44,6 +44,7 @@ class Scheduler {
   int64_t active() const { return core_.active(); }
   int64_t paused() const { return core_.paused(); }
   int64_t resumed() const { return core_.resumed(); }
+  KvBlockReport kv_blocks() const { return core_.kv_blocks(); }
 
  private:
   void Loop();

@@ -2,6 +2,7 @@
 #include "coordinator/scheduler_core.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 
@@ -14,7 +15,12 @@ absl::Status Unreachable() {
 
 }  // namespace
 
-SchedulerCore::SchedulerCore(const SchedulerLimits& limits) : limits_(limits) {
+SchedulerCore::SchedulerCore(const SchedulerLimits& limits)
+    : limits_(limits),
+      pool_(limits.kv_blocks > 0
+                ? limits.kv_blocks
+                : limits.max_batch * KvBlocksFor(limits.max_context, limits.kv_block_tokens),
+            limits.kv_block_tokens) {
   for (int32_t s = int32_t(limits.max_batch) - 1; s >= 0; --s) free_slots_.push_back(s);
 }
 
@@ -45,6 +51,20 @@ int64_t SchedulerCore::active() const {
   return limits_.max_batch - int64_t(free_slots_.size());
 }
 
+KvBlockReport SchedulerCore::kv_blocks() const {
+  return {pool_.total(), kv_used_, kv_cached_, prefix_hit_tokens_, prefill_tokens_, preempted_};
+}
+
+void SchedulerCore::PublishBlocks() {
+  kv_used_ = pool_.used();
+  kv_cached_ = pool_.cached();
+}
+
+int32_t SchedulerCore::IdAt(const Seq& s, int64_t i) {
+  const auto& prompt = s.request->prompt();
+  return i < int64_t(prompt.size()) ? prompt[size_t(i)] : s.generated[size_t(i) - prompt.size()];
+}
+
 bool SchedulerCore::has_work() const {
   std::lock_guard<std::mutex> lock(mu_);
   return !queue_.empty() || !running_.empty();
@@ -62,28 +82,55 @@ void SchedulerCore::DropCancelledLocked() {
 }
 
 void SchedulerCore::Admit() {
+  const int64_t bt = pool_.block_tokens();
   std::lock_guard<std::mutex> lock(mu_);
   while (!queue_.empty() && !free_slots_.empty()) {
-    Seq seq = std::move(queue_.front());
+    Seq& seq = queue_.front();
+    if (seq.request->cancelled()) {
+      queue_.pop_front();
+      continue;
+    }
+    // Its ids are the prompt, then (preempted) what it generated. It shares the registered
+    // blocks they start with, up to the one that holds its last id (which its prefill writes).
+    const int64_t n = int64_t(seq.request->prompt().size() + seq.generated.size());
+    std::vector<int32_t> shared;
+    KvBlockPool::Chain chain;
+    const float penalty = seq.request->params().sampling.repetition_penalty;
+    if (penalty <= 0.0f || penalty == 1.0f) {  // (the last stage sees only the ids it is sent)
+      std::vector<int32_t> ids(seq.request->prompt());
+      ids.insert(ids.end(), seq.generated.begin(), seq.generated.end());
+      shared = pool_.Match(ids, (n - 1) / bt, &chain);
+    }
+    if (pool_.available() < KvBlocksFor(n, bt) - int64_t(shared.size())) {
+      pool_.Release(shared);
+      break;  // first come, first served: it waits for blocks
+    }
+    Seq s = std::move(seq);
     queue_.pop_front();
-    if (seq.request->cancelled()) continue;
-    seq.state = SeqState::kPrefilling;
-    seq.to_prefill = int64_t(seq.request->prompt().size());
-    seq.slot = free_slots_.back();
+    s.state = SeqState::kPrefilling;
+    s.to_prefill = n;
+    s.prefilled = s.written = int64_t(shared.size()) * bt;
+    s.registered = int64_t(shared.size());
+    s.chain = chain;
+    s.blocks = std::move(shared);
+    prefix_hit_tokens_ += s.prefilled;
+    s.slot = free_slots_.back();
     free_slots_.pop_back();
-    seq.generated.reserve(size_t(seq.request->params().max_tokens));
-    running_.push_back(std::move(seq));
+    s.generated.reserve(size_t(s.request->params().max_tokens));
+    running_.push_back(std::move(s));
   }
 }
 
-// Drops ended and cancelled sequences that have no micro-batch in flight. Their slots are free
-// at once: the next step submitted tells the workers, before anything that reuses them.
+// Drops ended and cancelled sequences that have no micro-batch in flight. Their slots and
+// blocks are free at once: the next step submitted tells the workers, before anything that
+// reuses the slots.
 void SchedulerCore::Retire() {
   const size_t before = to_release_.size();
   for (auto it = running_.begin(); it != running_.end();) {
     if (!Ended(it->state) && it->request->cancelled()) it->state = SeqState::kCancelled;
     if (!it->in_flight && Ended(it->state)) {
       to_release_.push_back(it->slot);
+      ReleaseBlocks(*it);
       it = running_.erase(it);
     } else {
       ++it;
@@ -92,6 +139,73 @@ void SchedulerCore::Retire() {
   std::lock_guard<std::mutex> lock(mu_);
   free_slots_.insert(free_slots_.end(), to_release_.begin() + std::ptrdiff_t(before),
                      to_release_.end());
+}
+
+void SchedulerCore::ReleaseBlocks(Seq& s) {
+  pool_.Release(s.blocks);
+  s.blocks.clear();
+  s.written = 0;
+  s.registered = 0;
+  s.chain = {};
+}
+
+bool SchedulerCore::EnsureBlocks(Seq& s, int64_t end, StepInput* step) {
+  const int64_t need = KvBlocksFor(end, pool_.block_tokens());
+  while (int64_t(s.blocks.size()) < need) {
+    const int32_t b = pool_.Allocate();
+    if (b >= 0) {
+      s.blocks.push_back(b);
+      continue;
+    }
+    // The newest sequence that can give its blocks back now (not in flight); `s` at the latest.
+    Seq* victim = nullptr;
+    for (auto it = running_.rbegin(); it != running_.rend() && victim == nullptr; ++it) {
+      const bool running = it->state == SeqState::kPrefilling || it->state == SeqState::kDecoding;
+      if (running && !it->in_flight) victim = &*it;
+    }
+    if (victim == nullptr) return false;
+    Preempt(*victim, step);
+    if (victim == &s) return false;
+  }
+  return true;
+}
+
+void SchedulerCore::Preempt(Seq& s, StepInput* step) {
+  ReleaseBlocks(s);
+  step->release_slots.push_back(s.slot);
+  s.state = SeqState::kWaiting;
+  s.prefilled = 0;
+  ++preempted_;
+}
+
+void SchedulerCore::Requeue() {
+  std::vector<Seq> back;
+  for (auto it = running_.begin(); it != running_.end();) {
+    if (it->state == SeqState::kWaiting) {
+      back.push_back(std::move(*it));
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = back.rbegin(); it != back.rend(); ++it) {
+    free_slots_.push_back(it->slot);
+    queue_.push_front(std::move(*it));
+  }
+}
+
+void SchedulerCore::RegisterBlocks(Seq& s) {
+  const int64_t bt = pool_.block_tokens();
+  std::vector<int32_t> tokens(static_cast<size_t>(bt));
+  while (s.registered < s.written / bt && s.registered < int64_t(s.blocks.size())) {
+    for (int64_t i = 0; i < bt; ++i) tokens[size_t(i)] = IdAt(s, s.registered * bt + i);
+    if (!pool_.Register(s.blocks[size_t(s.registered)], tokens, &s.chain)) {
+      s.registered = std::numeric_limits<int64_t>::max();
+      return;
+    }
+    ++s.registered;
+  }
 }
 
 bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
@@ -109,7 +223,8 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
       continue;
     }
     const int64_t pos = int64_t(s.request->prompt().size() + s.generated.size()) - 1;
-    step->seqs.push_back({s.slot, int32_t(pos), 1, s.request->params().sampling});
+    if (!EnsureBlocks(s, pos + 1, step)) continue;
+    step->seqs.push_back({s.slot, int32_t(pos), 1, s.request->params().sampling, s.blocks});
     step->request_ids.push_back(s.request->params().request_id);
     step->ids.push_back(s.generated.back());
     s.in_flight = true;
@@ -122,17 +237,15 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
       continue;
     }
     const int64_t n = std::min(left, budget);
+    if (!EnsureBlocks(s, s.prefilled + n, step)) continue;
     const bool completes = n == left;
     step->seqs.push_back({s.slot, int32_t(s.prefilled), int32_t(n),
-                          completes ? std::optional(s.request->params().sampling) : std::nullopt});
+                          completes ? std::optional(s.request->params().sampling) : std::nullopt,
+                          s.blocks});
     step->request_ids.push_back(s.request->params().request_id);
-    // Its ids are the prompt, then (resumed) what it generated.
-    const auto& prompt = s.request->prompt();
-    for (int64_t i = s.prefilled; i < s.prefilled + n; ++i) {
-      step->ids.push_back(i < int64_t(prompt.size()) ? prompt[size_t(i)]
-                                                     : s.generated[size_t(i) - prompt.size()]);
-    }
+    for (int64_t i = s.prefilled; i < s.prefilled + n; ++i) step->ids.push_back(IdAt(s, i));
     s.prefilled += n;
+    prefill_tokens_ += n;
     s.in_flight = true;
     budget -= n;
   }
@@ -144,7 +257,10 @@ std::vector<ScheduledStep> SchedulerCore::Schedule(int depth, bool ready,
   const bool go = Recover(ready, now);
   if (go) Admit();
   Retire();
-  if (!go) return {};
+  if (!go) {
+    PublishBlocks();
+    return {};
+  }
   // Spread the running sequences over one micro-batch per stage.
   depth = std::max(1, depth);
   const int64_t per_batch = std::max<int64_t>(1, (int64_t(running_.size()) + depth - 1) / depth);
@@ -152,11 +268,13 @@ std::vector<ScheduledStep> SchedulerCore::Schedule(int depth, bool ready,
   ScheduledStep step;
   while (in_flight() < depth && BuildStep(per_batch, &step.input)) {
     step.tag = next_tag_++;
-    std::vector<int32_t>& slots = flights_[step.tag];
-    for (const auto& s : step.input.seqs) slots.push_back(s.slot);
+    std::vector<Flight>& flight = flights_[step.tag];
+    for (const auto& s : step.input.seqs) flight.push_back({s.slot, s.start_pos + s.n_tokens});
     steps.push_back(std::move(step));
     step = {};
   }
+  Requeue();
+  PublishBlocks();
   return steps;
 }
 
@@ -211,11 +329,15 @@ void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_poin
                     result.status.code() == absl::StatusCode::kFailedPrecondition;
   auto flight = flights_.find(result.tag);
   if (flight != flights_.end()) {
-    for (int32_t slot : flight->second) {
+    for (const Flight& f : flight->second) {
       for (Seq& s : running_) {
-        if (s.slot != slot) continue;
+        if (s.slot != f.slot) continue;
         s.in_flight = false;
         if (!result.status.ok() && !lost) Fail(s, failed);  // a worker refused this step
+        if (result.status.ok() && s.state != SeqState::kPaused && !Ended(s.state)) {
+          s.written = f.end;
+          RegisterBlocks(s);
+        }
       }
     }
     flights_.erase(flight);
@@ -225,9 +347,14 @@ void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_poin
   } else if (lost) {
     Lose(failed, now);
   }
+  PublishBlocks();
 }
 
 void SchedulerCore::Lose(const absl::Status& status, SchedulerClock::time_point now) {
+  // The stages' caches may be gone: every sequence prefills again into new blocks, and no
+  // registered block is shared any more.
+  for (Seq& s : running_) ReleaseBlocks(s);
+  pool_.Clear();
   if (!outage_since_) outage_since_ = now;
   if (limits_.resume_timeout.count() <= 0) {
     for (Seq& s : running_) Fail(s, status);
@@ -301,9 +428,9 @@ bool SchedulerCore::Recover(bool ready, SchedulerClock::time_point now) {
 void SchedulerCore::Discard(const StepResult& result) {
   auto flight = flights_.find(result.tag);
   if (flight == flights_.end()) return;
-  for (int32_t slot : flight->second) {
+  for (const Flight& f : flight->second) {
     for (Seq& s : running_) {
-      if (s.slot == slot) s.in_flight = false;
+      if (s.slot == f.slot) s.in_flight = false;
     }
   }
   flights_.erase(flight);

@@ -15,6 +15,15 @@
 // (seed, position), so it continues with the tokens it would have had. A sequence that makes no
 // progress for resume_timeout after a loss fails with the loss's error, as do requests that
 // waited through an outage that long; resume_timeout 0 fails them at once (no resuming).
+//
+// KV-cache blocks (kv_block_pool.h): a sequence holds the blocks its positions fill, taken as
+// its chunks are scheduled. A request is admitted while a slot is free and the blocks its
+// prefill needs are (a prompt that starts with registered blocks shares them and prefills only
+// the rest; not with a repetition penalty, which the last stage counts over the ids it was
+// sent). When a sequence needs a block and none is free, the newest running sequence not in
+// flight is preempted: its blocks and slot are freed and it waits at the head of the queue, to
+// be prefilled again from its ids (as a resume) when it is admitted again; its stream sees
+// nothing but the delay. A lost stage forgets every registered block.
 #pragma once
 
 #include <atomic>
@@ -29,18 +38,24 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/kv_pages.h"
+#include "coordinator/kv_block_pool.h"
 #include "coordinator/pipeline.h"
 #include "coordinator/request.h"
 
 namespace lp {
 
 struct SchedulerLimits {
-  int64_t max_batch = 16;          // sequences at once (KV-cache slots)
+  int64_t max_batch = 16;          // sequences at once (slots)
   int64_t max_context = 4096;      // prompt + completion tokens per sequence
   int64_t max_step_tokens = 2048;  // tokens per step, all sequences together
   int64_t queue_capacity = 256;    // waiting requests
   // How long a sequence paused by a lost stage may wait to resume (see above); 0: no resuming.
   std::chrono::milliseconds resume_timeout{60000};
+  // The pipeline's KV-cache blocks (the plan's; 0: max_batch sequences of max_context) of
+  // kv_block_tokens positions. At least one sequence of max_context must fit.
+  int64_t kv_blocks = 0;
+  int64_t kv_block_tokens = kDefaultKvBlockTokens;
 };
 
 using SchedulerClock = std::chrono::steady_clock;
@@ -56,7 +71,7 @@ struct ResumeReport {
 // Where a sequence is in its life. The last three are ends: the sequence leaves (and its slot
 // is freed) at the first step boundary where no micro-batch of it is in flight.
 enum class SeqState {
-  kWaiting,     // queued, no KV-cache slot yet
+  kWaiting,     // queued (or preempted), no slot
   kPrefilling,  // has a slot; chunks of its ids left to send, or the last one's token not back
   kDecoding,    // its last token goes in the next micro-batch that takes it
   kPaused,      // a stage was lost: prefilled again from its ids once the pipeline is ready
@@ -89,6 +104,8 @@ class SchedulerCore {
   // resuming is on, and no outage has outlasted resume_timeout. True before this core has seen
   // an outage begin, since the pipeline may report one first.
   bool holding() const { return holding_; }
+  // Any thread.
+  KvBlockReport kv_blocks() const;
 
   // The rest: only the driving thread.
   // The last resume once it is complete, once (none before, or if it was cut short by
@@ -121,8 +138,12 @@ class SchedulerCore {
     std::shared_ptr<Request> request;
     SeqState state = SeqState::kWaiting;
     int32_t slot = 0;
-    int64_t prefilled = 0;   // of its ids (prompt, then generated) sent to the KV cache
-    int64_t to_prefill = 0;  // ids its prefill covers: the prompt; prompt + generated resumed
+    std::vector<int32_t> blocks;  // KV-cache blocks, in position order
+    int64_t written = 0;          // positions whose keys and values a step has stored
+    int64_t registered = 0;       // full blocks registered (or, once one fails, no more tried)
+    KvBlockPool::Chain chain;     // after the last registered block
+    int64_t prefilled = 0;        // of its ids (prompt, then generated) sent to the KV cache
+    int64_t to_prefill = 0;       // ids its prefill covers: the prompt; prompt + generated resumed
     std::vector<int32_t> generated;
     bool in_flight = false;  // in a micro-batch not yet back
     // Since when it has made no progress after a lost stage (reset by its next token).
@@ -137,6 +158,19 @@ class SchedulerCore {
   void DropCancelledLocked();
   void Admit();
   void Retire();
+  // Id `i` of a sequence's ids: its prompt, then what it generated.
+  static int32_t IdAt(const Seq& s, int64_t i);
+  // Gives `s` the blocks for positions [0, end), preempting sequences while none are free;
+  // false when it has to wait (it may have been preempted itself).
+  bool EnsureBlocks(Seq& s, int64_t end, StepInput* step);
+  // Frees a sequence's blocks and slot (in `step`'s releases) and marks it to wait again.
+  void Preempt(Seq& s, StepInput* step);
+  // Preempted sequences back to the head of the queue, oldest first.
+  void Requeue();
+  // Registers the full blocks of `s` that its steps have written.
+  void RegisterBlocks(Seq& s);
+  void ReleaseBlocks(Seq& s);
+  void PublishBlocks();
   // Builds a micro-batch of at most `micro_batch_seqs` sequences not in flight, carrying the
   // pending slot releases; false when there is nothing to send.
   bool BuildStep(int64_t micro_batch_seqs, StepInput* step);
@@ -156,7 +190,12 @@ class SchedulerCore {
   // Owned by the driving thread.
   std::vector<Seq> running_;
   std::vector<int32_t> to_release_;  // freed slots the workers have not been told of yet
-  std::map<uint64_t, std::vector<int32_t>> flights_;  // tag -> slots of that micro-batch
+  struct Flight {
+    int32_t slot;
+    int64_t end;  // positions its chunk fills up to
+  };
+  std::map<uint64_t, std::vector<Flight>> flights_;  // tag -> the micro-batch's sequences
+  KvBlockPool pool_;
   uint64_t next_tag_ = 0;
   bool was_ready_ = false;  // the pipeline has been ready (before that, no outage is held)
   std::optional<SchedulerClock::time_point> outage_since_;
@@ -170,6 +209,9 @@ class SchedulerCore {
   std::atomic<bool> holding_{false};
   std::atomic<int64_t> paused_{0};
   std::atomic<int64_t> resumed_{0};
+  // What kv_blocks() reports (the pool itself is the driving thread's).
+  std::atomic<int64_t> kv_used_{0}, kv_cached_{0}, prefix_hit_tokens_{0}, prefill_tokens_{0},
+      preempted_{0};
 };
 
 }  // namespace lp

@@ -84,6 +84,21 @@ Telemetry::Telemetry(Sources sources, bool json_logs)
                            .Name("layerpipe_worker_active_sequences")
                            .Help("KV-cache slots in use on each worker")
                            .Register(r);
+  kv_blocks_ = &prometheus::BuildGauge()
+                    .Name("layerpipe_kv_blocks")
+                    .Help(
+                        "KV-cache blocks by state: used (held by sequences), cached (held by "
+                        "none, kept for prefix reuse), free")
+                    .Register(r);
+  auto counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+  };
+  prefix_hit_tokens_ = counter("layerpipe_prefix_cache_hit_tokens_total",
+                               "Prompt tokens found in cached KV blocks (not prefilled)");
+  prefill_tokens_ = counter("layerpipe_prefill_tokens_total",
+                            "Tokens sent in prefill chunks (resumes and preemptions included)");
+  preempted_ = counter("layerpipe_preempted_requests_total",
+                       "Running requests preempted for want of KV blocks (prefilled again later)");
   // Not in spdlog's global registry: several coordinators may live in one test process.
   log_ = std::make_shared<spdlog::logger>("requests",
                                           std::make_shared<spdlog::sinks::stderr_sink_mt>());
@@ -137,6 +152,17 @@ std::string Telemetry::Text() {
   // The scheduler counts; the counter catches up at each scrape (it never goes back).
   if (sources_.resumed)
     resumed_->Increment(std::max(0.0, double(sources_.resumed()) - resumed_->Value()));
+  if (sources_.kv_blocks) {
+    const KvBlockReport kv = sources_.kv_blocks();
+    kv_blocks_->Add({{"state", "used"}}).Set(double(kv.used));
+    kv_blocks_->Add({{"state", "cached"}}).Set(double(kv.cached));
+    kv_blocks_->Add({{"state", "free"}}).Set(double(kv.total - kv.used - kv.cached));
+    for (auto [counter, value] : {std::pair{prefix_hit_tokens_, kv.prefix_hit_tokens},
+                                  {prefill_tokens_, kv.prefill_tokens},
+                                  {preempted_, kv.preempted}}) {
+      counter->Increment(std::max(0.0, double(value) - counter->Value()));
+    }
+  }
   if (sources_.worker_sequences) {
     for (const auto& [worker, n] : sources_.worker_sequences()) {
       worker_sequences_->Add({{"worker", worker}}).Set(double(n));

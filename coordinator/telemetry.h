@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "coordinator/kv_block_pool.h"
 
 namespace prometheus {
 class Registry;
@@ -49,6 +50,7 @@ class Telemetry {
   // worker's active sequences.
   struct Sources {
     std::function<int64_t()> queued, running, paused, resumed;
+    std::function<KvBlockReport()> kv_blocks;
     std::function<std::vector<std::pair<std::string, int64_t>>()> worker_sequences;
   };
   // `json_logs`: log lines as JSON objects instead of key=value text.
@@ -78,6 +80,10 @@ class Telemetry {
   prometheus::Gauge* paused_;
   prometheus::Counter* resumed_;
   prometheus::Family<prometheus::Gauge>* worker_sequences_;
+  prometheus::Family<prometheus::Gauge>* kv_blocks_;
+  prometheus::Counter* prefix_hit_tokens_;
+  prometheus::Counter* prefill_tokens_;
+  prometheus::Counter* preempted_;
   std::shared_ptr<spdlog::logger> log_;
   bool json_logs_;
 };

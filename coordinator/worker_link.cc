@@ -70,6 +70,11 @@ absl::Status CheckHandshake(const layerpipe::v1::HandshakeResponse& got,
         absl::StrCat(got.max_batch(), "/", got.max_context(), "/", got.max_step_tokens()),
         absl::StrCat(want.max_batch, "/", want.max_context, "/", want.max_step_tokens));
   }
+  if (got.kv_blocks() != want.kv_blocks || got.kv_block_tokens() != want.kv_block_tokens) {
+    return mismatch("KV cache (blocks x tokens)",
+                    absl::StrCat(got.kv_blocks(), " x ", got.kv_block_tokens()),
+                    absl::StrCat(want.kv_blocks, " x ", want.kv_block_tokens));
+  }
   return absl::OkStatus();
 }
 

@@ -34,6 +34,8 @@ struct WorkerExpectation {
   int64_t max_batch = 0;
   int64_t max_context = 0;
   int64_t max_step_tokens = 0;
+  int64_t kv_blocks = 0;
+  int64_t kv_block_tokens = 0;
 };
 
 // Checks a handshake against the expectation; the error says what disagrees.

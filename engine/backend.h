@@ -67,13 +67,27 @@ struct Linear {
   int64_t cols = 0;                    // in
 };
 
+// The KV cache is paged: a pool of `num_blocks` blocks of `block_tokens` positions each (for
+// every layer of the slice), and each sequence of a step names its blocks in SeqChunk::blocks,
+// block i holding its positions [i * block_tokens, (i + 1) * block_tokens). Who allocates the
+// blocks (the coordinator, common/kv_pages.h) keeps the cache in pages; the backends only follow
+// the tables.
 struct KvCacheShape {
-  int64_t num_layers = 0;  // layers of this slice
-  int64_t num_slots = 0;   // sequences that may hold a cache at once
-  int64_t max_context = 0;
+  int64_t num_layers = 0;          // layers of this slice
+  int64_t num_blocks = 0;          // blocks in the pool
+  int64_t block_tokens = 16;       // positions per block (a power of two)
+  int64_t max_blocks_per_seq = 0;  // blocks of a sequence at the context limit
+  int64_t max_seqs = 0;            // sequences in one step
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
 };
+
+// Block `i` of sequence `s`'s table: SeqChunk::blocks[i], or for a chunk without a table (a
+// caller that does not page: tests, benchmarks) the slot's own run of blocks,
+// slot * max_blocks_per_seq + i.
+inline int32_t KvBlockOf(const SeqChunk& s, int64_t i, int64_t max_blocks_per_seq) {
+  return s.blocks.empty() ? int32_t(s.slot * max_blocks_per_seq + i) : s.blocks[size_t(i)];
+}
 
 // A backend's KV cache for the layers of one slice; opaque to the model code.
 class KvCache {

@@ -2,6 +2,7 @@
 #include "engine/slice.h"
 
 #include <algorithm>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "common/model_layout.h"
@@ -56,8 +57,20 @@ absl::StatusOr<std::unique_ptr<Slice>> Slice::Build(const ModelConfig& c, const 
     return absl::InvalidArgumentError(absl::StrCat("slice layers [", spec.begin, ", ", spec.end,
                                                    ") outside the model's ", c.num_layers));
   }
-  if (limits.max_batch <= 0 || limits.max_context <= 0 || limits.max_step_tokens <= 0) {
+  if (limits.max_batch <= 0 || limits.max_context <= 0 || limits.max_step_tokens <= 0 ||
+      limits.kv_blocks < 0) {
     return absl::InvalidArgumentError("slice limits must be positive");
+  }
+  if (!ValidKvBlockTokens(limits.kv_block_tokens)) {
+    return absl::InvalidArgumentError(absl::StrCat("kv_block_tokens is ", limits.kv_block_tokens,
+                                                   "; supported: a power of two from 16 to 256"));
+  }
+  const int64_t per_seq = KvBlocksFor(limits.max_context, limits.kv_block_tokens);
+  if (limits.kv_blocks > 0 && limits.kv_blocks < per_seq) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a KV cache of ", limits.kv_blocks, " blocks of ", limits.kv_block_tokens,
+                     " tokens cannot hold one sequence of max_context ", limits.max_context, " (",
+                     per_seq, " blocks)"));
   }
   std::unique_ptr<Slice> slice(new Slice(c, spec, limits, std::move(backend)));
   // A shape the backend's kernels cannot run is refused now, not at the first step.
@@ -161,8 +174,11 @@ void Slice::AllocateWorkspace() {
   }
   KvCacheShape shape;
   shape.num_layers = spec_.end - spec_.begin;
-  shape.num_slots = limits_.max_batch;
-  shape.max_context = limits_.max_context;
+  shape.block_tokens = limits_.kv_block_tokens;
+  shape.max_blocks_per_seq = KvBlocksFor(limits_.max_context, shape.block_tokens);
+  shape.num_blocks =
+      limits_.kv_blocks > 0 ? limits_.kv_blocks : limits_.max_batch * shape.max_blocks_per_seq;
+  shape.max_seqs = limits_.max_batch;
   shape.num_kv_heads = config_.num_kv_heads;
   shape.head_dim = config_.head_dim;
   kv_cache_ = b.CreateKvCache(shape);
@@ -195,6 +211,7 @@ absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hid
           absl::StrCat("positions [", s.start_pos, ", ", int64_t(s.start_pos) + s.n_tokens,
                        ") outside the context limit of ", limits_.max_context));
     }
+    RETURN_IF_ERROR(CheckBlocks(s));
   }
   if (spec_.embed && int64_t(ids) != tokens) {
     return absl::InvalidArgumentError(absl::StrCat("expected ", tokens, " token ids, got ", ids));
@@ -202,6 +219,31 @@ absl::Status Slice::CheckLayout(const StepLayout& layout, size_t ids, size_t hid
   if (!spec_.embed && int64_t(hidden) != tokens * config_.hidden_size) {
     return absl::InvalidArgumentError(absl::StrCat("expected a hidden state of ", tokens, " x ",
                                                    config_.hidden_size, " floats, got ", hidden));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Slice::CheckBlocks(const SeqChunk& s) const {
+  const KvCacheShape& kv = kv_cache_->shape();
+  if (s.blocks.empty()) {
+    if ((int64_t(s.slot) + 1) * kv.max_blocks_per_seq > kv.num_blocks) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot ", s.slot, " has no KV block table, and the pool of ", kv.num_blocks,
+                       " blocks has no run of its own for it"));
+    }
+    return absl::OkStatus();
+  }
+  const int64_t need = KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv.block_tokens);
+  if (int64_t(s.blocks.size()) < need || int64_t(s.blocks.size()) > kv.max_blocks_per_seq) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slot ", s.slot, ": a KV block table of ", s.blocks.size(), " blocks for positions up to ",
+        int64_t(s.start_pos) + s.n_tokens, " (needs ", need, " to ", kv.max_blocks_per_seq, ")"));
+  }
+  for (int32_t b : s.blocks) {
+    if (b < 0 || b >= kv.num_blocks) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot ", s.slot, ": KV block ", b, " outside the pool of ", kv.num_blocks));
+    }
   }
   return absl::OkStatus();
 }
@@ -303,20 +345,24 @@ absl::Status Slice::Forward(const StepLayout& layout, std::span<const int32_t> i
 }
 
 absl::Status Slice::WarmUp() {
-  // A step of `rows` tokens: sequences of at most max_context tokens in slots 0, 1, ...
+  // A step of `rows` tokens: sequences of at most max_context tokens in slots 0, 1, ..., all
+  // in the pool's first blocks (which a sequence at the context limit needs; the pool has them).
+  std::vector<int32_t> blocks(size_t(kv_cache_->shape().max_blocks_per_seq));
+  std::iota(blocks.begin(), blocks.end(), 0);
   auto prefill = [&](int64_t rows) {
     StepLayout layout;
     for (int32_t slot = 0; rows > 0 && slot < limits_.max_batch; ++slot) {
       const int64_t n = std::min(rows, limits_.max_context);
-      layout.seqs.push_back({.slot = slot, .start_pos = 0, .n_tokens = int32_t(n)});
+      layout.seqs.push_back(
+          {.slot = slot, .start_pos = 0, .n_tokens = int32_t(n), .blocks = blocks});
       rows -= n;
     }
     return layout;
   };
-  auto decode = [](int64_t batch) {
+  auto decode = [&](int64_t batch) {
     StepLayout layout;
     for (int32_t slot = 0; slot < batch; ++slot) {
-      layout.seqs.push_back({.slot = slot, .start_pos = 0, .n_tokens = 1});
+      layout.seqs.push_back({.slot = slot, .start_pos = 0, .n_tokens = 1, .blocks = blocks});
     }
     return layout;
   };

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/checkpoint.h"
+#include "common/kv_pages.h"
 #include "common/model_config.h"
 #include "common/model_layout.h"
 #include "engine/backend.h"
@@ -29,9 +30,13 @@ struct SliceSpec {
 
 // What sizes the KV cache and the workspaces; nothing is allocated per step.
 struct SliceLimits {
-  int64_t max_batch = 8;           // KV-cache slots
+  int64_t max_batch = 8;           // sequences at once (slots)
   int64_t max_context = 2048;      // positions per sequence
   int64_t max_step_tokens = 2048;  // tokens in one step, all sequences together
+  // KV-cache blocks (0: enough for max_batch sequences of max_context, each slot its own run,
+  // what a caller that sends no block tables needs) of kv_block_tokens positions.
+  int64_t kv_blocks = 0;
+  int64_t kv_block_tokens = kDefaultKvBlockTokens;
 };
 
 // Splits `num_layers` layers into `n` contiguous slices of near-equal size, the first slice
@@ -104,6 +109,7 @@ class Slice {
   absl::Status WarmUp();
   Backend& backend() { return *backend_; }
   uint64_t kv_cache_bytes() const { return kv_cache_->bytes(); }
+  const KvCacheShape& kv_shape() const { return kv_cache_->shape(); }
 
  private:
   struct Layer {
@@ -118,6 +124,8 @@ class Slice {
   absl::Status LoadWeights(const WeightSource& source, const Progress& progress);
   void AllocateWorkspace();
   absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
+  // A sequence's KV block table against the pool.
+  absl::Status CheckBlocks(const SeqChunk& s) const;
   void RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first);
   // out = x w^T (+ bias), dense or packed.
   void Project(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out);

@@ -194,22 +194,49 @@ TEST(Balanced, HeterogeneousBudgetsShiftLayersToTheBiggerCards) {
 }
 
 TEST(Balanced, CountsTheKvCacheAgainstTheBudget) {
-  // Qwen3-8B's weights (15.3 GiB) fit two 12 GiB cards, but not with 16 x 4096 tokens of KV
-  // cache (9 GiB) on top.
+  // Qwen3-8B's weights (15.3 GiB) fit two 12 GiB cards with room for the KV blocks of one
+  // sequence of 4096 tokens, not two 8.5 GiB cards.
   const ModelConfig model = Preset("qwen3-8b");
-  const std::string budgets = "max_memory: {0: 12GiB, 1: 12GiB}\n";
-  auto full = PlanFor(ClusterYaml(2, "cuda", "balanced", budgets), model);
-  ASSERT_FALSE(full.ok());
-  const std::string msg(full.status().message());
-  EXPECT_NE(msg.find("cuda:1 (worker w1)"), std::string::npos) << msg;
+  auto tight =
+      PlanFor(ClusterYaml(2, "cuda", "balanced", "max_memory: {0: 8.5GiB, 1: 8.5GiB}\n"), model);
+  ASSERT_FALSE(tight.ok());
+  const std::string msg(tight.status().message());
   EXPECT_NE(msg.find("needs"), std::string::npos) << msg;
   EXPECT_NE(msg.find("KV cache"), std::string::npos) << msg;
-  EXPECT_NE(msg.find("but has 12.00 GiB (max_memory)"), std::string::npos) << msg;
-  auto small =
-      PlanFor(ClusterYaml(2, "cuda", "balanced", budgets + "limits: {max_batch: 2}"), model);
-  ASSERT_TRUE(small.ok()) << small.status();
-  ExpectWellFormed(*small, model);
-  EXPECT_GT(small->stages[0].kv_bytes, 0u);
+  EXPECT_NE(msg.find("but has 8.50 GiB (max_memory)"), std::string::npos) << msg;
+  // On 12 GiB cards the KV cache gets what the budgets leave: more than one sequence of 4096
+  // tokens, fewer than the 16 of max_batch; every stage holds the same blocks.
+  auto plan =
+      PlanFor(ClusterYaml(2, "cuda", "balanced", "max_memory: {0: 12GiB, 1: 12GiB}\n"), model);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ExpectWellFormed(*plan, model);
+  EXPECT_GT(plan->kv_blocks, 4096 / 16);
+  EXPECT_LT(plan->kv_blocks, 16 * 4096 / 16);
+  EXPECT_EQ(plan->kv_blocks,
+            std::min(plan->stages[0].kv_blocks_fit, plan->stages[1].kv_blocks_fit));
+  for (const Stage& s : plan->stages) {
+    EXPECT_LE(s.total_bytes(), 12ull << 30) << s.worker;
+    EXPECT_EQ(s.kv_bytes, uint64_t(plan->kv_blocks) * uint64_t(s.num_layers()) * 2 * 1024 * 16 * 2)
+        << s.worker;
+  }
+  // Unlimited (CPU) budgets: enough for max_batch sequences of max_context, no more.
+  auto cpu = PlanFor(ClusterYaml(2, "cpu", "balanced", "limits: {max_batch: 4, max_context: 100}"),
+                     Preset("demo"));
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ(cpu->kv_blocks, 4 * 7);
+  // limits.kv_blocks sets the count, within every budget.
+  auto fixed = PlanFor(ClusterYaml(2, "cuda", "balanced",
+                                   "max_memory: {0: 12GiB, 1: 12GiB}\nlimits: {kv_blocks: 300}"),
+                       model);
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ(fixed->kv_blocks, 300);
+  auto over = PlanFor(ClusterYaml(2, "cuda", "balanced",
+                                  "max_memory: {0: 12GiB, 1: 12GiB}\nlimits: {kv_blocks: 100000}"),
+                      model);
+  ASSERT_FALSE(over.ok());
+  EXPECT_NE(std::string(over.status().message()).find("limits.kv_blocks 100000 is more than"),
+            std::string::npos)
+      << over.status();
 }
 
 TEST(Balanced, CpuWorkersAreUnlimitedByDefault) {

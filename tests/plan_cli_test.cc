@@ -150,8 +150,16 @@ TEST(PlanCli, Int4SeventyTwoBillionFitsFourCardsOf24GiB) {
   EXPECT_LT(j["stages"][0]["weight_bytes"].get<uint64_t>(), 12ull << 30);
 }
 
-TEST(PlanCli, Int4SeventyTwoBillionDoesNotFitTwoCards) {
+TEST(PlanCli, Int4SeventyTwoBillionOnTwoCardsHasRoomForFewSequences) {
+  // The weights fit two 24 GiB cards; the KV cache gets the 2 GiB left on the fuller one:
+  // 813 blocks of 16 tokens, three sequences of 4096 tokens (four cards hold 16 and more).
   Result r = RunLayerpipe("plan " + Write72bCluster("plan_72b_two", 2));
+  EXPECT_EQ(r.exit_code, 0) << r.out;
+  EXPECT_NE(r.out.find("KV cache    813 blocks of 16 tokens on every worker: 13008 tokens, 3 "
+                       "sequences at max_context (the smallest stage's)"),
+            std::string::npos)
+      << r.out;
+  r = RunLayerpipe("plan " + Write72bCluster("plan_72b_one", 1));
   EXPECT_EQ(r.exit_code, 1) << r.out;
   EXPECT_NE(r.out.find("worker gpu0) cannot hold"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("but has 24.00 GiB (max_memory)"), std::string::npos) << r.out;

@@ -422,6 +422,144 @@ TEST(SchedulerCore, FailAllReachesRunningAndWaitingRequests) {
   }
 }
 
+// ---- KV-cache blocks, by hand
+
+Ints Range(int32_t first, int64_t n) {
+  Ints v;
+  for (int64_t i = 0; i < n; ++i) v.push_back(first + int32_t(i));
+  return v;
+}
+
+SchedulerLimits Paged(int64_t max_batch, int64_t max_context, int64_t kv_blocks) {
+  return {max_batch, max_context, 256, 8, std::chrono::milliseconds(60000), kv_blocks, 16};
+}
+
+TEST(SchedulerCore, PromptsThatStartWithCachedBlocksPrefillOnlyTheRest) {
+  SchedulerCore core(Paged(4, 256, 0));
+  auto a = AddOk(core, Range(1, 40), Greedy(3));  // two full blocks and 8 tokens
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  const Ints a_blocks = steps[0].input.seqs[0].blocks;
+  ASSERT_EQ(a_blocks.size(), 3u);
+  core.OnResult(Answer(steps[0], 9));  // the first two blocks are written: registered
+  EXPECT_EQ(core.kv_blocks().prefill_tokens, 40);
+
+  Ints prompt = Range(1, 32);
+  prompt.insert(prompt.end(), {77, 78, 79});
+  auto b = AddOk(core, prompt, Greedy(1));
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  ASSERT_EQ(steps[0].input.seqs.size(), 2u);  // a's decode token, then b's prefill
+  const SeqChunk& chunk = steps[0].input.seqs[1];
+  EXPECT_EQ(chunk.start_pos, 32);
+  EXPECT_EQ(chunk.n_tokens, 3);
+  ASSERT_EQ(chunk.blocks.size(), 3u);
+  EXPECT_EQ(chunk.blocks[0], a_blocks[0]);
+  EXPECT_EQ(chunk.blocks[1], a_blocks[1]);
+  EXPECT_NE(chunk.blocks[2], a_blocks[2]);
+  EXPECT_EQ(Ints(steps[0].input.ids.begin() + 1, steps[0].input.ids.end()), Ints({77, 78, 79}));
+  const KvBlockReport kv = core.kv_blocks();
+  EXPECT_EQ(kv.prefix_hit_tokens, 32);
+  EXPECT_EQ(kv.prefill_tokens, 43);
+  EXPECT_EQ(kv.used, 4);  // two shared, one each of their own
+}
+
+TEST(SchedulerCore, APromptOfWholeBlocksPrefillsItsLastBlockAgain) {
+  // All of a 32-token prompt is cached, but its last token's logits are needed: the second
+  // block is written again, into a block of its own (a shared block is never written).
+  SchedulerCore core(Paged(4, 256, 0));
+  AddOk(core, Range(1, 32), Greedy(1));
+  auto steps = core.Schedule(1);
+  const Ints first = steps[0].input.seqs[0].blocks;
+  core.OnResult(Answer(steps[0], 5));
+  AddOk(core, Range(1, 32), Greedy(1));
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  const SeqChunk& chunk = steps[0].input.seqs.back();
+  EXPECT_EQ(chunk.start_pos, 16);
+  EXPECT_EQ(chunk.n_tokens, 16);
+  EXPECT_EQ(chunk.blocks[0], first[0]);
+  EXPECT_NE(chunk.blocks[1], first[1]);
+}
+
+TEST(SchedulerCore, WhenBlocksRunOutTheNewestSequenceIsPreemptedAndPrefilledAgainLater) {
+  SchedulerCore core(Paged(2, 32, 3));  // 3 blocks; a sequence may need 2
+  auto a = AddOk(core, Range(100, 15), Greedy(6));
+  auto b = AddOk(core, Range(200, 15), Greedy(6));
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps[0].input.seqs.size(), 2u);
+  const int32_t b_first_block = steps[0].input.seqs[1].blocks[0];
+  core.OnResult(Answer(steps[0], 1));  // both at 16 tokens: their first block is full
+  steps = core.Schedule(1);
+  core.OnResult(Answer(steps[0], 2));  // 17 tokens: the next decode needs a second block
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  // a takes the last free block; b, the newest, gives its block and slot back and waits.
+  ASSERT_EQ(steps[0].input.seqs.size(), 1u);
+  EXPECT_EQ(steps[0].input.seqs[0].slot, 0);
+  EXPECT_EQ(steps[0].input.release_slots, Ints({1}));
+  EXPECT_EQ(core.kv_blocks().preempted, 1);
+  EXPECT_EQ(core.kv_blocks().used, 2);
+  EXPECT_EQ(core.queued(), 1);
+  // a runs to its end; b waits for two free blocks.
+  for (int i = 0; i < 3; ++i) {
+    core.OnResult(Answer(steps[0], 3));
+    steps = core.Schedule(1);
+    ASSERT_EQ(steps.size(), 1u);
+    ASSERT_EQ(steps[0].input.seqs.size(), 1u);
+    EXPECT_EQ(steps[0].input.seqs[0].slot, 0);
+  }
+  core.OnResult(Answer(steps[0], 4));  // a's sixth token
+  EXPECT_TRUE(a->Take(0).done);
+  steps = core.Schedule(1);  // a leaves (b waits for its blocks until then)
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_TRUE(steps[0].input.seqs.empty());
+  core.OnResult(Answer(steps[0], 0));
+  // b comes back. Its ids are its prompt, then its two tokens; the first block of them (its
+  // own, written before it was preempted) is still cached, so only the 17th id is prefilled.
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  ASSERT_EQ(steps[0].input.seqs.size(), 1u);
+  EXPECT_EQ(steps[0].input.seqs[0].start_pos, 16);
+  EXPECT_EQ(steps[0].input.seqs[0].n_tokens, 1);
+  EXPECT_EQ(steps[0].input.ids, Ints({2}));
+  EXPECT_EQ(steps[0].input.seqs[0].blocks[0], b_first_block);
+  EXPECT_TRUE(steps[0].input.seqs[0].sampling.has_value());
+  EXPECT_EQ(core.kv_blocks().prefix_hit_tokens, 16);
+  while (!steps.empty()) {
+    core.OnResult(Answer(steps[0], 5));
+    steps = core.Schedule(1);
+  }
+  auto ev = b->Take(0);
+  EXPECT_TRUE(ev.done);
+  EXPECT_TRUE(ev.error.ok()) << ev.error;
+  EXPECT_EQ(Ids(ev), Ints({1, 2, 5, 5, 5, 5}));
+  EXPECT_EQ(core.kv_blocks().used, 0);
+}
+
+TEST(SchedulerCore, BlocksAllComeBackAfterFinishedCancelledAndFailedSequences) {
+  SchedulerCore core(Paged(4, 64, 0));
+  auto done = AddOk(core, Range(1, 20), Greedy(2));
+  auto cancelled = AddOk(core, Range(30, 33), Greedy(50));
+  auto failed = AddOk(core, Range(80, 17), Greedy(50));
+  auto steps = core.Schedule(2);
+  ASSERT_EQ(steps.size(), 2u);
+  core.OnResult(Answer(steps[0], 1));
+  core.OnResult(Failed(steps[1], absl::InvalidArgumentError("refused")));
+  cancelled->Cancel();
+  for (int i = 0; i < 6 && core.has_work(); ++i) {
+    for (const auto& step : core.Schedule(2)) core.OnResult(Answer(step, 2));
+  }
+  for (const auto& step : core.Schedule(2)) core.OnResult(Answer(step, 2));  // releases
+  EXPECT_FALSE(core.has_work());
+  EXPECT_TRUE(done->Take(0).done);
+  EXPECT_FALSE(failed->Take(0).error.ok());
+  const KvBlockReport kv = core.kv_blocks();
+  EXPECT_EQ(kv.used, 0);
+  EXPECT_EQ(kv.total, 4 * 4);
+  EXPECT_GT(kv.cached, 0);  // the full blocks stay for reuse
+}
+
 // ---- The scheduler over a pipeline of real workers
 
 // The workers' cores chained in process, as the gRPC pipeline chains them over the network.
@@ -639,6 +777,65 @@ TEST(Scheduler, RequestsPausedByALostWorkerResumeWithTheTokensOfAnUninterruptedR
   EXPECT_EQ(losing.losses, 2);
   EXPECT_GE(scheduler.resumed(), 16);
   EXPECT_EQ(scheduler.paused(), 0);
+}
+
+TEST(Scheduler, PreemptionUnderATinyBlockPoolChangesNoToken) {
+  auto work = MixedWork();
+  for (auto& [prompt, params] : work) params.max_tokens += 20;
+  std::vector<std::vector<int32_t>> ample;
+  {
+    LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 2, {16, 256, 32});
+    Scheduler scheduler(&pipeline, {16, 256, 32, 32});
+    for (auto& [prompt, params] : work)
+      ample.push_back(Collect(**scheduler.Submit(prompt, params)));
+  }
+  // 20 blocks of 16 tokens for 16 sequences of up to 100 tokens, three micro-batches in flight.
+  const SliceLimits tiny{16, 256, 32, 20, 16};
+  LocalPipeline inner(FixtureDir("qwen3-small-sharded"), 2, tiny);
+  DeepPipeline deep(&inner);
+  Scheduler scheduler(&deep, {16, 256, 32, 32, std::chrono::milliseconds(60000), 20, 16});
+  std::vector<std::shared_ptr<Request>> requests;
+  for (auto& [prompt, params] : work) requests.push_back(*scheduler.Submit(prompt, params));
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(Collect(*requests[i]), ample[i]) << "request " << i;
+  }
+  EXPECT_GT(scheduler.kv_blocks().preempted, 0);
+  // The last ones leave at the scheduler's next step boundary.
+  for (int i = 0; i < 200 && scheduler.kv_blocks().used > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(scheduler.kv_blocks().used, 0);
+}
+
+TEST(Scheduler, ASharedPrefixIsPrefilledOnceAndChangesNoToken) {
+  Ints prefix;
+  for (int i = 0; i < 200; ++i) prefix.push_back((i * 37 + 11) % 4096);
+  Ints a = prefix, b = prefix;
+  a.insert(a.end(), {5, 6, 7});
+  b.insert(b.end(), {900, 901, 902, 903, 904});
+  GenerationParams seeded = Greedy(12);
+  seeded.sampling.temperature = 0.8f;
+  seeded.sampling.seed = 42;
+  Ints b_alone;
+  {
+    LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 3, {4, 256, 64});
+    Scheduler scheduler(&pipeline, {4, 256, 64, 8});
+    b_alone = Collect(**scheduler.Submit(b, seeded));
+    EXPECT_EQ(scheduler.kv_blocks().prefix_hit_tokens, 0);
+  }
+  LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 3, {4, 256, 64});
+  Scheduler scheduler(&pipeline, {4, 256, 64, 8});
+  const Ints a_out = Collect(**scheduler.Submit(a, Greedy(12)));
+  const KvBlockReport after_a = scheduler.kv_blocks();
+  EXPECT_EQ(after_a.prefix_hit_tokens, 0);
+  EXPECT_EQ(after_a.prefill_tokens, 203);
+  EXPECT_EQ(Collect(**scheduler.Submit(b, seeded)), b_alone);
+  const KvBlockReport after_b = scheduler.kv_blocks();
+  EXPECT_EQ(after_b.prefix_hit_tokens, 192);  // 12 whole blocks of the 200 shared tokens
+  EXPECT_EQ(after_b.prefill_tokens - after_a.prefill_tokens, 205 - 192);
+  // a again: all its whole blocks are cached (its generated tokens' too).
+  EXPECT_EQ(Collect(**scheduler.Submit(a, Greedy(12))), a_out);
+  EXPECT_EQ(scheduler.kv_blocks().prefix_hit_tokens - after_b.prefix_hit_tokens, 192);
 }
 
 TEST(Scheduler, StopIdsEndGeneration) {

@@ -54,6 +54,7 @@ absl::Status CheckSampling(const layerpipe::v1::SamplingRequest& p) {
 WorkerCore::WorkerCore(std::unique_ptr<Slice> slice, WorkerIdentity identity, bool export_ipc)
     : slice_(std::move(slice)), identity_(std::move(identity)), host_id_(HostId()) {
   slots_.resize(size_t(slice_->limits().max_batch));
+  written_blocks_.assign(size_t(slice_->kv_shape().num_blocks), false);
   if (slice_->spec().head) {
     const int64_t vocab = slice_->config().vocab_size;
     for (auto& s : slots_) {
@@ -112,6 +113,8 @@ layerpipe::v1::HandshakeResponse WorkerCore::Handshake() const {
   r.set_max_context(slice_->limits().max_context);
   r.set_max_step_tokens(slice_->limits().max_step_tokens);
   r.set_hidden_size(slice_->config().hidden_size);
+  r.set_kv_blocks(slice_->kv_shape().num_blocks);
+  r.set_kv_block_tokens(slice_->kv_shape().block_tokens);
   r.set_host_id(host_id_);
   if (ring_out_) {
     for (const auto& b : ring_out_->exports().buffers) r.add_ipc_buffers(b);
@@ -152,7 +155,9 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     return absl::OkStatus();  // a step that only frees slots
   }
   // A chunk continues its slot's sequence exactly where the cache ends, or starts a new one:
-  // anything else means the coordinator and this worker disagree (e.g. the worker restarted).
+  // from position 0, or on a free slot after a cached prefix whose blocks this worker wrote.
+  // Anything else means the coordinator and this worker disagree (e.g. the worker restarted).
+  const KvCacheShape& kv = slice_->kv_shape();
   for (const auto& s : request.seqs()) {
     if (s.has_sampling()) RETURN_IF_ERROR(CheckSampling(s.sampling()));
     // Forward refuses these as malformed.
@@ -161,15 +166,28 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
       continue;
     }
     const SlotState& slot = slots_[size_t(s.slot())];
-    if (s.start_pos() != 0 && s.start_pos() != slot.positions) {
+    if (s.start_pos() == 0 || s.start_pos() == slot.positions) continue;
+    const int64_t prefix = KvBlocksFor(s.start_pos(), kv.block_tokens);
+    const bool cached_prefix =
+        !slot.active && s.blocks_size() >= prefix &&
+        std::all_of(s.blocks().begin(), s.blocks().begin() + prefix, [&](int32_t b) {
+          return b >= 0 && b < kv.num_blocks && written_blocks_[size_t(b)];
+        });
+    if (!cached_prefix) {
       return absl::FailedPreconditionError(absl::StrCat(
           "slot ", s.slot(), " holds ", slot.positions, " positions; a step at position ",
           s.start_pos(), " cannot follow (was this worker restarted?)"));
     }
   }
-  layout_.seqs.clear();
-  for (const auto& s : request.seqs())
-    layout_.seqs.push_back({s.slot(), s.start_pos(), s.n_tokens()});
+  layout_.seqs.resize(size_t(request.seqs_size()));
+  for (int i = 0; i < request.seqs_size(); ++i) {
+    const auto& s = request.seqs(i);
+    SeqChunk& chunk = layout_.seqs[size_t(i)];
+    chunk.slot = s.slot();
+    chunk.start_pos = s.start_pos();
+    chunk.n_tokens = s.n_tokens();
+    chunk.blocks.assign(s.blocks().begin(), s.blocks().end());
+  }
   if (request.ids_size() != layout_.total_tokens()) {
     return absl::InvalidArgumentError(absl::StrCat("step has ", layout_.total_tokens(),
                                                    " tokens but ", request.ids_size(), " ids"));
@@ -209,6 +227,12 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   RETURN_IF_ERROR(slice_->Forward(layout_, ids, hidden_in, out, keep));
 
   // Bookkeeping after success only.
+  for (const SeqChunk& s : layout_.seqs) {
+    const int64_t end = int64_t(s.start_pos) + s.n_tokens;
+    for (int64_t b = s.start_pos / kv.block_tokens; b < KvBlocksFor(end, kv.block_tokens); ++b) {
+      written_blocks_[size_t(KvBlockOf(s, b, kv.max_blocks_per_seq))] = true;
+    }
+  }
   int64_t offset = 0;
   for (const auto& s : request.seqs()) {
     SlotState& slot = slots_[size_t(s.slot())];

@@ -90,6 +90,9 @@ class WorkerCore {
   uint64_t ipc_peer_instance_ = 0;  // whose
   mutable std::mutex mu_;           // one step at a time; guards slots_ and steps_
   std::vector<SlotState> slots_;
+  // KV blocks a step of this process has written: a sequence may start after a cached prefix
+  // only in those (a restarted worker holds none).
+  std::vector<bool> written_blocks_;
   int64_t steps_ = 0;
   StepLayout layout_;
   std::vector<SampleInput> sample_inputs_;

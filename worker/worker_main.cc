@@ -67,9 +67,10 @@ int Run(const std::string& cluster_path, const std::string& name, int threads, s
     std::fprintf(stderr, "worker %s: loaded %lld/%lld tensors\n", name.c_str(), (long long)done,
                  (long long)total);
   };
-  auto slice =
-      lp::Slice::Load(**ckpt, spec, {limits.max_batch, limits.max_context, limits.max_step_tokens},
-                      std::move(*backend), progress);
+  auto slice = lp::Slice::Load(**ckpt, spec,
+                               {limits.max_batch, limits.max_context, limits.max_step_tokens,
+                                planned->plan.kv_blocks, limits.kv_block_tokens},
+                               std::move(*backend), progress);
   if (!slice.ok()) return Fail(slice.status());
   if (lp::IsCudaDevice(stage->device)) {  // a CPU has nothing to load or record first
     const auto t0 = std::chrono::steady_clock::now();

@@ -32,24 +32,26 @@ Tensor AllocF32(int64_t rows, int64_t cols) {
   return t;
 }
 
-// K and V per layer as [slot][position][kv_head * head_dim] float32.
+// K and V per layer as [block][position in the block][kv_head * head_dim] float32.
 class CpuKvCache : public KvCache {
  public:
   explicit CpuKvCache(const KvCacheShape& s) : KvCache(s) {
-    const size_t per_layer = size_t(s.num_slots * s.max_context * s.num_kv_heads * s.head_dim);
+    const size_t per_layer = size_t(s.num_blocks * s.block_tokens * s.num_kv_heads * s.head_dim);
     k_.assign(size_t(s.num_layers) * per_layer, 0.0f);
     v_.assign(size_t(s.num_layers) * per_layer, 0.0f);
   }
   uint64_t bytes() const override { return (k_.size() + v_.size()) * sizeof(float); }
 
-  float* k(int64_t layer, int64_t slot, int64_t pos) { return &k_[Offset(layer, slot, pos)]; }
-  float* v(int64_t layer, int64_t slot, int64_t pos) { return &v_[Offset(layer, slot, pos)]; }
+  // Position `pos` of sequence `s`, through its block table.
+  float* k(int64_t layer, const SeqChunk& s, int64_t pos) { return &k_[Offset(layer, s, pos)]; }
+  float* v(int64_t layer, const SeqChunk& s, int64_t pos) { return &v_[Offset(layer, s, pos)]; }
 
  private:
-  size_t Offset(int64_t layer, int64_t slot, int64_t pos) const {
+  size_t Offset(int64_t layer, const SeqChunk& seq, int64_t pos) const {
     const auto& s = shape_;
-    return size_t(((layer * s.num_slots + slot) * s.max_context + pos) * s.num_kv_heads *
-                  s.head_dim);
+    const int64_t block = KvBlockOf(seq, pos / s.block_tokens, s.max_blocks_per_seq);
+    return size_t(((layer * s.num_blocks + block) * s.block_tokens + pos % s.block_tokens) *
+                  s.num_kv_heads * s.head_dim);
   }
   std::vector<float> k_, v_;
 };
@@ -163,8 +165,8 @@ class CpuBackend : public Backend {
     int64_t row = 0;
     for (const auto& s : layout_.seqs) {
       for (int32_t i = 0; i < s.n_tokens; ++i, ++row) {
-        std::memcpy(cache.k(layer, s.slot, s.start_pos + i), k.as<float>() + row * kvd, kvd * 4);
-        std::memcpy(cache.v(layer, s.slot, s.start_pos + i), v.as<float>() + row * kvd, kvd * 4);
+        std::memcpy(cache.k(layer, s, s.start_pos + i), k.as<float>() + row * kvd, kvd * 4);
+        std::memcpy(cache.v(layer, s, s.start_pos + i), v.as<float>() + row * kvd, kvd * 4);
       }
     }
     // One work item per (token, head).
@@ -195,7 +197,7 @@ class CpuBackend : public Backend {
           scores.resize(size_t(pos + 1));
           float max_score = -INFINITY;
           for (int64_t t = 0; t <= pos; ++t) {
-            const float* kt = cache.k(layer, s.slot, t) + kv_h * hd;
+            const float* kt = cache.k(layer, s, t) + kv_h * hd;
             float dot = 0.0f;
             for (int64_t d = 0; d < hd; ++d) dot += qv[d] * kt[d];
             scores[size_t(t)] = dot * scale;
@@ -209,7 +211,7 @@ class CpuBackend : public Backend {
           float* o = out.as<float>() + r * out.cols + h * hd;
           std::fill(o, o + hd, 0.0f);
           for (int64_t t = 0; t <= pos; ++t) {
-            const float* vt = cache.v(layer, s.slot, t) + kv_h * hd;
+            const float* vt = cache.v(layer, s, t) + kv_h * hd;
             const float w = scores[size_t(t)] / sum;
             for (int64_t d = 0; d < hd; ++d) o[d] += w * vt[d];
           }

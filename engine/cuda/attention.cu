@@ -1,5 +1,5 @@
 // Causal grouped-query attention over the bf16 KV cache, for any step layout (prefill chunks
-// and decode tokens of many sequences, each in its own slot, at its own positions).
+// and decode tokens of many sequences, each at its own positions in its own KV blocks).
 //
 // Why three kernels. A decode step has one query per sequence: the work is reading the cache, so
 // `SplitAttnKernel` cuts each sequence's keys into chunks (one block per row, KV head and
@@ -8,8 +8,10 @@
 // loads 64 keys and values at a time into shared memory and lets 64 query vectors (query rows
 // times the heads of one KV group) use them on the tensor cores, with an online softmax
 // (head_dim <= 128; `TiledAttnKernel` does the same on the CUDA cores in float32 for 256).
-// Positions and slots come from the device layout, so a recorded decode step replays for any
-// positions; a row's chunks depend only on its own position.
+// Positions and block tables come from the device layout, so a recorded decode step replays for
+// any positions and blocks; a row's chunks depend only on its own position. Every kernel finds
+// a key through its sequence's block table (CacheRow), key by key: blocks of 16 or more keys
+// keep the reads as wide as in a contiguous cache.
 //
 // Batch invariance: which kernel serves a step depends on its size (split up to kSplitRows
 // rows), so a row's arithmetic would depend on what shares its step; with `batch_invariant`
@@ -39,12 +41,23 @@ __device__ __forceinline__ int SplitChunk(int p) {
   return max(32, (p + kSplitChunks) / kSplitChunks);
 }
 
+// The block table of the sequence of token row `row`.
+__device__ __forceinline__ const int32_t* TableOf(const KvPages& pages, const int32_t* seq,
+                                                  int row) {
+  return pages.tables + int64_t(seq[row]) * pages.stride;
+}
+
+// The cache row (block * block_tokens + offset) that holds position t.
+__device__ __forceinline__ int64_t CacheRow(const int32_t* table, int shift, int t) {
+  return (int64_t(table[t >> shift]) << shift) | (t & ((1 << shift) - 1));
+}
+
 // ---- kernels
 
 __global__ void StoreKvKernel(const float* k, const float* v, int64_t kvd, const int32_t* pos,
-                              const int32_t* slot, bf16* kc, bf16* vc, int64_t max_ctx) {
+                              const int32_t* seq, KvPages pages, bf16* kc, bf16* vc) {
   const int64_t row = blockIdx.x;
-  const int64_t dst = (int64_t(slot[row]) * max_ctx + pos[row]) * kvd;
+  const int64_t dst = CacheRow(TableOf(pages, seq, int(row)), pages.block_shift, pos[row]) * kvd;
   for (int64_t i = threadIdx.x; i < kvd; i += blockDim.x) {
     kc[dst + i] = __float2bfloat16(k[row * kvd + i]);
     vc[dst + i] = __float2bfloat16(v[row * kvd + i]);
@@ -57,8 +70,8 @@ __global__ void StoreKvKernel(const float* k, const float* v, int64_t kvd, const
 // block whose chunk holds them also stores them in the cache (saving the store kernel).
 template <int D>
 __global__ void __launch_bounds__(kSplitWarps * 32)
-    SplitAttnKernel(const float* q, bf16* kc, bf16* vc, int64_t max_ctx, int heads, int kv_heads,
-                    const int32_t* pos, const int32_t* slot, float scale, const float* k_new,
+    SplitAttnKernel(const float* q, bf16* kc, bf16* vc, KvPages pages, int heads, int kv_heads,
+                    const int32_t* pos, const int32_t* seq, float scale, const float* k_new,
                     const float* v_new, float* part) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
@@ -86,28 +99,32 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
     }
   }
   const int64_t kvd = int64_t(kv_heads) * D;
-  const int64_t base = int64_t(slot[row]) * max_ctx * kvd + int64_t(kvh) * D + d0;
+  const int32_t* table = TableOf(pages, seq, row);
+  const int shift = pages.block_shift;
+  const int64_t base = int64_t(kvh) * D + d0;
   const int64_t fresh = int64_t(row) * kvd + int64_t(kvh) * D + d0;  // in k_new / v_new
   if (k_new != nullptr && key1 == p + 1 && warp == 0) {
+    const int64_t at = CacheRow(table, shift, p) * kvd + base;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       if (owns) {
-        kc[base + p * kvd + e] = __float2bfloat16(k_new[fresh + e]);
-        vc[base + p * kvd + e] = __float2bfloat16(v_new[fresh + e]);
+        kc[at + e] = __float2bfloat16(k_new[fresh + e]);
+        vc[at + e] = __float2bfloat16(v_new[fresh + e]);
       }
     }
   }
   for (int t = key0 + warp; t < key1; t += kSplitWarps) {
     float kf[E], vf[E];
     const bool own_key = k_new != nullptr && t == p;
+    const int64_t at = CacheRow(table, shift, t) * kvd + base;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       if (own_key) {  // rounded as the cache holds it
         kf[e] = owns ? __bfloat162float(__float2bfloat16(k_new[fresh + e])) : 0.0f;
         vf[e] = owns ? __bfloat162float(__float2bfloat16(v_new[fresh + e])) : 0.0f;
       } else {
-        kf[e] = owns ? __bfloat162float(kc[base + t * kvd + e]) : 0.0f;
-        vf[e] = owns ? __bfloat162float(vc[base + t * kvd + e]) : 0.0f;
+        kf[e] = owns ? __bfloat162float(kc[at + e]) : 0.0f;
+        vf[e] = owns ? __bfloat162float(vc[at + e]) : 0.0f;
       }
     }
 #pragma unroll
@@ -177,17 +194,19 @@ __global__ void CombineKernel(const float* part, int heads, const int32_t* pos, 
   out[(int64_t(row) * heads + h) * D + d] = o / sum;
 }
 
-// Keys and values [kt, kt + 32) of one KV head into shared memory as float32 (zeros past
-// max_pos); ks rows padded to D + 4.
+// Keys and values [kt, kt + 32) of one KV head (at cache0 in a row) into shared memory as
+// float32 (zeros past max_pos); ks rows padded to D + 4.
 template <int D>
-__device__ __forceinline__ void LoadKvTile(const bf16* kc, const bf16* vc, int64_t cache0,
-                                           int64_t kvd, int kt, int max_pos, float* ks, float* vs) {
+__device__ __forceinline__ void LoadKvTile(const bf16* kc, const bf16* vc, const int32_t* table,
+                                           int shift, int64_t cache0, int64_t kvd, int kt,
+                                           int max_pos, float* ks, float* vs) {
   for (int i = threadIdx.x; i < kTileKeys * D / 8; i += blockDim.x) {
     const int key = i / (D / 8), d = (i % (D / 8)) * 8;
     uint4 ku = make_uint4(0, 0, 0, 0), vu = ku;
     if (kt + key <= max_pos) {
-      ku = *reinterpret_cast<const uint4*>(kc + cache0 + (kt + key) * kvd + d);
-      vu = *reinterpret_cast<const uint4*>(vc + cache0 + (kt + key) * kvd + d);
+      const int64_t at = CacheRow(table, shift, kt + key) * kvd + cache0 + d;
+      ku = *reinterpret_cast<const uint4*>(kc + at);
+      vu = *reinterpret_cast<const uint4*>(vc + at);
     }
     const bf16* kb = reinterpret_cast<const bf16*>(&ku);
     const bf16* vb = reinterpret_cast<const bf16*>(&vu);
@@ -204,8 +223,8 @@ __device__ __forceinline__ void LoadKvTile(const bf16* kc, const bf16* vc, int64
 // for the output. Scores in log2 units (exp2f).
 template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
-    TiledAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
-                    int kv_heads, const int32_t* pos, const int32_t* slot, const AttnTile* tiles,
+    TiledAttnKernel(const float* q, const bf16* kc, const bf16* vc, KvPages pages, int heads,
+                    int kv_heads, const int32_t* pos, const int32_t* seq, const AttnTile* tiles,
                     float scale_log2, float* out) {
   constexpr int E = D >= 32 ? D / 32 : 1;
   constexpr int KS = D + 4;  // padded: lane-per-key float4 reads hit distinct banks
@@ -217,7 +236,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = heads / kv_heads, n_qv = tile.count * group;
   const int64_t kvd = int64_t(kv_heads) * D;
-  const int64_t cache0 = int64_t(slot[tile.row0]) * max_ctx * kvd + int64_t(kvh) * D;
+  const int32_t* table = TableOf(pages, seq, tile.row0);
+  const int64_t cache0 = int64_t(kvh) * D;
   const int max_pos = pos[tile.row0 + tile.count - 1];
   // blockIdx.z: which 64 of the tile's query vectors (rows x heads of the group).
   {
@@ -242,7 +262,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     }
     for (int kt = 0; kt <= max_pos; kt += kTileKeys) {
       __syncthreads();
-      LoadKvTile<D>(kc, vc, cache0, kvd, kt, max_pos, ks, vs);
+      LoadKvTile<D>(kc, vc, table, pages.block_shift, cache0, kvd, kt, max_pos, ks, vs);
       __syncthreads();
       float s[kQPerWarp];
 #pragma unroll
@@ -321,8 +341,8 @@ __device__ __forceinline__ uint32_t Bf16Pair(float a, float b) {
 // masked to exact no-ops, so its result does not depend on the tile it is in.
 template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
-    FlashAttnKernel(const float* q, const bf16* kc, const bf16* vc, int64_t max_ctx, int heads,
-                    int kv_heads, const int32_t* pos, const int32_t* slot, const AttnTile* tiles,
+    FlashAttnKernel(const float* q, const bf16* kc, const bf16* vc, KvPages pages, int heads,
+                    int kv_heads, const int32_t* pos, const int32_t* seq, const AttnTile* tiles,
                     float scale_log2, float* out, float* part) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
@@ -346,7 +366,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   }
   if (qv0 >= n_qv) return;
   const int64_t kvd = int64_t(kv_heads) * D;
-  const int64_t cache0 = int64_t(slot[tile.row0]) * max_ctx * kvd + int64_t(kvh) * D;
+  const int32_t* table = TableOf(pages, seq, tile.row0);
+  const int64_t cache0 = int64_t(kvh) * D;
 
   // This lane's query vectors: rows g (h = 0) and g + 8 (h = 1) of the warp's 16.
   int qpos[2];
@@ -386,7 +407,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     for (int i = threadIdx.x; i < kFlashKeys * kChunks; i += blockDim.x) {
       const int key = i / kChunks, d = (i % kChunks) * 8, kk = kbeg + kb * kFlashKeys + key;
       const bool valid = kk < kend;
-      const int64_t off = cache0 + (valid ? int64_t(kk) * kvd : 0) + d;
+      const int64_t off = cache0 + (valid ? CacheRow(table, pages.block_shift, kk) * kvd : 0) + d;
       CopyAsync16(ks + key * KR + d, kc + off, valid);
       CopyAsync16(vs + key * KR + d, vc + off, valid);
     }
@@ -522,8 +543,8 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
   const float scale = 1.0f / sqrtf(float(D));
   const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
   if (path == AttnPath::kSplit) {
-    LaunchChained(SplitAttnKernel<D>, chunks, kSplitWarps * 32, 0, s, q, kc, vc, c.max_context,
-                  int(a.heads), int(a.kv_heads), L.pos, L.slot, scale, k_new, v_new, scratch);
+    LaunchChained(SplitAttnKernel<D>, chunks, kSplitWarps * 32, 0, s, q, kc, vc, L.pages,
+                  int(a.heads), int(a.kv_heads), L.pos, L.seq, scale, k_new, v_new, scratch);
     Combine<D>(scratch, a, L, out, s);
     return;
   }
@@ -540,14 +561,14 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     (void)configured;
     if (path == AttnPath::kFlashChunks) {
       LaunchChained(FlashAttnKernel<D>, chunks, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc, vc,
-                    c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles,
-                    scale_log2, out, scratch);
+                    L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2, out,
+                    scratch);
       Combine<D>(scratch, a, L, out, s);
       return;
     }
     LaunchChained(FlashAttnKernel<D>, grid, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc, vc,
-                  c.max_context, int(a.heads), int(a.kv_heads), L.pos, L.slot, L.tiles, scale_log2,
-                  out, static_cast<float*>(nullptr));
+                  L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2, out,
+                  static_cast<float*>(nullptr));
     return;
   }
   const size_t smem = sizeof(float) * (kTileQueries * D + kTileKeys * (D + 4) + kTileKeys * D);
@@ -557,9 +578,8 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     return true;
   }();
   (void)configured;
-  TiledAttnKernel<D><<<grid, kTileWarps * 32, smem, s>>>(q, kc, vc, c.max_context, int(a.heads),
-                                                         int(a.kv_heads), L.pos, L.slot, L.tiles,
-                                                         scale_log2, out);
+  TiledAttnKernel<D><<<grid, kTileWarps * 32, smem, s>>>(
+      q, kc, vc, L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2, out);
   LAUNCH_CHECK(TiledAttnKernel);
 }
 
@@ -597,9 +617,9 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   }
   const bool fused_store = decode_only && path == AttnPath::kSplit;
   if (!fused_store) {
-    StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(
-        k, v, kvd, layout.pos, layout.slot, static_cast<bf16*>(cache.k),
-        static_cast<bf16*>(cache.v), cache.max_context);
+    StoreKvKernel<<<unsigned(layout.tokens), 128, 0, s>>>(k, v, kvd, layout.pos, layout.seq,
+                                                          layout.pages, static_cast<bf16*>(cache.k),
+                                                          static_cast<bf16*>(cache.v));
     LAUNCH_CHECK(StoreKvKernel);
   }
   const float* kn = fused_store ? k : nullptr;

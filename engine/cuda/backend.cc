@@ -10,6 +10,7 @@
 #include <map>
 #include <vector>
 
+#include "common/kv_pages.h"
 #include "engine/cuda/backend_impl.h"
 
 namespace lp::cuda {
@@ -40,6 +41,7 @@ CudaBackend::~CudaBackend() {
   cudaFree(cublas_workspace_);
   cudaFree(scratch_);
   cudaFree(layout_dev_);
+  cudaFree(tables_dev_);
   cudaFree(attn_scratch_);
   cudaFree(gemm_partial_);
   cudaFree(int4_partial_);
@@ -51,6 +53,7 @@ CudaBackend::~CudaBackend() {
   cudaFree(seen_raw_dev_);
   cudaFreeHost(seen_host_);
   cudaFreeHost(layout_host_);
+  cudaFreeHost(tables_host_);
   cudaFreeHost(sample_host_);
   cudaFreeHost(sample_params_host_);
   for (void* p : staging_) cudaFreeHost(p);
@@ -111,7 +114,7 @@ void CudaBackend::EnsureInt4Scratch() {
 }
 
 size_t CudaBackend::LayoutBytes() const {
-  // pos, slot, ids: [rows] int32 each; tiles: up to 2 * rows.
+  // pos, seq, ids: [rows] int32 each; tiles: up to 2 * rows.
   return size_t(layout_rows_) * (3 * sizeof(int32_t) + 2 * sizeof(AttnTile));
 }
 
@@ -138,10 +141,12 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   LP_REQUIRE(tokens > 0 && tokens <= layout_rows_);
   // The previous step's copy from the pinned buffer must be done before it is rewritten.
   CUDA_CHECK(cudaEventSynchronize(staged_));
+  LP_REQUIRE(tables_dev_ != nullptr && int64_t(layout.seqs.size()) <= kv_shape_.max_seqs);
   auto* pos = static_cast<int32_t*>(layout_host_);
-  int32_t* slot = pos + layout_rows_;
+  int32_t* seq = pos + layout_rows_;
   auto* tiles = reinterpret_cast<AttnTile*>(pos + 3 * layout_rows_);
-  int64_t row = 0, n_tiles = 0;
+  const int64_t stride = kv_shape_.max_blocks_per_seq;
+  int64_t row = 0, n_tiles = 0, table_rows = 0;
   int32_t max_pos = 0;
   for (const auto& s : layout.seqs) {
     max_pos = std::max(max_pos, s.start_pos + s.n_tokens - 1);
@@ -150,20 +155,30 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
     }
     for (int32_t i = 0; i < s.n_tokens; ++i, ++row) {
       pos[row] = s.start_pos + i;
-      slot[row] = s.slot;
+      seq[row] = int32_t(table_rows);
     }
+    // The blocks this step reads: those up to its last position.
+    int32_t* table = tables_host_ + table_rows * stride;
+    const int64_t used = KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens);
+    for (int64_t b = 0; b < used; ++b) table[b] = KvBlockOf(s, b, stride);
+    ++table_rows;
   }
   LP_REQUIRE(n_tiles <= 2 * layout_rows_);
   auto* dpos = static_cast<int32_t*>(layout_dev_);
-  // pos and slot (the ids in between are copied by Embed), then the tiles.
+  // pos and seq (the ids in between are copied by Embed), the tiles, then the tables.
   CUDA_CHECK(cudaMemcpyAsync(dpos, pos, 2 * layout_rows_ * sizeof(int32_t), cudaMemcpyHostToDevice,
                              stream_));
   CUDA_CHECK(cudaMemcpyAsync(dpos + 3 * layout_rows_, tiles, n_tiles * sizeof(AttnTile),
                              cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(tables_dev_, tables_host_,
+                             size_t(table_rows * stride) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                             stream_));
   CUDA_CHECK(cudaEventRecord(staged_, stream_));
   Note(Mark::kStepStart);
   dev_layout_.pos = dpos;
-  dev_layout_.slot = dpos + layout_rows_;
+  dev_layout_.seq = dpos + layout_rows_;
+  dev_layout_.pages = {tables_dev_, int32_t(stride),
+                       int32_t(__builtin_ctzll(uint64_t(kv_shape_.block_tokens)))};
   dev_layout_.tiles = reinterpret_cast<const AttnTile*>(dpos + 3 * layout_rows_);
   dev_layout_.num_tiles = int32_t(n_tiles);
   dev_layout_.tokens = int32_t(tokens);

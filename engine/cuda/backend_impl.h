@@ -15,7 +15,8 @@
 
 namespace lp::cuda {
 
-// K and V of every layer of a slice: [layer][slot][pos][kv_heads * head_dim] bf16.
+// K and V of every layer of a slice: [layer][block][position in block][kv_heads * head_dim]
+// bf16.
 class CudaKvCache : public KvCache {
  public:
   explicit CudaKvCache(const KvCacheShape& s, cudaStream_t stream);
@@ -23,12 +24,13 @@ class CudaKvCache : public KvCache {
   uint64_t bytes() const override { return 2 * LayerBytes() * uint64_t(shape_.num_layers); }
   KvLayer Layer(int64_t layer) const {
     const uint64_t off = LayerBytes() * uint64_t(layer);
-    return {static_cast<char*>(k_) + off, static_cast<char*>(v_) + off, shape_.max_context};
+    return {static_cast<char*>(k_) + off, static_cast<char*>(v_) + off};
   }
 
  private:
   uint64_t LayerBytes() const {
-    return uint64_t(shape_.num_slots * shape_.max_context * shape_.num_kv_heads * shape_.head_dim) *
+    return uint64_t(shape_.num_blocks * shape_.block_tokens * shape_.num_kv_heads *
+                    shape_.head_dim) *
            2;
   }
   void* k_ = nullptr;
@@ -139,10 +141,14 @@ class CudaBackend : public Backend {
   int64_t attn_scratch_floats_ = 0;
   float* gemm_partial_ = nullptr;  // the batch-invariant GEMM's partial sums
   int64_t gemm_partial_floats_ = 0;
-  // The step layout: pinned host copy and device copy (pos, slot, ids, tiles).
+  // The step layout: pinned host copy and device copy (pos, seq, ids, tiles), and the step's
+  // KV block tables ([max_seqs][stride], sized by CreateKvCache).
   void* layout_host_ = nullptr;
   void* layout_dev_ = nullptr;
   int64_t layout_rows_ = 0;
+  int32_t* tables_host_ = nullptr;
+  int32_t* tables_dev_ = nullptr;
+  KvCacheShape kv_shape_;
   cudaEvent_t staged_ = nullptr;  // the last copy out of layout_host_
   DeviceLayout dev_layout_;
   bool decode_only_ = false;  // every sequence of the step has one token

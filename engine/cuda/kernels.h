@@ -9,16 +9,25 @@
 
 namespace lp::cuda {
 
-// The step layout on the device (uploaded by BeginStep): per token row its position and KV
-// slot, and the prefill attention tiles (query rows of one sequence).
+// The step layout on the device (uploaded by BeginStep): per token row its position and its
+// sequence (an index into the step's KV block tables), the tables, and the prefill attention
+// tiles (query rows of one sequence).
 struct AttnTile {
   int32_t row0;   // first query row of the tile
   int32_t count;  // rows in it (<= kAttnTileRows)
 };
 inline constexpr int kAttnTileRows = 32;
+// Where the positions of a step's sequences lie in the paged KV cache: sequence i's position t
+// in block tables[i * stride + t / block_tokens], at t % block_tokens.
+struct KvPages {
+  const int32_t* tables = nullptr;  // [sequences][stride]
+  int32_t stride = 0;               // blocks of a sequence at the context limit
+  int32_t block_shift = 4;          // log2(block_tokens)
+};
 struct DeviceLayout {
-  const int32_t* pos = nullptr;   // [tokens]
-  const int32_t* slot = nullptr;  // [tokens]
+  const int32_t* pos = nullptr;  // [tokens]
+  const int32_t* seq = nullptr;  // [tokens]: the row's sequence in the step
+  KvPages pages;
   const AttnTile* tiles = nullptr;
   int32_t num_tiles = 0;
   int32_t tokens = 0;
@@ -128,11 +137,10 @@ void LaunchGatherCols(const float* x, int64_t n, int64_t k, const int32_t* perm,
                       cudaStream_t s);
 
 // ---- attention.cu
-// KV cache of one layer: [slot][pos][kv_heads * head_dim], bf16.
+// KV cache of one layer: [block][position in the block][kv_heads * head_dim], bf16.
 struct KvLayer {
   void* k;
   void* v;
-  int64_t max_context;
 };
 struct AttnShape {
   int64_t heads, kv_heads, head_dim;

@@ -46,6 +46,14 @@ std::unique_ptr<KvCache> CudaBackend::CreateKvCache(const KvCacheShape& shape) {
     CUDA_CHECK(cudaMalloc(&attn_scratch_, size_t(floats) * sizeof(float)));
     attn_scratch_floats_ = floats;
   }
+  // One slice per backend, one cache per slice: its block tables' buffers are made once, so
+  // that recorded steps keep pointing at them.
+  LP_REQUIRE(tables_dev_ == nullptr && shape.max_seqs > 0 && shape.max_blocks_per_seq > 0);
+  LP_REQUIRE(shape.block_tokens >= 16 && (shape.block_tokens & (shape.block_tokens - 1)) == 0);
+  const size_t table_bytes = size_t(shape.max_seqs * shape.max_blocks_per_seq) * sizeof(int32_t);
+  CUDA_CHECK(cudaMalloc(&tables_dev_, table_bytes));
+  CUDA_CHECK(cudaHostAlloc(&tables_host_, table_bytes, 0));
+  kv_shape_ = shape;
   return std::make_unique<CudaKvCache>(shape, stream_);
 }
 
