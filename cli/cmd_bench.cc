@@ -5,10 +5,12 @@
 // weight bytes one decode step reads, the bandwidth that makes, as a fraction of the card's
 // copy bandwidth measured in the same run; and, given hf_baseline.py's output of the same
 // device call, the speedup over Hugging Face.
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <numeric>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -38,6 +40,10 @@ struct BenchOptions {
   std::string prefill = "2048";  // single-sequence prefill lengths, comma-separated
   std::string hf_baseline, json_out;
   bool graphs = true, as_json = false, probe = false, batch_invariant = false, chained = true;
+  // Each sequence's KV blocks drawn at random from the pool (as a serving cluster's are after
+  // a while) instead of a contiguous run per sequence.
+  bool scatter_kv = false;
+  int64_t kv_block_tokens = kDefaultKvBlockTokens;
   std::vector<int64_t> prefills;  // parsed from `prefill`
 };
 
@@ -66,12 +72,26 @@ uint64_t DecodeWeightBytes(const ModelConfig& c) {
 json BenchBatch(Slice& slice, int64_t batch, const BenchOptions& o, std::mt19937& rng) {
   const int64_t vocab = slice.config().vocab_size;
   std::uniform_int_distribution<int32_t> tok(0, int32_t(vocab - 1));
+  // KV block tables: none (each slot its own run of blocks), or blocks shuffled over the pool.
+  const KvCacheShape& kv = slice.kv_shape();
+  std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
+  if (o.scatter_kv) {
+    std::vector<int32_t> pool(static_cast<size_t>(kv.num_blocks));
+    std::iota(pool.begin(), pool.end(), 0);
+    std::shuffle(pool.begin(), pool.end(), rng);
+    for (int64_t b = 0; b < batch; ++b) {
+      const auto first = pool.begin() + b * kv.max_blocks_per_seq;
+      tables[size_t(b)].assign(first, first + kv.max_blocks_per_seq);
+    }
+  }
   const auto t0 = Clock::now();
   for (int64_t first = 0; first < batch;) {
     StepLayout layout;
     std::vector<int32_t> ids;
     while (first < batch && int64_t(ids.size()) + o.prompt <= slice.limits().max_step_tokens) {
-      layout.seqs.push_back({int32_t(first++), 0, int32_t(o.prompt)});
+      layout.seqs.push_back(
+          {.slot = int32_t(first), .n_tokens = int32_t(o.prompt), .blocks = tables[size_t(first)]});
+      ++first;
       for (int64_t i = 0; i < o.prompt; ++i) ids.push_back(tok(rng));
     }
     if (auto s = slice.Forward(layout, ids, {}, nullptr); !s.ok()) Fail(s);
@@ -81,7 +101,10 @@ json BenchBatch(Slice& slice, int64_t batch, const BenchOptions& o, std::mt19937
   StepLayout layout;
   std::vector<int32_t> ids(static_cast<size_t>(batch));
   for (int64_t b = 0; b < batch; ++b) {
-    layout.seqs.push_back({int32_t(b), int32_t(o.prompt), 1});
+    layout.seqs.push_back({.slot = int32_t(b),
+                           .start_pos = int32_t(o.prompt),
+                           .n_tokens = 1,
+                           .blocks = tables[size_t(b)]});
     ids[size_t(b)] = tok(rng);
   }
   std::vector<SampleInput> params(static_cast<size_t>(batch));  // greedy
@@ -227,6 +250,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   limits.max_batch = std::max(limits.max_batch, o.long_context > 0 ? kLongContextBatch : 0);
   limits.max_context = std::max({o.prompt + o.decode, longest, o.long_context + kLongContextSteps});
   limits.max_step_tokens = std::max({longest, o.prompt, o.long_context});
+  limits.kv_block_tokens = o.kv_block_tokens;
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
   bo.batch_invariant = o.batch_invariant;
@@ -258,6 +282,8 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
             {"weight_bytes_per_step", bytes},
             {"kv_cache_bytes", (*slice)->kv_cache_bytes()},
             {"graphs", o.graphs},
+            {"scatter_kv", o.scatter_kv},
+            {"kv_block_tokens", (*slice)->kv_shape().block_tokens},
             {"batch_invariant", o.batch_invariant},
             {"chained_launches", o.chained}};
   const json* base = hf.contains(name) ? &hf[name] : nullptr;
@@ -407,6 +433,11 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_flag("--batch-invariant", o->batch_invariant,
                 "a row's result independent of its step's other rows (the cluster file's "
                 "batch_invariant)");
+  cmd->add_flag("--scatter-kv", o->scatter_kv,
+                "give each sequence KV blocks drawn at random from the pool (as a serving "
+                "cluster's are) instead of a contiguous run");
+  cmd->add_option("--kv-block-tokens", o->kv_block_tokens, "positions per KV-cache block")
+      ->capture_default_str();
   cmd->add_flag("--json", o->as_json, "print one JSON object");
   cmd->add_flag("--probe", o->probe, "also time single matrix products (ours vs cuBLAS)");
   cmd->add_option("--json-out", o->json_out, "also write the JSON object to this file");

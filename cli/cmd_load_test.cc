@@ -28,11 +28,15 @@ struct StreamResult {
   int tokens = 0;
 };
 
+// Stream `index`'s prompt: `shared` tokens that every stream (and every run) has, then tokens
+// of its own (of this run's `seed`).
 StreamResult RunStream(layerpipe::v1::Inference::Stub* stub, const ClientOptions& client,
-                       int prompt_len, int max_tokens, int index, int64_t vocab) {
+                       int prompt_len, int shared, int seed, int max_tokens, int index,
+                       int64_t vocab) {
   layerpipe::v1::GenerateRequest req;
   for (int64_t i = 0; i < prompt_len; ++i) {
-    req.mutable_token_ids()->add_ids(int32_t((index * 7919 + i * 104729) % vocab));
+    const int64_t stream = i < shared ? 0 : 1 + index + int64_t(seed) * 1000003;
+    req.mutable_token_ids()->add_ids(int32_t((stream * 7919 + i * 104729) % vocab));
   }
   req.set_max_tokens(max_tokens);
   req.set_ignore_eos(true);
@@ -61,7 +65,7 @@ void AddLoadTestCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("load-test", "time N concurrent generation streams");
   struct Options {
     ClientOptions client;
-    int concurrency = 1, prompt_len = 32, max_tokens = 64;
+    int concurrency = 1, prompt_len = 32, max_tokens = 64, shared_prefix = 0, seed = 0;
     bool json = false;
   };
   auto o = std::make_shared<Options>();
@@ -75,8 +79,17 @@ void AddLoadTestCommand(CLI::App& app) {
   cmd->add_option("--max-tokens", o->max_tokens, "tokens per stream")
       ->capture_default_str()
       ->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--shared-prefix", o->shared_prefix,
+                  "prompt tokens every stream (of every run) starts with, as a system prompt")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--seed", o->seed, "picks the tokens after the shared prefix")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "print one JSON object");
   cmd->callback([o] {
+    if (o->shared_prefix > o->prompt_len) {
+      Fail(absl::InvalidArgumentError("--shared-prefix is longer than --prompt-len"), 2);
+    }
     auto stub = layerpipe::v1::Inference::NewStub(OpenChannel(o->client));
     layerpipe::v1::ModelInfo info;
     {
@@ -90,8 +103,8 @@ void AddLoadTestCommand(CLI::App& app) {
     const auto start = Clock::now();
     for (int i = 0; i < o->concurrency; ++i) {
       threads.emplace_back([&, i] {
-        results[size_t(i)] =
-            RunStream(stub.get(), o->client, o->prompt_len, o->max_tokens, i, info.vocab_size());
+        results[size_t(i)] = RunStream(stub.get(), o->client, o->prompt_len, o->shared_prefix,
+                                       o->seed, o->max_tokens, i, info.vocab_size());
       });
     }
     for (auto& t : threads) t.join();
@@ -112,6 +125,7 @@ void AddLoadTestCommand(CLI::App& app) {
                                          double(per_stream.size());
     nlohmann::json j = {{"concurrency", o->concurrency},
                         {"prompt_len", o->prompt_len},
+                        {"shared_prefix", o->shared_prefix},
                         {"max_tokens", o->max_tokens},
                         {"ttft_ms_median", ttft[ttft.size() / 2]},
                         {"ttft_ms_max", ttft.back()},

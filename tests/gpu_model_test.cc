@@ -138,10 +138,12 @@ TEST_P(GpuModelTest, GreedyTokensWhereTheMarginIsClear) {
 
 // The fixture's prompts 1 to 3 prefilled together through `a` and `b`, then 6 greedy decode
 // steps (b's tokens fed to both); `before(i)` runs before each step of chain i (0: a, 1: b).
-// Returns the largest difference between their logits at any step.
+// With `b_tables`, chain b's sequences keep their KV cache in those blocks. Returns the largest
+// difference between their logits at any step.
 double LargestDifference(
     LocalChain& a, LocalChain& b, const nlohmann::json& cases,
-    const std::function<void(int)>& before = [](int) {}) {
+    const std::function<void(int)>& before = [](int) {},
+    const std::vector<std::vector<int32_t>>& b_tables = {}) {
   StepLayout layout;
   std::vector<int32_t> ids;
   for (int32_t s = 0; s < 3; ++s) {
@@ -165,7 +167,9 @@ double LargestDifference(
     before(0);
     EXPECT_TRUE(a.Step(layout, ids, &la).ok());
     before(1);
-    EXPECT_TRUE(b.Step(layout, ids, &lb).ok());
+    StepLayout b_layout = layout;
+    for (size_t s = 0; s < b_tables.size(); ++s) b_layout.seqs[s].blocks = b_tables[s];
+    EXPECT_TRUE(b.Step(b_layout, ids, &lb).ok());
     for (size_t i = 0; i < la.size(); ++i)
       max_diff = std::max(max_diff, double(std::fabs(la[i] - lb[i])));
   }
@@ -179,6 +183,31 @@ TEST_P(GpuModelTest, RecordedDecodeStepsEqualUnrecorded) {
   ASSERT_NE(with, nullptr);
   ASSERT_NE(without, nullptr);
   EXPECT_LT(LargestDifference(*with, *without, expected_["cases"]), 1e-4);
+}
+
+// The paged KV cache: sequences whose blocks are scattered over the pool, out of order and
+// interleaved with each other's, get the same bits as each in its own contiguous run (every
+// kernel finds each key through the block table; the arithmetic is the same). The CPU backend
+// follows the same tables (scheduler_test's preemption and prefix tests).
+TEST_P(GpuModelTest, ScatteredKvBlocksGiveTheSameBits) {
+  auto contiguous = Chain(true, 3), scattered = Chain(true, 3);
+  ASSERT_NE(contiguous, nullptr);
+  ASSERT_NE(scattered, nullptr);
+  const int64_t per_seq = 256 / kDefaultKvBlockTokens, pool = 3 * per_seq;
+  std::vector<std::vector<int32_t>> tables(3);
+  for (int64_t s = 0; s < 3; ++s) {
+    for (int64_t i = 0; i < per_seq; ++i)
+      tables[size_t(s)].push_back(int32_t(pool - 1 - (i * 3 + s)));
+  }
+  EXPECT_EQ(LargestDifference(
+                *contiguous, *scattered, expected_["cases"], [](int) {}, tables),
+            0.0);
+  // And through recorded decode steps with the scattered tables against op-by-op ones.
+  auto unrecorded = Chain(true, 3, false);
+  ASSERT_NE(unrecorded, nullptr);
+  EXPECT_LT(LargestDifference(
+                *contiguous, *unrecorded, expected_["cases"], [](int) {}, tables),
+            1e-4);
 }
 
 // Chained launches (kernels starting while the one before ends) change when a kernel starts,

@@ -98,7 +98,7 @@ TEST(KvBlockPool, CachedBlocksAreEvictedLeastRecentlyReleasedFirst) {
   const int32_t evicted = pool.Allocate();
   EXPECT_EQ(evicted, ba);
   KvBlockPool::Chain chain;
-  EXPECT_TRUE(pool.Match(a, 4, &chain).empty());       // gone
+  EXPECT_TRUE(pool.Match(a, 4, &chain).empty());    // gone
   EXPECT_EQ(pool.Match(b, 4, &chain), (Ints{bb}));  // still cached
   pool.Release(Ints{fresh, evicted, bb});
   EXPECT_EQ(pool.used(), 0);

@@ -104,6 +104,12 @@ TEST_F(WorkerStepTest, MalformedStepsAreInvalidAndTheRunningSequenceCarriesOn) {
        [](StepRequest* r) { r->mutable_seqs(0)->mutable_sampling()->set_top_p(1.5f); }},
       {"huge logprobs",
        [](StepRequest* r) { r->mutable_seqs(0)->mutable_sampling()->set_logprobs(1 << 30); }},
+      {"KV block outside the pool", [](StepRequest* r) { r->mutable_seqs(0)->add_blocks(1000); }},
+      {"negative KV block", [](StepRequest* r) { r->mutable_seqs(0)->add_blocks(-1); }},
+      {"more KV blocks than the context holds",
+       [](StepRequest* r) {
+         for (int b : {0, 1, 2}) r->mutable_seqs(0)->add_blocks(b);
+       }},
   };
   // Slot 1 is a bystander with a prompt in every cache; each bad step then aims at it.
   RunAll(Chunk(1, 0, 3));
@@ -129,6 +135,35 @@ TEST_F(WorkerStepTest, MalformedStepsAreInvalidAndTheRunningSequenceCarriesOn) {
   EXPECT_EQ(got, want);
   // And the bystander continues where it was.
   EXPECT_EQ(RunAll(Chunk(1, 3, 1)).size(), 1u);
+}
+
+// A sequence may start after a cached prefix (positions in blocks another sequence wrote) only
+// where those blocks were written by this worker process: the result is what a full prefill
+// gives, and a restarted worker (its cache empty) refuses it as a disagreement with the
+// coordinator, FAILED_PRECONDITION, as it refuses a chunk that does not follow its slot.
+TEST_F(WorkerStepTest, AStepAfterACachedPrefixNeedsBlocksThisWorkerWrote) {
+  auto with_blocks = [](StepRequest r, std::vector<int32_t> blocks) {
+    for (int32_t b : blocks) r.mutable_seqs(0)->add_blocks(b);
+    return r;
+  };
+  RunAll(with_blocks(Chunk(2, 0, 16), {7, 3}));
+  const auto full = RunAll(with_blocks(Chunk(2, 16, 2), {7, 3}));
+  for (auto& core : cores_) core->Release(std::vector<int32_t>{2});
+  RunAll(with_blocks(Chunk(0, 0, 16), {4, 5}));  // writes block 4 (positions 0 to 15)
+  for (auto& core : cores_) core->Release(std::vector<int32_t>{0});
+  const StepRequest reuse = with_blocks(Chunk(1, 16, 2), {4, 6});
+  EXPECT_EQ(RunAll(reuse), full);
+
+  auto backend = MakeBackend("cpu:0");
+  ASSERT_TRUE(backend.ok());
+  auto slice = Slice::Load(*ckpt_, EvenSlices(ckpt_->config().num_layers, 3)[0], kLimits,
+                           std::move(*backend));
+  ASSERT_TRUE(slice.ok());
+  WorkerCore restarted(std::move(*slice), WorkerIdentity{});
+  std::vector<float> out;
+  StepResponse response;
+  const absl::Status s = restarted.Step(reuse, {}, &out, &response);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
 }
 
 TEST_F(WorkerStepTest, HiddenStatesOfTheWrongSizeAreInvalid) {
