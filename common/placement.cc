@@ -31,8 +31,8 @@ std::string StageContents(const Context& ctx, int d, int64_t begin, int64_t end)
 std::string NeedVersusBudget(const Context& ctx, int d, int64_t begin, int64_t end) {
   const StageBytes b = ctx.Bytes(d, begin, end);
   return absl::StrCat("needs ", FormatBytes(b.total()), " (weights ", FormatBytes(b.weight),
-                      ", KV cache ", FormatBytes(b.kv), " for ", ctx.cluster.limits.max_batch,
-                      " x ", ctx.cluster.limits.max_context, " tokens, workspace ",
+                      ", KV cache ", FormatBytes(b.kv), " for one sequence of ",
+                      ctx.cluster.limits.max_context, " tokens, workspace ",
                       FormatBytes(b.workspace), ", reserve ", FormatBytes(b.reserve), ") but has ",
                       FormatBytes(ctx.budgets[d]), " (", ctx.budget_notes[d], ")");
 }

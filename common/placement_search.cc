@@ -45,7 +45,7 @@ absl::Status NoFit(const Context& ctx, const Failure& f) {
       "the model does not fit the budgets: filling the workers in order, ",
       WorkerLabel(ctx, f.worker), " would hold ", StageContents(ctx, f.worker, f.begin, f.end),
       " and ", NeedVersusBudget(ctx, f.worker, f.begin, f.end),
-      ". Lower limits.max_batch or limits.max_context, raise max_memory, or add workers"));
+      ". Lower limits.max_context or limits.max_step_tokens, raise max_memory, or add workers"));
 }
 
 // Splits layers [l0, N) over workers d0.. so that the slowest stage is as fast as possible, and

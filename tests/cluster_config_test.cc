@@ -58,6 +58,18 @@ TEST(ClusterConfig, DefaultsAndRelativeModelPath) {
   EXPECT_EQ(c->limits.max_batch, 16);
   EXPECT_EQ(c->limits.max_context, 4096);
   EXPECT_EQ(c->limits.max_step_tokens, 2048);
+  EXPECT_EQ(c->limits.kv_block_tokens, 16);
+  EXPECT_EQ(c->limits.kv_blocks, 0);  // what the budgets hold
+}
+
+TEST(ClusterConfig, KvCacheBlocks) {
+  auto c = ParseClusterConfig(
+      "model: {path: /m}\nlimits: {max_context: 1024, kv_block_tokens: 32, kv_blocks: 100}\n"
+      "workers:\n  - {name: a, device: cpu:0, address: h:1}\n",
+      "/");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->limits.kv_block_tokens, 32);
+  EXPECT_EQ(c->limits.kv_blocks, 100);
 }
 
 std::string WithDeviceMap(const std::string& device_map, const std::string& extra = "") {
@@ -186,6 +198,11 @@ TEST(ClusterConfig, ErrorsNameTheKeyAndTheLine) {
        "line 2, limits.max_batch: '0' is not a positive integer"},
       {head + "limits: {max_batch: 64, max_step_tokens: 32}\nworkers:\n" + w0,
        "limits.max_step_tokens: 32 is less than max_batch 64"},
+      {head + "limits: {kv_block_tokens: 24}\nworkers:\n" + w0,
+       "line 2, limits.kv_block_tokens: 24 is not a power of two from 16 to 256"},
+      {head + "limits: {max_context: 1024, kv_blocks: 10}\nworkers:\n" + w0,
+       "limits.kv_blocks: 10 blocks of 16 tokens cannot hold one sequence of max_context 1024 "
+       "(64 blocks)"},
       {head + "coordinator: {listen: 7000}\nworkers:\n" + w0,
        "line 2, coordinator.listen: '7000' is not host:port"},
       {head + "workers:\n  - [g0, cuda:0\n", "line 4"},  // YAML syntax: unclosed list

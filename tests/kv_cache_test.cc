@@ -82,8 +82,9 @@ TEST(PagedKvCache, PreemptionUnderATinyPoolCompletesEveryStreamWithTheSameTokens
     EXPECT_EQ(Load(cluster).preempted_requests(), 0);
   }
   // 40 blocks for 128 blocks' worth of streams.
-  Cluster cluster(FixtureDir("qwen3-tiny"), 3,
-                  Options("{max_batch: 32, max_context: 256, max_step_tokens: 128, kv_blocks: 40}"));
+  Cluster cluster(
+      FixtureDir("qwen3-tiny"), 3,
+      Options("{max_batch: 32, max_context: 256, max_step_tokens: 128, kv_blocks: 40}"));
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   EXPECT_EQ(Uninterrupted(cluster, requests), ample);
   const auto load = WaitAllBlocksFree(cluster);

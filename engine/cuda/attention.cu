@@ -44,7 +44,7 @@ __device__ __forceinline__ int SplitChunk(int p) {
 // The block table of the sequence of token row `row`.
 __device__ __forceinline__ const int32_t* TableOf(const KvPages& pages, const int32_t* seq,
                                                   int row) {
-  return pages.tables + int64_t(seq[row]) * pages.stride;
+  return pages.tables + int64_t(seq[row]) * *pages.stride;
 }
 
 // The cache row (block * block_tokens + offset) that holds position t.

@@ -145,7 +145,14 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   auto* pos = static_cast<int32_t*>(layout_host_);
   int32_t* seq = pos + layout_rows_;
   auto* tiles = reinterpret_cast<AttnTile*>(pos + 3 * layout_rows_);
-  const int64_t stride = kv_shape_.max_blocks_per_seq;
+  // The tables, [sequence][stride] after the stride itself: as long as the longest of them.
+  int64_t stride = 1;
+  for (const auto& s : layout.seqs) {
+    stride =
+        std::max(stride, KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens));
+  }
+  LP_REQUIRE(stride <= kv_shape_.max_blocks_per_seq);
+  tables_host_[0] = int32_t(stride);
   int64_t row = 0, n_tiles = 0, table_rows = 0;
   int32_t max_pos = 0;
   for (const auto& s : layout.seqs) {
@@ -158,7 +165,7 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
       seq[row] = int32_t(table_rows);
     }
     // The blocks this step reads: those up to its last position.
-    int32_t* table = tables_host_ + table_rows * stride;
+    int32_t* table = tables_host_ + 1 + table_rows * stride;
     const int64_t used = KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens);
     for (int64_t b = 0; b < used; ++b) table[b] = KvBlockOf(s, b, stride);
     ++table_rows;
@@ -171,13 +178,13 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   CUDA_CHECK(cudaMemcpyAsync(dpos + 3 * layout_rows_, tiles, n_tiles * sizeof(AttnTile),
                              cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaMemcpyAsync(tables_dev_, tables_host_,
-                             size_t(table_rows * stride) * sizeof(int32_t), cudaMemcpyHostToDevice,
-                             stream_));
+                             size_t(1 + table_rows * stride) * sizeof(int32_t),
+                             cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaEventRecord(staged_, stream_));
   Note(Mark::kStepStart);
   dev_layout_.pos = dpos;
   dev_layout_.seq = dpos + layout_rows_;
-  dev_layout_.pages = {tables_dev_, int32_t(stride),
+  dev_layout_.pages = {tables_dev_ + 1, tables_dev_,
                        int32_t(__builtin_ctzll(uint64_t(kv_shape_.block_tokens)))};
   dev_layout_.tiles = reinterpret_cast<const AttnTile*>(dpos + 3 * layout_rows_);
   dev_layout_.num_tiles = int32_t(n_tiles);

@@ -142,7 +142,8 @@ class CudaBackend : public Backend {
   float* gemm_partial_ = nullptr;  // the batch-invariant GEMM's partial sums
   int64_t gemm_partial_floats_ = 0;
   // The step layout: pinned host copy and device copy (pos, seq, ids, tiles), and the step's
-  // KV block tables ([max_seqs][stride], sized by CreateKvCache).
+  // KV block tables (the stride, then [sequences][stride]; sized by CreateKvCache for the most
+  // sequences at the context limit).
   void* layout_host_ = nullptr;
   void* layout_dev_ = nullptr;
   int64_t layout_rows_ = 0;

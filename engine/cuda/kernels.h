@@ -18,11 +18,13 @@ struct AttnTile {
 };
 inline constexpr int kAttnTileRows = 32;
 // Where the positions of a step's sequences lie in the paged KV cache: sequence i's position t
-// in block tables[i * stride + t / block_tokens], at t % block_tokens.
+// in block tables[i * *stride + t / block_tokens], at t % block_tokens. The stride (the most
+// blocks a sequence of the step reads) is in device memory, set with the tables at each step,
+// so that a recorded step replays with tables of any length.
 struct KvPages {
-  const int32_t* tables = nullptr;  // [sequences][stride]
-  int32_t stride = 0;               // blocks of a sequence at the context limit
-  int32_t block_shift = 4;          // log2(block_tokens)
+  const int32_t* tables = nullptr;  // [sequences][*stride]
+  const int32_t* stride = nullptr;
+  int32_t block_shift = 4;  // log2(block_tokens)
 };
 struct DeviceLayout {
   const int32_t* pos = nullptr;  // [tokens]

@@ -50,7 +50,8 @@ std::unique_ptr<KvCache> CudaBackend::CreateKvCache(const KvCacheShape& shape) {
   // that recorded steps keep pointing at them.
   LP_REQUIRE(tables_dev_ == nullptr && shape.max_seqs > 0 && shape.max_blocks_per_seq > 0);
   LP_REQUIRE(shape.block_tokens >= 16 && (shape.block_tokens & (shape.block_tokens - 1)) == 0);
-  const size_t table_bytes = size_t(shape.max_seqs * shape.max_blocks_per_seq) * sizeof(int32_t);
+  const size_t table_bytes =
+      size_t(1 + shape.max_seqs * shape.max_blocks_per_seq) * sizeof(int32_t);  // stride, tables
   CUDA_CHECK(cudaMalloc(&tables_dev_, table_bytes));
   CUDA_CHECK(cudaHostAlloc(&tables_host_, table_bytes, 0));
   kv_shape_ = shape;
