@@ -5,12 +5,13 @@
 #                           the contiguous cache's build ($LP_OLD_BIN: layerpipe-cuda built at
 #                           58f8b69, the commit before paging) next to this one, each sequence's
 #                           blocks in one run and scattered over the pool, blocks of 16 and 32;
-#                           twice, interleaved.
+#                           $LP_KV_ROUNDS times (default 2), interleaved.
 #   gpu-kv-bench.sh serve   One worker serving a random-weight Qwen3-8B. Capacity at
 #                           max_context 32768 with 40 GiB of KV cache: 8 sequences when every
 #                           one reserves max_context (the old rule), 284 of 1k tokens in blocks,
 #                           each served at once (tokens/s). Then the time to first token of a
 #                           2080-token prompt whose first 2048 tokens are cached, against cold.
+#   gpu-kv-bench.sh all     Both (to fit one device call: LP_KV_ROUNDS=1).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
@@ -21,7 +22,7 @@ sum=$out/kv-summary.txt
 decode() {
   local args="--preset qwen3-8b --batches 1,64 --prompt 1000 --decode 64 --prefill 0 --json"
   local r name bin extra
-  for r in 1 2; do
+  for r in $(seq ${LP_KV_ROUNDS:-2}); do
     for run in old new new-scatter new-scatter-32; do
       bin=$B/layerpipe extra=""
       case $run in
@@ -57,6 +58,15 @@ serve_runs() {
   # 40 GiB of bf16 KV cache for Qwen3-8B (36 layers x 8 KV heads x 128 x 2 x 2 bytes = 144 KiB a
   # token): 291,271 tokens. Reserving max_context 32768 per sequence: 8 sequences. In blocks of
   # 16 tokens: 18,204 blocks, 284 sequences of 1024 tokens.
+  cluster /tmp/q8_ttft.yaml /tmp/q8 1 72 "{max_batch: 16, max_context: 4096, max_step_tokens: 2048}"
+  if serve /tmp/q8_ttft.yaml "$out/kv_serve_ttft.log"; then
+    load warm_up --prompt-len 64 --max-tokens 1 --seed 9
+    load ttft_cold --prompt-len 2080 --shared-prefix 2048 --max-tokens 1 --seed 1
+    for s in 2 3 4; do load ttft_cached_$s --prompt-len 2080 --shared-prefix 2048 --max-tokens 1 --seed $s; done
+    load ttft_nothing_shared --prompt-len 2080 --max-tokens 1 --seed 5
+    kv_status
+    stop
+  fi
   cluster /tmp/q8_before.yaml /tmp/q8 1 72 "{max_batch: 8, max_context: 32768, max_step_tokens: 2048, kv_blocks: 16384}"
   if serve /tmp/q8_before.yaml "$out/kv_serve_before.log"; then
     echo "before: 8 sequences reserve 8 x 32768 tokens" >> "$sum"
@@ -69,19 +79,11 @@ serve_runs() {
     kv_status
     stop
   fi
-  cluster /tmp/q8_ttft.yaml /tmp/q8 1 72 "{max_batch: 16, max_context: 4096, max_step_tokens: 2048}"
-  if serve /tmp/q8_ttft.yaml "$out/kv_serve_ttft.log"; then
-    load warm_up --prompt-len 64 --max-tokens 1 --seed 9
-    load ttft_cold --prompt-len 2080 --shared-prefix 2048 --max-tokens 1 --seed 1
-    for s in 2 3 4; do load ttft_cached_$s --prompt-len 2080 --shared-prefix 2048 --max-tokens 1 --seed $s; done
-    load ttft_nothing_shared --prompt-len 2080 --max-tokens 1 --seed 5
-    kv_status
-    stop
-  fi
 }
 
 case ${1:-decode} in
   decode) decode ;;
   serve) serve_runs ;;
+  all) decode; serve_runs ;;
 esac
 cat "$sum"
