@@ -236,6 +236,10 @@ absl::StatusOr<ClusterLimits> ParseLimits(const YAML::Node& root) {
                  absl::StrCat(limits.kv_block_tokens, " is not a power of two from 16 to 256"));
   }
   const int64_t per_seq = KvBlocksFor(limits.max_context, limits.kv_block_tokens);
+  if (limits.kv_blocks > (int64_t(1) << 30)) {
+    return Error(n["kv_blocks"], "limits.kv_blocks",
+                 absl::StrCat(limits.kv_blocks, " is more than 2^30 blocks"));
+  }
   if (limits.kv_blocks > 0 && limits.kv_blocks < per_seq) {
     return Error(n["kv_blocks"], "limits.kv_blocks",
                  absl::StrCat(limits.kv_blocks, " blocks of ", limits.kv_block_tokens,

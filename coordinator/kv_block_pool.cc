@@ -2,7 +2,7 @@
 #include "coordinator/kv_block_pool.h"
 
 #include <algorithm>
-#include <cassert>
+#include <cstdlib>
 
 namespace lp {
 
@@ -50,9 +50,11 @@ int32_t KvBlockPool::Allocate() {
 }
 
 void KvBlockPool::Release(std::span<const int32_t> blocks) {
-  for (int32_t b : blocks) {
+  // Last first: a chain's tail is then evicted before its head, which more prompts share.
+  for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) {
+    const int32_t b = *it;
     Block& block = blocks_[size_t(b)];
-    assert(block.refs > 0);
+    if (block.refs <= 0) std::abort();  // released twice: it would go to two writers
     if (--block.refs > 0) continue;
     --used_;
     if (block.serial != 0) {
@@ -88,14 +90,21 @@ std::vector<int32_t> KvBlockPool::Match(std::span<const int32_t> ids, int64_t ma
 bool KvBlockPool::Register(int32_t b, std::span<const int32_t> tokens, Chain* chain) {
   const uint64_t key = Key(chain->key, tokens);
   if (auto it = by_key_.find(key); it != by_key_.end()) {
-    // The same tokens after the same chain: that block holds what this one does, and the
-    // chain goes on from it.
-    const Block& other = blocks_[size_t(it->second)];
-    if (other.parent_serial != chain->serial || !std::ranges::equal(other.tokens, tokens)) {
-      return false;
+    const int32_t o = it->second;
+    const Block& other = blocks_[size_t(o)];
+    if (other.parent_serial == chain->serial && std::ranges::equal(other.tokens, tokens)) {
+      // The same tokens after the same chain: that block holds what this one does, and the
+      // chain goes on from it.
+      *chain = {key, other.serial};
+      return true;
     }
-    *chain = {key, other.serial};
-    return true;
+    // An orphan (the block before it was evicted and its chain registered anew) or a hash
+    // collision: this block takes the key.
+    Unregister(o);
+    if (other.refs == 0) {
+      lru_.erase(other.lru);
+      free_.push_back(o);
+    }
   }
   Block& block = blocks_[size_t(b)];
   if (block.serial != 0) return false;  // registered under another chain already

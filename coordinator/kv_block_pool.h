@@ -41,7 +41,8 @@ class KvBlockPool {
 
   // A block to write, with one reference; -1 when every block is referenced.
   int32_t Allocate();
-  // Drops one reference from each block.
+  // Drops one reference from each block (aborts on a block without one: a block released twice
+  // would be handed to two writers).
   void Release(std::span<const int32_t> blocks);
 
   // A chain of registered blocks: what a sequence knows of its last registered block.
@@ -53,8 +54,8 @@ class KvBlockPool {
   // reference taken on each, and the chain after the last.
   std::vector<int32_t> Match(std::span<const int32_t> ids, int64_t max_blocks, Chain* chain);
   // Registers `block`, which holds `tokens` (one block's worth) after `chain`'s blocks, and
-  // moves the chain on. False when another block holds these tokens already under a
-  // different chain than the one given (the caller stops registering that sequence).
+  // moves the chain on (through the block registered for them already, if any). False when
+  // `block` is registered under another chain (the caller stops registering that sequence).
   bool Register(int32_t block, std::span<const int32_t> tokens, Chain* chain);
   // Forgets every registration (the stages' caches are gone: a worker restarted).
   void Clear();

@@ -83,6 +83,13 @@ void SchedulerCore::DropCancelledLocked() {
 
 void SchedulerCore::Admit() {
   const int64_t bt = pool_.block_tokens();
+  // Blocks promised to the prompts admitted here: they take them as their chunks are scheduled.
+  int64_t promised = 0;
+  for (const Seq& s : running_) {
+    if (s.state == SeqState::kPrefilling) {
+      promised += std::max<int64_t>(0, KvBlocksFor(s.to_prefill, bt) - int64_t(s.blocks.size()));
+    }
+  }
   std::lock_guard<std::mutex> lock(mu_);
   while (!queue_.empty() && !free_slots_.empty()) {
     Seq& seq = queue_.front();
@@ -101,10 +108,12 @@ void SchedulerCore::Admit() {
       ids.insert(ids.end(), seq.generated.begin(), seq.generated.end());
       shared = pool_.Match(ids, (n - 1) / bt, &chain);
     }
-    if (pool_.available() < KvBlocksFor(n, bt) - int64_t(shared.size())) {
+    const int64_t need = KvBlocksFor(n, bt) - int64_t(shared.size());
+    if (pool_.available() - promised < need) {
       pool_.Release(shared);
       break;  // first come, first served: it waits for blocks
     }
+    promised += need;
     Seq s = std::move(seq);
     queue_.pop_front();
     s.state = SeqState::kPrefilling;
@@ -157,11 +166,12 @@ bool SchedulerCore::EnsureBlocks(Seq& s, int64_t end, StepInput* step) {
       s.blocks.push_back(b);
       continue;
     }
-    // The newest sequence that can give its blocks back now (not in flight); `s` at the latest.
+    // The newest sequence that can give blocks back now (not in flight, holding some); `s` at
+    // the latest.
     Seq* victim = nullptr;
     for (auto it = running_.rbegin(); it != running_.rend() && victim == nullptr; ++it) {
       const bool running = it->state == SeqState::kPrefilling || it->state == SeqState::kDecoding;
-      if (running && !it->in_flight) victim = &*it;
+      if (running && !it->in_flight && (!it->blocks.empty() || &*it == &s)) victim = &*it;
     }
     if (victim == nullptr) return false;
     Preempt(*victim, step);

@@ -18,12 +18,14 @@
 //
 // KV-cache blocks (kv_block_pool.h): a sequence holds the blocks its positions fill, taken as
 // its chunks are scheduled. A request is admitted while a slot is free and the blocks its
-// prefill needs are (a prompt that starts with registered blocks shares them and prefills only
-// the rest; not with a repetition penalty, which the last stage counts over the ids it was
-// sent). When a sequence needs a block and none is free, the newest running sequence not in
-// flight is preempted: its blocks and slot are freed and it waits at the head of the queue, to
-// be prefilled again from its ids (as a resume) when it is admitted again; its stream sees
-// nothing but the delay. A lost stage forgets every registered block.
+// prefill needs are, beyond those promised to the prompts admitted before it (a prompt that
+// starts with registered blocks shares them and prefills only the rest; not with a repetition
+// penalty, which the last stage counts over the ids it was sent). When a sequence needs a block
+// and none is free, the newest running sequence holding blocks and not in flight is preempted:
+// its blocks and slot are freed and it waits at the head of the queue, to be prefilled again
+// from its ids (as a resume) when it is admitted again; its stream sees only the delay (and,
+// on GPUs without batch_invariant, the prefill kernels' rounding of its keys instead of the
+// decode kernels', as after a resume). A lost stage forgets every registered block.
 #pragma once
 
 #include <atomic>

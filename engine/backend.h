@@ -177,8 +177,8 @@ class Backend {
   // (rotate-half form) at each token's position from the step layout.
   virtual void QkNormRope(Tensor& q, Tensor& k, const Tensor* q_norm, const Tensor* k_norm,
                           const AttentionParams& p) = 0;
-  // Stores k and v in `cache` at each token's slot and position, then computes causal
-  // grouped-query attention of q over the cache for each sequence of the layout.
+  // Stores k and v in `cache` at each token's position in its sequence's blocks, then computes
+  // causal grouped-query attention of q over the cache for each sequence of the layout.
   virtual void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
                          int64_t layer, const AttentionParams& p, Tensor& out) = 0;
   // out = silu(gate) * up
@@ -198,7 +198,8 @@ class Backend {
   // The ops issued between BeginRecord(key) and EndRecord() may be recorded and replayed for a
   // later step of the same `key` by Replay(key), which returns false when nothing is recorded
   // (the caller then issues the ops). The caller guarantees that the recorded ops depend on the
-  // step only through the layout of BeginStep (positions, slots; called before each replay) and
+  // step only through the layout of BeginStep (positions, block tables; called before each
+  // replay) and
   // on host arguments (GatherRows rows, tensor sizes) that are equal for equal keys.
   virtual bool Replay(int64_t /*key*/) { return false; }
   virtual void BeginRecord(int64_t /*key*/) {}

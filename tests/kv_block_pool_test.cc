@@ -104,6 +104,37 @@ TEST(KvBlockPool, CachedBlocksAreEvictedLeastRecentlyReleasedFirst) {
   EXPECT_EQ(pool.used(), 0);
 }
 
+TEST(KvBlockPool, AReleasedChainIsEvictedTailFirst) {
+  KvBlockPool pool(2, 16);
+  const Ints a = Range(0, 32);
+  Ints blocks = {pool.Allocate(), pool.Allocate()};
+  RegisterAll(pool, blocks, a);
+  pool.Release(blocks);
+  EXPECT_EQ(pool.Allocate(), blocks[1]);  // the tail goes first: the head is what others share
+  KvBlockPool::Chain chain;
+  EXPECT_EQ(pool.Match(a, 4, &chain), (Ints{blocks[0]}));
+}
+
+TEST(KvBlockPool, AChainRegisteredAnewReplacesTheOrphansOfAnEvictedHead) {
+  const Ints a = Range(0, 32);
+  // The head released first (as two single blocks): it is evicted first, the tail stays cached
+  // but can no longer be matched (its chain starts nowhere).
+  KvBlockPool pool(3, 16);
+  Ints x = {pool.Allocate(), pool.Allocate()};
+  RegisterAll(pool, x, a);
+  pool.Release(Ints{x[0]});  // head first in the LRU
+  pool.Release(Ints{x[1]});
+  const int32_t spare = pool.Allocate();  // the never-used block
+  const int32_t taken = pool.Allocate();  // evicts the head; the tail is an orphan
+  EXPECT_EQ(taken, x[0]);
+  // The same tokens again in new blocks: the second takes the orphan's key.
+  Ints y = {taken, spare};
+  RegisterAll(pool, y, a);
+  KvBlockPool::Chain chain;
+  pool.Release(y);
+  EXPECT_EQ(pool.Match(a, 4, &chain), y);
+}
+
 TEST(KvBlockPool, TheSameTokensRegisteredTwiceKeepTheFirstBlock) {
   KvBlockPool pool(4, 16);
   const Ints a = Range(0, 32);

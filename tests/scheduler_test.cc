@@ -482,6 +482,16 @@ TEST(SchedulerCore, APromptOfWholeBlocksPrefillsItsLastBlockAgain) {
   EXPECT_NE(chunk.blocks[1], first[1]);
 }
 
+TEST(SchedulerCore, AdmissionCountsTheBlocksPromisedToPromptsAdmittedBefore) {
+  SchedulerCore core(Paged(4, 32, 4));  // 4 blocks; each prompt needs 2
+  for (int i = 0; i < 3; ++i) AddOk(core, Range(100 * i, 20), Greedy(4));
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  EXPECT_EQ(steps[0].input.seqs.size(), 2u);
+  EXPECT_EQ(core.queued(), 1);
+  EXPECT_EQ(core.kv_blocks().preempted, 0);
+}
+
 TEST(SchedulerCore, WhenBlocksRunOutTheNewestSequenceIsPreemptedAndPrefilledAgainLater) {
   SchedulerCore core(Paged(2, 32, 3));  // 3 blocks; a sequence may need 2
   auto a = AddOk(core, Range(100, 15), Greedy(6));

@@ -155,7 +155,8 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     return absl::OkStatus();  // a step that only frees slots
   }
   // A chunk continues its slot's sequence exactly where the cache ends, or starts a new one:
-  // from position 0, or on a free slot after a cached prefix whose blocks this worker wrote.
+  // from position 0, or after a cached prefix whose blocks this worker wrote (the slot may still
+  // look taken: the release of a step that failed before reaching this stage never came).
   // Anything else means the coordinator and this worker disagree (e.g. the worker restarted).
   const KvCacheShape& kv = slice_->kv_shape();
   for (const auto& s : request.seqs()) {
@@ -169,7 +170,7 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     if (s.start_pos() == 0 || s.start_pos() == slot.positions) continue;
     const int64_t prefix = KvBlocksFor(s.start_pos(), kv.block_tokens);
     const bool cached_prefix =
-        !slot.active && s.blocks_size() >= prefix &&
+        s.blocks_size() >= prefix &&
         std::all_of(s.blocks().begin(), s.blocks().begin() + prefix, [&](int32_t b) {
           return b >= 0 && b < kv.num_blocks && written_blocks_[size_t(b)];
         });
@@ -236,7 +237,7 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   int64_t offset = 0;
   for (const auto& s : request.seqs()) {
     SlotState& slot = slots_[size_t(s.slot())];
-    if (s.start_pos() == 0) slot.ForgetSeen();
+    if (s.start_pos() == 0 || s.start_pos() != slot.positions) slot.ForgetSeen();  // a new one
     slot.active = true;
     slot.positions = int64_t(s.start_pos()) + s.n_tokens();
     if (head) {

@@ -88,7 +88,7 @@ class WorkerCore {
   std::unique_ptr<IpcRing> ring_in_;
   std::unique_ptr<Handover> handover_in_;
   uint64_t ipc_peer_instance_ = 0;  // whose
-  mutable std::mutex mu_;           // one step at a time; guards slots_ and steps_
+  mutable std::mutex mu_;           // one step at a time; guards slots_, written_blocks_ and steps_
   std::vector<SlotState> slots_;
   // KV blocks a step of this process has written: a sequence may start after a cached prefix
   // only in those (a restarted worker holds none).

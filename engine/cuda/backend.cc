@@ -2,9 +2,10 @@
 // steps (CUDA graphs), and the ops, each a launcher of kernels.h. Weight loading, random
 // weights and the KV cache live in memory.cu.
 //
-// Why a device layout: RoPE and attention read each token's position and KV slot from device
-// memory that BeginStep fills (one copy from pinned memory), so a decode step's kernels are
-// the same for every position and a recorded CUDA graph replays them.
+// Why a device layout: RoPE and attention read each token's position and its sequence's KV
+// block table from device memory that BeginStep fills (copies from pinned memory), so a decode
+// step's kernels are the same for every position and table and a recorded CUDA graph replays
+// them.
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -167,7 +168,7 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
     // The blocks this step reads: those up to its last position.
     int32_t* table = tables_host_ + 1 + table_rows * stride;
     const int64_t used = KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens);
-    for (int64_t b = 0; b < used; ++b) table[b] = KvBlockOf(s, b, stride);
+    for (int64_t b = 0; b < used; ++b) table[b] = KvBlockOf(s, b, kv_shape_.max_blocks_per_seq);
     ++table_rows;
   }
   LP_REQUIRE(n_tiles <= 2 * layout_rows_);
