@@ -11,7 +11,8 @@
 #                           one reserves max_context (the old rule), 284 of 1k tokens in blocks,
 #                           each served at once (tokens/s). Then the time to first token of a
 #                           2080-token prompt whose first 2048 tokens are cached, against cold.
-#   gpu-kv-bench.sh all     Both (to fit one device call: LP_KV_ROUNDS=1).
+#   gpu-kv-bench.sh all     Both (to fit one device call: LP_KV_ROUNDS=1, and LP_KV_RUNS / LP_KV_BEFORE=0
+#                           to leave out decode runs / the 8-sequence serving run).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
@@ -23,7 +24,7 @@ decode() {
   local args="--preset qwen3-8b --batches 1,64 --prompt 1000 --decode 64 --prefill 0 --json"
   local r name bin extra
   for r in $(seq ${LP_KV_ROUNDS:-2}); do
-    for run in old new new-scatter new-scatter-32; do
+    for run in ${LP_KV_RUNS:-old new new-scatter new-scatter-32}; do
       bin=$B/layerpipe extra=""
       case $run in
         old) [ -n "${LP_OLD_BIN:-}" ] || continue; bin=$LP_OLD_BIN ;;
@@ -68,7 +69,7 @@ serve_runs() {
     stop
   fi
   cluster /tmp/q8_before.yaml /tmp/q8 1 72 "{max_batch: 8, max_context: 32768, max_step_tokens: 2048, kv_blocks: 16384}"
-  if serve /tmp/q8_before.yaml "$out/kv_serve_before.log"; then
+  if [ "${LP_KV_BEFORE:-1}" = 1 ] && serve /tmp/q8_before.yaml "$out/kv_serve_before.log"; then
     echo "before: 8 sequences reserve 8 x 32768 tokens" >> "$sum"
     load before_c8 --concurrency 8 --prompt-len 1000 --max-tokens 24
     stop
