@@ -113,10 +113,18 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
       }
     }
   }
+  // The block table is read once per block of keys, not per key (a dependent load before each
+  // key's own).
+  int block = -1;
+  int64_t block_row = 0;
   for (int t = key0 + warp; t < key1; t += kSplitWarps) {
     float kf[E], vf[E];
     const bool own_key = k_new != nullptr && t == p;
-    const int64_t at = CacheRow(table, shift, t) * kvd + base;
+    if ((t >> shift) != block) {
+      block = t >> shift;
+      block_row = int64_t(table[block]) << shift;
+    }
+    const int64_t at = (block_row | (t & ((1 << shift) - 1))) * kvd + base;
 #pragma unroll
     for (int e = 0; e < E; ++e) {
       if (own_key) {  // rounded as the cache holds it
@@ -407,6 +415,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     for (int i = threadIdx.x; i < kFlashKeys * kChunks; i += blockDim.x) {
       const int key = i / kChunks, d = (i % kChunks) * 8, kk = kbeg + kb * kFlashKeys + key;
       const bool valid = kk < kend;
+      // A table lookup per key: what makes long decode steps 15% slower than the contiguous
+      // cache at batch 64 (engine/cuda/NOTES.md, "Paged KV cache").
       const int64_t off = cache0 + (valid ? CacheRow(table, pages.block_shift, kk) * kvd : 0) + d;
       CopyAsync16(ks + key * KR + d, kc + off, valid);
       CopyAsync16(vs + key * KR + d, vc + off, valid);
