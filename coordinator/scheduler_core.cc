@@ -83,7 +83,8 @@ void SchedulerCore::DropCancelledLocked() {
 
 void SchedulerCore::Admit() {
   const int64_t bt = pool_.block_tokens();
-  // Blocks promised to the prompts admitted here: they take them as their chunks are scheduled.
+  // Blocks promised to prompts admitted but not yet prefilled: they take them as their chunks
+  // are scheduled.
   int64_t promised = 0;
   for (const Seq& s : running_) {
     if (s.state == SeqState::kPrefilling) {
