@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from protowire import field, fields
+
 OK, CANCELLED, INVALID, EXHAUSTED, DEADLINE = (
     grpc.StatusCode.OK, grpc.StatusCode.CANCELLED, grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -28,48 +30,6 @@ BURST_SIZE = 20      # requests sent at once; the soak cluster admits max_batch 
 BURST_EVERY = 250    # one burst per this many requests
 RSS_GROWTH = 0.10    # allowed growth after the run over the warm-up's value
 FD_SLACK = 4         # fds allowed beyond 10%: a few tens of fds, where one connection is 10%
-
-
-# ---- protobuf without generated code
-
-def varint(data, i):
-    value, shift = 0, 0
-    while True:
-        byte = data[i]
-        value |= (byte & 0x7F) << shift
-        i, shift = i + 1, shift + 7
-        if not byte & 0x80:
-            return value, i
-
-
-def fields(data):
-    """(number, payload) of a message's length-delimited fields (others skipped)."""
-    i = 0
-    while i < len(data):
-        key, i = varint(data, i)
-        kind = key & 7
-        if kind == 0:
-            _, i = varint(data, i)
-        elif kind == 1:
-            i += 8
-        elif kind == 5:
-            i += 4
-        elif kind == 2:
-            n, i = varint(data, i)
-            yield key >> 3, data[i:i + n]
-            i += n
-        else:
-            raise ValueError("unexpected wire type %d" % kind)
-
-
-def field(number, payload):
-    """A length-delimited protobuf field."""
-    n, out = len(payload), bytearray([(number << 3) | 2])
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out + payload)
 
 
 def service_types(channel, symbol):

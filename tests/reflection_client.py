@@ -3,20 +3,14 @@
 # requests are encoded by hand. Usage: reflection_client.py HOST:PORT SYMBOL...
 # Prints the services the server lists, then for each symbol the files (names) of the answer,
 # or "error" when the server cannot resolve it.
+import os
 import re
 import sys
 
 import grpc
 
-
-def field(number, payload):
-    """A length-delimited protobuf field."""
-    n, out = len(payload), bytearray([(number << 3) | 2])
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out + payload)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+from protowire import field  # noqa: E402
 
 
 def main():
