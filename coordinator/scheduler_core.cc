@@ -101,12 +101,19 @@ void SchedulerCore::Admit() {
     // Its ids are the prompt, then (preempted) what it generated. It shares the registered
     // blocks they start with, up to the one that holds its last id (which its prefill writes).
     const int64_t n = int64_t(seq.request->prompt().size() + seq.generated.size());
+    // Short of blocks even if every block it may share were cached: it waits, unhashed.
+    if (pool_.available() - promised < KvBlocksFor(n, bt) - (n - 1) / bt) break;
     std::vector<int32_t> shared;
     KvBlockPool::Chain chain;
     const float penalty = seq.request->params().sampling.repetition_penalty;
     if (penalty <= 0.0f || penalty == 1.0f) {  // (the last stage sees only the ids it is sent)
-      std::vector<int32_t> ids(seq.request->prompt());
-      ids.insert(ids.end(), seq.generated.begin(), seq.generated.end());
+      std::span<const int32_t> ids = seq.request->prompt();
+      std::vector<int32_t> preempted;  // a preempted sequence's ids, joined
+      if (!seq.generated.empty()) {
+        preempted.assign(ids.begin(), ids.end());
+        preempted.insert(preempted.end(), seq.generated.begin(), seq.generated.end());
+        ids = preempted;
+      }
       shared = pool_.Match(ids, (n - 1) / bt, &chain);
     }
     const int64_t need = KvBlocksFor(n, bt) - int64_t(shared.size());

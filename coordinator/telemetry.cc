@@ -146,22 +146,22 @@ void Telemetry::StepDone(double seconds, int64_t tokens, bool decode) {
 }
 
 std::string Telemetry::Text() {
+  // The scheduler counts; a counter catches up at each scrape (it never goes back).
+  auto catch_up = [](prometheus::Counter* counter, int64_t value) {
+    counter->Increment(std::max(0.0, double(value) - counter->Value()));
+  };
   if (sources_.queued) queued_->Set(double(sources_.queued()));
   if (sources_.running) running_->Set(double(sources_.running()));
   if (sources_.paused) paused_->Set(double(sources_.paused()));
-  // The scheduler counts; the counter catches up at each scrape (it never goes back).
-  if (sources_.resumed)
-    resumed_->Increment(std::max(0.0, double(sources_.resumed()) - resumed_->Value()));
+  if (sources_.resumed) catch_up(resumed_, sources_.resumed());
   if (sources_.kv_blocks) {
     const KvBlockReport kv = sources_.kv_blocks();
     kv_blocks_->Add({{"state", "used"}}).Set(double(kv.used));
     kv_blocks_->Add({{"state", "cached"}}).Set(double(kv.cached));
     kv_blocks_->Add({{"state", "free"}}).Set(double(kv.total - kv.used - kv.cached));
-    for (auto [counter, value] : {std::pair{prefix_hit_tokens_, kv.prefix_hit_tokens},
-                                  {prefill_tokens_, kv.prefill_tokens},
-                                  {preempted_, kv.preempted}}) {
-      counter->Increment(std::max(0.0, double(value) - counter->Value()));
-    }
+    catch_up(prefix_hit_tokens_, kv.prefix_hit_tokens);
+    catch_up(prefill_tokens_, kv.prefill_tokens);
+    catch_up(preempted_, kv.preempted);
   }
   if (sources_.worker_sequences) {
     for (const auto& [worker, n] : sources_.worker_sequences()) {
