@@ -38,6 +38,7 @@ struct BenchOptions {
   int64_t prompt = 128, decode = 128;
   int64_t long_context = 0;      // tokens of context for the long-context decode figure (0: none)
   std::string prefill = "2048";  // single-sequence prefill lengths, comma-separated
+  int64_t prefill_after = 0;     // positions already in the KV cache before each prefill
   std::string hf_baseline, json_out;
   bool graphs = true, as_json = false, probe = false, batch_invariant = false, chained = true;
   // Each sequence's KV blocks drawn at random from the pool (as a serving cluster's are after
@@ -126,11 +127,19 @@ json BenchBatch(Slice& slice, int64_t batch, const BenchOptions& o, std::mt19937
           {"tokens_per_s", double(batch) * 1e3 / step_ms}};
 }
 
-json BenchPrefill(Slice& slice, int64_t n, std::mt19937& rng) {
+// A prefill of n tokens at position `after` (a prompt whose first `after` tokens are cached:
+// they are prefilled once, untimed).
+json BenchPrefill(Slice& slice, int64_t n, int64_t after, std::mt19937& rng) {
   std::uniform_int_distribution<int32_t> tok(0, int32_t(slice.config().vocab_size - 1));
-  std::vector<int32_t> ids(static_cast<size_t>(n));
+  std::vector<int32_t> ids(static_cast<size_t>(std::max(n, after)));
   for (auto& id : ids) id = tok(rng);
-  StepLayout layout{{{0, 0, int32_t(n)}}};
+  if (after > 0) {
+    StepLayout cached{{{0, 0, int32_t(after)}}};
+    if (auto s = slice.Forward(cached, std::span(ids).first(size_t(after)), {}, nullptr); !s.ok())
+      Fail(s);
+  }
+  ids.resize(size_t(n));
+  StepLayout layout{{{0, int32_t(after), int32_t(n)}}};
   std::vector<double> ms;
   for (int rep = 0; rep < 4; ++rep) {
     const auto t0 = Clock::now();
@@ -142,8 +151,11 @@ json BenchPrefill(Slice& slice, int64_t n, std::mt19937& rng) {
   const double first = ms[0];
   ms.erase(ms.begin());
   std::sort(ms.begin(), ms.end());
-  return {
-      {"tokens", n}, {"ms", ms[1]}, {"first_ms", first}, {"tokens_per_s", double(n) * 1e3 / ms[1]}};
+  return {{"tokens", n},
+          {"after", after},
+          {"ms", ms[1]},
+          {"first_ms", first},
+          {"tokens_per_s", double(n) * 1e3 / ms[1]}};
 }
 
 // GB/s of `product(x, i, out)` (x [n, k], out [n, m]; i picks one of four weights in turn, so
@@ -248,8 +260,9 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   const int64_t longest =
       o.prefills.empty() ? 0 : *std::max_element(o.prefills.begin(), o.prefills.end());
   limits.max_batch = std::max(limits.max_batch, o.long_context > 0 ? kLongContextBatch : 0);
-  limits.max_context = std::max({o.prompt + o.decode, longest, o.long_context + kLongContextSteps});
-  limits.max_step_tokens = std::max({longest, o.prompt, o.long_context});
+  limits.max_context = std::max(
+      {o.prompt + o.decode, o.prefill_after + longest, o.long_context + kLongContextSteps});
+  limits.max_step_tokens = std::max({longest, o.prefill_after, o.prompt, o.long_context});
   limits.kv_block_tokens = o.kv_block_tokens;
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
@@ -299,7 +312,8 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
     }
     r["decode"].push_back(d);
   }
-  for (int64_t n : o.prefills) r["prefill"].push_back(BenchPrefill(**slice, n, rng));
+  for (int64_t n : o.prefills)
+    r["prefill"].push_back(BenchPrefill(**slice, n, o.prefill_after, rng));
   if (o.long_context > 0) {
     BenchOptions lo = o;
     lo.prompt = o.long_context;
@@ -362,9 +376,12 @@ void PrintTable(const json& out) {
           100 * d["fraction_of_copy"].get<double>());
     }
     for (const auto& p : r.value("prefill", json::array())) {
-      std::printf("prefill of %lld tokens: %.1f ms, %.0f tokens/s (first run %.1f ms)\n",
-                  (long long)p["tokens"].get<int64_t>(), p["ms"].get<double>(),
-                  p["tokens_per_s"].get<double>(), p["first_ms"].get<double>());
+      const int64_t after = p["after"].get<int64_t>();
+      std::printf("prefill of %lld tokens%s: %.1f ms, %.0f tokens/s (first run %.1f ms)\n",
+                  (long long)p["tokens"].get<int64_t>(),
+                  after > 0 ? absl::StrCat(" after ", after, " cached").c_str() : "",
+                  p["ms"].get<double>(), p["tokens_per_s"].get<double>(),
+                  p["first_ms"].get<double>());
     }
   }
 }
@@ -377,6 +394,9 @@ void RunBench(const BenchOptions& o) {
   if (batches.empty() || *std::min_element(batches.begin(), batches.end()) < 1 || o.decode < 2)
     Fail(absl::InvalidArgumentError("bench: nothing to time"), 2);
   if (o.long_context < 0) Fail(absl::InvalidArgumentError("bench: --long-context must be >= 0"), 2);
+  if (o.prefill_after < 0) {
+    Fail(absl::InvalidArgumentError("bench: --prefill-after must be >= 0"), 2);
+  }
   BenchOptions opts = o;
   if (o.prefill != "0") {
     auto prefills = ParseIdList(o.prefill);
@@ -421,6 +441,9 @@ void AddBenchCommand(CLI::App& app) {
   cmd->add_option("--decode", o->decode, "decode steps")->capture_default_str();
   cmd->add_option("--prefill", o->prefill,
                   "tokens of the single-sequence prefills, comma-separated (0: none)")
+      ->capture_default_str();
+  cmd->add_option("--prefill-after", o->prefill_after,
+                  "prefill after this many cached positions (a prompt whose prefix is cached)")
       ->capture_default_str();
   cmd->add_option("--long-context", o->long_context,
                   "also time decode of 16 sequences at this many tokens of context (0: none)")

@@ -11,7 +11,10 @@
 #                           one reserves max_context (the old rule), 284 of 1k tokens in blocks,
 #                           each served at once (tokens/s). Then the time to first token of a
 #                           2080-token prompt whose first 2048 tokens are cached, against cold.
-#   gpu-kv-bench.sh all     Both (to fit one device call: LP_KV_ROUNDS=1, and LP_KV_RUNS / LP_KV_BEFORE=0
+#   gpu-kv-bench.sh suffix  Qwen3-8B prefill steps: 32 tokens after 2048 cached positions,
+#                           against 32, 2048 and 2080 from position 0 (`bench --prefill-after`).
+#   gpu-kv-bench.sh kernels Those 32-token steps' GPU time by kernel (ncu; tools/ncu_step_times.py).
+#   gpu-kv-bench.sh all     decode, suffix and serve (to fit one device call: LP_KV_ROUNDS=1, and LP_KV_RUNS / LP_KV_BEFORE=0
 #                           to leave out decode runs / the 8-sequence serving run).
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
@@ -43,6 +46,33 @@ for p in j.get("results", []):
     print(f"{sys.argv[2]} run {sys.argv[3]}: {p.get('preset')} {steps}")
 PY
     done
+  done
+}
+
+suffix() {  # one prefill step of a prompt's 32-token suffix after 2048 cached positions, and cold
+  local args="--preset qwen3-8b --batches 1 --prompt 16 --decode 8 --json"
+  $B/layerpipe bench $args --prefill 32,2048,2080 > "$out/kv_prefill_cold.json" 2> /dev/null
+  $B/layerpipe bench $args --prefill 32 --prefill-after 2048 > "$out/kv_prefill_after.json" 2> /dev/null
+  python3 - "$out/kv_prefill_cold.json" "$out/kv_prefill_after.json" >> "$sum" <<'PY'
+import json, sys
+for f in sys.argv[1:]:
+    try:
+        j = json.load(open(f))
+    except Exception as e:
+        print(f"{f}: no result ({e})"); continue
+    for p in j.get("results", [{}])[0].get("prefill", []):
+        print(f"prefill {p['tokens']} tokens after {p['after']}: {p['ms']:.2f} ms (first {p['first_ms']:.2f})")
+PY
+}
+
+suffix_kernels() {  # the GPU time of those 32-token steps by kernel (Nsight Compute)
+  local ncu args="--preset qwen3-8b --batches 1 --prompt 16 --decode 2 --json" after
+  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  for after in 0 2048; do
+    timeout 240 "$ncu" --csv --metrics gpu__time_duration.sum $B/layerpipe-cuda bench $args \
+      --prefill 32 --prefill-after $after > "$out/ncu_after_$after.csv" 2>&1
+    python3 "$here/../tools/ncu_step_times.py" "$out/ncu_after_$after.csv" \
+      "32-token step after $after" >> "$sum" 2>&1
   done
 }
 
@@ -85,6 +115,8 @@ serve_runs() {
 case ${1:-decode} in
   decode) decode ;;
   serve) serve_runs ;;
-  all) decode; serve_runs ;;
+  suffix) suffix ;;
+  kernels) suffix_kernels ;;
+  all) decode; suffix; serve_runs ;;
 esac
 cat "$sum"

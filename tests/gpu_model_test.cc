@@ -57,8 +57,9 @@ class GpuModelTest : public ::testing::TestWithParam<Param> {
   }
 
   std::unique_ptr<LocalChain> Chain(bool gpu, int64_t seqs = 1, bool graphs = true,
-                                    bool batch_invariant = false, int64_t step_tokens = 256) {
-    SliceLimits limits{seqs, 256, step_tokens};
+                                    bool batch_invariant = false, int64_t step_tokens = 256,
+                                    int64_t max_context = 256) {
+    SliceLimits limits{seqs, max_context, step_tokens};
     BackendFactory f = [] { return MakeCpuBackend(); };
     if (gpu) {
       f = [graphs, batch_invariant] {
@@ -222,6 +223,51 @@ TEST_P(GpuModelTest, ChainedLaunchesGiveTheSameBits) {
                                         [](int i) { cuda::SetChainedLaunches(i == 0); });
   cuda::SetChainedLaunches(true);
   EXPECT_EQ(diff, 0.0);
+}
+
+// A prompt's last chunk after a long prefix (what a request whose system prompt is cached
+// prefills), in one step with another sequence's decode row: a short step, whose attention cuts
+// the keys into chunks for the tensor-core kernel and merges them per query tile. Both
+// sequences' logits agree with the float32 CPU backend within the bf16 tolerance.
+TEST_P(GpuModelTest, ShortChunkAfterALongPrefixAgreesWithTheCpu) {
+  constexpr int32_t kLong = 600, kLast = 32;
+  auto first = Ids(expected_["cases"][0]["prompt"]);
+  std::vector<int32_t> prompt = first;
+  for (int32_t i = int32_t(prompt.size()); i < kLong; ++i)
+    prompt.push_back(int32_t((prompt[size_t(i) % first.size()] + 7 * i) % 1000));
+  const auto other = Ids(expected_["cases"][1]["prompt"]);
+  auto gpu = Chain(true, 2, true, false, 1024, 1024),
+       cpu = Chain(false, 2, true, false, 1024, 1024);
+  ASSERT_NE(gpu, nullptr);
+  ASSERT_NE(cpu, nullptr);
+  const int64_t vocab = gpu->vocab_size();
+  // Step 1: the long prompt but its last chunk, and the other prompt. Step 2: the last chunk and
+  // the other sequence's first decode token (the CPU's argmax, fed to both).
+  StepLayout layout{{{0, 0, kLong - kLast}, {1, 0, int32_t(other.size())}}};
+  std::vector<int32_t> ids(prompt.begin(), prompt.end() - kLast);
+  ids.insert(ids.end(), other.begin(), other.end());
+  std::vector<float> lg, lc;
+  ASSERT_TRUE(gpu->Step(layout, ids, &lg).ok());
+  ASSERT_TRUE(cpu->Step(layout, ids, &lc).ok());
+  const int32_t next = ArgMax(std::span<const float>(lc).subspan(size_t(vocab), size_t(vocab)));
+  layout.seqs = {{0, kLong - kLast, kLast}, {1, int32_t(other.size()), 1}};
+  ids.assign(prompt.end() - kLast, prompt.end());
+  ids.push_back(next);
+  ASSERT_TRUE(gpu->Step(layout, ids, &lg).ok());
+  ASSERT_TRUE(cpu->Step(layout, ids, &lc).ok());
+  for (size_t s = 0; s < 2; ++s) {
+    const auto g = std::span<const float>(lg).subspan(s * size_t(vocab), size_t(vocab));
+    const auto c = std::span<const float>(lc).subspan(s * size_t(vocab), size_t(vocab));
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < g.size(); ++i) {
+      diff += double(g[i] - c[i]) * (g[i] - c[i]);
+      norm += double(c[i]) * c[i];
+    }
+    std::printf("%s sequence %zu: relative error %.2e\n", GetParam().fixture.c_str(), s,
+                std::sqrt(diff / norm));
+    EXPECT_LT(std::sqrt(diff / norm), 2e-2) << "sequence " << s;
+    if (Margin(c) >= kClearMargin) EXPECT_EQ(ArgMax(g), ArgMax(c)) << "sequence " << s;
+  }
 }
 
 // A worker warms its slice up at start (Slice::WarmUp: made-up steps in KV slot 0, the decode

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <tuple>
 
+#include "common/kv_pages.h"
 #include "gpu_util.h"
 
 namespace lp {
@@ -240,9 +241,9 @@ TEST_F(GpuTest, QkNormRopeAtManyPositions) {
 }
 
 // Attention after a first step fills the cache: the second step mixes decode tokens and a
-// prefill chunk continuing a sequence, so every kernel (split for <= 64 rows, flash above, flash
-// over chunks for decode rows at long positions) sees cached and fresh keys, several slots and
-// positions.
+// prefill chunk continuing a sequence, so every kernel (split for decode steps, flash over
+// chunks for other steps of <= 64 rows and decode rows at long positions, flash above) sees
+// cached and fresh keys, several slots and positions.
 TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
   struct Case {
     int64_t heads, kv_heads, hd;
@@ -256,10 +257,20 @@ TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
       // Decode rows past kLongDecodePosition: the tensor-core kernel over chunks.
       {32, 8, 128, {{0, 0, 1100}, {2, 0, 1500}}, {{0, 1100, 1}, {2, 1500, 1}}},
       {14, 2, 64, {{1, 0, 1200}}, {{1, 1200, 1}}},
+      // A prompt's last chunk after a long prefix, with decode rows: the tensor-core kernel
+      // over chunks of query tiles of 32 and 1 rows.
+      {32, 8, 128, {{0, 0, 1500}, {1, 0, 10}}, {{0, 1500, 40}, {1, 10, 1}}},
   };
   for (const auto& c : cases) {
     AttentionParams p{c.heads, c.kv_heads, c.hd, 10000.0, 1e-6f};
-    KvCacheShape shape{2, 4, 2048, c.kv_heads, c.hd};
+    const KvCacheShape shape{.num_layers = 2,
+                             .num_blocks = 4 * 2048 / kDefaultKvBlockTokens,
+                             .block_tokens = kDefaultKvBlockTokens,
+                             .max_blocks_per_seq = 2048 / kDefaultKvBlockTokens,
+                             .max_seqs = 4,
+                             .num_kv_heads = c.kv_heads,
+                             .head_dim = c.hd};
+    gpu_ = MakeCudaBackend(0);  // a backend holds one KV cache (its block tables' buffers)
     auto cache_c = cpu_->CreateKvCache(shape);
     auto cache_g = gpu_->CreateKvCache(shape);
     for (const auto* seqs : {&c.first, &c.second}) {

@@ -8,10 +8,13 @@
 // loads 64 keys and values at a time into shared memory and lets 64 query vectors (query rows
 // times the heads of one KV group) use them on the tensor cores, with an online softmax
 // (head_dim <= 128; `TiledAttnKernel` does the same on the CUDA cores in float32 for 256).
-// Positions and block tables come from the device layout, so a recorded decode step replays for
-// any positions and blocks; a row's chunks depend only on its own position. Every kernel finds
-// a key through its sequence's block table (CacheRow), key by key: blocks of 16 or more keys
-// keep the reads as wide as in a contiguous cache.
+// In a short step (up to kSplitRows rows: long decode rows, or a prompt's last chunk after a long
+// cached prefix) the flash kernel also cuts the keys into chunks, so that a few query tiles over
+// thousands of keys still fill the GPU. Positions and block tables come from the device layout,
+// so a recorded decode step replays for any positions and blocks; a row's chunks depend only on
+// its own position (its tile's last, for the flash kernel). Every kernel finds a key through its
+// sequence's block table (CacheRow): blocks of 16 or more keys keep the reads as wide as in a
+// contiguous cache.
 //
 // Batch invariance: which kernel serves a step depends on its size (split up to kSplitRows
 // rows), so a row's arithmetic would depend on what shares its step; with `batch_invariant`
@@ -39,6 +42,17 @@ constexpr int kQPerWarp = kTileQueries / kTileWarps;
 constexpr int kSplitChunks = 64;
 __device__ __forceinline__ int SplitChunk(int p) {
   return max(32, (p + kSplitChunks) / kSplitChunks);
+}
+
+// The tensor-core kernel reads keys in tiles of kFlashKeys. Over chunks (short steps: decode
+// rows from kLongDecodePosition on, prefill chunks), a query tile of `rows` rows whose last
+// position is p reads keys [0, p] in at most kSplitChunks chunks of whole key tiles; a tile of
+// more rows takes more key tiles a chunk, as a block's fixed cost (loading its queries, writing
+// their partials) grows with its rows.
+constexpr int kFlashKeys = 64;  // keys a shared-memory tile (of K and of V)
+__device__ __forceinline__ int FlashChunkKeys(int p, int rows) {
+  constexpr int kSpan = kFlashKeys * kSplitChunks;
+  return kFlashKeys * max((p + kSpan) / kSpan, (rows + 15) / 16);
 }
 
 // The block table of the sequence of token row `row`.
@@ -182,13 +196,30 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
   }
 }
 
+// Block (row, query head). Without `tiles` the row's keys were cut as SplitAttnKernel cuts them
+// (by its own position); with them, as FlashAttnKernel cuts its tile's (by the tile's rows and
+// the position of its last row).
 template <int D>
-__global__ void CombineKernel(const float* part, int heads, const int32_t* pos, float* out) {
+__global__ void CombineKernel(const float* part, int heads, const int32_t* pos,
+                              const AttnTile* tiles, int num_tiles, float* out) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   const int row = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
   if (d >= D) return;
-  const int splits = kSplitChunks, used = min(splits, pos[row] / SplitChunk(pos[row]) + 1);
+  const int splits = kSplitChunks;
+  int used = min(splits, pos[row] / SplitChunk(pos[row]) + 1);
+  if (tiles != nullptr) {  // the last tile starting at or before the row (tiles are in row order)
+    int lo = 0, hi = num_tiles - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (tiles[mid].row0 <= row)
+        lo = mid;
+      else
+        hi = mid - 1;
+    }
+    const int p = pos[tiles[lo].row0 + tiles[lo].count - 1];
+    used = p / FlashChunkKeys(p, tiles[lo].count) + 1;
+  }
   const float* src = part + (int64_t(row) * heads + h) * splits * (D + 2);
   float mx = -INFINITY;
   for (int s = 0; s < used; ++s) mx = fmaxf(mx, src[s * (D + 2) + D]);
@@ -329,8 +360,6 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 
 // ---- tensor-core attention (head_dim <= 128)
 
-constexpr int kFlashKeys = 64;  // keys a shared-memory tile (of K and of V)
-
 template <int D>
 constexpr size_t FlashSmemBytes() {
   return size_t(2 /* stages */) * 2 /* K, V */ * kFlashKeys * (D + 8) * sizeof(bf16);
@@ -363,13 +392,15 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   const int g = lane / 4, t = lane % 4;
   const int group = heads / kv_heads, n_qv = tile.count * group;
   const int max_pos = pos[tile.row0 + tile.count - 1];
-  // Keys [kbeg, kend): all up to the tile's last position, or with `part` (a decode row a tile)
-  // chunk blockIdx.z of the row's keys as SplitAttnKernel cuts them.
-  int qv0 = int(blockIdx.z) * kTileQueries, kbeg = 0, kend = max_pos + 1;
+  // Keys [kbeg, kend): all up to the tile's last position; or with `part`, chunk `chunk` of
+  // them as FlashChunkKeys cuts them (blockIdx.z = chunk x query groups + query group).
+  const int query_groups = part != nullptr ? int(gridDim.z) / kSplitChunks : int(gridDim.z);
+  const int chunk = int(blockIdx.z) / query_groups;
+  const int qv0 = int(blockIdx.z) % query_groups * kTileQueries;
+  int kbeg = 0, kend = max_pos + 1;
   if (part != nullptr) {
-    qv0 = 0;
-    kbeg = int(blockIdx.z) * SplitChunk(max_pos);
-    kend = min(kbeg + SplitChunk(max_pos), max_pos + 1);
+    kbeg = chunk * FlashChunkKeys(max_pos, tile.count);
+    kend = min(kbeg + FlashChunkKeys(max_pos, tile.count), max_pos + 1);
     if (kbeg > max_pos) return;
   }
   if (qv0 >= n_qv) return;
@@ -408,18 +439,28 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; ++e) o[i][e] = 0.0f;
 
+  // A thread copies kLoads 16-byte pieces of each tile. The table entries of their keys are read
+  // first, all together, so that their latencies overlap instead of each one preceding its copy.
+  constexpr int kChunks = D / 8, kLoads = kFlashKeys * kChunks / (kTileWarps * 32);
+  static_assert(kLoads >= 1 && kFlashKeys * kChunks % (kTileWarps * 32) == 0);
   auto load = [&](int stage, int kb) {
     bf16* ks = sm + stage * 2 * kFlashKeys * KR;
     bf16* vs = ks + kFlashKeys * KR;
-    constexpr int kChunks = D / 8;
-    for (int i = threadIdx.x; i < kFlashKeys * kChunks; i += blockDim.x) {
-      const int key = i / kChunks, d = (i % kChunks) * 8, kk = kbeg + kb * kFlashKeys + key;
-      const bool valid = kk < kend;
-      // A table lookup per key: what makes long decode steps 15% slower than the contiguous
-      // cache at batch 64 (engine/cuda/NOTES.md, "Paged KV cache").
-      const int64_t off = cache0 + (valid ? CacheRow(table, pages.block_shift, kk) * kvd : 0) + d;
-      CopyAsync16(ks + key * KR + d, kc + off, valid);
-      CopyAsync16(vs + key * KR + d, vc + off, valid);
+    int64_t off[kLoads];
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      const int i = threadIdx.x + j * kTileWarps * 32;
+      const int kk = kbeg + kb * kFlashKeys + i / kChunks;
+      off[j] = cache0 + (kk < kend ? CacheRow(table, pages.block_shift, kk) * kvd : 0) +
+               (i % kChunks) * 8;
+    }
+#pragma unroll
+    for (int j = 0; j < kLoads; ++j) {
+      const int i = threadIdx.x + j * kTileWarps * 32;
+      const int key = i / kChunks, d = (i % kChunks) * 8;
+      const bool valid = kbeg + kb * kFlashKeys + key < kend;
+      CopyAsync16(ks + key * KR + d, kc + off[j], valid);
+      CopyAsync16(vs + key * KR + d, vc + off[j], valid);
     }
   };
   const int n_blocks = (kend - kbeg + kFlashKeys - 1) / kFlashKeys;
@@ -508,7 +549,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       if (qoff[h] < 0) continue;
-      float* dst = part + (qoff[h] / D * kSplitChunks + blockIdx.z) * (D + 2);
+      float* dst = part + (qoff[h] / D * kSplitChunks + chunk) * (D + 2);
 #pragma unroll
       for (int i = 0; i < DT; ++i) {
         dst[i * 8 + 2 * t] = o[i][2 * h];
@@ -535,13 +576,13 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 // chunks, the flash kernel over those chunks (long decode rows), or query tiles.
 enum class AttnPath { kSplit, kFlashChunks, kTiles };
 
-// Merges the chunks' partials in `scratch` into `out`.
+// Merges the chunks' partials in `scratch` into `out` (chunks of query tiles: `by_tile`).
 template <int D>
-void Combine(const float* scratch, const AttnShape& a, const DeviceLayout& L, float* out,
-             cudaStream_t s) {
+void Combine(const float* scratch, const AttnShape& a, const DeviceLayout& L, bool by_tile,
+             float* out, cudaStream_t s) {
   const unsigned threads = D < 32 ? 32 : D;
   LaunchChained(CombineKernel<D>, dim3(unsigned(L.tokens), unsigned(a.heads)), threads, 0, s,
-                scratch, int(a.heads), L.pos, out);
+                scratch, int(a.heads), L.pos, by_tile ? L.tiles : nullptr, int(L.num_tiles), out);
 }
 
 template <int D>
@@ -551,11 +592,11 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
   auto* kc = static_cast<bf16*>(c.k);
   auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
-  const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
   if (path == AttnPath::kSplit) {
+    const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
     LaunchChained(SplitAttnKernel<D>, chunks, kSplitWarps * 32, 0, s, q, kc, vc, L.pages,
                   int(a.heads), int(a.kv_heads), L.pos, L.seq, scale, k_new, v_new, scratch);
-    Combine<D>(scratch, a, L, out, s);
+    Combine<D>(scratch, a, L, /*by_tile=*/false, out, s);
     return;
   }
   const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
@@ -570,10 +611,14 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     }();
     (void)configured;
     if (path == AttnPath::kFlashChunks) {
-      LaunchChained(FlashAttnKernel<D>, chunks, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc, vc,
-                    L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2, out,
-                    scratch);
-      Combine<D>(scratch, a, L, out, s);
+      // A decode-only step's tiles are single rows: one group of query vectors each.
+      const unsigned query_groups = L.tokens == L.num_tiles ? 1 : unsigned(groups);
+      const dim3 tile_chunks(unsigned(L.num_tiles), unsigned(a.kv_heads),
+                             unsigned(kSplitChunks) * query_groups);
+      LaunchChained(FlashAttnKernel<D>, tile_chunks, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc,
+                    vc, L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2,
+                    out, scratch);
+      Combine<D>(scratch, a, L, /*by_tile=*/true, out, s);
       return;
     }
     LaunchChained(FlashAttnKernel<D>, grid, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc, vc,
@@ -617,13 +662,14 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   LP_REQUIRE(layout.tokens > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0);
   LP_REQUIRE(a.heads / a.kv_heads <= kMaxGroup);
   const int64_t kvd = a.kv_heads * a.head_dim;
-  // Long decode rows: the flash kernel over chunks (its mma reads keys faster than the split
-  // kernel's warp per key); it does not store keys, so the store kernel runs first.
+  // Steps of up to kSplitRows rows cut the keys into chunks. Short decode rows: the split
+  // kernel. Long decode rows and prefill chunks: the flash kernel over chunks (its mma reads keys
+  // faster than the split kernel's warp per key, and a prefill tile's rows share every key it
+  // reads); it does not store keys, so the store kernel runs first.
   AttnPath path = AttnPath::kTiles;
   if (layout.tokens <= kSplitRows && !batch_invariant) {
-    const bool long_decode =
-        decode_only && a.head_dim <= 128 && layout.max_pos >= kLongDecodePosition;
-    path = long_decode ? AttnPath::kFlashChunks : AttnPath::kSplit;
+    const bool flash = a.head_dim <= 128 && (!decode_only || layout.max_pos >= kLongDecodePosition);
+    path = flash ? AttnPath::kFlashChunks : AttnPath::kSplit;
   }
   const bool fused_store = decode_only && path == AttnPath::kSplit;
   if (!fused_store) {

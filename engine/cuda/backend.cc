@@ -142,18 +142,22 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   LP_REQUIRE(tokens > 0 && tokens <= layout_rows_);
   // The previous step's copy from the pinned buffer must be done before it is rewritten.
   CUDA_CHECK(cudaEventSynchronize(staged_));
-  LP_REQUIRE(tables_dev_ != nullptr && int64_t(layout.seqs.size()) <= kv_shape_.max_seqs);
+  // Without a KV cache (tests of single operations) a step has positions but no block tables.
+  const bool paged = tables_dev_ != nullptr;
+  LP_REQUIRE(!paged || int64_t(layout.seqs.size()) <= kv_shape_.max_seqs);
   auto* pos = static_cast<int32_t*>(layout_host_);
   int32_t* seq = pos + layout_rows_;
   auto* tiles = reinterpret_cast<AttnTile*>(pos + 3 * layout_rows_);
   // The tables, [sequence][stride] after the stride itself: as long as the longest of them.
   int64_t stride = 1;
-  for (const auto& s : layout.seqs) {
-    stride =
-        std::max(stride, KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens));
+  if (paged) {
+    for (const auto& s : layout.seqs) {
+      stride =
+          std::max(stride, KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens));
+    }
+    LP_REQUIRE(stride <= kv_shape_.max_blocks_per_seq);
+    tables_host_[0] = int32_t(stride);
   }
-  LP_REQUIRE(stride <= kv_shape_.max_blocks_per_seq);
-  tables_host_[0] = int32_t(stride);
   int64_t row = 0, n_tiles = 0, table_rows = 0;
   int32_t max_pos = 0;
   for (const auto& s : layout.seqs) {
@@ -165,10 +169,11 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
       pos[row] = s.start_pos + i;
       seq[row] = int32_t(table_rows);
     }
-    // The blocks this step reads: those up to its last position.
-    int32_t* table = tables_host_ + 1 + table_rows * stride;
-    const int64_t used = KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens);
-    for (int64_t b = 0; b < used; ++b) table[b] = KvBlockOf(s, b, kv_shape_.max_blocks_per_seq);
+    if (paged) {  // the blocks this step reads: those up to its last position
+      int32_t* table = tables_host_ + 1 + table_rows * stride;
+      const int64_t used = KvBlocksFor(int64_t(s.start_pos) + s.n_tokens, kv_shape_.block_tokens);
+      for (int64_t b = 0; b < used; ++b) table[b] = KvBlockOf(s, b, kv_shape_.max_blocks_per_seq);
+    }
     ++table_rows;
   }
   LP_REQUIRE(n_tiles <= 2 * layout_rows_);
@@ -178,9 +183,11 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
                              stream_));
   CUDA_CHECK(cudaMemcpyAsync(dpos + 3 * layout_rows_, tiles, n_tiles * sizeof(AttnTile),
                              cudaMemcpyHostToDevice, stream_));
-  CUDA_CHECK(cudaMemcpyAsync(tables_dev_, tables_host_,
-                             size_t(1 + table_rows * stride) * sizeof(int32_t),
-                             cudaMemcpyHostToDevice, stream_));
+  if (paged) {
+    CUDA_CHECK(cudaMemcpyAsync(tables_dev_, tables_host_,
+                               size_t(1 + table_rows * stride) * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream_));
+  }
   CUDA_CHECK(cudaEventRecord(staged_, stream_));
   Note(Mark::kStepStart);
   dev_layout_.pos = dpos;
