@@ -35,16 +35,7 @@ decode() {
         new-scatter-32) extra="--scatter-kv --kv-block-tokens 32" ;;
       esac
       timeout 150 $bin bench $args $extra > "$out/kv_decode_${run}_r$r.json" 2> /dev/null
-      python3 - "$out/kv_decode_${run}_r$r.json" "$run" "$r" >> "$sum" <<'PY'
-import json, sys
-try:
-    j = json.load(open(sys.argv[1]))
-except Exception as e:
-    print(f"{sys.argv[2]} run {sys.argv[3]}: no result ({e})"); sys.exit()
-for p in j.get("results", []):
-    steps = ", ".join(f"batch {d['batch']}: {d['ms_per_step']:.3f} ms" for d in p.get("decode", []))
-    print(f"{sys.argv[2]} run {sys.argv[3]}: {p.get('preset')} {steps}")
-PY
+      python3 tools/bench_summary.py "$out/kv_decode_${run}_r$r.json" "$run run $r" >> "$sum"
     done
   done
 }
@@ -53,26 +44,15 @@ suffix() {  # one prefill step of a prompt's 32-token suffix after 2048 cached p
   local args="--preset qwen3-8b --batches 1 --prompt 16 --decode 8 --json"
   $B/layerpipe bench $args --prefill 32,2048,2080 > "$out/kv_prefill_cold.json" 2> /dev/null
   $B/layerpipe bench $args --prefill 32 --prefill-after 2048 > "$out/kv_prefill_after.json" 2> /dev/null
-  python3 - "$out/kv_prefill_cold.json" "$out/kv_prefill_after.json" >> "$sum" <<'PY'
-import json, sys
-for f in sys.argv[1:]:
-    try:
-        j = json.load(open(f))
-    except Exception as e:
-        print(f"{f}: no result ({e})"); continue
-    for p in j.get("results", [{}])[0].get("prefill", []):
-        print(f"prefill {p['tokens']} tokens after {p['after']}: {p['ms']:.2f} ms (first {p['first_ms']:.2f})")
-PY
+  python3 tools/bench_summary.py "$out/kv_prefill_cold.json" "prefill from position 0" >> "$sum"
+  python3 tools/bench_summary.py "$out/kv_prefill_after.json" "prefill after 2048 cached" >> "$sum"
 }
 
 suffix_kernels() {  # the GPU time of those 32-token steps by kernel (Nsight Compute)
-  local ncu args="--preset qwen3-8b --batches 1 --prompt 16 --decode 2 --json" after
-  ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+  local after
   for after in 0 2048; do
-    timeout 240 "$ncu" --csv --metrics gpu__time_duration.sum $B/layerpipe-cuda bench $args \
-      --prefill 32 --prefill-after $after > "$out/ncu_after_$after.csv" 2>&1
-    python3 "$here/../tools/ncu_step_times.py" "$out/ncu_after_$after.csv" \
-      "32-token step after $after" >> "$sum" 2>&1
+    bash "$here/gpu-kernel-times.sh" "32-token-step-after-$after" --preset qwen3-8b --batches 1 \
+      --prompt 16 --decode 2 --prefill 32 --prefill-after $after >> "$sum" 2>&1
   done
 }
 

@@ -17,5 +17,6 @@ tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 # The real Qwen3 tokenizer, compressed, for the chat completion of gpu-int4-cluster.sh.
 tar cJf "$dev/tokenizer.tar.xz" -C tests/fixtures/qwen3-tiny tokenizer.json tokenizer_config.json
 cp tools/hf_baseline.py tools/hf_prefill.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh scripts/gpu-resume.sh \
-  scripts/gpu-int4-cluster.sh scripts/gpu-cluster-lib.sh scripts/gpu-timeline.sh scripts/gpu-kv-bench.sh "$dev/"
+  scripts/gpu-int4-cluster.sh scripts/gpu-cluster-lib.sh scripts/gpu-timeline.sh scripts/gpu-kv-bench.sh \
+  scripts/gpu-ab-bench.sh scripts/gpu-kernel-times.sh "$dev/"
 du -sh "$dev"

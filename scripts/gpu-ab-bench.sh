@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# On the GPU machine: `layerpipe bench` of two builds of layerpipe-cuda in the same call, rounds
+# interleaved, so that a change is measured against what it changes. One summary line per run
+# (tools/bench_summary.py: decode ms/step by batch, prefill ms by length) in $OUT/ab-summary.txt (or gpu-results/).
+#   LP_A=BIN LP_B=BIN gpu-ab-bench.sh ROUNDS BENCH_ARGS...
+# e.g. LP_A=/tmp/base LP_B=.device/bundle/bin/layerpipe-cuda gpu-ab-bench.sh 2 --preset qwen3-8b
+#      --batches 1,8 --prefill 7,9
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
+cd "$here/.."
+. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH
+rounds=$1; shift
+sum=$out/ab-summary.txt
+for r in $(seq "$rounds"); do
+  for side in A B; do
+    bin=LP_$side
+    timeout 200 "${!bin}" bench "$@" --json > "$out/ab_${side}_r$r.json" 2> /dev/null
+    python3 tools/bench_summary.py "$out/ab_${side}_r$r.json" "$side run $r" >> "$sum"
+  done
+done
+cat "$sum"
