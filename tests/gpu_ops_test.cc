@@ -48,7 +48,12 @@ TEST_F(GpuTest, MatMulGemvAndCublas) {
                   {9, 512, 300, false},
                   {64, 1000, 37, true},
                   {5, 333, 129, false},
-                  {130, 96, 2048, false}}) {
+                  {130, 96, 2048, false},
+                  // The GEMV up to 2 rows, cuBLASLt from 3.
+                  {2, 512, 33, true},
+                  {3, 768, 70, true},
+                  {4, 768, 70, true},
+                  {7, 4096, 1000, false}}) {
     auto [xc, xg] = Act(s.n, s.k);
     auto [wc, wg] = Weight(s.m, s.k);
     auto [bc, bg] = Weight(1, s.m);
@@ -62,7 +67,7 @@ TEST_F(GpuTest, MatMulGemvAndCublas) {
 
 // Products of one input issued back to back (q, k, v) go out as one launch; each is still right.
 TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
-  for (int64_t n : {1, 4, 8, 16, 100}) {  // GEMV launches, then cuBLAS with one conversion
+  for (int64_t n : {1, 3, 4, 8, 16, 100}) {  // GEMV launches, then cuBLAS with one conversion
     auto [xc, xg] = Act(n, 512);
     std::vector<std::pair<Tensor, Tensor>> w, out;
     for (int64_t m : {512, 128, 136, 40, 1000}) {

@@ -1,7 +1,7 @@
 // The batch-invariant matrix product: out[n, m] = x[n, k] w[m, k]^T (+ bias), x and w both bf16
 // (or both f16), float32 accumulation and result, on the tensor cores (mma.sync m16n8k16).
 //
-// Why it exists: the GEMV (n <= 8) and cuBLAS (larger n, which picks its algorithm and split of
+// Why it exists: the GEMV (n <= 2) and cuBLAS (larger n, which picks its algorithm and split of
 // k by shape) add a row's products in different orders, so a sequence's logits depended on how
 // many rows shared its step. Here k is cut into ranges by the weight's shape alone (Splits:
 // enough parallel work for a decode step), each output element's range sum is one float32

@@ -72,7 +72,7 @@ void LaunchInvariantGemm(const void* x_half, int64_t n, int64_t k, const void* w
                          int64_t partial_floats, cudaStream_t s);
 
 // ---- matmul.cu
-// Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= 8 rows).
+// Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= 2 rows).
 inline constexpr int kMaxGemvJobs = 4;
 struct GemvOut {
   const void* w;

@@ -12,7 +12,11 @@ namespace lp::cuda {
 namespace {
 
 constexpr int kGemvWarps = 8;
-constexpr int kGemvMaxRows = 8;
+// Up to 2 rows the GEMV beats cuBLASLt. With more, each warp loads every row of x from L1 for its
+// one weight row and L1 bounds it (Qwen3-8B decode on an H100: 9.6 ms at batch 3, 12.3 at 4,
+// 20.9 at 8 by this GEMV; cuBLASLt's tensor-core kernels 7.6 to 7.8 ms at 4 to 8 and 8.2 at 16,
+// the GEMV 7.1 at 2; engine/cuda/NOTES.md, "Decode at 3 to 8 rows").
+constexpr int kGemvMaxRows = 2;
 constexpr int kGemvUnroll = 4;
 
 __device__ __forceinline__ void Unpack8(const uint4& u, const __nv_bfloat16*, float* f) {
@@ -103,8 +107,7 @@ void Gemv(const float* x, int64_t n, int64_t k, const GemvJobs& jobs, unsigned b
   switch (n) {
 #define LP_GEMV_CASE(R) \
   case R: LaunchChained(GemvKernel<R, W>, blocks, threads, 0, s, x, k, jobs); break;
-    LP_GEMV_CASE(1) LP_GEMV_CASE(2) LP_GEMV_CASE(3) LP_GEMV_CASE(4)
-    LP_GEMV_CASE(5) LP_GEMV_CASE(6) LP_GEMV_CASE(7) LP_GEMV_CASE(8)
+    LP_GEMV_CASE(1) LP_GEMV_CASE(2)
 #undef LP_GEMV_CASE
     default: LP_REQUIRE(n >= 1 && n <= kGemvMaxRows);
   }
