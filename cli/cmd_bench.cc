@@ -376,7 +376,7 @@ void PrintTable(const json& out) {
           100 * d["fraction_of_copy"].get<double>());
     }
     for (const auto& p : r.value("prefill", json::array())) {
-      const int64_t after = p["after"].get<int64_t>();
+      const int64_t after = p.value("after", int64_t(0));
       std::printf("prefill of %lld tokens%s: %.1f ms, %.0f tokens/s (first run %.1f ms)\n",
                   (long long)p["tokens"].get<int64_t>(),
                   after > 0 ? absl::StrCat(" after ", after, " cached").c_str() : "",

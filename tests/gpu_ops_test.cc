@@ -67,7 +67,7 @@ TEST_F(GpuTest, MatMulGemvAndCublas) {
 
 // Products of one input issued back to back (q, k, v) go out as one launch; each is still right.
 TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
-  for (int64_t n : {1, 3, 4, 8, 16, 100}) {  // GEMV launches, then cuBLAS with one conversion
+  for (int64_t n : {1, 2, 3, 4, 8, 16, 100}) {  // GEMV launches, then cuBLAS with one conversion
     auto [xc, xg] = Act(n, 512);
     std::vector<std::pair<Tensor, Tensor>> w, out;
     for (int64_t m : {512, 128, 136, 40, 1000}) {
@@ -246,9 +246,10 @@ TEST_F(GpuTest, QkNormRopeAtManyPositions) {
 }
 
 // Attention after a first step fills the cache: the second step mixes decode tokens and a
-// prefill chunk continuing a sequence, so every kernel (split for decode steps, flash over
-// chunks for other steps of <= 64 rows and decode rows at long positions, flash above) sees
-// cached and fresh keys, several slots and positions.
+// prefill chunk continuing a sequence, so every kernel (split for short decode steps, flash over
+// chunks for other steps of <= 64 rows and decode rows at long positions, flash over query tiles
+// above; head_dim 256: split and the float32 tiled kernel) sees cached and fresh keys, several
+// slots and positions.
 TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
   struct Case {
     int64_t heads, kv_heads, hd;
@@ -263,15 +264,24 @@ TEST_F(GpuTest, AttentionPrefillThenMixedSteps) {
       {32, 8, 128, {{0, 0, 1100}, {2, 0, 1500}}, {{0, 1100, 1}, {2, 1500, 1}}},
       {14, 2, 64, {{1, 0, 1200}}, {{1, 1200, 1}}},
       // A prompt's last chunk after a long prefix, with decode rows: the tensor-core kernel
-      // over chunks of query tiles of 32 and 1 rows.
+      // over chunks of query tiles of 32 and 1 rows; KV groups of 1 and 8.
       {32, 8, 128, {{0, 0, 1500}, {1, 0, 10}}, {{0, 1500, 40}, {1, 10, 1}}},
+      {8, 8, 64, {{0, 0, 1300}}, {{0, 1300, 20}, {1, 0, 3}}},
+      {32, 4, 32, {{0, 0, 600}}, {{0, 600, 33}, {2, 0, 1}}},
+      // Past 4096 positions chunks grow with the position.
+      {4, 1, 64, {{0, 0, 4100}}, {{0, 4100, 20}, {1, 0, 1}}},
+      // Short decode steps: the split kernel, storing the new keys itself.
+      {8, 2, 64, {{0, 0, 50}, {1, 0, 20}}, {{0, 50, 1}, {1, 20, 1}}},
+      // head_dim 256: the float32 tiled kernel, then the split kernel for a short mixed step.
+      {8, 2, 256, {{0, 0, 70}}, {{0, 70, 5}, {1, 0, 1}}},
   };
   for (const auto& c : cases) {
     AttentionParams p{c.heads, c.kv_heads, c.hd, 10000.0, 1e-6f};
+    constexpr int64_t kPositions = 4352;
     const KvCacheShape shape{.num_layers = 2,
-                             .num_blocks = 4 * 2048 / kDefaultKvBlockTokens,
+                             .num_blocks = 4 * kPositions / kDefaultKvBlockTokens,
                              .block_tokens = kDefaultKvBlockTokens,
-                             .max_blocks_per_seq = 2048 / kDefaultKvBlockTokens,
+                             .max_blocks_per_seq = kPositions / kDefaultKvBlockTokens,
                              .max_seqs = 4,
                              .num_kv_heads = c.kv_heads,
                              .head_dim = c.hd};

@@ -16,10 +16,11 @@
 // sequence's block table (CacheRow): blocks of 16 or more keys keep the reads as wide as in a
 // contiguous cache.
 //
-// Batch invariance: which kernel serves a step depends on its size (split up to kSplitRows
-// rows), so a row's arithmetic would depend on what shares its step; with `batch_invariant`
-// every step goes through the flash (or tiled) kernel, whose result for a query vector depends
-// only on that vector and the keys (key tiles past its position are exact no-ops).
+// Batch invariance: which kernel serves a step depends on its size (chunks of keys up to
+// kSplitRows rows), so a row's arithmetic would depend on what shares its step; with
+// `batch_invariant` every step goes through the flash (or tiled) kernel over query tiles, whose
+// result for a query vector depends only on that vector and the keys (key tiles past its
+// position are exact no-ops).
 #include <cmath>
 
 #include "engine/cuda/common.cuh"
@@ -218,7 +219,7 @@ __global__ void CombineKernel(const float* part, int heads, const int32_t* pos,
         hi = mid - 1;
     }
     const int p = pos[tiles[lo].row0 + tiles[lo].count - 1];
-    used = p / FlashChunkKeys(p, tiles[lo].count) + 1;
+    used = p / FlashChunkKeys(p, tiles[lo].count) + 1;  // <= kSplitChunks
   }
   const float* src = part + (int64_t(row) * heads + h) * splits * (D + 2);
   float mx = -INFINITY;
@@ -373,9 +374,10 @@ __device__ __forceinline__ uint32_t Bf16Pair(float a, float b) {
 // Block (tile of query rows of one sequence, kv head, group of 64 query vectors), as
 // TiledAttnKernel; warp w owns query vectors [16 w, 16 w + 16) as the rows of its mma tiles.
 // Keys and values in tiles of 64 (cp.async, two stages); S = Q K^T and O += P V on the tensor
-// cores (bf16 inputs, float32 accumulators), online softmax in float32 in log2 units. A query
-// vector's arithmetic depends only on its own row and the keys: tiles past its position are
-// masked to exact no-ops, so its result does not depend on the tile it is in.
+// cores (bf16 inputs, float32 accumulators), online softmax in float32 in log2 units. Over all
+// keys (no `part`), a query vector's arithmetic depends only on its own row and the keys: tiles
+// past its position are masked to exact no-ops, so its result does not depend on the tile it is
+// in. Over chunks (`part`), the chunks depend on the tile.
 template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
     FlashAttnKernel(const float* q, const bf16* kc, const bf16* vc, KvPages pages, int heads,
@@ -573,7 +575,8 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 }
 
 // Which kernels serve a step (LaunchAttention picks): the split kernel over each decode row's
-// chunks, the flash kernel over those chunks (long decode rows), or query tiles.
+// chunks (short decode steps), the flash kernel over chunks of each query tile's keys (long
+// decode rows, other steps of <= kSplitRows rows), or over query tiles (larger steps).
 enum class AttnPath { kSplit, kFlashChunks, kTiles };
 
 // Merges the chunks' partials in `scratch` into `out` (chunks of query tiles: `by_tile`).

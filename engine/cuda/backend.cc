@@ -192,7 +192,7 @@ void CudaBackend::BeginStep(const StepLayout& layout) {
   Note(Mark::kStepStart);
   dev_layout_.pos = dpos;
   dev_layout_.seq = dpos + layout_rows_;
-  dev_layout_.pages = {tables_dev_ + 1, tables_dev_,
+  dev_layout_.pages = {paged ? tables_dev_ + 1 : nullptr, tables_dev_,
                        int32_t(__builtin_ctzll(uint64_t(kv_shape_.block_tokens)))};
   dev_layout_.tiles = reinterpret_cast<const AttnTile*>(dpos + 3 * layout_rows_);
   dev_layout_.num_tiles = int32_t(n_tiles);
@@ -365,7 +365,7 @@ void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   auto& c = static_cast<CudaKvCache&>(cache);
   LP_REQUIRE(q.rows == dev_layout_.tokens && layer >= 0 && layer < c.shape().num_layers);
   LP_REQUIRE(p.head_dim == c.shape().head_dim && p.num_kv_heads == c.shape().num_kv_heads);
-  LP_REQUIRE(attn_scratch_ != nullptr);
+  LP_REQUIRE(attn_scratch_ != nullptr && dev_layout_.pages.tables != nullptr);
   LaunchAttention(q.as<float>(), k.as<float>(), v.as<float>(), c.Layer(layer),
                   {p.num_heads, p.num_kv_heads, p.head_dim}, dev_layout_, decode_only_,
                   options_.batch_invariant, attn_scratch_, out.as<float>(), stream_);

@@ -154,9 +154,9 @@ inline constexpr int kSplitRows = 64;
 int64_t SplitAttentionScratchFloats(const AttnShape& a);
 // `decode_only`: every sequence has one token in this step; the split kernel then stores the
 // new keys and values itself (no other query of the step reads them). `batch_invariant`: every
-// step through the flash kernel, whose result for a row does not depend on the step's other
-// rows (the split kernel serves steps of <= kSplitRows rows, so a row's arithmetic would
-// depend on the step's size).
+// step through the flash kernel over query tiles, whose result for a row does not depend on the
+// step's other rows (steps of <= kSplitRows rows otherwise cut each row's keys into chunks, by
+// the row's position or its tile's, so a row's arithmetic would depend on the step's size).
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
                      const AttnShape& a, const DeviceLayout& layout, bool decode_only,
                      bool batch_invariant, float* scratch, float* out, cudaStream_t s);
