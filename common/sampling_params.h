@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "common/random.h"  // LP_HOST_DEVICE
+
 namespace lp {
 
 // Log-probabilities a request may ask for per step (the GPU sampler's limit too).
@@ -18,5 +20,8 @@ struct SamplingParams {
   uint64_t seed = 0;
   int32_t logprobs = 0;  // top-K log-probabilities to return
 };
+
+// Whether a repetition penalty changes anything (0 and 1 both mean off).
+LP_HOST_DEVICE inline bool PenaltyIsOn(float penalty) { return penalty > 0.0f && penalty != 1.0f; }
 
 }  // namespace lp

@@ -25,6 +25,9 @@ struct SeqChunk {
   // first start_pos / block_tokens of them may be shared with other sequences (a cached
   // prefix), read only. Empty: the slot's own contiguous run of blocks (engine/backend.h).
   std::vector<int32_t> blocks;
+  // A new sequence's first chunk after a cached prefix, with the repetition penalty on: the
+  // prefix's start_pos ids, for the last stage's penalty (worker.proto). Slices ignore it.
+  std::vector<int32_t> prefix_ids;
 };
 
 }  // namespace lp

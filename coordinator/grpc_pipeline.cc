@@ -22,6 +22,7 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
     seq->set_start_pos(s.start_pos);
     seq->set_n_tokens(s.n_tokens);
     seq->mutable_blocks()->Add(s.blocks.begin(), s.blocks.end());
+    seq->mutable_prefix_ids()->Add(s.prefix_ids.begin(), s.prefix_ids.end());
     if (s.sampling) {
       auto* p = seq->mutable_sampling();
       p->set_temperature(s.sampling->temperature);

@@ -105,8 +105,7 @@ void SchedulerCore::Admit() {
     if (pool_.available() - promised < KvBlocksFor(n, bt) - (n - 1) / bt) break;
     std::vector<int32_t> shared;
     KvBlockPool::Chain chain;
-    const float penalty = seq.request->params().sampling.repetition_penalty;
-    if (penalty <= 0.0f || penalty == 1.0f) {  // (the last stage sees only the ids it is sent)
+    {
       std::span<const int32_t> ids = seq.request->prompt();
       std::vector<int32_t> preempted;  // a preempted sequence's ids, joined
       if (!seq.generated.empty()) {
@@ -126,7 +125,7 @@ void SchedulerCore::Admit() {
     queue_.pop_front();
     s.state = SeqState::kPrefilling;
     s.to_prefill = n;
-    s.prefilled = s.written = int64_t(shared.size()) * bt;
+    s.cached = s.prefilled = s.written = int64_t(shared.size()) * bt;
     s.registered = int64_t(shared.size());
     s.chain = chain;
     s.blocks = std::move(shared);
@@ -161,7 +160,7 @@ void SchedulerCore::Retire() {
 void SchedulerCore::ReleaseBlocks(Seq& s) {
   pool_.Release(s.blocks);
   s.blocks.clear();
-  s.written = 0;
+  s.cached = s.written = 0;
   s.registered = 0;
   s.chain = {};
 }
@@ -260,6 +259,11 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
     step->seqs.push_back({s.slot, int32_t(s.prefilled), int32_t(n),
                           completes ? std::optional(s.request->params().sampling) : std::nullopt,
                           s.blocks});
+    // The last stage never gets a cached prefix's ids; its repetition penalty counts them.
+    if (s.prefilled == s.cached && s.cached > 0 &&
+        PenaltyIsOn(s.request->params().sampling.repetition_penalty)) {
+      for (int64_t i = 0; i < s.cached; ++i) step->seqs.back().prefix_ids.push_back(IdAt(s, i));
+    }
     step->request_ids.push_back(s.request->params().request_id);
     for (int64_t i = s.prefilled; i < s.prefilled + n; ++i) step->ids.push_back(IdAt(s, i));
     s.prefilled += n;

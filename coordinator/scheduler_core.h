@@ -19,8 +19,9 @@
 // KV-cache blocks (kv_block_pool.h): a sequence holds the blocks its positions fill, taken as
 // its chunks are scheduled. A request is admitted while a slot is free and the blocks its
 // prefill needs are, beyond those promised to the prompts admitted before it (a prompt that
-// starts with registered blocks shares them and prefills only the rest; not with a repetition
-// penalty, which the last stage counts over the ids it was sent). When a sequence needs a block
+// starts with registered blocks shares them and prefills only the rest; with a repetition
+// penalty its first chunk carries the shared ids, which the last stage counts as seen). When a
+// sequence needs a block
 // and none is free, the newest running sequence holding blocks and not in flight is preempted:
 // its blocks and slot are freed and it waits at the head of the queue, to be prefilled again
 // from its ids (as a resume) when it is admitted again; its stream sees only the delay (and,
@@ -144,6 +145,7 @@ class SchedulerCore {
     int64_t written = 0;          // positions whose keys and values a step has stored
     int64_t registered = 0;       // full blocks registered (or, once one fails, no more tried)
     KvBlockPool::Chain chain;     // after the last registered block
+    int64_t cached = 0;           // of its ids found in the prefix cache at admission
     int64_t prefilled = 0;        // of its ids (prompt, then generated) sent to the KV cache
     int64_t to_prefill = 0;       // ids its prefill covers: the prompt; prompt + generated resumed
     std::vector<int32_t> generated;

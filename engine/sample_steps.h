@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "common/random.h"
+#include "common/sampling_params.h"  // PenaltyIsOn
 
 namespace lp {
 
@@ -23,9 +24,6 @@ LP_HOST_DEVICE inline float PenalizedLogit(float logit, float penalty) {
 LP_HOST_DEVICE inline float MinPLogit(float max_logit, float temperature, float log_min_p) {
   return fmaf(temperature, log_min_p, max_logit);
 }
-
-// Whether the penalty changes anything (0 and 1 both mean off).
-LP_HOST_DEVICE inline bool PenaltyIsOn(float penalty) { return penalty > 0.0f && penalty != 1.0f; }
 
 // Maps a float to an unsigned key of the same order (for threshold searches).
 LP_HOST_DEVICE inline uint32_t OrderedKey(float f) {

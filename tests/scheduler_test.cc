@@ -848,6 +848,33 @@ TEST(Scheduler, ASharedPrefixIsPrefilledOnceAndChangesNoToken) {
   EXPECT_EQ(scheduler.kv_blocks().prefix_hit_tokens - after_b.prefix_hit_tokens, 192);
 }
 
+// With a repetition penalty too: the last stage is never sent the cached prefix's ids, so the
+// first chunk carries them for the penalty. The penalized tokens differ from the unpenalized
+// ones (the prefix's ids matter) and equal those of a pipeline where nothing was cached.
+TEST(Scheduler, ASharedPrefixKeepsTheRepetitionPenaltyOverTheWholePrompt) {
+  Ints prefix;
+  for (int i = 0; i < 200; ++i) prefix.push_back((i * 37 + 11) % 4096);
+  Ints a = prefix, b = prefix;
+  a.insert(a.end(), {5, 6, 7});
+  b.insert(b.end(), {900, 901, 902, 903, 904});
+  GenerationParams penalized = Greedy(16);
+  penalized.sampling.repetition_penalty = 5.0f;
+  Ints b_alone, b_unpenalized;
+  {
+    LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 3, {4, 256, 64});
+    Scheduler scheduler(&pipeline, {4, 256, 64, 8});
+    b_alone = Collect(**scheduler.Submit(b, penalized));
+    EXPECT_EQ(scheduler.kv_blocks().prefix_hit_tokens, 0);
+    b_unpenalized = Collect(**scheduler.Submit(b, Greedy(16)));
+  }
+  EXPECT_NE(b_alone, b_unpenalized);
+  LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 3, {4, 256, 64});
+  Scheduler scheduler(&pipeline, {4, 256, 64, 8});
+  Collect(**scheduler.Submit(a, Greedy(4)));
+  EXPECT_EQ(Collect(**scheduler.Submit(b, penalized)), b_alone);
+  EXPECT_EQ(scheduler.kv_blocks().prefix_hit_tokens, 192);
+}
+
 TEST(Scheduler, StopIdsEndGeneration) {
   LocalPipeline pipeline(FixtureDir("qwen3-small-sharded"), 1, {2, 256, 64});
   Scheduler scheduler(&pipeline, {2, 256, 64, 4});

@@ -110,6 +110,8 @@ TEST_F(WorkerStepTest, MalformedStepsAreInvalidAndTheRunningSequenceCarriesOn) {
        [](StepRequest* r) {
          for (int b : {0, 1, 2}) r->mutable_seqs(0)->add_blocks(b);
        }},
+      {"prefix ids not as many as the positions before the chunk",
+       [](StepRequest* r) { r->mutable_seqs(0)->add_prefix_ids(5); }},
   };
   // Slot 1 is a bystander with a prompt in every cache; each bad step then aims at it.
   RunAll(Chunk(1, 0, 3));

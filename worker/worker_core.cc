@@ -166,6 +166,10 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
         s.start_pos() >= slice_->limits().max_context) {
       continue;
     }
+    if (s.prefix_ids_size() != 0 && s.prefix_ids_size() != s.start_pos()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a chunk at position ", s.start_pos(), " carries ", s.prefix_ids_size(), " prefix ids"));
+    }
     const SlotState& slot = slots_[size_t(s.slot())];
     if (s.start_pos() == 0 || s.start_pos() == slot.positions) continue;
     const int64_t prefix = KvBlocksFor(s.start_pos(), kv.block_tokens);
@@ -240,7 +244,8 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     if (s.start_pos() == 0 || s.start_pos() != slot.positions) slot.ForgetSeen();  // a new one
     slot.active = true;
     slot.positions = int64_t(s.start_pos()) + s.n_tokens();
-    if (head) {
+    if (head) {  // the repetition penalty's seen ids: a cached prefix's, then the chunk's
+      for (int32_t id : s.prefix_ids()) slot.See(id);
       for (int32_t id : ids.subspan(size_t(offset), size_t(s.n_tokens()))) slot.See(id);
     }
     offset += s.n_tokens();
