@@ -103,18 +103,15 @@ void SchedulerCore::Admit() {
     const int64_t n = int64_t(seq.request->prompt().size() + seq.generated.size());
     // Short of blocks even if every block it may share were cached: it waits, unhashed.
     if (pool_.available() - promised < KvBlocksFor(n, bt) - (n - 1) / bt) break;
-    std::vector<int32_t> shared;
-    KvBlockPool::Chain chain;
-    {
-      std::span<const int32_t> ids = seq.request->prompt();
-      std::vector<int32_t> preempted;  // a preempted sequence's ids, joined
-      if (!seq.generated.empty()) {
-        preempted.assign(ids.begin(), ids.end());
-        preempted.insert(preempted.end(), seq.generated.begin(), seq.generated.end());
-        ids = preempted;
-      }
-      shared = pool_.Match(ids, (n - 1) / bt, &chain);
+    std::span<const int32_t> ids = seq.request->prompt();
+    std::vector<int32_t> preempted;  // a preempted sequence's ids, joined
+    if (!seq.generated.empty()) {
+      preempted.assign(ids.begin(), ids.end());
+      preempted.insert(preempted.end(), seq.generated.begin(), seq.generated.end());
+      ids = preempted;
     }
+    KvBlockPool::Chain chain;
+    std::vector<int32_t> shared = pool_.Match(ids, (n - 1) / bt, &chain);
     const int64_t need = KvBlocksFor(n, bt) - int64_t(shared.size());
     if (pool_.available() - promised < need) {
       pool_.Release(shared);

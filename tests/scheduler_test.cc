@@ -817,12 +817,18 @@ TEST(Scheduler, PreemptionUnderATinyBlockPoolChangesNoToken) {
   EXPECT_EQ(scheduler.kv_blocks().used, 0);
 }
 
-TEST(Scheduler, ASharedPrefixIsPrefilledOnceAndChangesNoToken) {
-  Ints prefix;
-  for (int i = 0; i < 200; ++i) prefix.push_back((i * 37 + 11) % 4096);
-  Ints a = prefix, b = prefix;
+// Two prompts of 203 and 205 tokens whose first 200 are the same.
+std::pair<Ints, Ints> PromptsWithASharedPrefix() {
+  Ints a, b;
+  for (int i = 0; i < 200; ++i) a.push_back((i * 37 + 11) % 4096);
+  b = a;
   a.insert(a.end(), {5, 6, 7});
   b.insert(b.end(), {900, 901, 902, 903, 904});
+  return {a, b};
+}
+
+TEST(Scheduler, ASharedPrefixIsPrefilledOnceAndChangesNoToken) {
+  const auto [a, b] = PromptsWithASharedPrefix();
   GenerationParams seeded = Greedy(12);
   seeded.sampling.temperature = 0.8f;
   seeded.sampling.seed = 42;
@@ -852,11 +858,7 @@ TEST(Scheduler, ASharedPrefixIsPrefilledOnceAndChangesNoToken) {
 // first chunk carries them for the penalty. The penalized tokens differ from the unpenalized
 // ones (the prefix's ids matter) and equal those of a pipeline where nothing was cached.
 TEST(Scheduler, ASharedPrefixKeepsTheRepetitionPenaltyOverTheWholePrompt) {
-  Ints prefix;
-  for (int i = 0; i < 200; ++i) prefix.push_back((i * 37 + 11) % 4096);
-  Ints a = prefix, b = prefix;
-  a.insert(a.end(), {5, 6, 7});
-  b.insert(b.end(), {900, 901, 902, 903, 904});
+  const auto [a, b] = PromptsWithASharedPrefix();
   GenerationParams penalized = Greedy(16);
   penalized.sampling.repetition_penalty = 5.0f;
   Ints b_alone, b_unpenalized;
