@@ -2,6 +2,9 @@
 # On a machine without a GPU: build, then pack into .device/ what scripts/gpu-run.sh needs on
 # the GPU machine (the binaries with their libraries, compressed to stay under the 64 MiB that
 # travels; hf_baseline.py). .device/ must be git-ignored.
+# LP_BASE=REV (e.g. HEAD, for an uncommitted change) also builds REV's layerpipe-cuda in a
+# worktree (build-base/, the same CUDA architectures) into .device/base-cuda.xz, the other side
+# of scripts/gpu-change.sh's comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=${1:-.}  # the checkout that travels (default: this one)
@@ -18,5 +21,15 @@ tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 tar cJf "$dev/tokenizer.tar.xz" -C tests/fixtures/qwen3-tiny tokenizer.json tokenizer_config.json
 cp tools/hf_baseline.py tools/hf_prefill.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh scripts/gpu-resume.sh \
   scripts/gpu-int4-cluster.sh scripts/gpu-cluster-lib.sh scripts/gpu-timeline.sh scripts/gpu-kv-bench.sh \
-  scripts/gpu-ab-bench.sh scripts/gpu-kernel-times.sh "$dev/"
+  scripts/gpu-ab-bench.sh scripts/gpu-kernel-times.sh scripts/gpu-change.sh "$dev/"
+if [ -n "${LP_BASE:-}" ]; then
+  rm -rf build-base/src && git worktree prune
+  git worktree add --detach build-base/src "$LP_BASE" >/dev/null
+  arch=$(sed -n 's/^LAYERPIPE_CUDA_ARCHITECTURES:STRING=//p' build/CMakeCache.txt)
+  cmake -S build-base/src -B build-base/build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    ${arch:+-DLAYERPIPE_CUDA_ARCHITECTURES="$arch"} >/dev/null
+  ninja -C build-base/build -j2 layerpipe-cuda
+  xz -c build-base/build/bin/layerpipe-cuda > "$dev/base-cuda.xz"
+  git worktree remove --force build-base/src
+fi
 du -sh "$dev"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# On the GPU machine: a change against the build it changes, in one call (`LP_BASE=HEAD
+# scripts/gpu-prepare.sh` packs both): the GPU tests (the cluster ones left out: they time
+# nothing the change alters), `layerpipe bench` of both builds with rounds interleaved
+# (gpu-ab-bench.sh), then the single products' probe. At most 7 files in $OUT (or
+# gpu-results/), 8 come back.
+#   gpu-change.sh [ROUNDS [BENCH_ARGS...]]
+# default: 2 --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
+cd "$here/.."
+. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH
+rounds=${1:-2}
+shift || true
+[ $# -gt 0 ] || set -- --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
+xz -dc .device/base-cuda.xz > /tmp/base-cuda && chmod +x /tmp/base-cuda
+export LP_FIXTURES=${LP_FIXTURES:-$PWD/tests/fixtures}
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+timeout 200 "$B/layerpipe_gpu_tests" --gtest_filter=-*GpuCluster* > "$out/gpu_tests.log" 2>&1
+echo "gpu tests rc=$?" | tee -a "$out/gpu_tests.log"
+grep -E "^\[  FAILED|Failure|PASSED" "$out/gpu_tests.log" | head -30
+LP_A=/tmp/base-cuda LP_B=$B/layerpipe-cuda "$here/gpu-ab-bench.sh" "$rounds" "$@"
+timeout 120 "$B/layerpipe-cuda" bench --probe --preset qwen3-8b --batches 1 --decode 8 --prefill 0 \
+  > "$out/probe.txt" 2>&1
+grep -E "matmul|error" "$out/probe.txt"
