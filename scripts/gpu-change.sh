@@ -13,6 +13,7 @@ cd "$here/.."
 rounds=${1:-2}
 shift || true
 [ $# -gt 0 ] || set -- --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
+[ -f .device/base-cuda.xz ] || { echo "no .device/base-cuda.xz: LP_BASE=REV scripts/gpu-prepare.sh makes it"; exit 1; }
 xz -dc .device/base-cuda.xz > /tmp/base-cuda && chmod +x /tmp/base-cuda
 export LP_FIXTURES=${LP_FIXTURES:-$PWD/tests/fixtures}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader

@@ -11,7 +11,7 @@ root=${1:-.}  # the checkout that travels (default: this one)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 ninja -C build -j2 layerpipe layerpipe-cuda layerpipe-worker layerpipe-coordinator layerpipe_gpu_tests
 dev=$root/.device
-rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures" "$dev/tokenizer.tar.xz"
+rm -rf "$dev/bundle" "$dev/bundle.tar.xz" "$dev/fixtures" "$dev/tokenizer.tar.xz" "$dev/base-cuda.xz"
 mkdir -p "$dev"
 tools/device-bundle.sh "$dev/bundle" build/bin/layerpipe build/bin/layerpipe-cuda build/bin/layerpipe-worker \
   build/bin/layerpipe-coordinator build/bin/layerpipe_gpu_tests
