@@ -20,7 +20,7 @@ namespace lp {
 
 struct CudaBackendOptions {
   bool graphs = true;  // record and replay decode steps as CUDA graphs
-  bool gemv = true;    // our GEMV for steps of <= 8 rows (false: cuBLAS always, to compare)
+  bool gemv = true;    // our GEMV for steps of <= 2 rows (false: cuBLASLt always, to compare)
   // A row's result does not depend on the other rows of its step: every product through the
   // batch-invariant GEMM (cuda/gemm.cu; 4-bit weights dequantized to f16 first), attention
   // through the flash kernel only. Off: the GEMV / cuBLAS / split-attention paths picked by

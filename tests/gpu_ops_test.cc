@@ -4,6 +4,7 @@
 // for cuBLAS or the tensor cores, 4-bit weights dequantized to f16, the bf16 KV cache), below
 // 1e-9 for float32-only ops.
 #include <algorithm>
+#include <string>
 #include <tuple>
 
 #include "common/kv_pages.h"
@@ -36,38 +37,94 @@ TEST_F(GpuTest, RmsNormAndAddRmsNorm) {
   }
 }
 
-TEST_F(GpuTest, MatMulGemvAndCublas) {
+// Every path by rows: the GEMV (1 and 2), cuBLASLt (more rows, x converted or copied by the op
+// before); bf16 and f16 weights, products that fill the GPU and ones that do not.
+TEST_F(GpuTest, MatMulEveryPath) {
   struct Shape {
     int64_t n, k, m;
     bool bias;
   };
-  for (Shape s : {Shape{1, 4096, 1024, false},
-                  {1, 64, 96, true},
-                  {3, 256, 77, false},
-                  {8, 1024, 512, true},
-                  {9, 512, 300, false},
-                  {64, 1000, 37, true},
-                  {5, 333, 129, false},
-                  {130, 96, 2048, false},
-                  // The GEMV up to 2 rows, cuBLASLt from 3.
-                  {2, 512, 33, true},
-                  {3, 768, 70, true},
-                  {4, 768, 70, true},
-                  {7, 4096, 1000, false}}) {
-    auto [xc, xg] = Act(s.n, s.k);
-    auto [wc, wg] = Weight(s.m, s.k);
-    auto [bc, bg] = Weight(1, s.m);
-    Tensor oc = cpu_->Alloc(s.n, s.m), og = gpu_->Alloc(s.n, s.m);
-    Poison(og);
-    cpu_->MatMul(xc, wc, s.bias ? &bc : nullptr, oc);
-    gpu_->MatMul(xg, wg, s.bias ? &bg : nullptr, og);
-    EXPECT_LT(Nmse(oc, og), kBf16Bound) << s.n << "x" << s.k << " * " << s.m;
+  for (DType dtype : {DType::kBF16, DType::kF16}) {
+    for (Shape s : {Shape{1, 4096, 1024, false},
+                    {1, 64, 96, true},
+                    {2, 512, 33, true},
+                    {3, 256, 77, false},
+                    {3, 768, 70, true},
+                    {4, 768, 70, true},
+                    {7, 4096, 1000, false},
+                    {8, 1024, 512, true},
+                    {9, 512, 300, false},
+                    {16, 4096, 4096, false},
+                    {17, 96, 33, true},
+                    {31, 12288, 64, true},
+                    {33, 1024, 1000, false},
+                    {64, 4096, 1024, true},
+                    {64, 1000, 37, true},
+                    {5, 333, 129, false},
+                    {65, 512, 64, false},
+                    {130, 96, 2048, false}}) {
+      auto [xc, xg] = Act(s.n, s.k);
+      auto [wc, wg] = Weight(s.m, s.k, 0.05f, 0.0f, dtype);
+      auto [bc, bg] = Weight(1, s.m);
+      Tensor oc = cpu_->Alloc(s.n, s.m), og = gpu_->Alloc(s.n, s.m);
+      Poison(og);
+      cpu_->MatMul(xc, wc, s.bias ? &bc : nullptr, oc);
+      gpu_->MatMul(xg, wg, s.bias ? &bg : nullptr, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound)
+          << s.n << "x" << s.k << " * " << s.m << (dtype == DType::kF16 ? " f16" : " bf16");
+    }
+  }
+}
+
+// A norm's or SwiGLU's output is written in the weight type too, for the product after it (the
+// attention's too: the model tests cover that); each product is right whether that guess of the
+// type holds (the type of the conversion before) or not (bf16 after f16 and back), and when an
+// op between them leaves the copy unused.
+TEST_F(GpuTest, NormAndSwigluOutputsFeedTheNextProduct) {
+  for (int64_t n : {1, 3, 16, 100}) {
+    auto [xc, xg] = Act(n, 512);
+    auto [uc, ug] = Act(n, 512);
+    auto [rc, rg] = Act(n, 512);
+    auto [nc, ng] = Weight(1, 512, 0.1f, 1.0f);
+    Tensor hc = cpu_->Alloc(n, 512), hg = gpu_->Alloc(n, 512);
+    Tensor oc = cpu_->Alloc(n, 96), og = gpu_->Alloc(n, 96);
+    for (DType dtype : {DType::kBF16, DType::kF16, DType::kF16, DType::kBF16}) {
+      auto [wc, wg] = Weight(96, 512, 0.05f, 0.0f, dtype);
+      const std::string what = std::to_string(n) + (dtype == DType::kF16 ? " f16" : " bf16");
+      Poison(og);  // (an upload: before the op whose copy the product is to use)
+      cpu_->RmsNorm(xc, nc, 1e-6f, hc);
+      gpu_->RmsNorm(xg, ng, 1e-6f, hg);
+      cpu_->MatMul(hc, wc, nullptr, oc);
+      gpu_->MatMul(hg, wg, nullptr, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound) << "norm " << what;
+      Poison(og);
+      cpu_->AddRmsNorm(rc, xc, nc, 1e-6f, hc);
+      gpu_->AddRmsNorm(rg, xg, ng, 1e-6f, hg);
+      cpu_->MatMul(hc, wc, nullptr, oc);
+      gpu_->MatMul(hg, wg, nullptr, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound) << "add, norm " << what;
+      Poison(og);
+      cpu_->SiluMul(xc, uc, hc);
+      gpu_->SiluMul(xg, ug, hg);
+      cpu_->Add(hc, uc);  // an op between: the product reads the sum
+      gpu_->Add(hg, ug);
+      cpu_->MatMul(hc, wc, nullptr, oc);
+      gpu_->MatMul(hg, wg, nullptr, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound) << "swiglu, add " << what;
+      Poison(og);
+      cpu_->SiluMul(xc, uc, hc);
+      gpu_->SiluMul(xg, ug, hg);
+      cpu_->MatMul(hc, wc, nullptr, oc);
+      gpu_->MatMul(hg, wg, nullptr, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound) << "swiglu " << what;
+    }
   }
 }
 
 // Products of one input issued back to back (q, k, v) go out as one launch; each is still right.
 TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
-  for (int64_t n : {1, 2, 3, 4, 8, 16, 100}) {  // GEMV launches, then cuBLAS with one conversion
+  for (int64_t n :
+       {1, 2, 3, 4, 8, 16, 40, 64, 100}) {  // GEMV launches, then cuBLASLt with one conversion
     auto [xc, xg] = Act(n, 512);
     std::vector<std::pair<Tensor, Tensor>> w, out;
     for (int64_t m : {512, 128, 136, 40, 1000}) {

@@ -46,15 +46,17 @@ class GpuTest : public ::testing::Test {
     return {c, g};
   }
 
-  // The same bf16 weight in both backends (rows = 1: a 1-D weight).
+  // The same bf16 (or f16) weight in both backends (rows = 1: a 1-D weight).
   std::pair<Tensor, Tensor> Weight(int64_t rows, int64_t cols, float scale = 0.05f,
-                                   float offset = 0.0f) {
+                                   float offset = 0.0f, DType dtype = DType::kBF16) {
     auto host = Random(size_t(rows * cols), scale);
     std::vector<uint16_t> bf(host.size());
-    for (size_t i = 0; i < host.size(); ++i) bf[i] = F32ToBf16(host[i] + offset);
+    for (size_t i = 0; i < host.size(); ++i) {
+      bf[i] = dtype == DType::kF16 ? F32ToF16(host[i] + offset) : F32ToBf16(host[i] + offset);
+    }
     TensorInfo info;
     info.name = "w";
-    info.dtype = DType::kBF16;
+    info.dtype = dtype;
     info.shape = rows == 1 ? std::vector<int64_t>{cols} : std::vector<int64_t>{rows, cols};
     info.end = bf.size() * 2;
     TensorView view{&info, reinterpret_cast<const uint8_t*>(bf.data())};

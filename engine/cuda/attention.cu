@@ -202,7 +202,7 @@ __global__ void __launch_bounds__(kSplitWarps * 32)
 // the position of its last row).
 template <int D>
 __global__ void CombineKernel(const float* part, int heads, const int32_t* pos,
-                              const AttnTile* tiles, int num_tiles, float* out) {
+                              const AttnTile* tiles, int num_tiles, float* out, HalfCopy copy) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   const int row = blockIdx.x, h = blockIdx.y, d = threadIdx.x;
@@ -231,7 +231,9 @@ __global__ void CombineKernel(const float* part, int heads, const int32_t* pos,
     o += ps[d] * f;
     sum += ps[D + 1] * f;
   }
-  out[(int64_t(row) * heads + h) * D + d] = o / sum;
+  const int64_t i = (int64_t(row) * heads + h) * D + d;
+  out[i] = o / sum;
+  StoreCopy(copy, i, o / sum);
 }
 
 // Keys and values [kt, kt + 32) of one KV head (at cache0 in a row) into shared memory as
@@ -265,7 +267,7 @@ template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
     TiledAttnKernel(const float* q, const bf16* kc, const bf16* vc, KvPages pages, int heads,
                     int kv_heads, const int32_t* pos, const int32_t* seq, const AttnTile* tiles,
-                    float scale_log2, float* out) {
+                    float scale_log2, float* out, HalfCopy copy) {
   constexpr int E = D >= 32 ? D / 32 : 1;
   constexpr int KS = D + 4;  // padded: lane-per-key float4 reads hit distinct banks
   extern __shared__ float smem[];
@@ -350,10 +352,12 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       const float sum = WarpSum(l[j]);
       if (qpos[j] < 0) continue;
       const int v = qv0 + warp * kQPerWarp + j, r = v / group, g = v % group;
-      float* o = out + (int64_t(tile.row0 + r) * heads + kvh * group + g) * D;
+      const int64_t o = (int64_t(tile.row0 + r) * heads + kvh * group + g) * D;
 #pragma unroll
       for (int e = 0; e < E; ++e) {
-        if (lane + 32 * e < D) o[lane + 32 * e] = acc[j][e] / sum;
+        if (lane + 32 * e >= D) continue;
+        out[o + lane + 32 * e] = acc[j][e] / sum;
+        StoreCopy(copy, o + lane + 32 * e, acc[j][e] / sum);
       }
     }
   }
@@ -382,7 +386,7 @@ template <int D>
 __global__ void __launch_bounds__(kTileWarps * 32)
     FlashAttnKernel(const float* q, const bf16* kc, const bf16* vc, KvPages pages, int heads,
                     int kv_heads, const int32_t* pos, const int32_t* seq, const AttnTile* tiles,
-                    float scale_log2, float* out, float* part) {
+                    float scale_log2, float* out, HalfCopy copy, float* part) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   constexpr int KR = D + 8;  // padded shared-memory row: ldmatrix reads hit distinct banks
@@ -569,7 +573,9 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int h = e / 2;
-      if (qoff[h] >= 0) out[qoff[h] + i * 8 + 2 * t + e % 2] = o[i][e] / l[h];
+      if (qoff[h] < 0) continue;
+      out[qoff[h] + i * 8 + 2 * t + e % 2] = o[i][e] / l[h];
+      StoreCopy(copy, qoff[h] + i * 8 + 2 * t + e % 2, o[i][e] / l[h]);
     }
   }
 }
@@ -582,16 +588,17 @@ enum class AttnPath { kSplit, kFlashChunks, kTiles };
 // Merges the chunks' partials in `scratch` into `out` (chunks of query tiles: `by_tile`).
 template <int D>
 void Combine(const float* scratch, const AttnShape& a, const DeviceLayout& L, bool by_tile,
-             float* out, cudaStream_t s) {
+             float* out, HalfCopy copy, cudaStream_t s) {
   const unsigned threads = D < 32 ? 32 : D;
   LaunchChained(CombineKernel<D>, dim3(unsigned(L.tokens), unsigned(a.heads)), threads, 0, s,
-                scratch, int(a.heads), L.pos, by_tile ? L.tiles : nullptr, int(L.num_tiles), out);
+                scratch, int(a.heads), L.pos, by_tile ? L.tiles : nullptr, int(L.num_tiles), out,
+                copy);
 }
 
 template <int D>
 void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v_new,
             const AttnShape& a, const DeviceLayout& L, AttnPath path, float* scratch, float* out,
-            cudaStream_t s) {
+            HalfCopy copy, cudaStream_t s) {
   auto* kc = static_cast<bf16*>(c.k);
   auto* vc = static_cast<bf16*>(c.v);
   const float scale = 1.0f / sqrtf(float(D));
@@ -599,7 +606,7 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     const dim3 chunks(unsigned(L.tokens), unsigned(a.kv_heads), unsigned(kSplitChunks));
     LaunchChained(SplitAttnKernel<D>, chunks, kSplitWarps * 32, 0, s, q, kc, vc, L.pages,
                   int(a.heads), int(a.kv_heads), L.pos, L.seq, scale, k_new, v_new, scratch);
-    Combine<D>(scratch, a, L, /*by_tile=*/false, out, s);
+    Combine<D>(scratch, a, L, /*by_tile=*/false, out, copy, s);
     return;
   }
   const int64_t groups = (kAttnTileRows * (a.heads / a.kv_heads) + kTileQueries - 1) / kTileQueries;
@@ -620,13 +627,13 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
                              unsigned(kSplitChunks) * query_groups);
       LaunchChained(FlashAttnKernel<D>, tile_chunks, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc,
                     vc, L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2,
-                    out, scratch);
-      Combine<D>(scratch, a, L, /*by_tile=*/true, out, s);
+                    out, HalfCopy{}, scratch);
+      Combine<D>(scratch, a, L, /*by_tile=*/true, out, copy, s);
       return;
     }
     LaunchChained(FlashAttnKernel<D>, grid, kTileWarps * 32, FlashSmemBytes<D>(), s, q, kc, vc,
                   L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2, out,
-                  static_cast<float*>(nullptr));
+                  copy, static_cast<float*>(nullptr));
     return;
   }
   const size_t smem = sizeof(float) * (kTileQueries * D + kTileKeys * (D + 4) + kTileKeys * D);
@@ -636,8 +643,9 @@ void Attend(const KvLayer& c, const float* q, const float* k_new, const float* v
     return true;
   }();
   (void)configured;
-  TiledAttnKernel<D><<<grid, kTileWarps * 32, smem, s>>>(
-      q, kc, vc, L.pages, int(a.heads), int(a.kv_heads), L.pos, L.seq, L.tiles, scale_log2, out);
+  TiledAttnKernel<D><<<grid, kTileWarps * 32, smem, s>>>(q, kc, vc, L.pages, int(a.heads),
+                                                         int(a.kv_heads), L.pos, L.seq, L.tiles,
+                                                         scale_log2, out, copy);
   LAUNCH_CHECK(TiledAttnKernel);
 }
 
@@ -661,7 +669,8 @@ const char* AttentionUnsupported(const AttnShape& a) {
 
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
                      const AttnShape& a, const DeviceLayout& layout, bool decode_only,
-                     bool batch_invariant, float* scratch, float* out, cudaStream_t s) {
+                     bool batch_invariant, float* scratch, float* out, HalfCopy copy,
+                     cudaStream_t s) {
   LP_REQUIRE(layout.tokens > 0 && a.kv_heads > 0 && a.heads % a.kv_heads == 0);
   LP_REQUIRE(a.heads / a.kv_heads <= kMaxGroup);
   const int64_t kvd = a.kv_heads * a.head_dim;
@@ -685,19 +694,19 @@ void LaunchAttention(const float* q, const float* k, const float* v, const KvLay
   const float* vn = fused_store ? v : nullptr;
   switch (a.head_dim) {
     case 16:
-      Attend<16>(cache, q, kn, vn, a, layout, path, scratch, out, s);
+      Attend<16>(cache, q, kn, vn, a, layout, path, scratch, out, copy, s);
       break;
     case 32:
-      Attend<32>(cache, q, kn, vn, a, layout, path, scratch, out, s);
+      Attend<32>(cache, q, kn, vn, a, layout, path, scratch, out, copy, s);
       break;
     case 64:
-      Attend<64>(cache, q, kn, vn, a, layout, path, scratch, out, s);
+      Attend<64>(cache, q, kn, vn, a, layout, path, scratch, out, copy, s);
       break;
     case 128:
-      Attend<128>(cache, q, kn, vn, a, layout, path, scratch, out, s);
+      Attend<128>(cache, q, kn, vn, a, layout, path, scratch, out, copy, s);
       break;
     case 256:
-      Attend<256>(cache, q, kn, vn, a, layout, path, scratch, out, s);
+      Attend<256>(cache, q, kn, vn, a, layout, path, scratch, out, copy, s);
       break;
     default:
       LP_REQUIRE(a.head_dim == 16 || a.head_dim == 32 || a.head_dim == 64 || a.head_dim == 128 ||

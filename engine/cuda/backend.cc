@@ -64,6 +64,7 @@ CudaBackend::~CudaBackend() {
 }
 
 Tensor CudaBackend::DeviceTensor(int64_t rows, int64_t cols, DType dtype) {
+  Flush();  // (a conversion of a freed tensor must not pass for one of this, at its address)
   void* p = nullptr;
   const size_t bytes = std::max<size_t>(16, size_t(rows * cols) * DTypeSize(dtype));
   CUDA_CHECK(cudaMalloc(&p, bytes));
@@ -79,6 +80,7 @@ Tensor CudaBackend::DeviceTensor(int64_t rows, int64_t cols, DType dtype) {
 
 Tensor CudaBackend::Alloc(int64_t rows, int64_t cols) {
   LP_REQUIRE(rows > 0 && cols > 0 && rows * cols < (int64_t(1) << 36));
+  Flush();  // before scratch_ may move
   // Workspaces are allocated at load: size what the ops need from the largest of them.
   if (rows * cols > scratch_elems_) {
     cudaFree(scratch_);
@@ -217,14 +219,25 @@ void CudaBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tenso
 void CudaBackend::RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) {
   Flush();
   LaunchRmsNorm(nullptr, x.as<float>(), w.as<float>(), eps, x.rows, x.cols, out.as<float>(),
-                stream_);
+                CopyForNextProduct(out), stream_);
 }
 
 void CudaBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                              Tensor& out) {
   Flush();
   LaunchRmsNorm(residual.as<float>(), x.as<float>(), w.as<float>(), eps, x.rows, x.cols,
-                out.as<float>(), stream_);
+                out.as<float>(), CopyForNextProduct(out), stream_);
+}
+
+HalfCopy CudaBackend::CopyForNextProduct(const Tensor& out) {
+  // (4-bit products of up to kInt4GemvMaxRows rows read float32 x too.)
+  const bool int4_gemv = int4_max_elems_ > 0 && out.rows <= kInt4GemvMaxRows;
+  const bool converts =
+      options_.batch_invariant || (!int4_gemv && (!options_.gemv || out.rows > kGemvMaxRows));
+  if (!converts || converted_elems_ == 0 || out.numel() > scratch_elems_) return {};
+  converted_x_ = out.data;  // made by the op about to launch
+  converted_elems_ = out.numel();
+  return {scratch_, converted_half_};
 }
 
 void CudaBackend::Flush() {
@@ -368,12 +381,14 @@ void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   LP_REQUIRE(attn_scratch_ != nullptr && dev_layout_.pages.tables != nullptr);
   LaunchAttention(q.as<float>(), k.as<float>(), v.as<float>(), c.Layer(layer),
                   {p.num_heads, p.num_kv_heads, p.head_dim}, dev_layout_, decode_only_,
-                  options_.batch_invariant, attn_scratch_, out.as<float>(), stream_);
+                  options_.batch_invariant, attn_scratch_, out.as<float>(), CopyForNextProduct(out),
+                  stream_);
 }
 
 void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
   Flush();
-  LaunchSiluMul(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>(), stream_);
+  LaunchSiluMul(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>(),
+                CopyForNextProduct(out), stream_);
 }
 
 void CudaBackend::Add(Tensor& x, const Tensor& y) {

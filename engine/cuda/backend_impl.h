@@ -124,6 +124,11 @@ class CudaBackend : public Backend {
                        const float* bias, float* out, bool keep_x);
   // Sizes the 4-bit products' scratch from the largest Alloc and the largest packed weight.
   void EnsureInt4Scratch();
+  // For an element-wise op writing `out` that the next product will read converted (more rows
+  // than the GEMV takes): the copy in the weight type that the op writes too, into scratch_,
+  // which ConvertedX then finds made. Its type is that of the last conversion (a model's products
+  // read one type; a wrong guess only costs the conversion). None before the first conversion.
+  HalfCopy CopyForNextProduct(const Tensor& out);
   // What ConvertedX last converted into scratch_; any op but the products forgets it.
   const void* converted_x_ = nullptr;
   int64_t converted_elems_ = 0;

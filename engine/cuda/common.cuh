@@ -9,6 +9,7 @@
 
 #include "engine/cuda/check.h"
 #include "engine/cuda/device.h"
+#include "engine/cuda/kernels.h"
 
 namespace lp::cuda {
 
@@ -49,6 +50,24 @@ void LaunchChained(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem
   CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
 }
 
+// Several products of one input share a launch (q, k, v; gate, up): `Jobs` holds `count` of
+// them in `job[]`, and the blocks of job i start at `first_block[i]`. This block's job, and in
+// `first` its first block.
+template <typename Jobs>
+__device__ __forceinline__ auto JobOfBlock(const Jobs& jobs, int* first) {
+  constexpr int kMax = int(sizeof(jobs.job) / sizeof(jobs.job[0]));
+  auto job = jobs.job[0];
+  *first = 0;
+#pragma unroll
+  for (int i = 1; i < kMax; ++i) {
+    if (i < jobs.count && int(blockIdx.x) >= jobs.first_block[i]) {
+      job = jobs.job[i];
+      *first = jobs.first_block[i];
+    }
+  }
+  return job;
+}
+
 __device__ __forceinline__ float ToF32(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float ToF32(__half v) { return __half2float(v); }
 template <typename T>
@@ -60,6 +79,16 @@ __device__ __forceinline__ __nv_bfloat16 FromF32<__nv_bfloat16>(float v) {
 template <>
 __device__ __forceinline__ __half FromF32<__half>(float v) {
   return __float2half(v);
+}
+
+// copy[i] = v in the copy's type, where the op has a copy to write (HalfCopy, kernels.h).
+__device__ __forceinline__ void StoreCopy(HalfCopy copy, int64_t i, float v) {
+  if (copy.data == nullptr) return;
+  if (copy.half) {
+    static_cast<__half*>(copy.data)[i] = FromF32<__half>(v);
+  } else {
+    static_cast<__nv_bfloat16*>(copy.data)[i] = FromF32<__nv_bfloat16>(v);
+  }
 }
 
 __device__ __forceinline__ float WarpSum(float v) {

@@ -164,15 +164,8 @@ __device__ __forceinline__ uint4 LoadStreamOrdered(const uint4* p) {
 template <int NT, int WM, bool kHalves>
 __global__ void __launch_bounds__(kGemvWarps * 32, NT* WM == 1 ? 3 : 2)
     Int4GemvKernel(const float* __restrict__ x, int n, int k, Int4Jobs jobs) {
-  Int4Job job = jobs.job[0];
-  int first = 0;
-#pragma unroll
-  for (int i = 1; i < kMaxInt4Jobs; ++i) {
-    if (i < jobs.count && int(blockIdx.x) >= jobs.first_block[i]) {
-      job = jobs.job[i];
-      first = jobs.first_block[i];
-    }
-  }
+  int first;
+  const Int4Job job = JobOfBlock(jobs, &first);
   const Int4Device& w = job.w;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int tiles = int(w.m / 16);

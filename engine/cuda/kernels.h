@@ -39,17 +39,26 @@ struct DeviceLayout {
 // kernel in chunks (attention.cu); the recorded graph of a decode step depends on it.
 inline constexpr int32_t kLongDecodePosition = 1024;
 
+// A second output that an op (a norm, SwiGLU, attention) writes beside its float32 one: the same
+// values in the weight type (f16 when `half`, else bf16), the input of the product that reads
+// them next, so that no LaunchToHalf runs before it. data null: none.
+struct HalfCopy {
+  void* data = nullptr;
+  bool half = false;
+};
+
 // ---- norm_rope.cu
 void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n, int64_t cols,
                  float* out, cudaStream_t s);
 // residual may be null (plain RMSNorm); else residual += x first, and the norm is of residual.
 void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
-                   int64_t cols, float* out, cudaStream_t s);
+                   int64_t cols, float* out, HalfCopy copy, cudaStream_t s);
 // q [rows, heads * head_dim] and k [rows, kv_heads * head_dim] in place; norms may be null.
 void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
                       int64_t head_dim, const float* q_norm, const float* k_norm, float eps,
                       double theta, const int32_t* pos, cudaStream_t s);
-void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s);
+void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, HalfCopy copy,
+                   cudaStream_t s);
 void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s);
 void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);
 void LaunchGatherRows(const float* x, int64_t cols, const int32_t* rows, int64_t n, float* out,
@@ -72,8 +81,10 @@ void LaunchInvariantGemm(const void* x_half, int64_t n, int64_t k, const void* w
                          int64_t partial_floats, cudaStream_t s);
 
 // ---- matmul.cu
-// Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= 2 rows).
+// Our GEMV, for up to kMaxGemvJobs products of the same x in one launch (x: n <= kGemvMaxRows
+// rows; more go to cuBLASLt, x converted to the weight type first: matmul.cu says why).
 inline constexpr int kMaxGemvJobs = 4;
+inline constexpr int kGemvMaxRows = 2;
 struct GemvOut {
   const void* w;
   const float* bias;
@@ -159,7 +170,8 @@ int64_t SplitAttentionScratchFloats(const AttnShape& a);
 // the row's position or its tile's, so a row's arithmetic would depend on the step's size).
 void LaunchAttention(const float* q, const float* k, const float* v, const KvLayer& cache,
                      const AttnShape& a, const DeviceLayout& layout, bool decode_only,
-                     bool batch_invariant, float* scratch, float* out, cudaStream_t s);
+                     bool batch_invariant, float* scratch, float* out, HalfCopy copy,
+                     cudaStream_t s);
 
 // ---- sample.cu
 // A row's SampleInput (engine/backend.h) as the kernel reads it.

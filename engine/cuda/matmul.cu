@@ -12,11 +12,10 @@ namespace lp::cuda {
 namespace {
 
 constexpr int kGemvWarps = 8;
-// Up to 2 rows the GEMV beats cuBLASLt. With more, each warp loads every row of x from L1 for its
-// one weight row and L1 bounds it (Qwen3-8B decode on an H100: 9.6 ms at batch 3, 12.3 at 4,
-// 20.9 at 8 by this GEMV; cuBLASLt's tensor-core kernels 7.6 to 7.8 ms at 4 to 8 and 8.2 at 16,
-// the GEMV 7.1 at 2; engine/cuda/NOTES.md, "Decode at 3 to 8 rows").
-constexpr int kGemvMaxRows = 2;
+// kGemvMaxRows (kernels.h): up to 2 rows the GEMV beats cuBLASLt. With more, each warp loads
+// every row of x from L1 for its one weight row and L1 bounds it (Qwen3-8B decode on an H100: 9.6
+// ms at batch 3, 12.3 at 4, 20.9 at 8 by this GEMV; cuBLASLt's tensor-core kernels 7.6 to 7.8 ms
+// at 4 to 8 and 8.2 at 16, the GEMV 7.1 at 2; engine/cuda/NOTES.md, "Decode at 3 to 8 rows").
 constexpr int kGemvUnroll = 4;
 
 __device__ __forceinline__ void Unpack8(const uint4& u, const __nv_bfloat16*, float* f) {
@@ -44,15 +43,8 @@ __device__ __forceinline__ void Unpack8(const uint4& u, const __half*, float* f)
 template <int R, typename W>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     GemvKernel(const float* __restrict__ x, int64_t k, GemvJobs jobs) {
-  GemvOut job = jobs.job[0];
-  int first = 0;
-#pragma unroll
-  for (int i = 1; i < kMaxGemvJobs; ++i) {
-    if (i < jobs.count && int(blockIdx.x) >= jobs.first_block[i]) {
-      job = jobs.job[i];
-      first = jobs.first_block[i];
-    }
-  }
+  int first;
+  const GemvOut job = JobOfBlock(jobs, &first);
   const int lane = threadIdx.x % 32;
   const int64_t col = int64_t(int(blockIdx.x) - first) * kGemvWarps + threadIdx.x / 32;
   const bool live = col < job.m;

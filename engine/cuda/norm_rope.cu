@@ -27,7 +27,7 @@ __global__ void EmbedKernel(const W* table, const int32_t* ids, int64_t cols, fl
 }
 
 __global__ void RmsNormKernel(float* residual, const float* x, const float* w, float eps,
-                              int64_t cols, float* out) {
+                              int64_t cols, float* out, HalfCopy copy) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   __shared__ float scratch[32];
@@ -46,7 +46,11 @@ __global__ void RmsNormKernel(float* residual, const float* x, const float* w, f
   ss = BlockSum(ss, scratch);
   const float scale = rsqrtf(ss / float(cols) + eps);
   const float* src = r != nullptr ? r : in;
-  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) out[off + i] = w[i] * (src[i] * scale);
+  for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
+    const float v = w[i] * (src[i] * scale);
+    out[off + i] = v;
+    StoreCopy(copy, off + i, v);
+  }
 }
 
 // One warp per (row, head) of q, then of k (one launch for both): optional RMSNorm over the
@@ -89,12 +93,15 @@ __global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, 
   }
 }
 
-__global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* out) {
+__global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* out,
+                              HalfCopy copy) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    out[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    const float v = g[i] / (1.0f + expf(-g[i])) * u[i];
+    out[i] = v;
+    StoreCopy(copy, i, v);
   }
 }
 
@@ -171,10 +178,10 @@ void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64
 }
 
 void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
-                   int64_t cols, float* out, cudaStream_t s) {
+                   int64_t cols, float* out, HalfCopy copy, cudaStream_t s) {
   LP_REQUIRE(rows > 0 && cols > 0 && w != nullptr && out != x);
   const int threads = cols >= 1024 ? 1024 : int((cols + 31) / 32 * 32);
-  LaunchChained(RmsNormKernel, unsigned(rows), threads, 0, s, residual, x, w, eps, cols, out);
+  LaunchChained(RmsNormKernel, unsigned(rows), threads, 0, s, residual, x, w, eps, cols, out, copy);
 }
 
 void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
@@ -188,9 +195,10 @@ void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t k
                 head_dim, eps, float(theta), pos);
 }
 
-void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, cudaStream_t s) {
+void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, HalfCopy copy,
+                   cudaStream_t s) {
   LP_REQUIRE(n > 0);
-  LaunchChained(SiluMulKernel, GridFor(n, 256), 256, 0, s, gate, up, n, out);
+  LaunchChained(SiluMulKernel, GridFor(n, 256), 256, 0, s, gate, up, n, out, copy);
 }
 
 void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s) {
