@@ -21,6 +21,7 @@
 // `batch_invariant` every step goes through the flash (or tiled) kernel over query tiles, whose
 // result for a query vector depends only on that vector and the keys (key tiles past its
 // position are exact no-ops).
+#include <climits>
 #include <cmath>
 
 #include "engine/cuda/common.cuh"
@@ -274,7 +275,9 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   float* qs = smem;                   // [kTileQueries][D]
   float* ks = qs + kTileQueries * D;  // [kTileKeys][KS]
   float* vs = ks + kTileKeys * KS;    // [kTileKeys][D]
-  const AttnTile tile = tiles[blockIdx.x];
+  // The last tiles (the latest rows) read the most keys: they start first, so that the short
+  // ones fill the end of the grid instead of the long ones running alone.
+  const AttnTile tile = tiles[gridDim.x - 1 - blockIdx.x];
   const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = heads / kv_heads, n_qv = tile.count * group;
   const int64_t kvd = int64_t(kv_heads) * D;
@@ -393,7 +396,9 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   constexpr int DC = D / 16, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sm = reinterpret_cast<bf16*>(smem_raw);  // [stage][K, V][key][KR]
-  const AttnTile tile = tiles[blockIdx.x];
+  // Over all keys, the last tiles (the latest rows) read the most keys: they start first, so
+  // that the short ones fill the end of the grid instead of the long ones running alone.
+  const AttnTile tile = tiles[part != nullptr ? blockIdx.x : gridDim.x - 1 - blockIdx.x];
   const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int group = heads / kv_heads, n_qv = tile.count * group;
@@ -427,6 +432,13 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       qpos[h] = pos[tile.row0 + r];
       qoff[h] = (int64_t(tile.row0 + r) * heads + kvh * group + v % group) * D;
     }
+  }
+  // The warp's first query position: key tiles up to it need no mask (none past a row, or kend).
+  int first_pos = qpos[0] >= 0 ? qpos[0] : INT_MAX;
+  first_pos = min(first_pos, qpos[1] >= 0 ? qpos[1] : INT_MAX);
+#pragma unroll
+  for (int step = 16; step > 0; step >>= 1) {
+    first_pos = min(first_pos, __shfl_xor_sync(0xffffffffu, first_pos, step));
   }
   uint32_t qf[DC][4];  // A fragments: a[h + 2 * half] = row h, columns 16 c + 2 t + 8 half
 #pragma unroll
@@ -479,6 +491,10 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     __syncthreads();
     const bf16* ks = sm + (kb % 2) * 2 * kFlashKeys * KR;
     const bf16* vs = ks + kFlashKeys * KR;
+    if (first_pos == INT_MAX) {  // a warp without query vectors (a small group): only loads
+      __syncthreads();
+      continue;
+    }
     // S = Q K^T: 8 tiles of 8 keys; s[j][e]: row e / 2 (g or g + 8), key 8 j + 2 t + e % 2.
     float s[kFlashKeys / 8][4];
 #pragma unroll
@@ -492,15 +508,22 @@ __global__ void __launch_bounds__(kTileWarps * 32)
         Mma<bf16>(s[j], qf[c], b[0], b[1]);
       }
     }
+    const int last_key = kbeg + kb * kFlashKeys + kFlashKeys - 1;
+    if (last_key > first_pos || last_key >= kend) {  // (the warp takes the same branch)
+#pragma unroll
+      for (int j = 0; j < kFlashKeys / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = kbeg + kb * kFlashKeys + j * 8 + 2 * t + e % 2;
+          if (key > qpos[e / 2] || key >= kend) s[j][e] = -INFINITY;
+        }
+      }
+    }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int j = 0; j < kFlashKeys / 8; ++j) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = kbeg + kb * kFlashKeys + j * 8 + 2 * t + e % 2;
-        if (key > qpos[e / 2] || key >= kend) s[j][e] = -INFINITY;
-        mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
-      }
+      for (int e = 0; e < 4; ++e) mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
     }
     float corr[2], rs[2] = {0.0f, 0.0f};
 #pragma unroll
