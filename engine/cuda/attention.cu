@@ -491,7 +491,9 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     __syncthreads();
     const bf16* ks = sm + (kb % 2) * 2 * kFlashKeys * KR;
     const bf16* vs = ks + kFlashKeys * KR;
-    if (first_pos == INT_MAX) {  // a warp without query vectors (a small group): only loads
+    // A warp without query vectors (the last tile of a prompt) only loads. The condition is the
+    // same in all of the warp, which meets the block at one barrier on either path.
+    if (first_pos == INT_MAX) {
       __syncthreads();
       continue;
     }

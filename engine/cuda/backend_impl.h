@@ -124,12 +124,14 @@ class CudaBackend : public Backend {
                        const float* bias, float* out, bool keep_x);
   // Sizes the 4-bit products' scratch from the largest Alloc and the largest packed weight.
   void EnsureInt4Scratch();
-  // For an element-wise op writing `out` that the next product will read converted (more rows
-  // than the GEMV takes): the copy in the weight type that the op writes too, into scratch_,
-  // which ConvertedX then finds made. Its type is that of the last conversion (a model's products
-  // read one type; a wrong guess only costs the conversion). None before the first conversion.
+  // For an op (a norm, SwiGLU, attention) writing `out` that the next product will read
+  // converted (more rows than the GEMV takes): the copy in the weight type that the op writes too,
+  // into scratch_, which ConvertedX then finds made. Its type is that of the last conversion (a
+  // model's products read one type; a wrong guess only costs the conversion). None before the first
+  // conversion.
   HalfCopy CopyForNextProduct(const Tensor& out);
-  // What ConvertedX last converted into scratch_; any op but the products forgets it.
+  // What scratch_ holds: ConvertedX's last conversion, or the copy an op writes
+  // (CopyForNextProduct); any other op forgets it (Flush).
   const void* converted_x_ = nullptr;
   int64_t converted_elems_ = 0;
   bool converted_half_ = false;
@@ -140,7 +142,7 @@ class CudaBackend : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<LtGemm> lt_;
   void* cublas_workspace_ = nullptr;
-  void* scratch_ = nullptr;  // x converted for cuBLAS, 2-byte elements
+  void* scratch_ = nullptr;  // x in the weight type for the products, 2-byte elements
   int64_t scratch_elems_ = 0;
   float* attn_scratch_ = nullptr;  // split attention partials
   int64_t attn_scratch_floats_ = 0;
