@@ -9,17 +9,14 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
-. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH
+. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH, LP_FIXTURES; gpu_tests
 rounds=${1:-2}
 shift || true
 [ $# -gt 0 ] || set -- --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
 [ -f .device/base-cuda.xz ] || { echo "no .device/base-cuda.xz: LP_BASE=REV scripts/gpu-prepare.sh makes it"; exit 1; }
 xz -dc .device/base-cuda.xz > /tmp/base-cuda && chmod +x /tmp/base-cuda
-export LP_FIXTURES=${LP_FIXTURES:-$PWD/tests/fixtures}
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-timeout 200 "$B/layerpipe_gpu_tests" --gtest_filter=-*GpuCluster* > "$out/gpu_tests.log" 2>&1
-echo "gpu tests rc=$?" | tee -a "$out/gpu_tests.log"
-grep -E "^\[  FAILED|Failure|PASSED" "$out/gpu_tests.log" | head -30
+gpu_tests '-*GpuCluster*'
 LP_A=/tmp/base-cuda LP_B=$B/layerpipe-cuda "$here/gpu-ab-bench.sh" "$rounds" "$@"
 timeout 120 "$B/layerpipe-cuda" bench --probe --preset qwen3-8b --batches 1 --decode 8 --prefill 0 \
   > "$out/probe.txt" 2>&1

@@ -1,13 +1,21 @@
-# Shared by the GPU machine's cluster scripts (gpu-cluster-bench.sh, gpu-int4-cluster.sh,
-# gpu-resume.sh), sourced from the checkout's root: sets $out (the results folder, $OUT or
-# gpu-results/) and $B (the bundle's bin folder, unpacked if needed); writes a cluster file of N
-# workers on GPU 0, and starts and stops `layerpipe serve`. The functions need $port (the
-# coordinator's; workers take the next ones).
+# Shared by the GPU machine's scripts (gpu-run.sh, gpu-change.sh, the cluster ones...), sourced
+# from the checkout's root: sets $out (the results folder, $OUT or gpu-results/), $B (the
+# bundle's bin folder, unpacked if needed) and LP_FIXTURES (they travel with the working tree);
+# runs the GPU test suite; writes a cluster file of N workers on GPU 0, and starts and stops
+# `layerpipe serve`. The cluster functions need $port (the coordinator's; workers take the next
+# ones).
 out=${OUT:-gpu-results}
 mkdir -p "$out"
 [ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
 export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
 B=$PWD/.device/bundle/bin
+export LP_FIXTURES=${LP_FIXTURES:-$PWD/tests/fixtures}
+
+gpu_tests() {  # gpu_tests [GTEST_FILTER]: the suite's log in $out/gpu_tests.log, its outcome printed
+  timeout 200 "$B/layerpipe_gpu_tests" ${1:+--gtest_filter="$1"} > "$out/gpu_tests.log" 2>&1
+  echo "gpu tests rc=$?" | tee -a "$out/gpu_tests.log"
+  grep -E "^\[  FAILED|Failure|PASSED" "$out/gpu_tests.log" | head -30
+}
 
 cluster() {  # cluster FILE MODEL N BUDGET_GIB LIMITS [TRANSPORT] [DEVICE_MAP]
   local file=$1 model=$2 n=$3 budget=$4 limits=$5 transport=${6:-auto} map=${7:-balanced} i

@@ -2,15 +2,10 @@
 # On the GPU machine, from the checkout root that holds .device/ (scripts/gpu-prepare.sh):
 # the GPU tests, a CUDA greedy run through 3 slices, then Hugging Face's baseline and our
 # benchmark in the same run. Results in $OUT (or gpu-results/).
-cd "$(dirname "$0")/.."  # the root, from scripts/ or .device/
-out=${OUT:-gpu-results}
-mkdir -p "$out"
-tar xJf .device/bundle.tar.xz -C .device
-export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
-export LP_FIXTURES=$PWD/.device/fixtures; [ -d "$LP_FIXTURES" ] || LP_FIXTURES=$PWD/tests/fixtures
-B=.device/bundle/bin
-timeout 200 $B/layerpipe_gpu_tests > "$out/gpu_tests.log" 2>&1; echo "gpu tests rc=$?" >> "$out/gpu_tests.log"
-grep -E "FAILED|Failure|rc=|PASSED" "$out/gpu_tests.log" | head -30
+here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
+cd "$here/.."
+. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH, LP_FIXTURES; gpu_tests
+gpu_tests
 $B/layerpipe greedy --backend cuda --model $LP_FIXTURES/qwen3-tiny \
   --prompt-ids 785,3974,13876,38835 --slices 3 --max-tokens 8 2>&1 | tail -3
 PYTHONUNBUFFERED=1 timeout 240 python3 .device/hf_baseline.py qwen3-0.6b,qwen3-8b \

@@ -63,6 +63,11 @@ __device__ __forceinline__ const int32_t* TableOf(const KvPages& pages, const in
   return pages.tables + int64_t(seq[row]) * *pages.stride;
 }
 
+// The index of this block's query tile, over all keys: the last tiles (the latest rows) read the
+// most keys, so they start first, and the short ones fill the end of the grid instead of the long
+// ones running alone.
+__device__ __forceinline__ unsigned LongestTileFirst() { return gridDim.x - 1 - blockIdx.x; }
+
 // The cache row (block * block_tokens + offset) that holds position t.
 __device__ __forceinline__ int64_t CacheRow(const int32_t* table, int shift, int t) {
   return (int64_t(table[t >> shift]) << shift) | (t & ((1 << shift) - 1));
@@ -232,9 +237,7 @@ __global__ void CombineKernel(const float* part, int heads, const int32_t* pos,
     o += ps[d] * f;
     sum += ps[D + 1] * f;
   }
-  const int64_t i = (int64_t(row) * heads + h) * D + d;
-  out[i] = o / sum;
-  StoreCopy(copy, i, o / sum);
+  StoreOut(out, copy, (int64_t(row) * heads + h) * D + d, o / sum);
 }
 
 // Keys and values [kt, kt + 32) of one KV head (at cache0 in a row) into shared memory as
@@ -275,9 +278,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   float* qs = smem;                   // [kTileQueries][D]
   float* ks = qs + kTileQueries * D;  // [kTileKeys][KS]
   float* vs = ks + kTileKeys * KS;    // [kTileKeys][D]
-  // The last tiles (the latest rows) read the most keys: they start first, so that the short
-  // ones fill the end of the grid instead of the long ones running alone.
-  const AttnTile tile = tiles[gridDim.x - 1 - blockIdx.x];
+  const AttnTile tile = tiles[LongestTileFirst()];
   const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int group = heads / kv_heads, n_qv = tile.count * group;
   const int64_t kvd = int64_t(kv_heads) * D;
@@ -358,9 +359,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       const int64_t o = (int64_t(tile.row0 + r) * heads + kvh * group + g) * D;
 #pragma unroll
       for (int e = 0; e < E; ++e) {
-        if (lane + 32 * e >= D) continue;
-        out[o + lane + 32 * e] = acc[j][e] / sum;
-        StoreCopy(copy, o + lane + 32 * e, acc[j][e] / sum);
+        if (lane + 32 * e < D) StoreOut(out, copy, o + lane + 32 * e, acc[j][e] / sum);
       }
     }
   }
@@ -396,9 +395,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   constexpr int DC = D / 16, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16* sm = reinterpret_cast<bf16*>(smem_raw);  // [stage][K, V][key][KR]
-  // Over all keys, the last tiles (the latest rows) read the most keys: they start first, so
-  // that the short ones fill the end of the grid instead of the long ones running alone.
-  const AttnTile tile = tiles[part != nullptr ? blockIdx.x : gridDim.x - 1 - blockIdx.x];
+  const AttnTile tile = tiles[part != nullptr ? blockIdx.x : LongestTileFirst()];
   const int kvh = blockIdx.y, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, t = lane % 4;
   const int group = heads / kv_heads, n_qv = tile.count * group;
@@ -598,9 +595,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
       const int h = e / 2;
-      if (qoff[h] < 0) continue;
-      out[qoff[h] + i * 8 + 2 * t + e % 2] = o[i][e] / l[h];
-      StoreCopy(copy, qoff[h] + i * 8 + 2 * t + e % 2, o[i][e] / l[h]);
+      if (qoff[h] >= 0) StoreOut(out, copy, qoff[h] + i * 8 + 2 * t + e % 2, o[i][e] / l[h]);
     }
   }
 }

@@ -81,8 +81,10 @@ __device__ __forceinline__ __half FromF32<__half>(float v) {
   return __float2half(v);
 }
 
-// copy[i] = v in the copy's type, where the op has a copy to write (HalfCopy, kernels.h).
-__device__ __forceinline__ void StoreCopy(HalfCopy copy, int64_t i, float v) {
+// out[i] = v, and copy[i] = v in the copy's type where the op has a copy to write (HalfCopy,
+// kernels.h).
+__device__ __forceinline__ void StoreOut(float* out, HalfCopy copy, int64_t i, float v) {
+  out[i] = v;
   if (copy.data == nullptr) return;
   if (copy.half) {
     static_cast<__half*>(copy.data)[i] = FromF32<__half>(v);

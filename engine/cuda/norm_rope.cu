@@ -47,9 +47,7 @@ __global__ void RmsNormKernel(float* residual, const float* x, const float* w, f
   const float scale = rsqrtf(ss / float(cols) + eps);
   const float* src = r != nullptr ? r : in;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    const float v = w[i] * (src[i] * scale);
-    out[off + i] = v;
-    StoreCopy(copy, off + i, v);
+    StoreOut(out, copy, off + i, w[i] * (src[i] * scale));
   }
 }
 
@@ -99,9 +97,7 @@ __global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* 
   LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    const float v = g[i] / (1.0f + expf(-g[i])) * u[i];
-    out[i] = v;
-    StoreCopy(copy, i, v);
+    StoreOut(out, copy, i, g[i] / (1.0f + expf(-g[i])) * u[i]);
   }
 }
 
