@@ -461,11 +461,12 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   auto load = [&](int stage, int kb) {
     bf16* ks = sm + stage * 2 * kFlashKeys * KR;
     bf16* vs = ks + kFlashKeys * KR;
+    const int key0 = kbeg + kb * kFlashKeys;
     int64_t off[kLoads];
 #pragma unroll
     for (int j = 0; j < kLoads; ++j) {
       const int i = threadIdx.x + j * kTileWarps * 32;
-      const int kk = kbeg + kb * kFlashKeys + i / kChunks;
+      const int kk = key0 + i / kChunks;
       off[j] = cache0 + (kk < kend ? CacheRow(table, pages.block_shift, kk) * kvd : 0) +
                (i % kChunks) * 8;
     }
@@ -473,7 +474,7 @@ __global__ void __launch_bounds__(kTileWarps * 32)
     for (int j = 0; j < kLoads; ++j) {
       const int i = threadIdx.x + j * kTileWarps * 32;
       const int key = i / kChunks, d = (i % kChunks) * 8;
-      const bool valid = kbeg + kb * kFlashKeys + key < kend;
+      const bool valid = key0 + key < kend;
       CopyAsync16(ks + key * KR + d, kc + off[j], valid);
       CopyAsync16(vs + key * KR + d, vc + off[j], valid);
     }
@@ -507,13 +508,13 @@ __global__ void __launch_bounds__(kTileWarps * 32)
         Mma<bf16>(s[j], qf[c], b[0], b[1]);
       }
     }
-    const int last_key = kbeg + kb * kFlashKeys + kFlashKeys - 1;
+    const int key0 = kbeg + kb * kFlashKeys, last_key = key0 + kFlashKeys - 1;
     if (last_key > first_pos || last_key >= kend) {  // (the warp takes the same branch)
 #pragma unroll
       for (int j = 0; j < kFlashKeys / 8; ++j) {
 #pragma unroll
         for (int e = 0; e < 4; ++e) {
-          const int key = kbeg + kb * kFlashKeys + j * 8 + 2 * t + e % 2;
+          const int key = key0 + j * 8 + 2 * t + e % 2;
           if (key > qpos[e / 2] || key >= kend) s[j][e] = -INFINITY;
         }
       }
