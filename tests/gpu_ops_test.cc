@@ -142,6 +142,39 @@ TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
   }
 }
 
+// The products of one input after its first run on side streams beside it: a product reading
+// one of their outputs, and any other op, waits for them. q, then k and v beside it, then a
+// product of v; again two products of the input, then an op on the second. At 3 rows (the GEMV),
+// 40 (cuBLASLt, beside) and 300 (cuBLASLt, all on one stream: more than kSideMaxRows).
+TEST_F(GpuTest, ProductsBesideTheFirstAreWaitedFor) {
+  for (int64_t n : {3, 40, 300}) {
+    auto x = Act(n, 256);
+    std::vector<std::pair<Tensor, Tensor>> w = {Weight(512, 256), Weight(128, 256),
+                                                Weight(1024, 256), Weight(256, 1024)};
+    std::vector<std::pair<Tensor, Tensor>> y;
+    for (int64_t m : {512, 128, 1024, 256, 128, 512}) {
+      y.push_back({cpu_->Alloc(n, m), gpu_->Alloc(n, m)});
+      Poison(y.back().second);
+    }
+    for (bool on_gpu : {false, true}) {
+      Backend& b = on_gpu ? *gpu_ : *cpu_;
+      auto of = [on_gpu](std::pair<Tensor, Tensor>& p) -> Tensor& {
+        return on_gpu ? p.second : p.first;
+      };
+      b.MatMul(of(x), of(w[0]), nullptr, of(y[0]));
+      b.MatMul(of(x), of(w[1]), nullptr, of(y[1]));     // beside the first
+      b.MatMul(of(x), of(w[2]), nullptr, of(y[2]));     // beside the first
+      b.MatMul(of(y[2]), of(w[3]), nullptr, of(y[3]));  // reads a product run beside
+      b.MatMul(of(x), of(w[1]), nullptr, of(y[4]));
+      b.MatMul(of(x), of(w[0]), nullptr, of(y[5]));  // beside the one before
+      b.Add(of(y[5]), of(y[5]));                     // an op on it
+    }
+    for (size_t i = 0; i < y.size(); ++i) {
+      EXPECT_LT(Nmse(y[i].first, y[i].second), kBf16Bound) << n << " rows, output " << i;
+    }
+  }
+}
+
 // 4-bit products against the CPU's dequantized float32 weight: every path by rows (GEMV 1..8
 // and up to 16, the tiled kernel at 17..128, dequantization + cuBLAS above), with bias, act
 // order, groups of 32, 128, a whole row and 96 (groups that straddle the kernels' 64-column

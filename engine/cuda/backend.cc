@@ -23,8 +23,13 @@ CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device));
   // A fixed workspace: cuBLASLt then allocates nothing while a graph is being recorded.
-  CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspace));
-  lt_ = std::make_unique<LtGemm>(cublas_workspace_, kCublasWorkspace);
+  CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspace * (1 + kSideStreams)));
+  lt_ = std::make_unique<LtGemm>(kCublasWorkspace);
+  for (int i = 0; i < kSideStreams; ++i) {
+    CUDA_CHECK(cudaStreamCreateWithFlags(&side_[i], cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&side_done_[i], cudaEventDisableTiming));
+  }
+  CUDA_CHECK(cudaEventCreateWithFlags(&forked_, cudaEventDisableTiming));
   CUDA_CHECK(cudaEventCreateWithFlags(&staged_, cudaEventDisableTiming));
   CUDA_CHECK(cudaHostAlloc(&sample_host_, kMaxSampleRows * sizeof(DeviceSampleResult), 0));
   CUDA_CHECK(cudaHostAlloc(&sample_params_host_, kMaxSampleRows * sizeof(DeviceSampleParams), 0));
@@ -36,6 +41,7 @@ CudaBackend::CudaBackend(int device, const CudaBackendOptions& options)
 
 CudaBackend::~CudaBackend() {
   timeline_.reset();
+  JoinSides();  // (a last product beside the first still uses its workspace)
   cudaStreamSynchronize(stream_);
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   lt_.reset();
@@ -60,6 +66,11 @@ CudaBackend::~CudaBackend() {
   for (void* p : staging_) cudaFreeHost(p);
   for (auto e : staging_done_) cudaEventDestroy(e);
   cudaEventDestroy(staged_);
+  cudaEventDestroy(forked_);
+  for (int i = 0; i < kSideStreams; ++i) {
+    cudaEventDestroy(side_done_[i]);
+    cudaStreamDestroy(side_[i]);
+  }
   cudaStreamDestroy(stream_);
 }
 
@@ -243,7 +254,26 @@ HalfCopy CudaBackend::CopyForNextProduct(const Tensor& out) {
 void CudaBackend::Flush() {
   FlushGemv();
   FlushInt4();
+  JoinSides();
   converted_x_ = nullptr;
+}
+
+void CudaBackend::JoinSides() {
+  for (int i = 0; i < sides_used_; ++i) {
+    CUDA_CHECK(cudaEventRecord(side_done_[i], side_[i]));
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, side_done_[i], 0));
+  }
+  sides_used_ = 0;
+  side_x_ = nullptr;
+}
+
+int CudaBackend::SideFor(const float* x, int64_t elems, bool half) {
+  if (x == side_x_ && IsConverted(x, elems, half) && sides_used_ < kSideStreams) {
+    CUDA_CHECK(cudaStreamWaitEvent(side_[sides_used_], forked_, 0));
+    return sides_used_++;
+  }
+  JoinSides();
+  return -1;
 }
 
 void CudaBackend::FlushInt4() {
@@ -272,6 +302,7 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     return;
   }
   if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
+    JoinSides();
     const bool joins = !pending_.empty() && pending_x_ == x.as<float>() && pending_n_ == x.rows &&
                        pending_k_ == x.cols && pending_half_ == half &&
                        int(pending_.size()) < kMaxGemvJobs;
@@ -286,20 +317,29 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     return;
   }
   FlushGemv();
-  LtMatMul(ConvertedX(x.as<float>(), x.numel(), half, out.data, true), x.rows, x.cols, w.data, half,
-           w.rows, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>());
+  const float* xf = x.as<float>();
+  const int side = x.rows <= kSideMaxRows ? SideFor(xf, x.numel(), half) : (JoinSides(), -1);
+  const void* xh = ConvertedX(xf, x.numel(), half, out.data, true);
+  if (side < 0 && xf == converted_x_) {  // the first product of x: later ones may go beside it
+    CUDA_CHECK(cudaEventRecord(forked_, stream_));
+    side_x_ = xf;
+  }
+  LtMatMul(xh, x.rows, x.cols, w.data, half, w.rows, bias != nullptr ? bias->as<float>() : nullptr,
+           out.as<float>(), side);
 }
 
 void CudaBackend::LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half,
-                           int64_t m, const float* bias, float* out) {
-  lt_->Run(x_half, n, k, w, half, m, out, stream_);
-  if (bias != nullptr) LaunchAddBias(out, bias, n, m, stream_);
+                           int64_t m, const float* bias, float* out, int side) {
+  cudaStream_t s = side < 0 ? stream_ : side_[side];
+  lt_->Run(x_half, n, k, w, half, m, out, s,
+           static_cast<char*>(cublas_workspace_) + (side + 1) * kCublasWorkspace);
+  if (bias != nullptr) LaunchAddBias(out, bias, n, m, s);
 }
 
 const void* CudaBackend::ConvertedX(const float* x, int64_t elems, bool half, const void* out,
                                     bool keep) {
   LP_REQUIRE(scratch_elems_ >= elems);
-  if (converted_x_ != x || converted_elems_ != elems || converted_half_ != half) {
+  if (!IsConverted(x, elems, half)) {
     LaunchToHalf(x, elems, half, scratch_, stream_);
   }
   converted_x_ = keep && out != x ? x : nullptr;  // a product writing over x ends its reuse
@@ -323,6 +363,7 @@ void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bia
   LP_REQUIRE(p != nullptr && x.dtype == DType::kF32 && x.cols == p->dev.k);
   LP_REQUIRE(out.rows == x.rows && out.cols == p->dev.m && out.dtype == DType::kF32);
   FlushGemv();
+  JoinSides();
   const int64_t n = x.rows, k = p->dev.k, m = p->dev.m;
   const float* xp = x.as<float>();
   if (p->dev.perm != nullptr) {

@@ -116,9 +116,18 @@ class CudaBackend : public Backend {
   // products of one input (q, k, v; gate, up): the conversion is kept for the next product
   // unless `keep` is false or `out` (this product's output) is x.
   const void* ConvertedX(const float* x, int64_t elems, bool half, const void* out, bool keep);
-  // out = x w^T (+ bias) through cuBLASLt, x already in the weight type (ConvertedX).
+  bool IsConverted(const float* x, int64_t elems, bool half) const {
+    return converted_x_ == x && converted_elems_ == elems && converted_half_ == half;
+  }
+  // out = x w^T (+ bias) through cuBLASLt, x already in the weight type (ConvertedX), on stream_
+  // or on side stream `side` (>= 0; see side_).
   void LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half, int64_t m,
-                const float* bias, float* out);
+                const float* bias, float* out, int side = -1);
+  // Where the next cuBLASLt product of x goes: a side stream's index, or -1 for stream_. Joins
+  // the side streams first when x is not the input of the products they run.
+  int SideFor(const float* x, int64_t elems, bool half);
+  // stream_ waits for the side streams' products.
+  void JoinSides();
   // out = x w^T (+ bias) through the batch-invariant GEMM (x converted as ConvertedX).
   void InvariantMatMul(const float* x, int64_t n, int64_t k, const void* w, bool half, int64_t m,
                        const float* bias, float* out, bool keep_x);
@@ -141,7 +150,21 @@ class CudaBackend : public Backend {
   CudaBackendOptions options_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<LtGemm> lt_;
-  void* cublas_workspace_ = nullptr;
+  void* cublas_workspace_ = nullptr;  // kCublasWorkspace for stream_, then one per side stream
+  // cuBLASLt products of one x after its first (k and v beside q, up beside gate) run on side
+  // streams, concurrently with it: alone, a product of few rows and a small weight (a decode
+  // step's k or v, 8 MB) leaves most of the GPU idle. They read x's conversion in scratch_, so
+  // every other op and any product of another x joins them first (Flush, SideFor).
+  // Only for x of up to kSideMaxRows rows (decode steps, short chunks): at 512 rows and more the
+  // products fill the GPU alone, and beside one another they were slower (H100, 512-token prefill
+  // 16.7 -> 17.5 ms).
+  static constexpr int kSideStreams = 2;
+  static constexpr int64_t kSideMaxRows = 64;
+  cudaStream_t side_[kSideStreams] = {};
+  cudaEvent_t side_done_[kSideStreams] = {};
+  cudaEvent_t forked_ = nullptr;   // stream_ before the first product of side_x_
+  const float* side_x_ = nullptr;  // the input of the products since the last join
+  int sides_used_ = 0;
   void* scratch_ = nullptr;  // x in the weight type for the products, 2-byte elements
   int64_t scratch_elems_ = 0;
   float* attn_scratch_ = nullptr;  // split attention partials

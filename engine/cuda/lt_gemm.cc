@@ -26,8 +26,7 @@ struct Layouts {
 
 }  // namespace
 
-LtGemm::LtGemm(void* workspace, size_t workspace_bytes)
-    : workspace_(workspace), workspace_bytes_(workspace_bytes) {
+LtGemm::LtGemm(size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
   CUBLAS_CHECK(cublasLtCreate(&handle_));
   CUBLAS_CHECK(cublasLtMatmulDescCreate(&op_, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t transposed = CUBLAS_OP_T;
@@ -66,21 +65,21 @@ const cublasLtMatmulAlgo_t& LtGemm::Algo(const Key& key) {
 }
 
 bool LtGemm::Try(const cublasLtMatmulAlgo_t& algo, const void* x, int64_t n, int64_t k,
-                 const void* w, bool half, int64_t m, float* out, cudaStream_t s) {
+                 const void* w, bool half, int64_t m, float* out, cudaStream_t s, void* workspace) {
   const Layouts l(n, k, m, half);
   const float alpha = 1.0f, beta = 0.0f;
   const cublasStatus_t st = cublasLtMatmul(handle_, op_, &alpha, w, l.w, x, l.x, &beta, out, l.out,
-                                           out, l.out, &algo, workspace_, workspace_bytes_, s);
+                                           out, l.out, &algo, workspace, workspace_bytes_, s);
   if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE) return false;
   CUBLAS_CHECK(st);
   return true;
 }
 
 void LtGemm::Run(const void* x, int64_t n, int64_t k, const void* w, bool half, int64_t m,
-                 float* out, cudaStream_t s) {
-  if (Try(Algo({m, k, half, RowBucket(n)}), x, n, k, w, half, m, out, s)) return;
+                 float* out, cudaStream_t s, void* workspace) {
+  if (Try(Algo({m, k, half, RowBucket(n)}), x, n, k, w, half, m, out, s, workspace)) return;
   // The bucket's algorithm does not take this row count: one chosen for exactly n rows.
-  if (!Try(Algo({m, k, half, n}), x, n, k, w, half, m, out, s)) {
+  if (!Try(Algo({m, k, half, n}), x, n, k, w, half, m, out, s, workspace)) {
     Die("the chosen algorithm refused its own shape", "cublasLtMatmul", __FILE__, __LINE__);
   }
 }

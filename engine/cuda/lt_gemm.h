@@ -23,14 +23,15 @@ namespace lp::cuda {
 
 class LtGemm {
  public:
-  LtGemm(void* workspace, size_t workspace_bytes);
+  // Every product is given a workspace of `workspace_bytes` (one per stream that runs products).
+  explicit LtGemm(size_t workspace_bytes);
   ~LtGemm();
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
 
   // out[n, m] = x[n, k] w[m, k]^T: x and w f16 (half) or bf16, float32 accumulation and out.
   void Run(const void* x, int64_t n, int64_t k, const void* w, bool half, int64_t m, float* out,
-           cudaStream_t s);
+           cudaStream_t s, void* workspace);
 
  private:
   // (m, k, half, rows): the algorithm chosen for `rows` rows of that product.
@@ -38,11 +39,10 @@ class LtGemm {
   const cublasLtMatmulAlgo_t& Algo(const Key& key);
   // False where the algorithm does not take this shape.
   bool Try(const cublasLtMatmulAlgo_t& algo, const void* x, int64_t n, int64_t k, const void* w,
-           bool half, int64_t m, float* out, cudaStream_t s);
+           bool half, int64_t m, float* out, cudaStream_t s, void* workspace);
 
   cublasLtHandle_t handle_ = nullptr;
   cublasLtMatmulDesc_t op_ = nullptr;
-  void* workspace_;
   size_t workspace_bytes_;
   std::map<Key, cublasLtMatmulAlgo_t> algos_;
 };
