@@ -144,8 +144,8 @@ TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
 
 // The products of one input after its first run on side streams beside it: a product reading
 // one of their outputs, and any other op, waits for them. q, then k and v beside it, then a
-// product of v; again two products of the input, then an op on the second. At 3 rows (the GEMV),
-// 40 (cuBLASLt, beside) and 300 (cuBLASLt, all on one stream: more than kSideMaxRows).
+// product of v; again two products of the input, then an op on the second. At 3 and 40 rows
+// (cuBLASLt, beside) and 300 (cuBLASLt, all on one stream: more than kSideMaxRows).
 TEST_F(GpuTest, ProductsBesideTheFirstAreWaitedFor) {
   for (int64_t n : {3, 40, 300}) {
     auto x = Act(n, 256);

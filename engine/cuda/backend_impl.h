@@ -154,7 +154,9 @@ class CudaBackend : public Backend {
   // cuBLASLt products of one x after its first (k and v beside q, up beside gate) run on side
   // streams, concurrently with it: alone, a product of few rows and a small weight (a decode
   // step's k or v, 8 MB) leaves most of the GPU idle. They read x's conversion in scratch_, so
-  // every other op and any product of another x joins them first (Flush, SideFor).
+  // every other op and any product of another x joins them first (Flush, SideFor). Products
+  // that run together must not share an output (Slice's q, k, v, gate and up never do). Each
+  // side stream costs a cuBLASLt workspace (kCublasWorkspace) more.
   // Only for x of up to kSideMaxRows rows (decode steps, short chunks): at 512 rows and more the
   // products fill the GPU alone, and beside one another they were slower (H100, 512-token prefill
   // 16.7 -> 17.5 ms).
