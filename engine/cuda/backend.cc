@@ -318,9 +318,10 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   }
   FlushGemv();
   const float* xf = x.as<float>();
-  const int side = x.rows <= kSideMaxRows ? SideFor(xf, x.numel(), half) : (JoinSides(), -1);
+  const int side = SideFor(xf, x.numel(), half);
   const void* xh = ConvertedX(xf, x.numel(), half, out.data, true);
-  if (side < 0 && xf == converted_x_) {  // the first product of x: later ones may go beside it
+  // The first product of x: later ones may go beside it, unless it fills the GPU alone.
+  if (side < 0 && xf == converted_x_ && x.rows <= kSideMaxRows) {
     CUDA_CHECK(cudaEventRecord(forked_, stream_));
     side_x_ = xf;
   }

@@ -124,7 +124,8 @@ class CudaBackend : public Backend {
   void LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half, int64_t m,
                 const float* bias, float* out, int side = -1);
   // Where the next cuBLASLt product of x goes: a side stream's index, or -1 for stream_. Joins
-  // the side streams first when x is not the input of the products they run.
+  // the side streams first when x is not the input of the products they run (side_x_, set by
+  // MatMul's first product of an x of up to kSideMaxRows rows).
   int SideFor(const float* x, int64_t elems, bool half);
   // stream_ waits for the side streams' products.
   void JoinSides();
