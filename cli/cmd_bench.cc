@@ -14,11 +14,13 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
 #include "cli/util.h"
 #include "common/model_layout.h"
 #include "common/presets.h"
+#include "common/stage_memory.h"
 #include "common/weight_sizes.h"
 #include "engine/cuda.h"
 #include "engine/slice.h"
@@ -66,6 +68,32 @@ uint64_t DecodeWeightBytes(const ModelConfig& c) {
   uint64_t n = sizes->norm.bytes + (c.tie_word_embeddings ? sizes->embed.bytes : sizes->head.bytes);
   for (const ModuleSize& l : sizes->layers) n += l.bytes;
   return n;
+}
+
+// Fails, before any allocation, when the slice these limits ask for (weights, a KV cache for
+// max_batch sequences of max_context positions, workspace; common/stage_memory.h's model) cannot
+// fit the device's free memory: a clear message instead of an abort at the first allocation
+// that fails.
+void CheckFits(const std::string& name, const ModelConfig& c, const SliceLimits& limits) {
+  const size_t free_bytes = cuda::FreeMemory();
+  if (free_bytes == 0) return;  // unknown: let the allocations speak
+  auto sizes = EstimateWeightSizes(c);
+  if (!sizes.ok()) Fail(sizes.status());
+  ClusterLimits cl;
+  cl.max_batch = limits.max_batch;
+  cl.max_context = limits.max_context;
+  cl.max_step_tokens = limits.max_step_tokens;
+  cl.kv_block_tokens = limits.kv_block_tokens;
+  const StageBytes one = StageCost(c, *sizes, cl).Bytes(true, 0, c.num_layers, true, true, false);
+  const uint64_t kv = one.kv * uint64_t(limits.max_batch);
+  const uint64_t need = one.total() - one.kv + kv;
+  if (need <= free_bytes) return;
+  Fail(absl::ResourceExhaustedError(absl::StrFormat(
+      "%s needs about %.1f GiB (weights %.1f, KV cache for %d sequences of %d positions %.1f, "
+      "workspace and reserve %.1f) but the GPU has %.1f GiB free: bench fewer or smaller "
+      "--batches, or shorter --prefill / --long-context, in separate runs",
+      name, double(need) / kGiB, double(one.weight) / kGiB, limits.max_batch, limits.max_context,
+      double(kv) / kGiB, double(one.workspace + one.reserve) / kGiB, double(free_bytes) / kGiB)));
 }
 
 // Prefills `batch` random prompts (steps of at most max_step_tokens), then runs greedy decode
@@ -268,6 +296,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   bo.graphs = o.graphs;
   bo.batch_invariant = o.batch_invariant;
   bo.chained_launches = o.chained;
+  CheckFits(name, c, limits);
   std::fprintf(stderr, "%s: building, %s\n", name.c_str(), cuda::MemoryInfo().c_str());
   const auto t0 = Clock::now();
   WeightSource source;

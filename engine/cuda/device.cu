@@ -80,6 +80,11 @@ std::string MemoryInfo() {
                          double(total_b) / (1ull << 30));
 }
 
+size_t FreeMemory() {
+  size_t free_b = 0, total_b = 0;
+  return cudaMemGetInfo(&free_b, &total_b) == cudaSuccess ? free_b : 0;
+}
+
 absl::Status SelfTest() {
   constexpr int n = 1000;
   float* x = nullptr;

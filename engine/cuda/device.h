@@ -2,6 +2,7 @@
 // that there is none (CI builds this code but has no GPU).
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -16,6 +17,8 @@ absl::StatusOr<std::string> DeviceDescription(int index);
 absl::Status PinDevice(int index);
 // "12.3 GiB free of 79.2 GiB" for the current device.
 std::string MemoryInfo();
+// Free bytes on the current device (0 when unknown).
+size_t FreeMemory();
 // Whether the launchers chain a step's kernels (cuda/common.cuh, LaunchChained): on by default
 // on GPUs of compute capability 9.0 and later; SetChainedLaunches(false) turns it off for the
 // process (to compare), and true cannot turn it on where the GPU lacks it.
