@@ -141,16 +141,6 @@ __device__ __forceinline__ uint4 LoadStream(const uint4* p) {
   return v;
 }
 
-// The same, kept in program order with the mma (asm volatile), so that a set loaded ahead is
-// in flight while the previous one is multiplied.
-__device__ __forceinline__ uint4 LoadStreamOrdered(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
 // ---- kernels
 
 // Decode GEMV (n <= 8 NT = 1, n <= 16 NT = 2; WM m-tiles a block). Warp w takes chunks
@@ -207,7 +197,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32, NT* WM == 1 ? 3 : 2)
       for (int h = 0; h < S; ++h) grp[h] = cursor.Step(S * c + h);
 #pragma unroll
       for (int mt = 0; mt < WM; ++mt) {
-        code[u][mt] = ok ? LoadStreamOrdered(cp[mt] + c * 32) : make_uint4(0, 0, 0, 0);
+        code[u][mt] = ok ? LoadStreaming<false>(cp[mt] + c * 32) : make_uint4(0, 0, 0, 0);
 #pragma unroll
         for (int h = 0; h < S; ++h) {
           sz[u][mt][h] = ok ? __ldg(sp[mt] + grp[h] * 8) : make_uint2(0, 0);

@@ -38,17 +38,6 @@ __device__ __forceinline__ void Unpack8(const uint4& u, const __half*, float* f)
 
 // ---- kernels
 
-// A weight load that streams: no L1 allocation (each weight byte is read once) and a 256-byte L2
-// prefetch with it (H200, a batch-1 decode step: Qwen3-8B 5.37 -> 5.30 ms, Qwen3-0.6B 1.22 ->
-// 1.13 ms). The same bytes as __ldg, so the same arithmetic.
-__device__ __forceinline__ uint4 LoadStreaming(const void* p) {
-  uint4 v;
-  asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p));
-  return v;
-}
-
 // One warp per output column; lane l reads weights [8l, 8l + 8) of each 256-wide chunk. Several
 // products with the same x (q, k, v; gate, up) share one launch: block ranges select the job.
 template <int R, typename W>
@@ -67,7 +56,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 #pragma unroll
     for (int u = 0; u < kGemvUnroll; ++u) {
       const int64_t kk = k0 + u * 256;
-      wv[u] = kk < k ? LoadStreaming(wr + kk) : make_uint4(0, 0, 0, 0);
+      wv[u] = kk < k ? LoadStreaming<true>(wr + kk) : make_uint4(0, 0, 0, 0);
     }
   };
   if (live) load(int64_t(lane) * 8);
