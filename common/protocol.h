@@ -7,7 +7,11 @@
 namespace lp {
 
 // Bumped on any incompatible change of proto/layerpipe/v1/worker.proto's meaning.
-inline constexpr uint32_t kProtocolVersion = 5;  // 5: StepResponse.error_code
+inline constexpr uint32_t kProtocolVersion = 6;  // 6: kSampledBefore
+// A decode id that the worker fills in: the token it sampled last for the chunk's slot, at the
+// chunk's position (a decode step sent before the previous one's answer, to a worker that both
+// embeds and samples; coordinator/scheduler_core.h, "Decode ahead").
+inline constexpr int32_t kSampledBefore = -1;
 // Activation buffers each CUDA worker exports to the next one on its host; micro-batches in
 // flight never exceed it.
 inline constexpr int kIpcRing = 8;

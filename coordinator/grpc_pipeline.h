@@ -42,6 +42,7 @@ class GrpcPipeline : public Pipeline {
   void Submit(uint64_t tag, StepInput step) override;
   bool Next(int timeout_ms, StepResult* result) override;
   bool Ready() const override { return monitor_->Ready(); }
+  bool decode_ahead() const override { return links_.size() == 1; }
 
   const std::vector<std::unique_ptr<WorkerLink>>& links() const { return links_; }
   // The last handshake error of each worker that is down (empty when up).
@@ -71,7 +72,10 @@ class GrpcPipeline : public Pipeline {
    public:
     void Push(std::shared_ptr<Flight> f);
     // nullptr on timeout or when closed.
-    std::shared_ptr<Flight> Pop(int timeout_ms);
+    std::shared_ptr<Flight> Pop(std::chrono::microseconds timeout);
+    std::shared_ptr<Flight> Pop(int timeout_ms) {
+      return Pop(std::chrono::milliseconds(timeout_ms));
+    }
     void Close();
 
    private:
@@ -81,6 +85,10 @@ class GrpcPipeline : public Pipeline {
     bool closed_ = false;
   };
   void RunStage(size_t i);
+  // The thread of a pipeline's only stage (decode ahead): sends a step, then the next one if it
+  // comes within kAheadWait while the worker runs the first, then takes the first's answer.
+  void RunOnlyStage();
+  static constexpr std::chrono::microseconds kAheadWait{500};
   // Runs flight `f` on stage i's worker (handing it on early where the output goes by IPC).
   // False when it was handed on already.
   bool StageStep(size_t i, const std::shared_ptr<Flight>& f, std::vector<float>* out);

@@ -47,13 +47,17 @@ class Pipeline {
   // its weights once more per token.
   virtual int depth() const = 0;
   // Starts a step through every stage. `tag` comes back with its result. Callers number their
-  // steps 0, 1, 2, ... and keep at most depth() in flight: GrpcPipeline's CUDA IPC ring slots
-  // cycle with the tag.
+  // steps 0, 1, 2, ... and keep at most depth() in flight (one more with decode_ahead(), which
+  // has no ring): GrpcPipeline's CUDA IPC ring slots cycle with the tag.
   virtual void Submit(uint64_t tag, StepInput step) = 0;
   // Waits up to `timeout_ms` for the oldest step in flight; false on timeout.
   virtual bool Next(int timeout_ms, StepResult* result) = 0;
   // True while every stage is reachable and agrees with the plan.
   virtual bool Ready() const = 0;
+  // Whether steps may carry kSampledBefore decode ids (scheduler_core.h, "Decode ahead"): one
+  // stage, which embeds and samples, and a second step in flight goes out before the first is
+  // answered.
+  virtual bool decode_ahead() const { return false; }
 };
 
 // A pipeline that runs each step to the end inside Submit (one in flight): for in-process

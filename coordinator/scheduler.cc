@@ -6,9 +6,17 @@
 #include <deque>
 
 namespace lp {
+namespace {
+
+SchedulerLimits WithDecodeAhead(SchedulerLimits limits, const Pipeline& pipeline) {
+  limits.decode_ahead = pipeline.decode_ahead();
+  return limits;
+}
+
+}  // namespace
 
 Scheduler::Scheduler(Pipeline* pipeline, const SchedulerLimits& limits, StepObserver on_step)
-    : pipeline_(pipeline), core_(limits), on_step_(std::move(on_step)) {
+    : pipeline_(pipeline), core_(WithDecodeAhead(limits, *pipeline)), on_step_(std::move(on_step)) {
   thread_ = std::thread([this] { Loop(); });
 }
 

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "common/protocol.h"
 
 namespace lp {
 namespace {
@@ -162,7 +163,7 @@ void SchedulerCore::ReleaseBlocks(Seq& s) {
   s.chain = {};
 }
 
-bool SchedulerCore::EnsureBlocks(Seq& s, int64_t end, StepInput* step) {
+bool SchedulerCore::EnsureBlocks(Seq& s, int64_t end, StepInput* step, bool preempt) {
   const int64_t need = KvBlocksFor(end, pool_.block_tokens());
   while (int64_t(s.blocks.size()) < need) {
     const int32_t b = pool_.Allocate();
@@ -170,6 +171,7 @@ bool SchedulerCore::EnsureBlocks(Seq& s, int64_t end, StepInput* step) {
       s.blocks.push_back(b);
       continue;
     }
+    if (!preempt) return false;
     // The newest sequence that can give blocks back now (not in flight, holding some); `s` at
     // the latest.
     Seq* victim = nullptr;
@@ -222,6 +224,17 @@ void SchedulerCore::RegisterBlocks(Seq& s) {
   }
 }
 
+bool SchedulerCore::MayGoAhead(const Seq& s) const {
+  if (!limits_.decode_ahead || s.ahead || s.state != SeqState::kDecoding ||
+      s.request->cancelled()) {
+    return false;
+  }
+  // The step in flight brings token generated.size() + 1: then none may be left to sample.
+  const int64_t generated = int64_t(s.generated.size()) + 1;
+  return generated < s.request->params().max_tokens &&
+         int64_t(s.request->prompt().size()) + generated < limits_.max_context;
+}
+
 bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
   step->seqs.clear();
   step->ids.clear();
@@ -232,16 +245,19 @@ bool SchedulerCore::BuildStep(int64_t micro_batch_seqs, StepInput* step) {
   int64_t budget = limits_.max_step_tokens;
   // Decode tokens first: one each, latency-sensitive; prefill chunks take what is left.
   for (Seq& s : running_) {
-    if (s.in_flight || s.state != SeqState::kDecoding || budget == 0 ||
+    if ((s.in_flight && !MayGoAhead(s)) || s.state != SeqState::kDecoding || budget == 0 ||
         int64_t(step->seqs.size()) == micro_batch_seqs) {
       continue;
     }
-    const int64_t pos = int64_t(s.request->prompt().size() + s.generated.size()) - 1;
-    if (!EnsureBlocks(s, pos + 1, step)) continue;
+    // Ahead, the position after the token that the step in flight samples.
+    const bool ahead = s.in_flight;
+    const int64_t pos = int64_t(s.request->prompt().size() + s.generated.size()) - (ahead ? 0 : 1);
+    // Going ahead takes only free blocks: it is not worth another sequence's place.
+    if (!EnsureBlocks(s, pos + 1, step, !ahead)) continue;
     step->seqs.push_back({s.slot, int32_t(pos), 1, s.request->params().sampling, s.blocks});
     step->request_ids.push_back(s.request->params().request_id);
-    step->ids.push_back(s.generated.back());
-    s.in_flight = true;
+    step->ids.push_back(ahead ? kSampledBefore : s.generated.back());
+    (ahead ? s.ahead : s.in_flight) = true;
     --budget;
   }
   for (Seq& s : running_) {
@@ -280,12 +296,13 @@ std::vector<ScheduledStep> SchedulerCore::Schedule(int depth, bool ready,
     PublishBlocks();
     return {};
   }
-  // Spread the running sequences over one micro-batch per stage.
+  // Spread the running sequences over one micro-batch per stage; ahead, one micro-batch more.
   depth = std::max(1, depth);
   const int64_t per_batch = std::max<int64_t>(1, (int64_t(running_.size()) + depth - 1) / depth);
+  const int most = depth + (limits_.decode_ahead ? 1 : 0);
   std::vector<ScheduledStep> steps;
   ScheduledStep step;
-  while (in_flight() < depth && BuildStep(per_batch, &step.input)) {
+  while (in_flight() < most && BuildStep(per_batch, &step.input)) {
     step.tag = next_tag_++;
     std::vector<Flight>& flight = flights_[step.tag];
     for (const auto& s : step.input.seqs) flight.push_back({s.slot, s.start_pos + s.n_tokens});
@@ -351,7 +368,7 @@ void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_poin
     for (const Flight& f : flight->second) {
       for (Seq& s : running_) {
         if (s.slot != f.slot) continue;
-        s.in_flight = false;
+        (s.ahead ? s.ahead : s.in_flight) = false;          // the older of its two steps is back
         if (!result.status.ok() && !lost) Fail(s, failed);  // a worker refused this step
         if (result.status.ok() && s.state != SeqState::kPaused && !Ended(s.state)) {
           s.written = f.end;
@@ -449,7 +466,7 @@ void SchedulerCore::Discard(const StepResult& result) {
   if (flight == flights_.end()) return;
   for (const Flight& f : flight->second) {
     for (Seq& s : running_) {
-      if (s.slot == f.slot) s.in_flight = false;
+      if (s.slot == f.slot) (s.ahead ? s.ahead : s.in_flight) = false;
     }
   }
   flights_.erase(flight);

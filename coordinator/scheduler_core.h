@@ -27,6 +27,14 @@
 // from its ids (as a resume) when it is admitted again; its stream sees only the delay (and,
 // on GPUs without batch_invariant, the prefill kernels' rounding of its keys instead of the
 // decode kernels', as after a resume). A lost stage forgets every registered block.
+//
+// Decode ahead (SchedulerLimits::decode_ahead, for a pipeline of one stage, which embeds and
+// samples): a decoding sequence whose step is in flight goes into the next micro-batch too, its
+// token kSampledBefore (common/protocol.h), which the worker fills in with what it sampled for
+// it last. So the next step is on its way while the answer to the last one travels back, and
+// the worker starts it as soon as it has answered. At most one step ahead; none while the step
+// in flight may end the sequence by length. A sequence that the step in flight ends (a stop id,
+// a cancel) gets one token more from the step ahead, which is dropped.
 #pragma once
 
 #include <atomic>
@@ -59,6 +67,7 @@ struct SchedulerLimits {
   // kv_block_tokens positions. At least one sequence of max_context must fit.
   int64_t kv_blocks = 0;
   int64_t kv_block_tokens = kDefaultKvBlockTokens;
+  bool decode_ahead = false;  // see "Decode ahead" above (Scheduler: the pipeline's)
 };
 
 using SchedulerClock = std::chrono::steady_clock;
@@ -150,6 +159,7 @@ class SchedulerCore {
     int64_t to_prefill = 0;       // ids its prefill covers: the prompt; prompt + generated resumed
     std::vector<int32_t> generated;
     bool in_flight = false;  // in a micro-batch not yet back
+    bool ahead = false;      // and in a second one (decode ahead), sent after it
     // Since when it has made no progress after a lost stage (reset by its next token).
     std::optional<SchedulerClock::time_point> lost_at;
     // Started again after a lost stage, its next token not back yet.
@@ -164,9 +174,9 @@ class SchedulerCore {
   void Retire();
   // Id `i` of a sequence's ids: its prompt, then what it generated.
   static int32_t IdAt(const Seq& s, int64_t i);
-  // Gives `s` the blocks for positions [0, end), preempting sequences while none are free;
-  // false when it has to wait (it may have been preempted itself).
-  bool EnsureBlocks(Seq& s, int64_t end, StepInput* step);
+  // Gives `s` the blocks for positions [0, end), preempting sequences while none are free
+  // (unless !preempt); false when it has to wait (it may have been preempted itself).
+  bool EnsureBlocks(Seq& s, int64_t end, StepInput* step, bool preempt = true);
   // Frees a sequence's blocks and slot (in `step`'s releases) and marks it to wait again.
   void Preempt(Seq& s, StepInput* step);
   // Preempted sequences back to the head of the queue, oldest first.
@@ -175,8 +185,10 @@ class SchedulerCore {
   void RegisterBlocks(Seq& s);
   void ReleaseBlocks(Seq& s);
   void PublishBlocks();
-  // Builds a micro-batch of at most `micro_batch_seqs` sequences not in flight, carrying the
-  // pending slot releases; false when there is nothing to send.
+  // Whether a decode step of `s` may go out before the answer to the one in flight.
+  bool MayGoAhead(const Seq& s) const;
+  // Builds a micro-batch of at most `micro_batch_seqs` sequences not in flight (or going ahead),
+  // carrying the pending slot releases; false when there is nothing to send.
   bool BuildStep(int64_t micro_batch_seqs, StepInput* step);
   void Apply(const StepResult& result, SchedulerClock::time_point now);
   void Fail(Seq& seq, const absl::Status& status);

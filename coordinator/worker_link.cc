@@ -154,6 +154,7 @@ void WorkerLink::OpenStream() {
   if (stream_) return;
   stream_context_ = std::make_unique<grpc::ClientContext>();
   stream_ = stub_->Step(stream_context_.get());
+  ++stream_generation_;
 }
 
 absl::Status WorkerLink::Lost(absl::Status s) {
@@ -170,26 +171,52 @@ absl::Status WorkerLink::Send(const layerpipe::v1::StepRequest& header,
   if (!up_) {
     return absl::UnavailableError(absl::StrCat("worker '", expect_.name, "' is unreachable"));
   }
-  step_sent_ = std::chrono::steady_clock::now();
-  step_tokens_ = header.ids_size();
-  step_deadline_ns_ = (step_sent_ + StepBudget(step_tokens_)).time_since_epoch().count();
+  const auto now = std::chrono::steady_clock::now();
+  sent_.push_back(
+      {now, header.ids_size(), (now + StepBudget(header.ids_size())).time_since_epoch().count()});
+  step_deadline_ns_ = sent_.front().deadline_ns;
   absl::Status s = Lost(SendOnce(header, hidden_in));
-  if (!s.ok()) step_deadline_ns_ = 0;  // no Receive follows a failed send
+  if (s.ok()) {
+    sent_.back().stream = stream_generation_;
+  } else if (!sent_.empty()) {  // no Receive follows a failed send
+    sent_.pop_back();
+    step_deadline_ns_ = sent_.empty() ? 0 : sent_.front().deadline_ns;
+  }
   return s;
 }
 
 absl::Status WorkerLink::Receive(std::vector<float>* hidden_out,
                                  std::vector<SampledToken>* sampled) {
-  absl::Status s = ReceiveOnce(hidden_out, sampled);
-  step_deadline_ns_ = 0;
-  if (s.ok() && step_tokens_ > 0) {
+  // Its answer comes on the stream it was sent on, or never (the stream was replaced).
+  absl::Status s = !sent_.empty() && sent_.front().stream != stream_generation_
+                       ? Lost(LostMidStep())
+                       : ReceiveOnce(hidden_out, sampled);
+  const auto now = std::chrono::steady_clock::now();
+  // A step sent behind another starts when that one is answered.
+  if (s.ok() && !sent_.empty() && sent_.front().tokens > 0) {
     const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - step_sent_)
+        std::chrono::duration<double, std::milli>(now - std::max(sent_.front().at, answered_at_))
             .count();
-    const double per_token = ms / double(step_tokens_), old = ms_per_token_;
+    const double per_token = ms / double(sent_.front().tokens), old = ms_per_token_;
     ms_per_token_ = old < 0 ? per_token : 0.8 * old + 0.2 * per_token;
   }
+  answered_at_ = now;
+  Answered();
   return s;  // an overdue step fails as lost: the monitor marked the link down (and logs why)
+}
+
+void WorkerLink::Answered() {
+  if (!sent_.empty()) sent_.pop_front();
+  if (sent_.empty()) {
+    step_deadline_ns_ = 0;
+    return;
+  }
+  // The step behind starts now: its budget counts from here, not from when it was sent.
+  SentStep& next = sent_.front();
+  next.deadline_ns = std::max(
+      next.deadline_ns,
+      (std::chrono::steady_clock::now() + StepBudget(next.tokens)).time_since_epoch().count());
+  step_deadline_ns_ = next.deadline_ns;
 }
 
 std::chrono::milliseconds WorkerLink::StepBudget(int64_t tokens) const {
@@ -205,7 +232,14 @@ bool WorkerLink::StepOverdue() const {
 
 absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,
                                   std::span<const float> hidden_in) {
-  if (stale_.exchange(false)) ResetStream();
+  if (stale_.exchange(false)) {
+    // A new stream must not take a step while an answer is due on the old one.
+    if (sent_.size() > 1) {
+      stale_ = true;
+      return LostMidStep();
+    }
+    ResetStream();
+  }
   OpenStream();
   // The header with the first piece of the hidden state, then the other pieces.
   const std::string_view bytes(reinterpret_cast<const char*>(hidden_in.data()),

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -71,12 +72,13 @@ class WorkerLink {
   // which fails the step: a hung worker does not hold its requests.
   static constexpr std::chrono::milliseconds kStepFloor{2000};
   static constexpr std::chrono::milliseconds kFirstSteps{60000};
-  // How long a step of `tokens` may take, and whether the step in progress is overdue.
+  // How long a step of `tokens` may take, and whether the oldest step in progress is overdue.
   std::chrono::milliseconds StepBudget(int64_t tokens) const;
   bool StepOverdue() const;
 
   // One step through this worker: Send, then Receive. Only this stage's thread calls them; a
-  // stage whose output goes on by CUDA IPC lets the next stage start between the two.
+  // stage whose output goes on by CUDA IPC lets the next stage start between the two. A second
+  // step may be sent before the first's Receive (decode ahead); answers come back in order.
   absl::Status Send(const layerpipe::v1::StepRequest& header, std::span<const float> hidden_in);
   absl::Status Receive(std::vector<float>* hidden_out, std::vector<SampledToken>* sampled);
   absl::StatusOr<layerpipe::v1::StatsResponse> Stats(int timeout_ms);
@@ -104,16 +106,25 @@ class WorkerLink {
   std::atomic<bool> up_{false};
   std::atomic<bool> stale_{false};  // the stream was cancelled: open a new one
   int failed_checks_ = 0;           // consecutive; only the monitor thread touches it
-  // The step in progress: when it was sent, its deadline (0: none), and the measured
-  // milliseconds per token (EWMA; < 0 until a step has finished).
-  std::chrono::steady_clock::time_point step_sent_;
+  // The steps in progress, oldest first: when each was sent, its tokens and deadline; the
+  // oldest one's deadline (0: none), which the monitor reads; and the measured milliseconds per
+  // token (EWMA; < 0 until a step has finished).
+  struct SentStep {
+    std::chrono::steady_clock::time_point at;
+    int64_t tokens = 0;
+    int64_t deadline_ns = 0;
+    uint64_t stream = 0;  // the stream_generation_ it went out on
+  };
+  std::deque<SentStep> sent_;
+  std::chrono::steady_clock::time_point answered_at_;  // the last answer's
   std::atomic<int64_t> step_deadline_ns_{0};
-  int64_t step_tokens_ = 0;
   std::atomic<double> ms_per_token_{-1.0};
+  void Answered();        // the oldest step in progress is answered, or failed
   std::mutex stream_mu_;  // guards stream_context_ against MarkDown from the monitor
   std::unique_ptr<grpc::ClientContext> stream_context_;
   std::unique_ptr<Stream> stream_;
-  ChunkAssembler received_;  // the step's answer (its buffer reused)
+  std::atomic<uint64_t> stream_generation_{0};  // streams opened so far
+  ChunkAssembler received_;                     // the step's answer (its buffer reused)
   mutable std::mutex handshake_mu_;
   layerpipe::v1::HandshakeResponse handshake_;
 };

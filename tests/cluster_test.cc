@@ -71,8 +71,12 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
-TEST(ClusterApi, ConcurrentRequestsGetWhatTheyGetAlone) {
-  Cluster cluster(FixtureDir("qwen3-tiny"), 3);
+// Through three workers, and through one, which takes decode steps ahead
+// (coordinator/scheduler_core.h).
+class ClusterWorkers : public ::testing::TestWithParam<int> {};
+
+TEST_P(ClusterWorkers, ConcurrentRequestsGetWhatTheyGetAlone) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), GetParam());
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 60000)) << cluster.log("coordinator");
   std::vector<GenerateRequest> reqs;
   for (int i = 0; i < 16; ++i) {
@@ -103,6 +107,8 @@ TEST(ClusterApi, ConcurrentRequestsGetWhatTheyGetAlone) {
   // Seeded sampling is reproducible.
   EXPECT_EQ(Generate(cluster, reqs[1]).ids, alone[1].ids);
 }
+
+INSTANTIATE_TEST_SUITE_P(Workers, ClusterWorkers, ::testing::Values(3, 1));
 
 TEST(ClusterApi, BadRequestsAreInvalidArgumentAndHarmNoOne) {
   Cluster cluster(FixtureDir("qwen3-tiny"), 2);
@@ -291,6 +297,13 @@ TEST(ClusterApi, AKilledWorkerFailsItsRequestsAndTheClusterRecovers) {
   ExpectFailureThenRecovery(
       cluster, [&] { cluster.KillWorker(1); }, std::chrono::seconds(5),
       [&] { cluster.StartWorker(1); });
+}
+
+TEST(ClusterApi, AKilledOnlyWorkerFailsItsRequestsAndTheClusterRecovers) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1, NoResume());
+  ExpectFailureThenRecovery(
+      cluster, [&] { cluster.KillWorker(0); }, std::chrono::seconds(5),
+      [&] { cluster.StartWorker(0); });
 }
 
 TEST(ClusterApi, AHungWorkerFailsItsRequestsAndServesAgainWhenItWakes) {

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/checkpoint.h"
+#include "common/protocol.h"
 #include "coordinator/grpc_pipeline.h"
 #include "coordinator/scheduler_core.h"
 #include "engine/cpu/cpu_backend.h"
@@ -194,6 +195,44 @@ TEST(SchedulerCore, FinishesOnMaxTokensStopIdsAndTheContext) {
   EXPECT_TRUE(ev.done);
   EXPECT_EQ(ev.finish, FinishReason::kLength);
   EXPECT_TRUE(ev.error.ok());
+}
+
+TEST(SchedulerCore, DecodeAheadSendsTheNextStepBeforeTheAnswerAndDropsTheSurplusToken) {
+  SchedulerLimits limits{2, 64, 64, 4};
+  limits.decode_ahead = true;
+  SchedulerCore core(limits);
+  GenerationParams stop = Greedy(10);
+  stop.stop_ids = {9};
+  auto a = AddOk(core, {1, 2, 3}, stop);
+  auto b = AddOk(core, {4, 5}, Greedy(3));
+
+  auto steps = core.Schedule(1);  // the prefills: no token to go ahead of yet
+  ASSERT_EQ(steps.size(), 1u);
+  core.OnResult(Answer(steps[0], 7));
+  steps = core.Schedule(1);  // a decode step, and the step ahead of it
+  ASSERT_EQ(steps.size(), 2u);
+  EXPECT_EQ(steps[0].input.ids, Ints({7, 7}));
+  EXPECT_EQ(steps[1].input.ids, Ints({kSampledBefore, kSampledBefore}));
+  ASSERT_EQ(steps[1].input.seqs.size(), 2u);
+  EXPECT_EQ(steps[1].input.seqs[0].start_pos, 4);  // after the token that step 0 samples
+  EXPECT_EQ(steps[1].input.seqs[1].start_pos, 3);
+  EXPECT_TRUE(core.Schedule(1).empty());  // at most one step ahead
+
+  core.OnResult(Answer(steps[0], 9));  // a's stop id; b's second token, its last but one
+  auto ev = a->Take(0);
+  EXPECT_EQ(Ids(ev), Ints({7, 9}));
+  EXPECT_TRUE(ev.done);
+  auto next = core.Schedule(1);  // a is done; b's step in flight ends it by length: none ahead
+  EXPECT_TRUE(next.empty());
+  core.OnResult(Answer(steps[1], 5));  // a's surplus token is dropped, b gets its third
+  EXPECT_TRUE(a->Take(0).tokens.empty());
+  ev = b->Take(0);
+  EXPECT_EQ(Ids(ev), Ints({7, 9, 5}));
+  EXPECT_TRUE(ev.done);
+  next = core.Schedule(1);  // both leave now that nothing of them is in flight
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].input.release_slots, Ints({0, 1}));
+  EXPECT_EQ(core.active(), 0);
 }
 
 TEST(SchedulerCore, RetiringFreesTheSlotForTheNextRequest) {
@@ -652,19 +691,28 @@ class LosingPipeline : public SyncPipeline {
   std::atomic<std::chrono::steady_clock::time_point> unready_until_{};
 };
 
-// Keeps up to three steps in flight, as a three-stage pipeline does, and checks that no
-// sequence is in two of them at once.
-class DeepPipeline : public Pipeline {
+// Keeps steps in flight and runs them in order through `inner`: `depth` of them, as a pipeline
+// of that many stages does, checking that no sequence is in two at once; or, with decode ahead,
+// as a one-stage gRPC pipeline does, one more, a sequence in two only with kSampledBefore in the
+// later one (the one-stage LocalPipeline's worker fills it in).
+class QueuedPipeline : public Pipeline {
  public:
-  explicit DeepPipeline(LocalPipeline* inner) : inner_(inner) {}
-  int depth() const override { return 3; }
+  QueuedPipeline(LocalPipeline* inner, int depth, bool ahead)
+      : inner_(inner), depth_(depth), ahead_(ahead) {}
+  int depth() const override { return depth_; }
+  bool decode_ahead() const override { return ahead_; }
   void Submit(uint64_t tag, StepInput step) override {
     for (const auto& pending : pending_) {
       for (const auto& a : pending.second.seqs) {
-        for (const auto& b : step.seqs)
-          EXPECT_NE(a.slot, b.slot) << "a sequence in two micro-batches";
+        size_t offset = 0;
+        for (const auto& b : step.seqs) {
+          const bool later_ahead = ahead_ && b.n_tokens == 1 && step.ids[offset] == kSampledBefore;
+          if (!later_ahead) EXPECT_NE(a.slot, b.slot) << "a sequence in two micro-batches";
+          offset += size_t(b.n_tokens);
+        }
       }
     }
+    for (int32_t id : step.ids) ahead_ids += id == kSampledBefore;
     pending_.push_back({tag, std::move(step)});
     max_in_flight = std::max<int>(max_in_flight.load(), int(pending_.size()));
   }
@@ -678,9 +726,12 @@ class DeepPipeline : public Pipeline {
   }
   bool Ready() const override { return true; }
   std::atomic<int> max_in_flight{0};
+  std::atomic<int64_t> ahead_ids{0};
 
  private:
   LocalPipeline* inner_;
+  const int depth_;
+  const bool ahead_;
   std::deque<std::pair<uint64_t, StepInput>> pending_;
 };
 
@@ -752,16 +803,21 @@ TEST(Scheduler, ConcurrentRequestsGetWhatTheyGetAlone) {
   }
   EXPECT_GT(pipeline.max_seqs_in_step, 4) << "requests were actually batched";
 
-  // The same with three micro-batches in flight.
-  LocalPipeline inner(FixtureDir("qwen3-small-sharded"), 2, {16, 256, 32});
-  DeepPipeline deep(&inner);
-  Scheduler pipelined(&deep, {16, 256, 32, 32});
-  requests.clear();
-  for (auto& [prompt, params] : work) requests.push_back(*pipelined.Submit(prompt, params));
-  for (size_t i = 0; i < requests.size(); ++i) {
-    EXPECT_EQ(Collect(*requests[i]), alone[i]) << "request " << i << ", pipelined";
+  // The same with three micro-batches in flight, and through one stage that takes decode steps
+  // ahead.
+  for (const bool ahead : {false, true}) {
+    LocalPipeline inner(FixtureDir("qwen3-small-sharded"), ahead ? 1 : 2, {16, 256, 32});
+    QueuedPipeline queued(&inner, ahead ? 1 : 3, ahead);
+    Scheduler pipelined(&queued, {16, 256, 32, 32});
+    requests.clear();
+    for (auto& [prompt, params] : work) requests.push_back(*pipelined.Submit(prompt, params));
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ(Collect(*requests[i]), alone[i])
+          << "request " << i << (ahead ? ", decode ahead" : ", pipelined");
+    }
+    EXPECT_EQ(queued.max_in_flight, ahead ? 2 : 3);
+    if (ahead) EXPECT_GT(queued.ahead_ids, 16);
   }
-  EXPECT_EQ(deep.max_in_flight, 3);
 }
 
 TEST(Scheduler, RequestsPausedByALostWorkerResumeWithTheTokensOfAnUninterruptedRun) {
@@ -801,20 +857,23 @@ TEST(Scheduler, PreemptionUnderATinyBlockPoolChangesNoToken) {
   }
   // 20 blocks of 16 tokens for 16 sequences of up to 100 tokens, three micro-batches in flight.
   const SliceLimits tiny{16, 256, 32, 20, 16};
-  LocalPipeline inner(FixtureDir("qwen3-small-sharded"), 2, tiny);
-  DeepPipeline deep(&inner);
-  Scheduler scheduler(&deep, {16, 256, 32, 32, std::chrono::milliseconds(60000), 20, 16});
-  std::vector<std::shared_ptr<Request>> requests;
-  for (auto& [prompt, params] : work) requests.push_back(*scheduler.Submit(prompt, params));
-  for (size_t i = 0; i < requests.size(); ++i) {
-    EXPECT_EQ(Collect(*requests[i]), ample[i]) << "request " << i;
+  // Also through one stage that takes decode steps ahead.
+  for (const bool ahead : {false, true}) {
+    LocalPipeline inner(FixtureDir("qwen3-small-sharded"), ahead ? 1 : 2, tiny);
+    QueuedPipeline queued(&inner, ahead ? 1 : 3, ahead);
+    Scheduler scheduler(&queued, {16, 256, 32, 32, std::chrono::milliseconds(60000), 20, 16});
+    std::vector<std::shared_ptr<Request>> requests;
+    for (auto& [prompt, params] : work) requests.push_back(*scheduler.Submit(prompt, params));
+    for (size_t i = 0; i < requests.size(); ++i) {
+      EXPECT_EQ(Collect(*requests[i]), ample[i]) << "request " << i << (ahead ? ", ahead" : "");
+    }
+    EXPECT_GT(scheduler.kv_blocks().preempted, 0);
+    // The last ones leave at the scheduler's next step boundary.
+    for (int i = 0; i < 200 && scheduler.kv_blocks().used > 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(scheduler.kv_blocks().used, 0);
   }
-  EXPECT_GT(scheduler.kv_blocks().preempted, 0);
-  // The last ones leave at the scheduler's next step boundary.
-  for (int i = 0; i < 200 && scheduler.kv_blocks().used > 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(scheduler.kv_blocks().used, 0);
 }
 
 // Two prompts of 203 and 205 tokens whose first 200 are the same.

@@ -197,8 +197,9 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
     return absl::InvalidArgumentError(absl::StrCat("step has ", layout_.total_tokens(),
                                                    " tokens but ", request.ids_size(), " ids"));
   }
-  std::span<const int32_t> ids(request.ids().data(), size_t(request.ids_size()));
   const bool head = slice_->spec().head;
+  RETURN_IF_ERROR(FillSampledBefore(request));
+  std::span<const int32_t> ids(ids_);
   // The last slice's logits stay on the backend, which samples.
   std::vector<float>* out = head ? nullptr : hidden_out;
   // Hidden states from / to a neighbour on the device (CUDA IPC) stay on the backend.
@@ -256,6 +257,34 @@ absl::Status WorkerCore::StepLocked(const layerpipe::v1::StepRequest& request,
   return SampleStep(request, response);
 }
 
+absl::Status WorkerCore::FillSampledBefore(const layerpipe::v1::StepRequest& request) {
+  ids_.assign(request.ids().begin(), request.ids().end());
+  int64_t offset = 0;
+  for (const auto& s : request.seqs()) {
+    const int64_t at = offset;
+    offset += s.n_tokens();
+    if (s.n_tokens() != 1 || at < 0 || at >= int64_t(ids_.size()) ||
+        ids_[size_t(at)] != kSampledBefore) {
+      continue;  // (Forward refuses malformed chunks, and negative ids)
+    }
+    if (!slice_->spec().embed || !slice_->spec().head) {
+      return absl::InvalidArgumentError(
+          "a step ahead of its sampled tokens, sent to a worker that does not both embed and "
+          "sample");
+    }
+    // Forward refuses these.
+    if (s.slot() < 0 || size_t(s.slot()) >= slots_.size() || s.start_pos() <= 0) continue;
+    // Without the sample, this worker and the coordinator disagree, as after a restart.
+    if (slots_[size_t(s.slot())].sampled_at != s.start_pos()) {
+      return absl::FailedPreconditionError(absl::StrCat("slot ", s.slot(),
+                                                        ": no token sampled here for position ",
+                                                        s.start_pos(), " to continue from"));
+    }
+    ids_[size_t(at)] = slots_[size_t(s.slot())].sampled;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WorkerCore::SampleStep(const layerpipe::v1::StepRequest& request,
                                     layerpipe::v1::StepResponse* response) {
   sample_inputs_.clear();
@@ -279,6 +308,9 @@ absl::Status WorkerCore::SampleStep(const layerpipe::v1::StepRequest& request,
   for (int i = 0; i < request.seqs_size(); ++i) {
     const auto& s = request.seqs(i);
     if (!s.has_sampling()) continue;
+    SlotState& slot = slots_[size_t(s.slot())];
+    slot.sampled = results[size_t(i)].id;
+    slot.sampled_at = int64_t(s.start_pos()) + s.n_tokens();
     auto* out = response->add_sampled();
     out->set_slot(s.slot());
     out->set_id(results[size_t(i)].id);
@@ -300,6 +332,7 @@ void WorkerCore::ReleaseLocked(int32_t s) {
   if (s < 0 || size_t(s) >= slots_.size()) return;
   slots_[size_t(s)].active = false;
   slots_[size_t(s)].positions = 0;
+  slots_[size_t(s)].sampled_at = -1;
   slots_[size_t(s)].ForgetSeen();
 }
 

@@ -52,6 +52,9 @@ class WorkerCore {
   struct SlotState {
     bool active = false;
     int64_t positions = 0;  // positions held in the KV cache
+    // The last worker's last sampled id and the position it goes to (kSampledBefore's value).
+    int32_t sampled = 0;
+    int64_t sampled_at = -1;
     // The last worker's repetition penalty: the distinct tokens seen (sized at load).
     std::vector<int32_t> seen;
     std::vector<bool> is_seen;  // by id
@@ -71,6 +74,9 @@ class WorkerCore {
                           std::span<const float> hidden_in, std::vector<float>* hidden_out,
                           layerpipe::v1::StepResponse* response);
   void ReleaseLocked(int32_t slot);
+  // ids_ = the request's ids, each kSampledBefore replaced by its slot's last sampled id (which
+  // must be for the chunk's position, on a worker that embeds and samples).
+  absl::Status FillSampledBefore(const layerpipe::v1::StepRequest& request);
   // The last worker's sampling after Forward, by the backend (on the GPU for CUDA workers:
   // only ids and log-probabilities leave the device).
   absl::Status SampleStep(const layerpipe::v1::StepRequest& request,
@@ -95,6 +101,7 @@ class WorkerCore {
   std::vector<bool> written_blocks_;
   int64_t steps_ = 0;
   StepLayout layout_;
+  std::vector<int32_t> ids_;  // a step's ids, kSampledBefore filled in
   std::vector<SampleInput> sample_inputs_;
   std::vector<SampleResult> sample_results_;
   WorkerMetrics* metrics_ = nullptr;
