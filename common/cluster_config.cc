@@ -384,11 +384,23 @@ absl::StatusOr<DeviceMap> ParseDeviceMap(const YAML::Node& root,
   return map;
 }
 
+// An optional true/false key of the root: `fallback` when absent.
+absl::StatusOr<bool> ParseFlag(const YAML::Node& root, const char* key, bool fallback,
+                               const char* what) {
+  const YAML::Node n = root[key];
+  if (!n) return fallback;
+  std::string v;
+  ASSIGN_OR_RETURN(v, ScalarString(n, key));
+  if (v != "true" && v != "false") return Error(n, key, absl::StrCat("must be ", what));
+  return v == "true";
+}
+
 absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::string& base_dir) {
   if (!root.IsMap()) return absl::InvalidArgumentError("the cluster file must be a YAML map");
-  RETURN_IF_ERROR(CheckKeys(root, "",
-                            {"model", "device_map", "max_memory", "coordinator", "workers",
-                             "limits", "transport", "batch_invariant", "recovery", "tls"}));
+  RETURN_IF_ERROR(
+      CheckKeys(root, "",
+                {"model", "device_map", "max_memory", "coordinator", "workers", "limits",
+                 "transport", "batch_invariant", "decode_ahead", "recovery", "tls"}));
   ClusterConfig c;
   ASSIGN_OR_RETURN(c.model_path, ParseModel(root, base_dir));
   c.model_path_written = root["model"]["path"].as<std::string>();
@@ -412,16 +424,14 @@ absl::StatusOr<ClusterConfig> ParseRoot(const YAML::Node& root, const std::strin
                    "gRPC elsewhere) or grpc (gRPC everywhere)");
     }
   }
-  if (const YAML::Node b = root["batch_invariant"]) {
-    std::string v;
-    ASSIGN_OR_RETURN(v, ScalarString(b, "batch_invariant"));
-    if (v != "true" && v != "false") {
-      return Error(b, "batch_invariant",
-                   "must be true (a sequence's tokens do not depend on what shares its steps) "
-                   "or false");
-    }
-    c.batch_invariant = v == "true";
-  }
+  ASSIGN_OR_RETURN(c.batch_invariant,
+                   ParseFlag(root, "batch_invariant", c.batch_invariant,
+                             "true (a sequence's tokens do not depend on what shares its steps) "
+                             "or false"));
+  ASSIGN_OR_RETURN(c.decode_ahead,
+                   ParseFlag(root, "decode_ahead", c.decode_ahead,
+                             "true (a cluster of one worker gets the next decode step before it "
+                             "answers the last) or false (one step at a time)"));
   ASSIGN_OR_RETURN(c.resume_timeout_s, ParseResumeTimeout(root));
   c.coordinator_listen = "127.0.0.1:7000";
   if (const YAML::Node co = root["coordinator"]) {

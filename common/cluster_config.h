@@ -78,6 +78,10 @@ struct ClusterConfig {
   // tokens do not depend on what it is batched with (CPU workers always do). Costs speed: see
   // engine/cuda/NOTES.md.
   bool batch_invariant = false;
+  // In a cluster of one worker, the coordinator sends a decode step before the answer to the one
+  // before it, which hides the host time between steps (coordinator/scheduler_core.h, "Decode
+  // ahead"). No effect on a pipeline of several workers.
+  bool decode_ahead = true;
   // recovery.resume_timeout: how long requests whose worker was lost wait for the cluster to
   // answer again and resume (re-prefilled from their ids); 0 fails them at once.
   double resume_timeout_s = 60;

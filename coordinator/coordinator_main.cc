@@ -97,7 +97,8 @@ int Run(const std::string& cluster_path, std::string listen, int64_t queue_capac
   lp::Server server;
   std::atomic<lp::Server*> health_target{nullptr};  // set once the server runs
   lp::GrpcPipeline pipeline(
-      std::move(workers), 1000, cluster.transport == "auto",
+      std::move(workers),
+      {.allow_ipc = cluster.transport == "auto", .decode_ahead = cluster.decode_ahead},
       [&](bool ready) {
         std::fprintf(stderr, "coordinator: cluster %s\n",
                      ready ? "ready (SERVING)" : "NOT_SERVING");

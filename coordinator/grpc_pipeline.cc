@@ -39,8 +39,8 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
   return header;
 }
 
-GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms,
-                           bool allow_ipc, std::function<void(bool)> on_ready_change,
+GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, Options options,
+                           std::function<void(bool)> on_ready_change,
                            std::shared_ptr<grpc::ChannelCredentials> credentials) {
   // CPU workers of one host share its memory bandwidth, which bounds their decode: like workers
   // sharing a GPU, they count as one device.
@@ -52,8 +52,9 @@ GrpcPipeline::GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_p
   for (auto& w : workers) {
     links_.push_back(std::make_unique<WorkerLink>(std::move(w), credentials));
   }
-  ipc_ = std::make_unique<IpcTopology>(links_, allow_ipc);
-  monitor_ = std::make_unique<HealthMonitor>(links_, ipc_.get(), monitor_period_ms,
+  decode_ahead_ = options.decode_ahead && links_.size() == 1;
+  ipc_ = std::make_unique<IpcTopology>(links_, options.allow_ipc);
+  monitor_ = std::make_unique<HealthMonitor>(links_, ipc_.get(), options.monitor_period_ms,
                                              std::move(on_ready_change));
   for (size_t i = 0; i <= links_.size(); ++i) queues_.push_back(std::make_unique<Queue>());
   monitor_->CheckAll();

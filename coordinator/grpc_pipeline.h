@@ -30,10 +30,14 @@ layerpipe::v1::StepRequest MakeStepRequest(const StepInput& step, uint64_t step_
 
 class GrpcPipeline : public Pipeline {
  public:
-  // `monitor_period_ms`: how often every worker is handshaken. `allow_ipc`: neighbours on one
-  // host may use CUDA IPC. `on_ready_change` is called (from the monitor or a stage thread,
-  // never two at once) when Ready() flips. `credentials`: every link's (plaintext when null).
-  GrpcPipeline(std::vector<WorkerExpectation> workers, int monitor_period_ms, bool allow_ipc,
+  struct Options {
+    int monitor_period_ms = 1000;  // how often every worker is handshaken
+    bool allow_ipc = true;         // neighbours on one host may use CUDA IPC
+    bool decode_ahead = true;      // a pipeline of one stage may take a decode step ahead
+  };
+  // `on_ready_change` is called (from the monitor or a stage thread, never two at once) when
+  // Ready() flips. `credentials`: every link's (plaintext when null).
+  GrpcPipeline(std::vector<WorkerExpectation> workers, Options options,
                std::function<void(bool ready)> on_ready_change,
                std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   ~GrpcPipeline() override;
@@ -42,7 +46,7 @@ class GrpcPipeline : public Pipeline {
   void Submit(uint64_t tag, StepInput step) override;
   bool Next(int timeout_ms, StepResult* result) override;
   bool Ready() const override { return monitor_->Ready(); }
-  bool decode_ahead() const override { return links_.size() == 1; }
+  bool decode_ahead() const override { return decode_ahead_; }
 
   const std::vector<std::unique_ptr<WorkerLink>>& links() const { return links_; }
   // The last handshake error of each worker that is down (empty when up).
@@ -97,6 +101,7 @@ class GrpcPipeline : public Pipeline {
 
   std::vector<std::unique_ptr<WorkerLink>> links_;
   int depth_ = 1;  // distinct (host, device) pairs among the stages, a host's CPUs as one
+  bool decode_ahead_ = false;  // Options::decode_ahead, with one stage only
   std::unique_ptr<IpcTopology> ipc_;
   std::unique_ptr<HealthMonitor> monitor_;
   // Step ids never repeat, not even across coordinator restarts: the workers' IPC handover

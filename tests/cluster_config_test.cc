@@ -259,6 +259,20 @@ TEST(ClusterConfig, BatchInvariantIsOffUnlessSaidAndMustBeABoolean) {
   EXPECT_NE(bad.status().message().find("batch_invariant"), std::string::npos) << bad.status();
 }
 
+TEST(ClusterConfig, DecodeAheadIsOnUnlessSaidAndMustBeABoolean) {
+  const std::string workers = "workers:\n  - {name: a, device: \"cuda:0\", address: \"h:1\"}\n";
+  auto on = ParseClusterConfig("model: {path: /m}\n" + workers, "/");
+  ASSERT_TRUE(on.ok()) << on.status();
+  EXPECT_TRUE(on->decode_ahead);
+  auto off = ParseClusterConfig("model: {path: /m}\ndecode_ahead: false\n" + workers, "/");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->decode_ahead);
+  auto bad = ParseClusterConfig("model: {path: /m}\ndecode_ahead: 1\n" + workers, "/");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("line 2, decode_ahead: must be true"), std::string::npos)
+      << bad.status();
+}
+
 TEST(ClusterConfig, ResumeTimeoutDefaultsTo60SecondsAndZeroTurnsItOff) {
   const std::string workers = "workers:\n  - {name: a, device: \"cuda:0\", address: \"h:1\"}\n";
   auto dflt = ParseClusterConfig("model: {path: /m}\n" + workers, "/");

@@ -318,7 +318,9 @@ class FakeCluster {
       if (i + 1 < stages) workers_[size_t(i)]->set_next(workers_[size_t(i) + 1].get());
       expect.push_back(workers_[size_t(i)]->expectation());
     }
-    pipeline_ = std::make_unique<GrpcPipeline>(std::move(expect), 100, allow_ipc, nullptr);
+    pipeline_ = std::make_unique<GrpcPipeline>(
+        std::move(expect), GrpcPipeline::Options{.monitor_period_ms = 100, .allow_ipc = allow_ipc},
+        nullptr);
   }
   ~FakeCluster() { pipeline_.reset(); }  // before the workers it talks to
 
