@@ -113,6 +113,11 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
   }
   // The next step that reads its input by IPC fails, as after a restart of the previous worker.
   void FailNextIpcInput() { fail_next_ipc_in_ = true; }
+  // A step whose first token id is `id` is answered `delay` after it is read.
+  void DelayAnswer(int32_t id, std::chrono::milliseconds delay) {
+    std::lock_guard<std::mutex> lock(mu_);
+    delays_[id] = delay;
+  }
   void RefuseConnect(bool refuse) { refuse_connect_ = refuse; }
   int connects() const { return connects_.load(); }
   uint64_t peer_instance() const {
@@ -206,6 +211,14 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
       StepResponse response;
       response.set_step_id(first.step_id());
       absl::Status s = Run(first, bytes, &hidden);
+      std::chrono::milliseconds delay{0};
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (auto it = delays_.find(first.ids_size() > 0 ? first.ids(0) : -1); it != delays_.end()) {
+          delay = it->second;
+        }
+      }
+      std::this_thread::sleep_for(delay);
       if (first.has_ipc_out_slot()) {
         // The real worker posts once its output is queued on the GPU, success or not.
         const int slot = first.ipc_out_slot();
@@ -285,6 +298,7 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
   mutable std::mutex mu_;
   std::condition_variable received_cv_;
   std::set<uint64_t> received_;
+  std::map<int32_t, std::chrono::milliseconds> delays_;
   std::vector<SeenStep> seen_;
   uint64_t instance_ = 0;
   std::unique_ptr<Handover> handover_out_;
@@ -507,6 +521,31 @@ TEST(GrpcPipelineTest, ARestartedProducerIsConnectedAgain) {
   for (uint64_t k = 0; k < 5; ++k) ExpectTokens(results[k], 10 + k);
   const auto w1 = c.worker(1).seen();
   for (size_t k = w1.size() - 5; k < w1.size(); ++k) EXPECT_TRUE(w1[k].ipc_in);
+}
+
+// One stage: the pipeline sends a decode step before the answer to the one before it. The step
+// behind a slow one gets its time budget from when that one is answered, not from when it was
+// sent: here it is answered 2.5 s after it was sent, past the 2 s floor of a budget counted
+// from then, and within one counted from its start.
+TEST(GrpcPipelineTest, AStepBehindASlowOneIsTimedFromWhenThatOneIsAnswered) {
+  FakeCluster c(/*allow_ipc=*/false, /*stages=*/1);
+  ASSERT_TRUE(WaitFor([&] { return c.pipeline().Ready(); }));
+  ASSERT_TRUE(c.pipeline().decode_ahead());
+  auto warm = RunSteps(c.pipeline(), 1, 2);  // measures the worker's time per token
+  ASSERT_EQ(warm.size(), 2u);
+  c.worker(0).DelayAnswer(10, 1500ms);  // MakeStep(tag)'s first id is tag
+  c.worker(0).DelayAnswer(11, 1000ms);
+  c.pipeline().Submit(10, MakeStep(10));
+  c.pipeline().Submit(11, MakeStep(11));
+  for (uint64_t tag : {10u, 11u}) {
+    StepResult r;
+    ASSERT_TRUE(c.pipeline().Next(20000, &r));
+    EXPECT_EQ(r.tag, tag);
+    ASSERT_TRUE(r.status.ok()) << "step " << tag << ": " << r.status;
+    ASSERT_EQ(r.sampled.size(), 2u);
+    EXPECT_EQ(r.sampled[1].id, int32_t(10 * (tag + 2) + 1));  // one stage adds 1
+  }
+  EXPECT_TRUE(c.pipeline().Ready());
 }
 
 }  // namespace
