@@ -200,6 +200,7 @@ class Cluster {
     }
     workers_[size_t(i)] = std::make_unique<Process>(args, dir_ + "/" + names_[size_t(i)] + ".log");
   }
+  size_t worker_count() const { return workers_.size(); }
   void KillWorker(int i) { workers_[size_t(i)]->Kill(SIGKILL); }
   void SignalWorker(int i, int sig) { workers_[size_t(i)]->Signal(sig); }
   // Worker i's exit code once it ends (-1: still running after `timeout_ms`, or killed).

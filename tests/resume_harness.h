@@ -116,7 +116,8 @@ inline void ExpectNothingLost(Cluster& cluster, const std::function<void()>& dis
   const auto load = Load(cluster);
   EXPECT_GE(load.resumed_requests(), 1) << cluster.log("coordinator");
   EXPECT_EQ(load.paused_requests(), 0);
-  EXPECT_EQ(WaitAllReleased(cluster, 3), (std::vector<int64_t>{0, 0, 0}));
+  const size_t workers = cluster.worker_count();
+  EXPECT_EQ(WaitAllReleased(cluster, workers), std::vector<int64_t>(workers, 0));
 }
 
 }  // namespace lp::testing

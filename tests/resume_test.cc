@@ -1,8 +1,8 @@
-// Nothing lost when a worker dies, hangs or is replaced: real clusters of three CPU workers on
-// the fixture model serve 16 greedy and 16 seeded-sampling streams while a worker is killed and
-// restarted, stopped and continued, or every worker is restarted in turn; every stream ends with
-// exactly the tokens of an uninterrupted run. A worker that does not come back fails the paused
-// requests after recovery.resume_timeout, and nothing hangs.
+// Nothing lost when a worker dies, hangs or is replaced: real clusters of three CPU workers (one,
+// once) on the fixture model serve 16 greedy and 16 seeded-sampling streams while a worker is
+// killed and restarted, stopped and continued, or every worker is restarted in turn; every stream
+// ends with exactly the tokens of an uninterrupted run. A worker that does not come back fails the
+// paused requests after recovery.resume_timeout, and nothing hangs.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -38,6 +38,17 @@ TEST(ClusterResume, TheLastWorkerKilledAndRestartedAfterTwoSeconds) {
     cluster.KillWorker(2);
     std::this_thread::sleep_for(std::chrono::seconds(2));
     cluster.StartWorker(2);
+  });
+}
+
+// A cluster of one worker, which takes decode steps ahead (coordinator/scheduler_core.h): the
+// steps in flight when it dies include one whose tokens the dead worker was to fill in.
+TEST(ClusterResume, TheOnlyWorkerKilledAndRestartedAfterTwoSeconds) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), 1, Options());
+  ExpectNothingLost(cluster, [&] {
+    cluster.KillWorker(0);
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    cluster.StartWorker(0);
   });
 }
 
