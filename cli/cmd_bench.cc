@@ -290,7 +290,9 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   limits.max_batch = std::max(limits.max_batch, o.long_context > 0 ? kLongContextBatch : 0);
   limits.max_context = std::max(
       {o.prompt + o.decode, o.prefill_after + longest, o.long_context + kLongContextSteps});
-  limits.max_step_tokens = std::max({longest, o.prefill_after, o.prompt, o.long_context});
+  // A decode step of the largest batch is max_batch tokens.
+  limits.max_step_tokens =
+      std::max({longest, o.prefill_after, o.prompt, o.long_context, limits.max_batch});
   limits.kv_block_tokens = o.kv_block_tokens;
   CudaBackendOptions bo;
   bo.graphs = o.graphs;

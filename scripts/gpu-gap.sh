@@ -17,19 +17,19 @@ timeout 300 $B/layerpipe bench --preset "$presets" --batches 1,64 --prompt 32 --
 python3 tools/bench_summary.py "$out/gap_bench.json" "bench (the step alone)"
 for preset in ${presets//,/ }; do
   [ -d /tmp/$preset ] || $B/layerpipe init-model --preset $preset --out /tmp/$preset --seed 1 \
-    > "$out/init_$preset.log" 2>&1
+    > /tmp/init_$preset.log 2>&1
   for r in $(seq "$rounds"); do
     for ahead in true false; do
       cluster /tmp/gap.yaml /tmp/$preset 1 72 "{max_batch: 64, max_context: 512, max_step_tokens: 2048}"
       echo "decode_ahead: $ahead" >> /tmp/gap.yaml
-      serve /tmp/gap.yaml "$out/gap_serve_${preset}_$ahead.log" || { echo "serve failed"; continue; }
+      serve /tmp/gap.yaml /tmp/gap_serve.log || { echo "serve failed"; tail -5 /tmp/gap_serve.log; continue; }
       for c in 1 64; do
         $B/layerpipe load-test --endpoint 127.0.0.1:$port --concurrency $c --prompt-len 32 \
-          --max-tokens 256 --json > /tmp/gap_load.json 2>&1
-        python3 - "$preset" "$ahead" "$r" "$c" < /tmp/gap_load.json <<'EOF'
+          --max-tokens 256 --json > /tmp/gap_load.json 2> /dev/null
+        python3 - /tmp/gap_load.json "$preset" "$ahead" "$r" "$c" <<'EOF'
 import json, sys
-preset, ahead, r, c = sys.argv[1:]
-j = json.load(sys.stdin)
+path, preset, ahead, r, c = sys.argv[1:]
+j = json.load(open(path))
 step_ms = 1000 / j["stream_tokens_per_s"]
 print(f"{preset} decode_ahead={ahead} round {r}, {c} streams: {step_ms:.3f} ms a step "
       f"(tokens/s {j['total_tokens_per_s']:.1f}, ttft median {j['ttft_ms_median']:.1f} ms)")
