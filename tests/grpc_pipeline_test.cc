@@ -133,6 +133,11 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
     std::unique_lock<std::mutex> lock(mu_);
     return received_cv_.wait_for(lock, timeout, [&] { return received_.count(step_id) > 0; });
   }
+  // The same for a step whose first token id is `id`.
+  bool WaitReceivedFirstId(int32_t id, std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> lock(mu_);
+    return received_cv_.wait_for(lock, timeout, [&] { return received_first_ids_.count(id) > 0; });
+  }
 
   grpc::Status Handshake(grpc::ServerContext*, const layerpipe::v1::HandshakeRequest*,
                          layerpipe::v1::HandshakeResponse* r) override {
@@ -205,6 +210,7 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
       {
         std::lock_guard<std::mutex> lock(mu_);
         received_.insert(first.step_id());
+        if (first.ids_size() > 0) received_first_ids_.insert(first.ids(0));
       }
       received_cv_.notify_all();
       std::vector<float> hidden;
@@ -298,6 +304,7 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
   mutable std::mutex mu_;
   std::condition_variable received_cv_;
   std::set<uint64_t> received_;
+  std::set<int32_t> received_first_ids_;
   std::map<int32_t, std::chrono::milliseconds> delays_;
   std::vector<SeenStep> seen_;
   uint64_t instance_ = 0;
@@ -323,7 +330,7 @@ bool WaitFor(F done, std::chrono::milliseconds timeout = 10s) {
 // Three fake workers and a pipeline over them (monitor period 100 ms).
 class FakeCluster {
  public:
-  explicit FakeCluster(bool allow_ipc, int stages = 3) {
+  explicit FakeCluster(bool allow_ipc, int stages = 3, bool decode_ahead = true) {
     for (int i = 0; i < stages; ++i) {
       workers_.push_back(std::make_unique<FakeWorker>(i, stages, &rings_));
     }
@@ -333,7 +340,9 @@ class FakeCluster {
       expect.push_back(workers_[size_t(i)]->expectation());
     }
     pipeline_ = std::make_unique<GrpcPipeline>(
-        std::move(expect), GrpcPipeline::Options{.monitor_period_ms = 100, .allow_ipc = allow_ipc},
+        std::move(expect),
+        GrpcPipeline::Options{
+            .monitor_period_ms = 100, .allow_ipc = allow_ipc, .decode_ahead = decode_ahead},
         nullptr);
   }
   ~FakeCluster() { pipeline_.reset(); }  // before the workers it talks to
@@ -526,26 +535,48 @@ TEST(GrpcPipelineTest, ARestartedProducerIsConnectedAgain) {
 // One stage: the pipeline sends a decode step before the answer to the one before it. The step
 // behind a slow one gets its time budget from when that one is answered, not from when it was
 // sent: here it is answered 2.5 s after it was sent, past the 2 s floor of a budget counted
-// from then, and within one counted from its start.
+// from then, and within one counted from its start. Steps 10 and 11 are queued while step 9
+// holds the worker, so 11 goes out right behind 10 however the test thread is scheduled.
 TEST(GrpcPipelineTest, AStepBehindASlowOneIsTimedFromWhenThatOneIsAnswered) {
   FakeCluster c(/*allow_ipc=*/false, /*stages=*/1);
   ASSERT_TRUE(WaitFor([&] { return c.pipeline().Ready(); }));
   ASSERT_TRUE(c.pipeline().decode_ahead());
   auto warm = RunSteps(c.pipeline(), 1, 2);  // measures the worker's time per token
   ASSERT_EQ(warm.size(), 2u);
-  c.worker(0).DelayAnswer(10, 1500ms);  // MakeStep(tag)'s first id is tag
+  // Short, so that it hardly moves the measured time per token (a budget's 10 x that).
+  c.worker(0).DelayAnswer(9, 100ms);  // MakeStep(tag)'s first id is tag
+  c.worker(0).DelayAnswer(10, 1500ms);
   c.worker(0).DelayAnswer(11, 1000ms);
+  c.pipeline().Submit(9, MakeStep(9));
+  ASSERT_TRUE(c.worker(0).WaitReceivedFirstId(9, 5s));
   c.pipeline().Submit(10, MakeStep(10));
   c.pipeline().Submit(11, MakeStep(11));
-  for (uint64_t tag : {10u, 11u}) {
+  for (uint64_t tag : {9u, 10u, 11u}) {
     StepResult r;
     ASSERT_TRUE(c.pipeline().Next(20000, &r));
     EXPECT_EQ(r.tag, tag);
     ASSERT_TRUE(r.status.ok()) << "step " << tag << ": " << r.status;
     ASSERT_EQ(r.sampled.size(), 2u);
-    EXPECT_EQ(r.sampled[1].id, int32_t(10 * (tag + 2) + 1));  // one stage adds 1
+    EXPECT_EQ(r.sampled[0].id, int32_t(10 * (tag + 1) + 1));  // one stage adds 1
+    EXPECT_EQ(r.sampled[1].id, int32_t(10 * (tag + 2) + 1));
   }
   EXPECT_TRUE(c.pipeline().Ready());
+}
+
+// decode_ahead off (the cluster file's `decode_ahead: false`): one step at a time, same tokens.
+TEST(GrpcPipelineTest, OneStageWithoutDecodeAheadTakesOneStepAtATime) {
+  FakeCluster c(/*allow_ipc=*/false, /*stages=*/1, /*decode_ahead=*/false);
+  ASSERT_TRUE(WaitFor([&] { return c.pipeline().Ready(); }));
+  EXPECT_FALSE(c.pipeline().decode_ahead());
+  EXPECT_EQ(c.pipeline().depth(), 1);
+  const auto results = RunSteps(c.pipeline(), 1, 4);
+  ASSERT_EQ(results.size(), 4u);
+  for (uint64_t k = 0; k < 4; ++k) {
+    ASSERT_TRUE(results[k].status.ok()) << results[k].status;
+    EXPECT_EQ(results[k].tag, 1 + k);
+    ASSERT_EQ(results[k].sampled.size(), 2u);
+    EXPECT_EQ(results[k].sampled[1].id, int32_t(10 * (k + 3) + 1));
+  }
 }
 
 }  // namespace
