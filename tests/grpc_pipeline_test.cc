@@ -207,23 +207,19 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
       if (!complete) break;
       SeenStep seen{first.step_id(), first.has_ipc_in_slot(), first.has_ipc_out_slot(),
                     bytes.size()};
+      const int32_t first_id = first.ids_size() > 0 ? first.ids(0) : -1;
+      std::chrono::milliseconds delay{0};
       {
         std::lock_guard<std::mutex> lock(mu_);
         received_.insert(first.step_id());
-        if (first.ids_size() > 0) received_first_ids_.insert(first.ids(0));
+        received_first_ids_.insert(first_id);
+        if (auto it = delays_.find(first_id); it != delays_.end()) delay = it->second;
       }
       received_cv_.notify_all();
       std::vector<float> hidden;
       StepResponse response;
       response.set_step_id(first.step_id());
       absl::Status s = Run(first, bytes, &hidden);
-      std::chrono::milliseconds delay{0};
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (auto it = delays_.find(first.ids_size() > 0 ? first.ids(0) : -1); it != delays_.end()) {
-          delay = it->second;
-        }
-      }
       std::this_thread::sleep_for(delay);
       if (first.has_ipc_out_slot()) {
         // The real worker posts once its output is queued on the GPU, success or not.

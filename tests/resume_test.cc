@@ -23,33 +23,28 @@ ClusterOptions Options(const std::string& extra_yaml = "") {
   return o;
 }
 
-TEST(ClusterResume, TheMiddleWorkerKilledAndRestartedAfterTwoSeconds) {
-  Cluster cluster(FixtureDir("qwen3-tiny"), 3, Options());
+// Worker `victim` of a cluster of `workers` killed mid-stream and restarted two seconds later.
+void ExpectNothingLostWhenKilled(int workers, int victim) {
+  Cluster cluster(FixtureDir("qwen3-tiny"), workers, Options());
   ExpectNothingLost(cluster, [&] {
-    cluster.KillWorker(1);
+    cluster.KillWorker(victim);
     std::this_thread::sleep_for(std::chrono::seconds(2));
-    cluster.StartWorker(1);
+    cluster.StartWorker(victim);
   });
 }
 
+TEST(ClusterResume, TheMiddleWorkerKilledAndRestartedAfterTwoSeconds) {
+  ExpectNothingLostWhenKilled(3, 1);
+}
+
 TEST(ClusterResume, TheLastWorkerKilledAndRestartedAfterTwoSeconds) {
-  Cluster cluster(FixtureDir("qwen3-tiny"), 3, Options());
-  ExpectNothingLost(cluster, [&] {
-    cluster.KillWorker(2);
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    cluster.StartWorker(2);
-  });
+  ExpectNothingLostWhenKilled(3, 2);
 }
 
 // A cluster of one worker, which takes decode steps ahead (coordinator/scheduler_core.h): the
 // steps in flight when it dies include one whose tokens the dead worker was to fill in.
 TEST(ClusterResume, TheOnlyWorkerKilledAndRestartedAfterTwoSeconds) {
-  Cluster cluster(FixtureDir("qwen3-tiny"), 1, Options());
-  ExpectNothingLost(cluster, [&] {
-    cluster.KillWorker(0);
-    std::this_thread::sleep_for(std::chrono::seconds(2));
-    cluster.StartWorker(0);
-  });
+  ExpectNothingLostWhenKilled(1, 0);
 }
 
 TEST(ClusterResume, AWorkerHungForTenSeconds) {
