@@ -64,7 +64,9 @@ void Scheduler::Loop() {
       }
       if (stopping_) break;
     }
-    for (ScheduledStep& step : core_.Schedule(pipeline_->depth(), pipeline_->Ready())) {
+    const auto now = SchedulerClock::now();  // before the read: see Schedule
+    const bool ready = pipeline_->Ready();
+    for (ScheduledStep& step : core_.Schedule(pipeline_->depth(), ready, now)) {
       const int64_t tokens = int64_t(step.input.ids.size());
       sent.push_back(
           {std::chrono::steady_clock::now(), tokens, tokens == int64_t(step.input.seqs.size())});

@@ -439,9 +439,13 @@ bool SchedulerCore::Recover(bool ready, SchedulerClock::time_point now) {
   const bool outage_over = outage_since_ && now - *outage_since_ >= limits_.resume_timeout;
   holding_ = was_ready_ && limits_.resume_timeout.count() > 0 && !outage_over;
   if (outage_over) {
+    // What queued after `ready` was read saw the pipeline ready again: it stays.
     std::lock_guard<std::mutex> lock(mu_);
-    for (Seq& s : queue_) s.request->Fail(expired);
-    queue_.clear();
+    std::erase_if(queue_, [&](const Seq& s) {
+      if (s.queued_at > now) return false;
+      s.request->Fail(expired);
+      return true;
+    });
   }
   if (!ready) return false;
   if (paused > 0 && !flights_.empty()) return false;  // what is in flight comes back first

@@ -125,7 +125,8 @@ class SchedulerCore {
   std::optional<ResumeReport> TakeResumeReport();
   // The step boundary: admits, retires, and builds micro-batches until `depth` are in flight
   // or nothing is left to send. The caller submits every one, in order. `ready`: whether every
-  // stage answers (nothing is sent otherwise, and the running sequences are paused).
+  // stage answers (nothing is sent otherwise, and the running sequences are paused), read at
+  // `now`.
   std::vector<ScheduledStep> Schedule(int depth, bool ready = true,
                                       SchedulerClock::time_point now = SchedulerClock::now());
   // Applies a submitted micro-batch's result. A failed one fails its requests; a lost stage
@@ -148,6 +149,9 @@ class SchedulerCore {
  private:
   struct Seq {
     std::shared_ptr<Request> request;
+    // When it was queued: an outage seen in a readiness read taken before then does not fail it
+    // (it was admitted on a newer read).
+    SchedulerClock::time_point queued_at = SchedulerClock::now();
     SeqState state = SeqState::kWaiting;
     int32_t slot = 0;
     std::vector<int32_t> blocks;  // KV-cache blocks, in position order
@@ -196,7 +200,8 @@ class SchedulerCore {
   void Lose(const absl::Status& status, SchedulerClock::time_point now);
   // Outages and paused sequences: fails what waited past resume_timeout, tracks whether new
   // requests may queue, and starts the paused sequences again once `ready` and nothing is in
-  // flight. False while something stays paused (nothing else is sent meanwhile).
+  // flight. False while something stays paused (nothing else is sent meanwhile). `now`: when
+  // `ready` was read.
   bool Recover(bool ready, SchedulerClock::time_point now);
 
   const SchedulerLimits limits_;

@@ -265,7 +265,7 @@ void ExpectFailureThenRecovery(Cluster& cluster, const std::function<void()>& fa
   auto reader = stub->Generate(&ctx, Ids({1, 2, 3}, 250));
   GenerateResponse resp;
   ASSERT_TRUE(reader->Read(&resp)) << reader->Finish().error_message() << "\n"
-                                   << cluster.log("coordinator");
+                                   << cluster.log("coordinator") << cluster.log("w1");
   const auto failed_at = std::chrono::steady_clock::now();
   fail();
   while (reader->Read(&resp)) {
@@ -280,7 +280,8 @@ void ExpectFailureThenRecovery(Cluster& cluster, const std::function<void()>& fa
   restore();
   ASSERT_TRUE(cluster.WaitHealth(Health::kServing, 30000)) << cluster.log("coordinator");
   Outcome again = Generate(cluster, Ids({1, 2, 3}, 5));
-  EXPECT_TRUE(again.status.ok()) << again.status.error_message();
+  EXPECT_TRUE(again.status.ok()) << again.status.error_message() << "\n"
+                                 << cluster.log("coordinator") << cluster.log("w1");
   EXPECT_EQ(again.ids.size(), 5u);
 }
 

@@ -394,6 +394,28 @@ TEST(SchedulerCore, ALostStagePausesEverySequenceAndTheyResumeFromTheirIds) {
   EXPECT_TRUE(c);
 }
 
+TEST(SchedulerCore, ARequestQueuedAfterAStaleNotReadyReadWaitsForTheNextBoundary) {
+  // The driver reads "not ready"; the pipeline becomes ready and a request is queued on that
+  // newer read before the driver's step boundary runs with the older one.
+  SchedulerCore core({4, 64, 64, 4, std::chrono::milliseconds(0)});
+  const auto lost_at = SchedulerClock::now() - std::chrono::milliseconds(10);
+  auto a = AddOk(core, {1}, Greedy(10));
+  auto steps = core.Schedule(1, true, lost_at);
+  core.OnResult(Failed(steps[0], absl::UnavailableError("worker w1 is gone")), lost_at);
+  EXPECT_TRUE(a->Take(0).done);
+  const auto read_at = lost_at + std::chrono::milliseconds(1);
+  auto b = AddOk(core, {2}, Greedy(1));  // queued now, after read_at
+  EXPECT_TRUE(core.Schedule(1, false, read_at).empty());
+  EXPECT_EQ(core.queued(), 1) << b->Take(0).error;
+  steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  core.OnResult(Answer(steps[0], 5));
+  auto ev = b->Take(0);
+  EXPECT_TRUE(ev.done);
+  EXPECT_TRUE(ev.error.ok()) << ev.error;
+  EXPECT_EQ(Ids(ev), Ints({5}));
+}
+
 TEST(SchedulerCore, PausedRequestsFailAfterTheResumeTimeoutAndTheQueueWithThem) {
   const auto timeout = std::chrono::milliseconds(3000);
   SchedulerCore core({1, 64, 64, 4, timeout});
