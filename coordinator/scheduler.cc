@@ -72,7 +72,15 @@ void Scheduler::Loop() {
           {std::chrono::steady_clock::now(), tokens, tokens == int64_t(step.input.seqs.size())});
       pipeline_->Submit(step.tag, std::move(step.input));
     }
-    if (core_.in_flight() == 0 || !pipeline_->Next(50, &result)) continue;
+    if (core_.in_flight() == 0) {
+      // In an outage nothing can be sent: look again after a pause, not at once.
+      if (!ready) {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, kOutagePoll, [&] { return stopping_; });
+      }
+      continue;
+    }
+    if (!pipeline_->Next(50, &result)) continue;
     if (!sent.empty()) {
       if (on_step_ && sent.front().tokens > 0) {
         on_step_(std::chrono::duration<double>(std::chrono::steady_clock::now() - sent.front().at)

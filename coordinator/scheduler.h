@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -47,6 +48,9 @@ class Scheduler {
   KvBlockReport kv_blocks() const { return core_.kv_blocks(); }
 
  private:
+  // How often an outage's end is looked for when nothing is in flight (the pipeline's health
+  // monitor handshakes every second).
+  static constexpr std::chrono::milliseconds kOutagePoll{10};
   void Loop();
 
   Pipeline* pipeline_;

@@ -417,6 +417,10 @@ bool SchedulerCore::Recover(bool ready, SchedulerClock::time_point now) {
     outage_since_.reset();
   } else if (was_ready_) {  // (before the pipeline was first ready, nothing is lost)
     Lose(loss_.ok() ? Unreachable() : loss_, now);
+  } else if (!outage_since_) {
+    // Nor is anything running; but a request admitted on the pipeline's own word that it was
+    // ready (before this core saw it) waits at most resume_timeout, as in any outage.
+    outage_since_ = now;
   }
   // What waited too long fails with the loss's error.
   const absl::Status loss = loss_.ok() ? Unreachable() : loss_;

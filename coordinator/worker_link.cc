@@ -162,6 +162,7 @@ absl::Status WorkerLink::Lost(absl::Status s) {
     ResetStream();
     up_ = false;
     step_deadline_ns_ = 0;
+    stale_ = true;  // the next step opens the stream again, not the monitor (Check)
   }
   return s;
 }

@@ -118,6 +118,9 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
     std::lock_guard<std::mutex> lock(mu_);
     delays_[id] = delay;
   }
+  // A step whose first token id is `id` ends its stream with UNAVAILABLE, unanswered.
+  void BreakStreamAt(int32_t id) { break_at_ = id; }
+  int streams() const { return streams_.load(); }  // step streams opened
   void RefuseConnect(bool refuse) { refuse_connect_ = refuse; }
   int connects() const { return connects_.load(); }
   uint64_t peer_instance() const {
@@ -196,6 +199,7 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
 
   grpc::Status Step(grpc::ServerContext*,
                     grpc::ServerReaderWriter<StepResponse, StepRequest>* stream) override {
+    ++streams_;
     StepRequest first, piece;
     while (stream->Read(&first)) {
       std::string bytes = first.hidden_chunk();
@@ -216,6 +220,9 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
         if (auto it = delays_.find(first_id); it != delays_.end()) delay = it->second;
       }
       received_cv_.notify_all();
+      if (first_id == break_at_.load()) {
+        return grpc::Status(grpc::StatusCode::UNAVAILABLE, "stream broken by the test");
+      }
       std::vector<float> hidden;
       StepResponse response;
       response.set_step_id(first.step_id());
@@ -310,6 +317,8 @@ class FakeWorker : public layerpipe::v1::Worker::Service {
   std::atomic<bool> fail_next_ipc_in_{false};
   std::atomic<bool> refuse_connect_{false};
   std::atomic<int> connects_{0};
+  std::atomic<int32_t> break_at_{-2};
+  std::atomic<int> streams_{0};
 };
 
 // Waits until `done` holds; false on timeout.
@@ -376,6 +385,14 @@ void ExpectTokens(const StepResult& r, uint64_t tag) {
   EXPECT_EQ(r.sampled[0].id, int32_t(10 * (tag + 1) + 3)) << "step " << tag;
   EXPECT_EQ(r.sampled[1].slot, 1);
   EXPECT_EQ(r.sampled[1].id, int32_t(10 * (tag + 2) + 3)) << "step " << tag;
+}
+
+// The same through one stage.
+void ExpectTokensOfOneStage(const StepResult& r, uint64_t tag) {
+  ASSERT_TRUE(r.status.ok()) << "step " << tag << ": " << r.status;
+  ASSERT_EQ(r.sampled.size(), 2u) << "step " << tag;
+  EXPECT_EQ(r.sampled[0].id, int32_t(10 * (tag + 1) + 1)) << "step " << tag;
+  EXPECT_EQ(r.sampled[1].id, int32_t(10 * (tag + 2) + 1)) << "step " << tag;
 }
 
 // Submits steps tags [first, first + n) keeping depth() in flight, as the scheduler does, and
@@ -526,6 +543,29 @@ TEST(GrpcPipelineTest, ARestartedProducerIsConnectedAgain) {
   for (uint64_t k = 0; k < 5; ++k) ExpectTokens(results[k], 10 + k);
   const auto w1 = c.worker(1).seen();
   for (size_t k = w1.size() - 5; k < w1.size(); ++k) EXPECT_TRUE(w1[k].ipc_in);
+}
+
+// A stream lost mid-step (its worker still answers handshakes) is opened again by the next step,
+// not by the health monitor when the link comes back up: a stream the monitor opened could be
+// read by a stage thread still taking the answer to a step sent on the old one.
+TEST(GrpcPipelineTest, AfterALostStreamTheNextStepOpensTheNewOne) {
+  FakeCluster c(/*allow_ipc=*/false, /*stages=*/1);
+  ASSERT_TRUE(WaitFor([&] { return c.pipeline().Ready(); }));
+  auto before = RunSteps(c.pipeline(), 1, 1);
+  ASSERT_EQ(before.size(), 1u);
+  ExpectTokensOfOneStage(before[0], 1);
+  EXPECT_EQ(c.worker(0).streams(), 1);
+  c.worker(0).BreakStreamAt(5);
+  auto lost = RunSteps(c.pipeline(), 5, 1);
+  ASSERT_EQ(lost.size(), 1u);
+  EXPECT_EQ(lost[0].status.code(), absl::StatusCode::kUnavailable) << lost[0].status;
+  ASSERT_TRUE(WaitFor([&] { return c.pipeline().Ready(); }));  // handshakes every 100 ms
+  std::this_thread::sleep_for(300ms);                          // and a few more
+  EXPECT_EQ(c.worker(0).streams(), 1);
+  auto after = RunSteps(c.pipeline(), 7, 1);
+  ASSERT_EQ(after.size(), 1u);
+  ExpectTokensOfOneStage(after[0], 7);
+  EXPECT_EQ(c.worker(0).streams(), 2);
 }
 
 // One stage: the pipeline sends a decode step before the answer to the one before it. The step

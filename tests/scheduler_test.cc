@@ -416,6 +416,21 @@ TEST(SchedulerCore, ARequestQueuedAfterAStaleNotReadyReadWaitsForTheNextBoundary
   EXPECT_EQ(Ids(ev), Ints({5}));
 }
 
+TEST(SchedulerCore, ARequestQueuedBeforeTheFirstReadyBoundaryWaitsNoLongerThanTheTimeout) {
+  // Admitted while the pipeline said it was ready, which then went before this core saw it so.
+  const auto timeout = std::chrono::milliseconds(1000);
+  SchedulerCore core({1, 64, 64, 4, timeout});
+  auto a = AddOk(core, {1, 2}, Greedy(4));
+  const auto t0 = SchedulerClock::now();
+  EXPECT_TRUE(core.Schedule(1, false, t0).empty());
+  EXPECT_FALSE(a->Take(0).done);
+  EXPECT_TRUE(core.Schedule(1, false, t0 + timeout).empty());
+  const auto ev = a->Take(0);
+  EXPECT_TRUE(ev.done);
+  EXPECT_EQ(ev.error.code(), absl::StatusCode::kUnavailable) << ev.error;
+  EXPECT_EQ(core.queued(), 0);
+}
+
 TEST(SchedulerCore, PausedRequestsFailAfterTheResumeTimeoutAndTheQueueWithThem) {
   const auto timeout = std::chrono::milliseconds(3000);
   SchedulerCore core({1, 64, 64, 4, timeout});
@@ -691,8 +706,13 @@ class LosingPipeline : public SyncPipeline {
  public:
   LosingPipeline(LocalPipeline* inner, std::vector<int64_t> lose_at)
       : inner_(inner), lose_at_(std::move(lose_at)) {}
-  bool Ready() const override { return std::chrono::steady_clock::now() >= unready_until_.load(); }
+  bool Ready() const override {
+    const bool ready = std::chrono::steady_clock::now() >= unready_until_.load();
+    if (!ready) ++reads_while_unready;
+    return ready;
+  }
   int64_t losses = 0;
+  mutable std::atomic<int64_t> reads_while_unready{0};
 
  protected:
   absl::Status RunStep(const StepInput& step, std::vector<SampledToken>* sampled) override {
@@ -865,6 +885,20 @@ TEST(Scheduler, RequestsPausedByALostWorkerResumeWithTheTokensOfAnUninterruptedR
   EXPECT_EQ(losing.losses, 2);
   EXPECT_GE(scheduler.resumed(), 16);
   EXPECT_EQ(scheduler.paused(), 0);
+}
+
+// With nothing in flight in an outage, the scheduler looks for its end every kOutagePoll (10 ms),
+// not in a loop that keeps a core busy (200 ms of outage: about 20 looks, not thousands).
+TEST(Scheduler, AnOutageIsWaitedOutWithoutSpinning) {
+  LocalPipeline inner(FixtureDir("qwen3-tiny"), 2, {4, 64, 16});
+  LosingPipeline losing(&inner, {3});
+  Scheduler scheduler(&losing, {4, 64, 16, 16});
+  auto request = scheduler.Submit({1, 2, 3}, Greedy(8));
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(Collect(**request).size(), 8u);
+  EXPECT_EQ(losing.losses, 1);
+  EXPECT_GE(losing.reads_while_unready, 2);
+  EXPECT_LE(losing.reads_while_unready, 60);
 }
 
 TEST(Scheduler, PreemptionUnderATinyBlockPoolChangesNoToken) {
