@@ -89,10 +89,10 @@ void HealthMonitor::Run() {
       watch(reinterpret_cast<size_t>(tag));
     }
     for (const auto& link : links_) {
-      if (!link->StepOverdue() || !link->up()) continue;
+      // Marking down cancels its stream: the waiting stage fails the step.
+      if (!link->MarkDownIfOverdue()) continue;
       std::fprintf(stderr, "coordinator: worker '%s' did not answer a step in time: marked down\n",
                    link->expectation().name.c_str());
-      link->MarkDown();  // cancels its stream: the waiting stage fails the step
       UpdateReady();
     }
     if (changed || std::chrono::steady_clock::now() >= next_check) {

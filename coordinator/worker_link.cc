@@ -226,9 +226,15 @@ std::chrono::milliseconds WorkerLink::StepBudget(int64_t tokens) const {
   return kStepFloor + std::chrono::milliseconds(int64_t(10.0 * per_token * double(tokens)));
 }
 
-bool WorkerLink::StepOverdue() const {
-  const int64_t deadline = step_deadline_ns_;
-  return deadline != 0 && std::chrono::steady_clock::now().time_since_epoch().count() > deadline;
+bool WorkerLink::MarkDownIfOverdue() {
+  int64_t deadline = step_deadline_ns_;
+  if (deadline == 0 || !up_ ||
+      std::chrono::steady_clock::now().time_since_epoch().count() <= deadline) {
+    return false;
+  }
+  if (!step_deadline_ns_.compare_exchange_strong(deadline, 0)) return false;
+  MarkDown();
+  return true;
 }
 
 absl::Status WorkerLink::SendOnce(const layerpipe::v1::StepRequest& header,

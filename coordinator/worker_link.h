@@ -72,9 +72,12 @@ class WorkerLink {
   // which fails the step: a hung worker does not hold its requests.
   static constexpr std::chrono::milliseconds kStepFloor{2000};
   static constexpr std::chrono::milliseconds kFirstSteps{60000};
-  // How long a step of `tokens` may take, and whether the oldest step in progress is overdue.
+  // How long a step of `tokens` may take.
   std::chrono::milliseconds StepBudget(int64_t tokens) const;
-  bool StepOverdue() const;
+  // Marks the link down if it is up and the oldest step in progress is overdue; whether it did.
+  // (Only if that step's deadline still stands when it marks: a step answered meanwhile has
+  // moved it.)
+  bool MarkDownIfOverdue();
 
   // One step through this worker: Send, then Receive. Only this stage's thread calls them; a
   // stage whose output goes on by CUDA IPC lets the next stage start between the two. A second
