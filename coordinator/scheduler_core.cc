@@ -305,7 +305,9 @@ std::vector<ScheduledStep> SchedulerCore::Schedule(int depth, bool ready,
   while (in_flight() < most && BuildStep(per_batch, &step.input)) {
     step.tag = next_tag_++;
     std::vector<Flight>& flight = flights_[step.tag];
-    for (const auto& s : step.input.seqs) flight.push_back({s.slot, s.start_pos + s.n_tokens});
+    for (const auto& s : step.input.seqs) {
+      flight.push_back({s.slot, s.start_pos, s.start_pos + s.n_tokens});
+    }
     steps.push_back(std::move(step));
     step = {};
   }
@@ -361,15 +363,32 @@ void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_poin
                             absl::StrCat("generation failed: ", result.status.message()));
   // A stage that could not be reached, or that no longer holds what was sent to it (it
   // restarted): its KV cache, and so every running sequence's, may be gone.
-  const bool lost = result.status.code() == absl::StatusCode::kUnavailable ||
-                    result.status.code() == absl::StatusCode::kFailedPrecondition;
+  bool lost = result.status.code() == absl::StatusCode::kUnavailable ||
+              result.status.code() == absl::StatusCode::kFailedPrecondition;
   auto flight = flights_.find(result.tag);
+  // A step ahead of a refused one: the worker ran none of it. Its other sequences go again as
+  // if it had not been sent (a chunk from its start).
+  bool behind_refused = false;
+  if (flight != flights_.end() && result.status.code() == absl::StatusCode::kFailedPrecondition) {
+    for (const Flight& f : flight->second) {
+      for (const Seq& s : running_) behind_refused |= s.slot == f.slot && s.refused_ahead_of;
+    }
+  }
+  if (behind_refused) lost = false;
   if (flight != flights_.end()) {
     for (const Flight& f : flight->second) {
       for (Seq& s : running_) {
         if (s.slot != f.slot) continue;
-        (s.ahead ? s.ahead : s.in_flight) = false;          // the older of its two steps is back
-        if (!result.status.ok() && !lost) Fail(s, failed);  // a worker refused this step
+        const bool has_step_ahead = s.in_flight && s.ahead;
+        (s.ahead ? s.ahead : s.in_flight) = false;  // the older of its two steps is back
+        if (behind_refused) {
+          if (s.state == SeqState::kPrefilling) s.prefilled = f.start;
+          continue;
+        }
+        if (!result.status.ok() && !lost) {  // a worker refused this step
+          s.refused_ahead_of = has_step_ahead;
+          Fail(s, failed);
+        }
         if (result.status.ok() && s.state != SeqState::kPaused && !Ended(s.state)) {
           s.written = f.end;
           RegisterBlocks(s);

@@ -164,6 +164,9 @@ class SchedulerCore {
     std::vector<int32_t> generated;
     bool in_flight = false;  // in a micro-batch not yet back
     bool ahead = false;      // and in a second one (decode ahead), sent after it
+    // Failed with a step a worker refused while its step ahead was in flight: that one cannot
+    // run (nothing was sampled to go on from), and its failure is no lost stage.
+    bool refused_ahead_of = false;
     // Since when it has made no progress after a lost stage (reset by its next token).
     std::optional<SchedulerClock::time_point> lost_at;
     // Started again after a lost stage, its next token not back yet.
@@ -213,7 +216,7 @@ class SchedulerCore {
   std::vector<int32_t> to_release_;  // freed slots the workers have not been told of yet
   struct Flight {
     int32_t slot;
-    int64_t end;  // positions its chunk fills up to
+    int64_t start, end;  // positions its chunk fills
   };
   std::map<uint64_t, std::vector<Flight>> flights_;  // tag -> the micro-batch's sequences
   KvBlockPool pool_;

@@ -235,6 +235,42 @@ TEST(SchedulerCore, DecodeAheadSendsTheNextStepBeforeTheAnswerAndDropsTheSurplus
   EXPECT_EQ(core.active(), 0);
 }
 
+// The worker refuses a decode step (an error of its own, not a lost stage) while the step ahead
+// of it is in flight: that one cannot run (no token to go on from), and its FAILED_PRECONDITION
+// is no lost stage either. The refused step's sequences fail; another sequence in the step ahead
+// is sent again, and nothing else fails or pauses (without resuming, a loss would fail it).
+TEST(SchedulerCore, AStepAheadOfARefusedOneFailsOnlyTheRefusedSequences) {
+  SchedulerLimits limits{3, 64, 2, 4, std::chrono::milliseconds(0)};
+  limits.decode_ahead = true;
+  SchedulerCore core(limits);
+  auto a = AddOk(core, {1}, Greedy(2));  // its next token is its last: no step ahead for it
+  auto b = AddOk(core, {2}, Greedy(10));
+  auto steps = core.Schedule(1);
+  ASSERT_EQ(steps.size(), 1u);
+  core.OnResult(Answer(steps[0], 7));
+  auto c = AddOk(core, {3, 4, 5}, Greedy(2));
+  steps = core.Schedule(1);  // a and b decode; ahead: b, and c's first prompt token
+  ASSERT_EQ(steps.size(), 2u);
+  ASSERT_EQ(steps[1].input.seqs.size(), 2u);
+  EXPECT_EQ(steps[1].input.ids, Ints({kSampledBefore, 3}));
+  const int32_t c_slot = steps[1].input.seqs[1].slot;
+  core.OnResult(Failed(steps[0], absl::InternalError("refused by the worker")));
+  core.OnResult(Failed(steps[1], absl::FailedPreconditionError("slot 1: no token sampled here")));
+  for (auto* r : {&a, &b}) {
+    const auto ev = (*r)->Take(0);
+    EXPECT_TRUE(ev.done);
+    EXPECT_EQ(ev.error.code(), absl::StatusCode::kInternal) << ev.error;
+  }
+  EXPECT_FALSE(c->Take(0).done);
+  EXPECT_EQ(core.paused(), 0);
+  steps = core.Schedule(1);  // c's prompt again from its start
+  ASSERT_FALSE(steps.empty());
+  ASSERT_EQ(steps[0].input.seqs.size(), 1u);
+  EXPECT_EQ(steps[0].input.seqs[0].slot, c_slot);
+  EXPECT_EQ(steps[0].input.seqs[0].start_pos, 0);
+  EXPECT_EQ(steps[0].input.ids, Ints({3, 4}));
+}
+
 TEST(SchedulerCore, RetiringFreesTheSlotForTheNextRequest) {
   SchedulerCore core({1, 64, 64, 4});
   auto a = AddOk(core, {1, 2}, Greedy(1));
