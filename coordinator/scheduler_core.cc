@@ -361,10 +361,6 @@ void SchedulerCore::Fail(Seq& seq, const absl::Status& status) {
 void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_point now) {
   const absl::Status failed(result.status.code(),
                             absl::StrCat("generation failed: ", result.status.message()));
-  // A stage that could not be reached, or that no longer holds what was sent to it (it
-  // restarted): its KV cache, and so every running sequence's, may be gone.
-  bool lost = result.status.code() == absl::StatusCode::kUnavailable ||
-              result.status.code() == absl::StatusCode::kFailedPrecondition;
   auto flight = flights_.find(result.tag);
   // A step ahead of a refused one: the worker ran none of it. Its other sequences go again as
   // if it had not been sent (a chunk from its start).
@@ -374,7 +370,11 @@ void SchedulerCore::OnResult(const StepResult& result, SchedulerClock::time_poin
       for (const Seq& s : running_) behind_refused |= s.slot == f.slot && s.refused_ahead_of;
     }
   }
-  if (behind_refused) lost = false;
+  // Else a stage that could not be reached, or that no longer holds what was sent to it (it
+  // restarted): its KV cache, and so every running sequence's, may be gone.
+  const bool lost =
+      !behind_refused && (result.status.code() == absl::StatusCode::kUnavailable ||
+                          result.status.code() == absl::StatusCode::kFailedPrecondition);
   if (flight != flights_.end()) {
     for (const Flight& f : flight->second) {
       for (Seq& s : running_) {
