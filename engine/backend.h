@@ -169,7 +169,8 @@ class Backend {
   // residual += x, then out = rmsnorm(residual) * w.
   virtual void AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                           Tensor& out) = 0;
-  // out[n, m] = x[n, k] * w[m, k]^T (+ bias[m] when given)
+  // out[n, m] = x[n, k] * w[m, k]^T (+ bias[m] when given). x and out are float32, or in w's
+  // type (without a bias) where MlpInWeightType allowed it.
   virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
   // The same for a packed weight from LoadInt4.
   virtual void MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out);
@@ -181,8 +182,15 @@ class Backend {
   // causal grouped-query attention of q over the cache for each sequence of the layout.
   virtual void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
                          int64_t layer, const AttentionParams& p, Tensor& out) = 0;
-  // out = silu(gate) * up
+  // out = silu(gate) * up. gate, up and out are float32, or all three in the weights' type
+  // where MlpInWeightType allowed it.
   virtual void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // Whether a step of `rows` rows may hold the MLP's gate, up and SiluMul output ([rows,
+  // intermediate]) in the weights' type (bf16 or f16) instead of float32, for dense weights:
+  // MatMul then writes gate and up in that type and the down projection reads SiluMul's output
+  // as it is. Halves the bytes that the widest activations of a step move; they are rounded to
+  // that type once more (Hugging Face keeps every activation in it).
+  virtual bool MlpInWeightType(int64_t /*rows*/, int64_t /*intermediate*/) const { return false; }
   // x += y (in place)
   virtual void Add(Tensor& x, const Tensor& y) = 0;
   // out[i] = x[rows[i]]

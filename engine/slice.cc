@@ -271,6 +271,10 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) 
   b.Attention(q, k, v, *kv_cache_, layer - spec_.begin, attn_, attn);
   Project(attn, w.o, nullptr, proj);
   b.AddRmsNorm(x, proj, w.post_norm, eps, xn);  // x += attention; xn = norm(x)
+  if (!w.gate.packed && !w.up.packed && !w.down.packed &&
+      b.MlpInWeightType(tokens, config_.intermediate_size)) {
+    gate.dtype = up.dtype = act.dtype = w.gate.dense.dtype;  // (in buffers sized for float32)
+  }
   Project(xn, w.gate, nullptr, gate);
   Project(xn, w.up, nullptr, up);
   b.SiluMul(gate, up, act);

@@ -121,6 +121,40 @@ TEST_F(GpuTest, NormAndSwigluOutputsFeedTheNextProduct) {
   }
 }
 
+// Where the backend allows it (prefill-sized steps), the MLP holds gate, up and SwiGLU in the
+// weight type: products write and read them so, and the result stays within bf16's error of the
+// CPU's float32 MLP.
+TEST_F(GpuTest, TheMlpInTheWeightTypeAgreesWithFloat32) {
+  EXPECT_FALSE(gpu_->MlpInWeightType(1, 296));    // the GEMV's rows
+  EXPECT_FALSE(gpu_->MlpInWeightType(64, 296));   // a decode step's
+  EXPECT_FALSE(gpu_->MlpInWeightType(300, 300));  // rows of 8-byte multiples
+  EXPECT_FALSE(cpu_->MlpInWeightType(300, 296));
+  for (int64_t n : {65, 301}) {
+    ASSERT_TRUE(gpu_->MlpInWeightType(n, 296));
+    auto [xc, xg] = Act(n, 256);
+    for (DType dtype : {DType::kBF16, DType::kF16}) {
+      auto [gwc, gwg] = Weight(296, 256, 0.05f, 0.0f, dtype);
+      auto [uwc, uwg] = Weight(296, 256, 0.05f, 0.0f, dtype);
+      auto [dwc, dwg] = Weight(256, 296, 0.05f, 0.0f, dtype);
+      Tensor gc = cpu_->Alloc(n, 296), uc = cpu_->Alloc(n, 296), ac = cpu_->Alloc(n, 296);
+      Tensor gg = gpu_->Alloc(n, 296), ug = gpu_->Alloc(n, 296), ag = gpu_->Alloc(n, 296);
+      Tensor oc = cpu_->Alloc(n, 256), og = gpu_->Alloc(n, 256);
+      Poison(ag);
+      Poison(og);
+      gg.dtype = ug.dtype = ag.dtype = dtype;
+      cpu_->MatMul(xc, gwc, nullptr, gc);
+      gpu_->MatMul(xg, gwg, nullptr, gg);
+      cpu_->MatMul(xc, uwc, nullptr, uc);
+      gpu_->MatMul(xg, uwg, nullptr, ug);
+      cpu_->SiluMul(gc, uc, ac);
+      gpu_->SiluMul(gg, ug, ag);
+      cpu_->MatMul(ac, dwc, nullptr, oc);
+      gpu_->MatMul(ag, dwg, nullptr, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound) << n << (dtype == DType::kF16 ? " f16" : " bf16");
+    }
+  }
+}
+
 // Products of one input issued back to back (q, k, v) go out as one launch; each is still right.
 TEST_F(GpuTest, MatMulsOfOneInputShareALaunch) {
   for (int64_t n :

@@ -290,18 +290,36 @@ void CudaBackend::FlushGemv() {
   pending_.clear();
 }
 
+bool CudaBackend::MlpInWeightType(int64_t rows, int64_t intermediate) const {
+  // Products of these rows go through cuBLASLt, which writes either type, and their activations
+  // are large enough for the bytes to matter (a prefill chunk, not a decode step). Rows of a
+  // multiple of 8 elements keep every row 16-byte aligned, for cuBLASLt and SwiGLU's loads.
+  return !options_.batch_invariant && rows > kSideMaxRows && intermediate % 8 == 0;
+}
+
 void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) {
   LP_REQUIRE(x.cols == w.cols && out.rows == x.rows && out.cols == w.rows);
   LP_REQUIRE(w.dtype == DType::kBF16 || w.dtype == DType::kF16);
   const bool half = w.dtype == DType::kF16;
+  const bool out_f32 = out.dtype == DType::kF32;
+  // x or out in the weight type (MlpInWeightType): always cuBLASLt.
+  LP_REQUIRE(x.dtype == DType::kF32 || (x.dtype == w.dtype && !options_.batch_invariant));
+  LP_REQUIRE(out_f32 || (out.dtype == w.dtype && bias == nullptr && !options_.batch_invariant));
   FlushInt4();
+  if (x.dtype != DType::kF32) {  // read as it is
+    FlushGemv();
+    JoinSides();
+    if (out.data == converted_x_) converted_x_ = nullptr;
+    LtMatMul(x.data, x.rows, x.cols, w.data, half, w.rows, nullptr, out.data, out_f32);
+    return;
+  }
   if (options_.batch_invariant) {
     FlushGemv();
     InvariantMatMul(x.as<float>(), x.rows, x.cols, w.data, half, w.rows,
                     bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), true);
     return;
   }
-  if (options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
+  if (out_f32 && options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
     JoinSides();
     const bool joins = !pending_.empty() && pending_x_ == x.as<float>() && pending_n_ == x.rows &&
                        pending_k_ == x.cols && pending_half_ == half &&
@@ -326,15 +344,16 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     side_x_ = xf;
   }
   LtMatMul(xh, x.rows, x.cols, w.data, half, w.rows, bias != nullptr ? bias->as<float>() : nullptr,
-           out.as<float>(), side);
+           out.data, out_f32, side);
 }
 
 void CudaBackend::LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half,
-                           int64_t m, const float* bias, float* out, int side) {
+                           int64_t m, const float* bias, void* out, bool out_f32, int side) {
+  LP_REQUIRE(out_f32 || bias == nullptr);
   cudaStream_t s = side < 0 ? stream_ : side_[side];
-  lt_->Run(x_half, n, k, w, half, m, out, s,
+  lt_->Run(x_half, n, k, w, half, m, out, out_f32, s,
            static_cast<char*>(cublas_workspace_) + (side + 1) * kCublasWorkspace);
-  if (bias != nullptr) LaunchAddBias(out, bias, n, m, s);
+  if (bias != nullptr) LaunchAddBias(static_cast<float*>(out), bias, n, m, s);
 }
 
 const void* CudaBackend::ConvertedX(const float* x, int64_t elems, bool half, const void* out,
@@ -401,7 +420,7 @@ void CudaBackend::MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bia
   } else {
     LP_REQUIRE(int4_dense_ != nullptr && int4_dense_elems_ >= m * k);
     LaunchInt4Dequant(p->dev, int4_dense_, stream_);
-    LtMatMul(xh, n, k, int4_dense_, true, m, job.bias, job.out);
+    LtMatMul(xh, n, k, int4_dense_, true, m, job.bias, job.out, true);
   }
 }
 
@@ -429,6 +448,12 @@ void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, K
 
 void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
   Flush();
+  LP_REQUIRE(up.dtype == gate.dtype && out.dtype == gate.dtype && up.numel() == gate.numel());
+  if (gate.dtype != DType::kF32) {  // MlpInWeightType
+    LaunchSiluMulHalf(gate.data, up.data, gate.numel(), gate.dtype == DType::kF16, out.data,
+                      stream_);
+    return;
+  }
   LaunchSiluMul(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>(),
                 CopyForNextProduct(out), stream_);
 }

@@ -73,6 +73,7 @@ class CudaBackend : public Backend {
   void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int64_t layer,
                  const AttentionParams& p, Tensor& out) override;
   void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) override;
+  bool MlpInWeightType(int64_t rows, int64_t intermediate) const override;
   void Add(Tensor& x, const Tensor& y) override;
   void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) override;
   void Sample(const Tensor& logits, std::span<const SampleInput> rows,
@@ -120,9 +121,10 @@ class CudaBackend : public Backend {
     return converted_x_ == x && converted_elems_ == elems && converted_half_ == half;
   }
   // out = x w^T (+ bias) through cuBLASLt, x already in the weight type (ConvertedX), on stream_
-  // or on side stream `side` (>= 0; see side_).
+  // or on side stream `side` (>= 0; see side_); out float32, or in the weight type (no bias)
+  // where `out_f32` is false.
   void LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half, int64_t m,
-                const float* bias, float* out, int side = -1);
+                const float* bias, void* out, bool out_f32, int side = -1);
   // Where the next cuBLASLt product of x goes: a side stream's index, or -1 for stream_. Joins
   // the side streams first when x is not the input of the products they run (side_x_, set by
   // MatMul's first product of an x of up to kSideMaxRows rows).

@@ -59,6 +59,9 @@ void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t k
                       double theta, const int32_t* pos, cudaStream_t s);
 void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, HalfCopy copy,
                    cudaStream_t s);
+// The same with gate, up and out in f16 (half) or bf16, 16-byte aligned, n a multiple of 8.
+void LaunchSiluMulHalf(const void* gate, const void* up, int64_t n, bool half, void* out,
+                       cudaStream_t s);
 void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s);
 void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);
 void LaunchGatherRows(const float* x, int64_t cols, const int32_t* rows, int64_t n, float* out,

@@ -10,11 +10,12 @@ namespace {
 // The column-major views of out^T [m, n] = W [k, m]^T x^T [k, n] (W and x row-major): W, x and
 // out for n rows.
 struct Layouts {
-  Layouts(int64_t n, int64_t k, int64_t m, bool half) {
+  Layouts(int64_t n, int64_t k, int64_t m, bool half, bool out_f32) {
     const cudaDataType_t t = half ? CUDA_R_16F : CUDA_R_16BF;
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&w, t, uint64_t(k), uint64_t(m), k));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&x, t, uint64_t(k), uint64_t(n), k));
-    CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&out, CUDA_R_32F, uint64_t(m), uint64_t(n), m));
+    CUBLAS_CHECK(
+        cublasLtMatrixLayoutCreate(&out, out_f32 ? CUDA_R_32F : t, uint64_t(m), uint64_t(n), m));
   }
   ~Layouts() {
     cublasLtMatrixLayoutDestroy(w);
@@ -42,8 +43,8 @@ LtGemm::~LtGemm() {
 const cublasLtMatmulAlgo_t& LtGemm::Algo(const Key& key) {
   auto it = algos_.find(key);
   if (it != algos_.end()) return it->second;
-  const auto [m, k, half, rows] = key;
-  const Layouts l(rows, k, m, half);
+  const auto [m, k, half, out_f32, rows] = key;
+  const Layouts l(rows, k, m, half, out_f32);
   cublasLtMatmulPreference_t pref;
   CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
   CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
@@ -65,8 +66,9 @@ const cublasLtMatmulAlgo_t& LtGemm::Algo(const Key& key) {
 }
 
 bool LtGemm::Try(const cublasLtMatmulAlgo_t& algo, const void* x, int64_t n, int64_t k,
-                 const void* w, bool half, int64_t m, float* out, cudaStream_t s, void* workspace) {
-  const Layouts l(n, k, m, half);
+                 const void* w, bool half, int64_t m, void* out, bool out_f32, cudaStream_t s,
+                 void* workspace) {
+  const Layouts l(n, k, m, half, out_f32);
   const float alpha = 1.0f, beta = 0.0f;
   const cublasStatus_t st = cublasLtMatmul(handle_, op_, &alpha, w, l.w, x, l.x, &beta, out, l.out,
                                            out, l.out, &algo, workspace, workspace_bytes_, s);
@@ -76,10 +78,13 @@ bool LtGemm::Try(const cublasLtMatmulAlgo_t& algo, const void* x, int64_t n, int
 }
 
 void LtGemm::Run(const void* x, int64_t n, int64_t k, const void* w, bool half, int64_t m,
-                 float* out, cudaStream_t s, void* workspace) {
-  if (Try(Algo({m, k, half, RowBucket(n)}), x, n, k, w, half, m, out, s, workspace)) return;
+                 void* out, bool out_f32, cudaStream_t s, void* workspace) {
+  if (Try(Algo({m, k, half, out_f32, RowBucket(n)}), x, n, k, w, half, m, out, out_f32, s,
+          workspace)) {
+    return;
+  }
   // The bucket's algorithm does not take this row count: one chosen for exactly n rows.
-  if (!Try(Algo({m, k, half, n}), x, n, k, w, half, m, out, s, workspace)) {
+  if (!Try(Algo({m, k, half, out_f32, n}), x, n, k, w, half, m, out, out_f32, s, workspace)) {
     Die("the chosen algorithm refused its own shape", "cublasLtMatmul", __FILE__, __LINE__);
   }
 }

@@ -29,17 +29,18 @@ class LtGemm {
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
 
-  // out[n, m] = x[n, k] w[m, k]^T: x and w f16 (half) or bf16, float32 accumulation and out.
-  void Run(const void* x, int64_t n, int64_t k, const void* w, bool half, int64_t m, float* out,
-           cudaStream_t s, void* workspace);
+  // out[n, m] = x[n, k] w[m, k]^T: x and w f16 (half) or bf16, float32 accumulation; out
+  // float32, or in the weights' type where `out_f32` is false.
+  void Run(const void* x, int64_t n, int64_t k, const void* w, bool half, int64_t m, void* out,
+           bool out_f32, cudaStream_t s, void* workspace);
 
  private:
-  // (m, k, half, rows): the algorithm chosen for `rows` rows of that product.
-  using Key = std::tuple<int64_t, int64_t, bool, int64_t>;
+  // (m, k, half, out_f32, rows): the algorithm chosen for `rows` rows of that product.
+  using Key = std::tuple<int64_t, int64_t, bool, bool, int64_t>;
   const cublasLtMatmulAlgo_t& Algo(const Key& key);
   // False where the algorithm does not take this shape.
   bool Try(const cublasLtMatmulAlgo_t& algo, const void* x, int64_t n, int64_t k, const void* w,
-           bool half, int64_t m, float* out, cudaStream_t s, void* workspace);
+           bool half, int64_t m, void* out, bool out_f32, cudaStream_t s, void* workspace);
 
   cublasLtHandle_t handle_ = nullptr;
   cublasLtMatmulDesc_t op_ = nullptr;
