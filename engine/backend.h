@@ -160,6 +160,13 @@ class Backend {
   virtual void Download(const Tensor& src, std::span<float> host) = 0;
 
   // ---- ops (outputs never alias inputs unless the comment says so)
+  // Activations are float32 tensors, but where ActivationsInWeightType allows it a slice gives
+  // these ops the ones that only products and the residual add read in the weights' type (dtype
+  // kBF16 or kF16): the normalized input (RmsNorm's and AddRmsNorm's out, the products' x), the
+  // attention's out, the o and down projections' out (AddRmsNorm's x, Add's y) and the MLP's
+  // gate, up and SiluMul tensors. Never the residual stream, q, k, v or logits, never with a
+  // bias. They then move half the bytes and are rounded to that type once more, as Hugging Face
+  // keeps every activation.
   // Sets the layout that the following ops of this step (RoPE, Attention) work on.
   virtual void BeginStep(const StepLayout& layout) = 0;
   // out[i] = table[ids[i]]
@@ -169,8 +176,7 @@ class Backend {
   // residual += x, then out = rmsnorm(residual) * w.
   virtual void AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                           Tensor& out) = 0;
-  // out[n, m] = x[n, k] * w[m, k]^T (+ bias[m] when given). x and out are float32, or in w's
-  // type (without a bias) where MlpInWeightType allowed it.
+  // out[n, m] = x[n, k] * w[m, k]^T (+ bias[m] when given; out then float32)
   virtual void MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) = 0;
   // The same for a packed weight from LoadInt4.
   virtual void MatMulInt4(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out);
@@ -182,15 +188,14 @@ class Backend {
   // causal grouped-query attention of q over the cache for each sequence of the layout.
   virtual void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache,
                          int64_t layer, const AttentionParams& p, Tensor& out) = 0;
-  // out = silu(gate) * up. gate, up and out are float32, or all three in the weights' type
-  // where MlpInWeightType allowed it.
+  // out = silu(gate) * up
   virtual void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
-  // Whether a step of `rows` rows may hold the MLP's gate, up and SiluMul output ([rows,
-  // intermediate]) in the weights' type (bf16 or f16) instead of float32, for dense weights:
-  // MatMul then writes gate and up in that type and the down projection reads SiluMul's output
-  // as it is. Halves the bytes that the widest activations of a step move; they are rounded to
-  // that type once more (Hugging Face keeps every activation in it).
-  virtual bool MlpInWeightType(int64_t /*rows*/, int64_t /*intermediate*/) const { return false; }
+  // Whether a step of `rows` rows may hold activations of these widths (columns) in the
+  // weights' type (bf16 or f16) instead of float32 (see "Activations" above).
+  virtual bool ActivationsInWeightType(int64_t /*rows*/,
+                                       std::span<const int64_t> /*widths*/) const {
+    return false;
+  }
   // x += y (in place)
   virtual void Add(Tensor& x, const Tensor& y) = 0;
   // out[i] = x[rows[i]]

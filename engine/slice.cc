@@ -2,6 +2,7 @@
 #include "engine/slice.h"
 
 #include <algorithm>
+#include <array>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -141,6 +142,12 @@ absl::Status Slice::LoadWeights(const WeightSource& source, const Progress& prog
     }
     layers_.push_back(std::move(w));
   }
+  if (!layers_.empty() && !layers_[0].q.packed) dense_type_ = layers_[0].q.dense.dtype;
+  for (const Layer& w : layers_) {
+    for (const Linear* l : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) {
+      if (l->packed || l->dense.dtype != dense_type_) dense_type_.reset();
+    }
+  }
   if (spec_.head) {
     RETURN_IF_ERROR(load(NormTensors(config_)[0], &final_norm_));
     if (config_.tie_word_embeddings) {
@@ -250,7 +257,14 @@ absl::Status Slice::CheckBlocks(const SeqChunk& s) const {
 
 // The MLP's output is added to the residual stream by the next layer's first op (AddRmsNorm),
 // or after the last layer (RunLayersAndHead): one pass over the stream fewer per layer.
-void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) {
+DType Slice::ActivationType(int64_t tokens) const {
+  const std::array<int64_t, 3> widths = {config_.hidden_size, config_.q_dim(),
+                                         config_.intermediate_size};
+  if (dense_type_ && backend_->ActivationsInWeightType(tokens, widths)) return *dense_type_;
+  return DType::kF32;
+}
+
+void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first, DType act_type) {
   Backend& b = *backend_;
   Tensor x = residual_.Rows(tokens), xn = normed_.Rows(tokens);
   Tensor q = q_.Rows(tokens), k = k_.Rows(tokens), v = v_.Rows(tokens);
@@ -258,6 +272,8 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) 
   Tensor gate = gate_.Rows(tokens), up = up_.Rows(tokens), act = act_.Rows(tokens);
   const float eps = attn_.rms_norm_eps;
   const bool bias = config_.attention_bias, qk_norm = config_.qk_norm;
+  // (in buffers sized for float32)
+  xn.dtype = attn.dtype = proj.dtype = gate.dtype = up.dtype = act.dtype = act_type;
 
   if (first) {
     b.RmsNorm(x, w.input_norm, eps, xn);
@@ -271,10 +287,6 @@ void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first) 
   b.Attention(q, k, v, *kv_cache_, layer - spec_.begin, attn_, attn);
   Project(attn, w.o, nullptr, proj);
   b.AddRmsNorm(x, proj, w.post_norm, eps, xn);  // x += attention; xn = norm(x)
-  if (!w.gate.packed && !w.up.packed && !w.down.packed &&
-      b.MlpInWeightType(tokens, config_.intermediate_size)) {
-    gate.dtype = up.dtype = act.dtype = w.gate.dense.dtype;  // (in buffers sized for float32)
-  }
   Project(xn, w.gate, nullptr, gate);
   Project(xn, w.up, nullptr, up);
   b.SiluMul(gate, up, act);
@@ -395,11 +407,13 @@ absl::Status Slice::WarmUp() {
 
 void Slice::RunLayersAndHead(int64_t tokens, int64_t n) {
   Backend& b = *backend_;
+  const DType act_type = ActivationType(tokens);
   for (int64_t l = spec_.begin; l < spec_.end; ++l) {
-    RunLayer(layers_[size_t(l - spec_.begin)], l, tokens, l == spec_.begin);
+    RunLayer(layers_[size_t(l - spec_.begin)], l, tokens, l == spec_.begin, act_type);
   }
-  Tensor x = residual_.Rows(tokens);
-  if (spec_.end > spec_.begin) b.Add(x, proj_.Rows(tokens));
+  Tensor x = residual_.Rows(tokens), proj = proj_.Rows(tokens);
+  proj.dtype = act_type;
+  if (spec_.end > spec_.begin) b.Add(x, proj);
   if (!spec_.head) return;
   // Only each sequence's last token needs logits.
   Tensor last = last_rows_.Rows(n), last_normed = last_normed_.Rows(n), logits = logits_.Rows(n);

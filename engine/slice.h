@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -126,7 +127,10 @@ class Slice {
   absl::Status CheckLayout(const StepLayout& layout, size_t ids, size_t hidden) const;
   // A sequence's KV block table against the pool.
   absl::Status CheckBlocks(const SeqChunk& s) const;
-  void RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first);
+  // `act_type`: the type of the activations that Backend::ActivationsInWeightType concerns.
+  void RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first, DType act_type);
+  // That type for a step of `tokens` rows: the weights' where the backend allows it.
+  DType ActivationType(int64_t tokens) const;
   // out = x w^T (+ bias), dense or packed.
   void Project(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out);
   void RunLayersAndHead(int64_t tokens, int64_t seqs);
@@ -140,6 +144,8 @@ class Slice {
 
   Tensor embed_;  // [vocab, hidden], first slice
   std::vector<Layer> layers_;
+  // The projections' type when all of them are dense and of one type (none packed).
+  std::optional<DType> dense_type_;
   Tensor final_norm_, lm_head_;  // last slice; lm_head_ is the embedding table when tied
 
   // Workspaces sized for max_step_tokens rows.

@@ -4,6 +4,7 @@
 // for cuBLAS or the tensor cores, 4-bit weights dequantized to f16, the bf16 KV cache), below
 // 1e-9 for float32-only ops.
 #include <algorithm>
+#include <array>
 #include <string>
 #include <tuple>
 
@@ -121,36 +122,51 @@ TEST_F(GpuTest, NormAndSwigluOutputsFeedTheNextProduct) {
   }
 }
 
-// Where the backend allows it (prefill-sized steps), the MLP holds gate, up and SwiGLU in the
-// weight type: products write and read them so, and the result stays within bf16's error of the
-// CPU's float32 MLP.
-TEST_F(GpuTest, TheMlpInTheWeightTypeAgreesWithFloat32) {
-  EXPECT_FALSE(gpu_->MlpInWeightType(1, 296));    // the GEMV's rows
-  EXPECT_FALSE(gpu_->MlpInWeightType(64, 296));   // a decode step's
-  EXPECT_FALSE(gpu_->MlpInWeightType(300, 300));  // rows of 8-byte multiples
-  EXPECT_FALSE(cpu_->MlpInWeightType(300, 296));
+// Where the backend allows it (prefill-sized steps), the activations that only products and the
+// residual add read are in the weight type: the norms and products write them so, products,
+// SwiGLU, the norm's add and Add read them so, and the results stay within bf16's error of the
+// CPU's float32 (the attention's output in that type: GpuModelTest's long prefill).
+TEST_F(GpuTest, ActivationsInTheWeightTypeAgreeWithFloat32) {
+  const std::array<int64_t, 2> widths = {256, 296};
+  EXPECT_FALSE(gpu_->ActivationsInWeightType(1, widths));   // the GEMV's rows
+  EXPECT_FALSE(gpu_->ActivationsInWeightType(64, widths));  // a decode step's
+  EXPECT_FALSE(gpu_->ActivationsInWeightType(300, std::array<int64_t, 2>{256, 300}));
+  EXPECT_FALSE(cpu_->ActivationsInWeightType(300, widths));
   for (int64_t n : {65, 301}) {
-    ASSERT_TRUE(gpu_->MlpInWeightType(n, 296));
-    auto [xc, xg] = Act(n, 256);
+    ASSERT_TRUE(gpu_->ActivationsInWeightType(n, widths));
     for (DType dtype : {DType::kBF16, DType::kF16}) {
+      const std::string what = std::to_string(n) + (dtype == DType::kF16 ? " f16" : " bf16");
+      auto [xc, xg] = Act(n, 256);
+      auto [rc, rg] = Act(n, 256);
+      auto [nc, ng] = Weight(1, 256, 0.1f, 1.0f);
       auto [gwc, gwg] = Weight(296, 256, 0.05f, 0.0f, dtype);
       auto [uwc, uwg] = Weight(296, 256, 0.05f, 0.0f, dtype);
       auto [dwc, dwg] = Weight(256, 296, 0.05f, 0.0f, dtype);
+      Tensor hc = cpu_->Alloc(n, 256), hg = gpu_->Alloc(n, 256);
       Tensor gc = cpu_->Alloc(n, 296), uc = cpu_->Alloc(n, 296), ac = cpu_->Alloc(n, 296);
       Tensor gg = gpu_->Alloc(n, 296), ug = gpu_->Alloc(n, 296), ag = gpu_->Alloc(n, 296);
-      Tensor oc = cpu_->Alloc(n, 256), og = gpu_->Alloc(n, 256);
-      Poison(ag);
+      Tensor pc = cpu_->Alloc(n, 256), pg = gpu_->Alloc(n, 256);
+      Tensor oc = cpu_->Alloc(n, 296), og = gpu_->Alloc(n, 296);
       Poison(og);
-      gg.dtype = ug.dtype = ag.dtype = dtype;
-      cpu_->MatMul(xc, gwc, nullptr, gc);
-      gpu_->MatMul(xg, gwg, nullptr, gg);
-      cpu_->MatMul(xc, uwc, nullptr, uc);
-      gpu_->MatMul(xg, uwg, nullptr, ug);
+      hg.dtype = gg.dtype = ug.dtype = ag.dtype = pg.dtype = dtype;
+      cpu_->RmsNorm(xc, nc, 1e-6f, hc);
+      gpu_->RmsNorm(xg, ng, 1e-6f, hg);
+      cpu_->MatMul(hc, gwc, nullptr, gc);
+      gpu_->MatMul(hg, gwg, nullptr, gg);
+      cpu_->MatMul(hc, uwc, nullptr, uc);
+      gpu_->MatMul(hg, uwg, nullptr, ug);
       cpu_->SiluMul(gc, uc, ac);
       gpu_->SiluMul(gg, ug, ag);
-      cpu_->MatMul(ac, dwc, nullptr, oc);
-      gpu_->MatMul(ag, dwg, nullptr, og);
-      EXPECT_LT(Nmse(oc, og), kBf16Bound) << n << (dtype == DType::kF16 ? " f16" : " bf16");
+      cpu_->MatMul(ac, dwc, nullptr, pc);
+      gpu_->MatMul(ag, dwg, nullptr, pg);
+      cpu_->AddRmsNorm(rc, pc, nc, 1e-6f, hc);  // rc += pc; hc = norm(rc)
+      gpu_->AddRmsNorm(rg, pg, ng, 1e-6f, hg);
+      cpu_->MatMul(hc, gwc, nullptr, oc);
+      gpu_->MatMul(hg, gwg, nullptr, og);
+      EXPECT_LT(Nmse(oc, og), kBf16Bound) << "the chain's product, " << what;
+      cpu_->Add(rc, pc);
+      gpu_->Add(rg, pg);
+      EXPECT_LT(Nmse(rc, rg), kBf16Bound) << "the residual, " << what;
     }
   }
 }

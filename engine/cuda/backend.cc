@@ -6,6 +6,7 @@
 // block table from device memory that BeginStep fills (copies from pinned memory), so a decode
 // step's kernels are the same for every position and table and a recorded CUDA graph replays
 // them.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -229,15 +230,22 @@ void CudaBackend::Embed(const Tensor& table, std::span<const int32_t> ids, Tenso
 
 void CudaBackend::RmsNorm(const Tensor& x, const Tensor& w, float eps, Tensor& out) {
   Flush();
-  LaunchRmsNorm(nullptr, x.as<float>(), w.as<float>(), eps, x.rows, x.cols, out.as<float>(),
-                CopyForNextProduct(out), stream_);
+  const auto [f32, copy] = OutputsFor(out);
+  LaunchRmsNorm(nullptr, {x.data, x.dtype}, w.as<float>(), eps, x.rows, x.cols, f32, copy, stream_);
 }
 
 void CudaBackend::AddRmsNorm(Tensor& residual, const Tensor& x, const Tensor& w, float eps,
                              Tensor& out) {
   Flush();
-  LaunchRmsNorm(residual.as<float>(), x.as<float>(), w.as<float>(), eps, x.rows, x.cols,
-                out.as<float>(), CopyForNextProduct(out), stream_);
+  const auto [f32, copy] = OutputsFor(out);
+  LaunchRmsNorm(residual.as<float>(), {x.data, x.dtype}, w.as<float>(), eps, x.rows, x.cols, f32,
+                copy, stream_);
+}
+
+CudaBackend::OpOutputs CudaBackend::OutputsFor(const Tensor& out) {
+  if (out.dtype == DType::kF32) return {out.as<float>(), CopyForNextProduct(out)};
+  LP_REQUIRE(out.dtype == DType::kBF16 || out.dtype == DType::kF16);
+  return {nullptr, {out.data, out.dtype == DType::kF16}};
 }
 
 HalfCopy CudaBackend::CopyForNextProduct(const Tensor& out) {
@@ -290,11 +298,13 @@ void CudaBackend::FlushGemv() {
   pending_.clear();
 }
 
-bool CudaBackend::MlpInWeightType(int64_t rows, int64_t intermediate) const {
-  // Products of these rows go through cuBLASLt, which writes either type, and their activations
-  // are large enough for the bytes to matter (a prefill chunk, not a decode step). Rows of a
-  // multiple of 8 elements keep every row 16-byte aligned, for cuBLASLt and SwiGLU's loads.
-  return !options_.batch_invariant && rows > kSideMaxRows && intermediate % 8 == 0;
+bool CudaBackend::ActivationsInWeightType(int64_t rows, std::span<const int64_t> widths) const {
+  // Products of these rows go through cuBLASLt, which reads and writes either type, and their
+  // activations are large enough for the bytes to matter (a prefill chunk, not a decode step).
+  // Rows of a multiple of 8 elements keep every row 16-byte aligned, for cuBLASLt and SwiGLU's
+  // loads.
+  if (options_.batch_invariant || rows <= kSideMaxRows) return false;
+  return std::all_of(widths.begin(), widths.end(), [](int64_t w) { return w % 8 == 0; });
 }
 
 void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& out) {
@@ -302,7 +312,7 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   LP_REQUIRE(w.dtype == DType::kBF16 || w.dtype == DType::kF16);
   const bool half = w.dtype == DType::kF16;
   const bool out_f32 = out.dtype == DType::kF32;
-  // x or out in the weight type (MlpInWeightType): always cuBLASLt.
+  // x or out in the weight type (ActivationsInWeightType): always cuBLASLt.
   LP_REQUIRE(x.dtype == DType::kF32 || (x.dtype == w.dtype && !options_.batch_invariant));
   LP_REQUIRE(out_f32 || (out.dtype == w.dtype && bias == nullptr && !options_.batch_invariant));
   FlushInt4();
@@ -310,7 +320,8 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     FlushGemv();
     JoinSides();
     if (out.data == converted_x_) converted_x_ = nullptr;
-    LtMatMul(x.data, x.rows, x.cols, w.data, half, w.rows, nullptr, out.data, out_f32);
+    LtMatMul(x.data, x.rows, x.cols, w.data, half, w.rows,
+             bias != nullptr ? bias->as<float>() : nullptr, out.data, out_f32);
     return;
   }
   if (options_.batch_invariant) {
@@ -440,27 +451,27 @@ void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, K
   LP_REQUIRE(q.rows == dev_layout_.tokens && layer >= 0 && layer < c.shape().num_layers);
   LP_REQUIRE(p.head_dim == c.shape().head_dim && p.num_kv_heads == c.shape().num_kv_heads);
   LP_REQUIRE(attn_scratch_ != nullptr && dev_layout_.pages.tables != nullptr);
+  const auto [f32, copy] = OutputsFor(out);
   LaunchAttention(q.as<float>(), k.as<float>(), v.as<float>(), c.Layer(layer),
                   {p.num_heads, p.num_kv_heads, p.head_dim}, dev_layout_, decode_only_,
-                  options_.batch_invariant, attn_scratch_, out.as<float>(), CopyForNextProduct(out),
-                  stream_);
+                  options_.batch_invariant, attn_scratch_, f32, copy, stream_);
 }
 
 void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
   Flush();
   LP_REQUIRE(up.dtype == gate.dtype && out.dtype == gate.dtype && up.numel() == gate.numel());
-  if (gate.dtype != DType::kF32) {  // MlpInWeightType
+  if (gate.dtype != DType::kF32) {  // ActivationsInWeightType
     LaunchSiluMulHalf(gate.data, up.data, gate.numel(), gate.dtype == DType::kF16, out.data,
                       stream_);
     return;
   }
-  LaunchSiluMul(gate.as<float>(), up.as<float>(), gate.numel(), out.as<float>(),
-                CopyForNextProduct(out), stream_);
+  const auto [f32, copy] = OutputsFor(out);
+  LaunchSiluMul(gate.as<float>(), up.as<float>(), gate.numel(), f32, copy, stream_);
 }
 
 void CudaBackend::Add(Tensor& x, const Tensor& y) {
   Flush();
-  LaunchAdd(x.as<float>(), y.as<float>(), x.numel(), stream_);
+  LaunchAdd(x.as<float>(), {y.data, y.dtype}, x.numel(), stream_);
 }
 
 void CudaBackend::GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) {

@@ -73,7 +73,7 @@ class CudaBackend : public Backend {
   void Attention(const Tensor& q, const Tensor& k, const Tensor& v, KvCache& cache, int64_t layer,
                  const AttentionParams& p, Tensor& out) override;
   void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) override;
-  bool MlpInWeightType(int64_t rows, int64_t intermediate) const override;
+  bool ActivationsInWeightType(int64_t rows, std::span<const int64_t> widths) const override;
   void Add(Tensor& x, const Tensor& y) override;
   void GatherRows(const Tensor& x, std::span<const int32_t> rows, Tensor& out) override;
   void Sample(const Tensor& logits, std::span<const SampleInput> rows,
@@ -142,6 +142,13 @@ class CudaBackend : public Backend {
   // model's products read one type; a wrong guess only costs the conversion). None before the first
   // conversion.
   HalfCopy CopyForNextProduct(const Tensor& out);
+  // What an op writes for `out`: float32, and the copy of CopyForNextProduct; for an out in the
+  // weight type (Backend::ActivationsInWeightType), only that type (no float32).
+  struct OpOutputs {
+    float* f32;
+    HalfCopy copy;
+  };
+  OpOutputs OutputsFor(const Tensor& out);
   // What scratch_ holds: ConvertedX's last conversion, or the copy an op writes
   // (CopyForNextProduct); any other op forgets it (Flush).
   const void* converted_x_ = nullptr;

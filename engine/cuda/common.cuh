@@ -68,6 +68,7 @@ __device__ __forceinline__ auto JobOfBlock(const Jobs& jobs, int* first) {
   return job;
 }
 
+__device__ __forceinline__ float ToF32(float v) { return v; }
 __device__ __forceinline__ float ToF32(__nv_bfloat16 v) { return __bfloat162float(v); }
 __device__ __forceinline__ float ToF32(__half v) { return __half2float(v); }
 template <typename T>
@@ -82,9 +83,9 @@ __device__ __forceinline__ __half FromF32<__half>(float v) {
 }
 
 // out[i] = v, and copy[i] = v in the copy's type where the op has a copy to write (HalfCopy,
-// kernels.h).
+// kernels.h). out null: only the copy (an output in the weight type).
 __device__ __forceinline__ void StoreOut(float* out, HalfCopy copy, int64_t i, float v) {
-  out[i] = v;
+  if (out != nullptr) out[i] = v;
   if (copy.data == nullptr) return;
   if (copy.half) {
     static_cast<__half*>(copy.data)[i] = FromF32<__half>(v);

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 
+#include "common/dtype.h"
+
 namespace lp::cuda {
 
 // The step layout on the device (uploaded by BeginStep): per token row its position and its
@@ -41,18 +43,25 @@ inline constexpr int32_t kLongDecodePosition = 1024;
 
 // A second output that an op (a norm, SwiGLU, attention) writes beside its float32 one: the same
 // values in the weight type (f16 when `half`, else bf16), the input of the product that reads
-// them next, so that no LaunchToHalf runs before it. data null: none.
+// them next, so that no LaunchToHalf runs before it. data null: none. With a null float32
+// output, the op's only output (one in the weight type: Backend::ActivationsInWeightType).
 struct HalfCopy {
   void* data = nullptr;
   bool half = false;
+};
+// An activation an op reads: float32, or in the weight type (kBF16, kF16) where
+// Backend::ActivationsInWeightType allowed it.
+struct ActIn {
+  const void* data = nullptr;
+  DType type = DType::kF32;
 };
 
 // ---- norm_rope.cu
 void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64_t n, int64_t cols,
                  float* out, cudaStream_t s);
 // residual may be null (plain RMSNorm); else residual += x first, and the norm is of residual.
-void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
-                   int64_t cols, float* out, HalfCopy copy, cudaStream_t s);
+void LaunchRmsNorm(float* residual, ActIn x, const float* w, float eps, int64_t rows, int64_t cols,
+                   float* out, HalfCopy copy, cudaStream_t s);
 // q [rows, heads * head_dim] and k [rows, kv_heads * head_dim] in place; norms may be null.
 void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
                       int64_t head_dim, const float* q_norm, const float* k_norm, float eps,
@@ -62,7 +71,7 @@ void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, Ha
 // The same with gate, up and out in f16 (half) or bf16, 16-byte aligned, n a multiple of 8.
 void LaunchSiluMulHalf(const void* gate, const void* up, int64_t n, bool half, void* out,
                        cudaStream_t s);
-void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s);
+void LaunchAdd(float* x, ActIn y, int64_t n, cudaStream_t s);
 void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s);
 void LaunchGatherRows(const float* x, int64_t cols, const int32_t* rows, int64_t n, float* out,
                       cudaStream_t s);

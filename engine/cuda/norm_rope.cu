@@ -7,6 +7,7 @@
 // float32 exactly as Hugging Face (and the CPU backend) do, with accurate sinf / cosf: at
 // positions in the thousands fast intrinsics would lose the angle.
 #include <cmath>
+#include <type_traits>
 
 #include "common/random.h"
 #include "engine/cuda/common.cuh"
@@ -26,17 +27,19 @@ __global__ void EmbedKernel(const W* table, const int32_t* ids, int64_t cols, fl
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) dst[i] = ToF32(src[i]);
 }
 
-__global__ void RmsNormKernel(float* residual, const float* x, const float* w, float eps,
-                              int64_t cols, float* out, HalfCopy copy) {
+// X: the input's type (ActIn); with a residual, the normalized rows are the residual's (float32).
+template <typename X>
+__global__ void RmsNormKernel(float* residual, const X* x, const float* w, float eps, int64_t cols,
+                              float* out, HalfCopy copy) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   __shared__ float scratch[32];
   const int64_t off = int64_t(blockIdx.x) * cols;
   float* r = residual != nullptr ? residual + off : nullptr;
-  const float* in = x + off;
+  const X* in = x + off;
   float ss = 0.0f;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    float v = in[i];
+    float v = ToF32(in[i]);
     if (r != nullptr) {
       v += r[i];
       r[i] = v;
@@ -45,9 +48,8 @@ __global__ void RmsNormKernel(float* residual, const float* x, const float* w, f
   }
   ss = BlockSum(ss, scratch);
   const float scale = rsqrtf(ss / float(cols) + eps);
-  const float* src = r != nullptr ? r : in;
   for (int64_t i = threadIdx.x; i < cols; i += blockDim.x) {
-    StoreOut(out, copy, off + i, w[i] * (src[i] * scale));
+    StoreOut(out, copy, off + i, w[i] * ((r != nullptr ? r[i] : ToF32(in[i])) * scale));
   }
 }
 
@@ -101,8 +103,8 @@ __global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* 
   }
 }
 
-// The same in the weights' type T (Backend::MlpInWeightType), 8 elements (16 bytes) a thread at
-// a time: n / 8 of them.
+// The same in the weights' type T (Backend::ActivationsInWeightType), 8 elements (16 bytes) a
+// thread at a time: n / 8 of them.
 template <typename T>
 __global__ void SiluMulHalfKernel(const T* g, const T* u, int64_t n, T* out) {
   WaitForEarlierKernels();
@@ -124,12 +126,13 @@ __global__ void SiluMulHalfKernel(const T* g, const T* u, int64_t n, T* out) {
   }
 }
 
-__global__ void AddKernel(float* x, const float* y, int64_t n) {
+template <typename Y>
+__global__ void AddKernel(float* x, const Y* y, int64_t n) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    x[i] += y[i];
+    x[i] += ToF32(y[i]);
   }
 }
 
@@ -180,6 +183,22 @@ int GridFor(int64_t n, int threads) {
   return int(std::min<int64_t>((n + threads - 1) / threads, 132 * 16));
 }
 
+// f(p), p the activation's data as a pointer to its element type.
+template <typename F>
+void WithElementType(ActIn a, F f) {
+  switch (a.type) {
+    case DType::kBF16:
+      f(static_cast<const __nv_bfloat16*>(a.data));
+      break;
+    case DType::kF16:
+      f(static_cast<const __half*>(a.data));
+      break;
+    default:
+      LP_REQUIRE(a.type == DType::kF32);
+      f(static_cast<const float*>(a.data));
+  }
+}
+
 }  // namespace
 
 // ---- launchers
@@ -196,11 +215,15 @@ void LaunchEmbed(const void* table, bool half_weights, const int32_t* ids, int64
   }
 }
 
-void LaunchRmsNorm(float* residual, const float* x, const float* w, float eps, int64_t rows,
-                   int64_t cols, float* out, HalfCopy copy, cudaStream_t s) {
-  LP_REQUIRE(rows > 0 && cols > 0 && w != nullptr && out != x);
+void LaunchRmsNorm(float* residual, ActIn x, const float* w, float eps, int64_t rows, int64_t cols,
+                   float* out, HalfCopy copy, cudaStream_t s) {
+  LP_REQUIRE(rows > 0 && cols > 0 && w != nullptr && (out != nullptr || copy.data != nullptr));
+  LP_REQUIRE(out != x.data && copy.data != x.data);
   const int threads = cols >= 1024 ? 1024 : int((cols + 31) / 32 * 32);
-  LaunchChained(RmsNormKernel, unsigned(rows), threads, 0, s, residual, x, w, eps, cols, out, copy);
+  WithElementType(x, [&](const auto* in) {
+    LaunchChained(RmsNormKernel<std::remove_cv_t<std::remove_pointer_t<decltype(in)>>>,
+                  unsigned(rows), threads, 0, s, residual, in, w, eps, cols, out, copy);
+  });
 }
 
 void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t kv_heads,
@@ -237,9 +260,12 @@ void LaunchSiluMulHalf(const void* gate, const void* up, int64_t n, bool half, v
   }
 }
 
-void LaunchAdd(float* x, const float* y, int64_t n, cudaStream_t s) {
+void LaunchAdd(float* x, ActIn y, int64_t n, cudaStream_t s) {
   LP_REQUIRE(n > 0);
-  LaunchChained(AddKernel, GridFor(n, 256), 256, 0, s, x, y, n);
+  WithElementType(y, [&](const auto* in) {
+    LaunchChained(AddKernel<std::remove_cv_t<std::remove_pointer_t<decltype(in)>>>, GridFor(n, 256),
+                  256, 0, s, x, in, n);
+  });
 }
 
 void LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t cols, cudaStream_t s) {
