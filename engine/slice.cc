@@ -255,8 +255,6 @@ absl::Status Slice::CheckBlocks(const SeqChunk& s) const {
   return absl::OkStatus();
 }
 
-// The MLP's output is added to the residual stream by the next layer's first op (AddRmsNorm),
-// or after the last layer (RunLayersAndHead): one pass over the stream fewer per layer.
 DType Slice::ActivationType(int64_t tokens) const {
   const std::array<int64_t, 3> widths = {config_.hidden_size, config_.q_dim(),
                                          config_.intermediate_size};
@@ -264,6 +262,8 @@ DType Slice::ActivationType(int64_t tokens) const {
   return DType::kF32;
 }
 
+// The MLP's output is added to the residual stream by the next layer's first op (AddRmsNorm),
+// or after the last layer (RunLayersAndHead): one pass over the stream fewer per layer.
 void Slice::RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first, DType act_type) {
   Backend& b = *backend_;
   Tensor x = residual_.Rows(tokens), xn = normed_.Rows(tokens);
