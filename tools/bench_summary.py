@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""One line per preset of a `layerpipe bench --json` result: decode ms per step by batch and
-prefill ms by length (with the cached positions before it, if any).
+"""One line per preset of a `layerpipe bench --json` result: decode ms per step by batch,
+prefill ms by length (with the cached positions before it, if any) and the long-context decode
+step (with its weight and KV bytes against the copy bandwidth).
 Usage: bench_summary.py BENCH_JSON LABEL   (prints "LABEL: no result (...)" if unreadable)
 """
 import json
@@ -20,7 +21,11 @@ def main():
         prefill = ", ".join(
             f"{x['tokens']}{' after ' + str(x['after']) if x.get('after') else ''}: {x['ms']:.2f}"
             for x in p.get("prefill", []))
-        parts = [f"decode ms/step {decode}" if decode else "", f"prefill ms {prefill}" if prefill else ""]
+        lc = p.get("long_context")
+        long_context = (f"long context {lc['context']} x {lc['batch']}: {lc['ms_per_step']:.3f} ms/step, "
+                        f"{100 * lc['fraction_of_copy']:.0f}% of copy") if lc else ""
+        parts = [f"decode ms/step {decode}" if decode else "", f"prefill ms {prefill}" if prefill else "",
+                 long_context]
         print(f"{label}: {p.get('preset')} " + "; ".join(x for x in parts if x))
 
 
