@@ -162,11 +162,12 @@ class Backend {
   // ---- ops (outputs never alias inputs unless the comment says so)
   // Activations are float32 tensors, but where ActivationsInWeightType allows it a slice gives
   // these ops the ones that only products and the residual add read in the weights' type (dtype
-  // kBF16 or kF16): the normalized input (RmsNorm's and AddRmsNorm's out, the products' x), the
-  // attention's out, the o and down projections' out (AddRmsNorm's x, Add's y) and the MLP's
-  // gate, up and SiluMul tensors. Never the residual stream, q, k, v or logits, never with a
-  // bias. They then move half the bytes and are rounded to that type once more, as Hugging Face
-  // keeps every activation.
+  // kBF16 or kF16; a slice does so for bf16 weights): the normalized input (RmsNorm's and
+  // AddRmsNorm's out, the products' x), the attention's out, the o and down projections' out
+  // (AddRmsNorm's x, Add's y) and the MLP's gate, up and SiluMul tensors. Never the residual
+  // stream, q, k, v or logits, never with a bias. They then move half the bytes and are rounded
+  // to that type once more, as Hugging Face keeps every activation.
+  //
   // Sets the layout that the following ops of this step (RoPE, Attention) work on.
   virtual void BeginStep(const StepLayout& layout) = 0;
   // out[i] = table[ids[i]]

@@ -255,10 +255,14 @@ absl::Status Slice::CheckBlocks(const SeqChunk& s) const {
   return absl::OkStatus();
 }
 
+// bf16 weights only: f16 holds values up to 65504, which a projection's output (the down
+// projection's in Qwen2 models above all) may pass where float32 keeps it.
 DType Slice::ActivationType(int64_t tokens) const {
   const std::array<int64_t, 3> widths = {config_.hidden_size, config_.q_dim(),
                                          config_.intermediate_size};
-  if (dense_type_ && backend_->ActivationsInWeightType(tokens, widths)) return *dense_type_;
+  if (dense_type_ == DType::kBF16 && backend_->ActivationsInWeightType(tokens, widths)) {
+    return DType::kBF16;
+  }
   return DType::kF32;
 }
 

@@ -129,7 +129,7 @@ class Slice {
   absl::Status CheckBlocks(const SeqChunk& s) const;
   // `act_type`: the type of the activations that Backend::ActivationsInWeightType concerns.
   void RunLayer(const Layer& w, int64_t layer, int64_t tokens, bool first, DType act_type);
-  // That type for a step of `tokens` rows: the weights' where the backend allows it.
+  // That type for a step of `tokens` rows: bf16 for bf16 weights where the backend allows it.
   DType ActivationType(int64_t tokens) const;
   // out = x w^T (+ bias), dense or packed.
   void Project(const Tensor& x, const Linear& w, const Tensor* bias, Tensor& out);

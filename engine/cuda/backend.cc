@@ -300,7 +300,8 @@ void CudaBackend::FlushGemv() {
 
 bool CudaBackend::ActivationsInWeightType(int64_t rows, std::span<const int64_t> widths) const {
   // Products of these rows go through cuBLASLt, which reads and writes either type, and their
-  // activations are large enough for the bytes to matter (a prefill chunk, not a decode step).
+  // activations are large enough for the bytes to matter (a prefill chunk, or a decode step of
+  // more than 64 sequences).
   // Rows of a multiple of 8 elements keep every row 16-byte aligned, for cuBLASLt and SwiGLU's
   // loads.
   if (options_.batch_invariant || rows <= kSideMaxRows) return false;
@@ -459,7 +460,8 @@ void CudaBackend::Attention(const Tensor& q, const Tensor& k, const Tensor& v, K
 
 void CudaBackend::SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
   Flush();
-  LP_REQUIRE(up.dtype == gate.dtype && out.dtype == gate.dtype && up.numel() == gate.numel());
+  LP_REQUIRE(up.dtype == gate.dtype && out.dtype == gate.dtype);
+  LP_REQUIRE(up.numel() == gate.numel() && out.numel() == gate.numel());
   if (gate.dtype != DType::kF32) {  // ActivationsInWeightType
     LaunchSiluMulHalf(gate.data, up.data, gate.numel(), gate.dtype == DType::kF16, out.data,
                       stream_);
