@@ -159,10 +159,8 @@ void WorkerLink::OpenStream() {
 
 absl::Status WorkerLink::Lost(absl::Status s) {
   if (s.code() == absl::StatusCode::kUnavailable) {
+    MarkDown();  // (stale: the next step opens the stream again, not the monitor's Check)
     ResetStream();
-    up_ = false;
-    step_deadline_ns_ = 0;
-    stale_ = true;  // the next step opens the stream again, not the monitor (Check)
   }
   return s;
 }

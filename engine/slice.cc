@@ -142,10 +142,10 @@ absl::Status Slice::LoadWeights(const WeightSource& source, const Progress& prog
     }
     layers_.push_back(std::move(w));
   }
-  if (!layers_.empty() && !layers_[0].q.packed) dense_type_ = layers_[0].q.dense.dtype;
+  dense_bf16_ = !layers_.empty();
   for (const Layer& w : layers_) {
     for (const Linear* l : {&w.q, &w.k, &w.v, &w.o, &w.gate, &w.up, &w.down}) {
-      if (l->packed || l->dense.dtype != dense_type_) dense_type_.reset();
+      dense_bf16_ = dense_bf16_ && !l->packed && l->dense.dtype == DType::kBF16;
     }
   }
   if (spec_.head) {
@@ -260,7 +260,7 @@ absl::Status Slice::CheckBlocks(const SeqChunk& s) const {
 DType Slice::ActivationType(int64_t tokens) const {
   const std::array<int64_t, 3> widths = {config_.hidden_size, config_.q_dim(),
                                          config_.intermediate_size};
-  if (dense_type_ == DType::kBF16 && backend_->ActivationsInWeightType(tokens, widths)) {
+  if (dense_bf16_ && backend_->ActivationsInWeightType(tokens, widths)) {
     return DType::kBF16;
   }
   return DType::kF32;

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
 #include <span>
 #include <vector>
 
@@ -144,8 +143,8 @@ class Slice {
 
   Tensor embed_;  // [vocab, hidden], first slice
   std::vector<Layer> layers_;
-  // The projections' type when all of them are dense and of one type (none packed).
-  std::optional<DType> dense_type_;
+  // Every projection dense (none packed) and bf16.
+  bool dense_bf16_ = false;
   Tensor final_norm_, lm_head_;  // last slice; lm_head_ is the embedding table when tied
 
   // Workspaces sized for max_step_tokens rows.

@@ -313,6 +313,7 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
   LP_REQUIRE(w.dtype == DType::kBF16 || w.dtype == DType::kF16);
   const bool half = w.dtype == DType::kF16;
   const bool out_f32 = out.dtype == DType::kF32;
+  const float* bias_f32 = bias != nullptr ? bias->as<float>() : nullptr;
   // x or out in the weight type (ActivationsInWeightType): always cuBLASLt.
   LP_REQUIRE(x.dtype == DType::kF32 || (x.dtype == w.dtype && !options_.batch_invariant));
   LP_REQUIRE(out_f32 || (out.dtype == w.dtype && bias == nullptr && !options_.batch_invariant));
@@ -321,14 +322,13 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     FlushGemv();
     JoinSides();
     if (out.data == converted_x_) converted_x_ = nullptr;
-    LtMatMul(x.data, x.rows, x.cols, w.data, half, w.rows,
-             bias != nullptr ? bias->as<float>() : nullptr, out.data, out_f32);
+    LtMatMul(x.data, x.rows, x.cols, w.data, half, w.rows, bias_f32, out.data, out_f32);
     return;
   }
   if (options_.batch_invariant) {
     FlushGemv();
-    InvariantMatMul(x.as<float>(), x.rows, x.cols, w.data, half, w.rows,
-                    bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), true);
+    InvariantMatMul(x.as<float>(), x.rows, x.cols, w.data, half, w.rows, bias_f32, out.as<float>(),
+                    true);
     return;
   }
   if (out_f32 && options_.gemv && GemvFits(x.as<float>(), x.rows, x.cols, w.data)) {
@@ -342,8 +342,7 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     pending_n_ = x.rows;
     pending_k_ = x.cols;
     pending_half_ = half;
-    pending_.push_back(
-        {w.data, bias != nullptr ? bias->as<float>() : nullptr, out.as<float>(), w.rows});
+    pending_.push_back({w.data, bias_f32, out.as<float>(), w.rows});
     return;
   }
   FlushGemv();
@@ -355,8 +354,7 @@ void CudaBackend::MatMul(const Tensor& x, const Tensor& w, const Tensor* bias, T
     CUDA_CHECK(cudaEventRecord(forked_, stream_));
     side_x_ = xf;
   }
-  LtMatMul(xh, x.rows, x.cols, w.data, half, w.rows, bias != nullptr ? bias->as<float>() : nullptr,
-           out.data, out_f32, side);
+  LtMatMul(xh, x.rows, x.cols, w.data, half, w.rows, bias_f32, out.data, out_f32, side);
 }
 
 void CudaBackend::LtMatMul(const void* x_half, int64_t n, int64_t k, const void* w, bool half,

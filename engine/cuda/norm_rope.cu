@@ -93,13 +93,15 @@ __global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, 
   }
 }
 
+__device__ __forceinline__ float SiluMul(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
 __global__ void SiluMulKernel(const float* g, const float* u, int64_t n, float* out,
                               HalfCopy copy) {
   WaitForEarlierKernels();
   LetLaterKernelsStart();
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    StoreOut(out, copy, i, g[i] / (1.0f + expf(-g[i])) * u[i]);
+    StoreOut(out, copy, i, SiluMul(g[i], u[i]));
   }
 }
 
@@ -118,10 +120,7 @@ __global__ void SiluMulHalfKernel(const T* g, const T* u, int64_t n, T* out) {
     const T* us = reinterpret_cast<const T*>(&uv);
     T* os = reinterpret_cast<T*>(&ov);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float a = ToF32(gs[e]);
-      os[e] = FromF32<T>(a / (1.0f + expf(-a)) * ToF32(us[e]));
-    }
+    for (int e = 0; e < 8; ++e) os[e] = FromF32<T>(SiluMul(ToF32(gs[e]), ToF32(us[e])));
     reinterpret_cast<uint4*>(out)[c] = ov;
   }
 }
@@ -183,7 +182,9 @@ int GridFor(int64_t n, int threads) {
   return int(std::min<int64_t>((n + threads - 1) / threads, 132 * 16));
 }
 
-// f(p), p the activation's data as a pointer to its element type.
+// f(p), p the activation's data as a pointer to its element type, Pointee<decltype(p)>.
+template <typename P>
+using Pointee = std::remove_cv_t<std::remove_pointer_t<P>>;
 template <typename F>
 void WithElementType(ActIn a, F f) {
   switch (a.type) {
@@ -221,8 +222,8 @@ void LaunchRmsNorm(float* residual, ActIn x, const float* w, float eps, int64_t 
   LP_REQUIRE(out != x.data && copy.data != x.data);
   const int threads = cols >= 1024 ? 1024 : int((cols + 31) / 32 * 32);
   WithElementType(x, [&](const auto* in) {
-    LaunchChained(RmsNormKernel<std::remove_cv_t<std::remove_pointer_t<decltype(in)>>>,
-                  unsigned(rows), threads, 0, s, residual, in, w, eps, cols, out, copy);
+    LaunchChained(RmsNormKernel<Pointee<decltype(in)>>, unsigned(rows), threads, 0, s, residual, in,
+                  w, eps, cols, out, copy);
   });
 }
 
@@ -263,8 +264,7 @@ void LaunchSiluMulHalf(const void* gate, const void* up, int64_t n, bool half, v
 void LaunchAdd(float* x, ActIn y, int64_t n, cudaStream_t s) {
   LP_REQUIRE(n > 0);
   WithElementType(y, [&](const auto* in) {
-    LaunchChained(AddKernel<std::remove_cv_t<std::remove_pointer_t<decltype(in)>>>, GridFor(n, 256),
-                  256, 0, s, x, in, n);
+    LaunchChained(AddKernel<Pointee<decltype(in)>>, GridFor(n, 256), 256, 0, s, x, in, n);
   });
 }
 
