@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# On the GPU machine: `layerpipe bench` of two builds of layerpipe-cuda (or three, with LP_C) in
-# the same call, rounds interleaved, so that a change is measured against what it changes. One
-# summary line per run (tools/bench_summary.py) in $OUT/ab-summary.txt (or gpu-results/).
-#   LP_A=BIN LP_B=BIN [LP_C=BIN] gpu-ab-bench.sh ROUNDS BENCH_ARGS...
-# e.g. LP_A=/tmp/base LP_B=.device/bundle/bin/layerpipe-cuda gpu-ab-bench.sh 2 --preset qwen3-8b
+# On the GPU machine: `layerpipe bench` of two builds of layerpipe-cuda (or three or four, with LP_C
+# and LP_D) in the same call, rounds interleaved, so that a change is measured against what it
+# changes. One summary line per run (tools/bench_summary.py) in $OUT/ab-summary.txt (or gpu-results/).
+#   LP_A=BIN LP_B=BIN [LP_C=BIN [LP_D=BIN]] gpu-ab-bench.sh ROUNDS BENCH_ARGS...
+# (the xz builds of `LP_BASE="REV..." scripts/gpu-prepare.sh`, unpacked), e.g.
+# LP_A=/tmp/base LP_B=.device/bundle/bin/layerpipe-cuda gpu-ab-bench.sh 2 --preset qwen3-8b
 #      --batches 1,8 --prefill 7,9
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
@@ -12,7 +13,7 @@ cd "$here/.."
 rounds=$1; shift
 sum=$out/ab-summary.txt
 for r in $(seq "$rounds"); do
-  for side in A B ${LP_C:+C}; do
+  for side in A B ${LP_C:+C} ${LP_D:+D}; do
     bin=LP_$side
     timeout 200 "${!bin}" bench "$@" --json > "$out/ab_${side}_r$r.json" 2> /dev/null
     python3 tools/bench_summary.py "$out/ab_${side}_r$r.json" "$side run $r" >> "$sum"
