@@ -343,8 +343,15 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
     }
     r["decode"].push_back(d);
   }
-  for (int64_t n : o.prefills)
-    r["prefill"].push_back(BenchPrefill(**slice, n, o.prefill_after, rng));
+  for (int64_t n : o.prefills) {
+    json p = BenchPrefill(**slice, n, o.prefill_after, rng);
+    const std::string key = absl::StrCat("prefill", n, "_ms");
+    if (base != nullptr && base->contains(key) && o.prefill_after == 0) {
+      p["hf_ms"] = (*base)[key];
+      p["speedup_vs_hf"] = (*base)[key].get<double>() / p["ms"].get<double>();
+    }
+    r["prefill"].push_back(p);
+  }
   if (o.long_context > 0) {
     BenchOptions lo = o;
     lo.prompt = o.long_context;
@@ -408,11 +415,15 @@ void PrintTable(const json& out) {
     }
     for (const auto& p : r.value("prefill", json::array())) {
       const int64_t after = p.value("after", int64_t(0));
-      std::printf("prefill of %lld tokens%s: %.1f ms, %.0f tokens/s (first run %.1f ms)\n",
+      const std::string hf = p.contains("hf_ms") ? absl::StrFormat("; Hugging Face %.1f ms: %.2fx",
+                                                                   p["hf_ms"].get<double>(),
+                                                                   p["speedup_vs_hf"].get<double>())
+                                                 : "";
+      std::printf("prefill of %lld tokens%s: %.1f ms, %.0f tokens/s (first run %.1f ms)%s\n",
                   (long long)p["tokens"].get<int64_t>(),
                   after > 0 ? absl::StrCat(" after ", after, " cached").c_str() : "",
                   p["ms"].get<double>(), p["tokens_per_s"].get<double>(),
-                  p["first_ms"].get<double>());
+                  p["first_ms"].get<double>(), hf.c_str());
     }
   }
 }

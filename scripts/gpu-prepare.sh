@@ -20,7 +20,7 @@ tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 # The fixtures travel with the working tree (tests/fixtures); gpu-run.sh finds them there.
 # The real Qwen3 tokenizer, compressed, for the chat completion of gpu-int4-cluster.sh.
 tar cJf "$dev/tokenizer.tar.xz" -C tests/fixtures/qwen3-tiny tokenizer.json tokenizer_config.json
-cp tools/hf_baseline.py tools/hf_prefill.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh scripts/gpu-resume.sh \
+cp tools/hf_baseline.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh scripts/gpu-resume.sh \
   scripts/gpu-int4-cluster.sh scripts/gpu-cluster-lib.sh scripts/gpu-timeline.sh scripts/gpu-kv-bench.sh \
   scripts/gpu-ab-bench.sh scripts/gpu-kernel-times.sh scripts/gpu-kernel-detail.sh scripts/gpu-change.sh scripts/gpu-gap.sh "$dev/"
 n=0

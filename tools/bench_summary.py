@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """One line per preset of a `layerpipe bench --json` result: decode ms per step by batch,
-prefill ms by length (with the cached positions before it, if any) and the long-context decode
+prefill ms by length (with the cached positions before it, if any, and Hugging Face's time when
+the run had --hf-baseline) and the long-context decode
 step (with its weight and KV bytes against the copy bandwidth).
 Usage: bench_summary.py BENCH_JSON LABEL   (prints "LABEL: no result (...)" if unreadable)
 """
@@ -20,6 +21,7 @@ def main():
         decode = ", ".join(f"batch {d['batch']}: {d['ms_per_step']:.3f}" for d in p.get("decode", []))
         prefill = ", ".join(
             f"{x['tokens']}{' after ' + str(x['after']) if x.get('after') else ''}: {x['ms']:.2f}"
+            f"{' (Hugging Face ' + format(x['hf_ms'], '.2f') + ')' if 'hf_ms' in x else ''}"
             for x in p.get("prefill", []))
         lc = p.get("long_context")
         long_context = (f"long context {lc['context']} x {lc['batch']}: {lc['ms_per_step']:.3f} ms/step, "
