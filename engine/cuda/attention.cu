@@ -496,16 +496,24 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       continue;
     }
     // S = Q K^T: 8 tiles of 8 keys; s[j][e]: row e / 2 (g or g + 8), key 8 j + 2 t + e % 2.
+    // Columns outer, key tiles inner: the 8 products of one column chunk are independent, so the
+    // tensor cores need not wait for each to finish (each s[j] still sums its chunks in order).
+    // One ldmatrix loads two key tiles' B fragments: matrix lane / 8 = (tile j + m / 2, half m % 2).
     float s[kFlashKeys / 8][4];
 #pragma unroll
     for (int j = 0; j < kFlashKeys / 8; ++j) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
+    }
 #pragma unroll
-      for (int c = 0; c < DC; ++c) {
-        uint32_t b[2];
-        LdMatrixX2(b, ks + (j * 8 + lane % 8) * KR + c * 16 + ((lane / 8) % 2) * 8);
+    for (int c = 0; c < DC; ++c) {
+#pragma unroll
+      for (int j = 0; j < kFlashKeys / 8; j += 2) {
+        uint32_t b[4];
+        const int m = lane / 8;
+        LdMatrixX4(b, ks + ((j + m / 2) * 8 + lane % 8) * KR + c * 16 + (m % 2) * 8);
         Mma<bf16>(s[j], qf[c], b[0], b[1]);
+        Mma<bf16>(s[j + 1], qf[c], b[2], b[3]);
       }
     }
     const int key0 = kbeg + kb * kFlashKeys, last_key = key0 + kFlashKeys - 1;
