@@ -150,13 +150,14 @@ __device__ __forceinline__ void CopyAsyncWait() {
 }
 
 // c[16 x 8] += a[16 x 16] b[16 x 8] on the tensor cores (mma.sync m16n8k16), T bf16 or f16
-// inputs, float32 accumulators; a and b in the mma's fragment layout.
+// inputs, float32 accumulators; a and b in the mma's fragment layout. Not volatile: it only
+// reads and writes registers, so the compiler may move it among independent ones.
 template <typename T>
 __device__ __forceinline__ void Mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
 template <>
 __device__ __forceinline__ void Mma<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0,
                                                    uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -165,7 +166,7 @@ __device__ __forceinline__ void Mma<__nv_bfloat16>(float c[4], const uint32_t a[
 template <>
 __device__ __forceinline__ void Mma<__half>(float c[4], const uint32_t a[4], uint32_t b0,
                                             uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
