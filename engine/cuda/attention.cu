@@ -377,8 +377,102 @@ __device__ __forceinline__ uint32_t Bf16Pair(float a, float b) {
   return *reinterpret_cast<const uint32_t*>(&h);
 }
 
+// One warp's part of a K/V tile: its 16 query vectors (A fragments qf; positions qpos, -1 for
+// none; the first of them first_pos) against the NJ x 8 keys from key0 (shared-memory rows ks and
+// vs; keys from kend are masked), folded into its online softmax (o, m, l, in log2 units).
+template <int D, int NJ>
+__device__ __forceinline__ void FlashKeys(const bf16* ks, const bf16* vs, int key0, int kend,
+                                          const int (&qpos)[2], int first_pos,
+                                          const uint32_t (&qf)[D / 16][4], float (&o)[D / 8][4],
+                                          float (&m)[2], float (&l)[2]) {
+  constexpr int KR = D + 8, DC = D / 16, DT = D / 8;
+  const int lane = threadIdx.x % 32, t = lane % 4;
+  // S = Q K^T: NJ tiles of 8 keys; s[j][e]: row e / 2 (g or g + 8), key 8 j + 2 t + e % 2.
+  // Columns outer, key tiles inner: the NJ products of one column chunk are independent, so the
+  // tensor cores need not wait for each to finish (each s[j] still sums its chunks in order).
+  // One ldmatrix loads two key tiles' B fragments: matrix lane / 8 = (tile j + mat / 2, half
+  // mat % 2).
+  float s[NJ][4];
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
+  }
+#pragma unroll
+  for (int c = 0; c < DC; ++c) {
+#pragma unroll
+    for (int j = 0; j < NJ; j += 2) {
+      uint32_t b[4];
+      const int mat = lane / 8;
+      LdMatrixX4(b, ks + ((j + mat / 2) * 8 + lane % 8) * KR + c * 16 + (mat % 2) * 8);
+      Mma<bf16>(s[j], qf[c], b[0], b[1]);
+      Mma<bf16>(s[j + 1], qf[c], b[2], b[3]);
+    }
+  }
+  const int last_key = key0 + NJ * 8 - 1;
+  if (last_key > first_pos || last_key >= kend) {  // (the warp takes the same branch)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = key0 + j * 8 + 2 * t + e % 2;
+        if (key > qpos[e / 2] || key >= kend) s[j][e] = -INFINITY;
+      }
+    }
+  }
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
+  }
+  float corr[2], rs[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+    mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+    const float m_new = fmaxf(m[h], mx[h]);
+    corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
+    m[h] = m_new;
+  }
+#pragma unroll
+  for (int j = 0; j < NJ; ++j) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int h = e / 2;
+      s[j][e] = m[h] == -INFINITY ? 0.0f : exp2f(s[j][e] - m[h]);
+      rs[h] += s[j][e];
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) l[h] = l[h] * corr[h] + rs[h];  // this lane's keys
+#pragma unroll
+  for (int i = 0; i < DT; ++i) {
+    o[i][0] *= corr[0];
+    o[i][1] *= corr[0];
+    o[i][2] *= corr[1];
+    o[i][3] *= corr[1];
+  }
+  // O += P V, keys in chunks of 16: the S tiles 2c and 2c + 1 are P's A fragment.
+#pragma unroll
+  for (int c = 0; c < NJ / 2; ++c) {
+    const uint32_t a[4] = {Bf16Pair(s[2 * c][0], s[2 * c][1]), Bf16Pair(s[2 * c][2], s[2 * c][3]),
+                           Bf16Pair(s[2 * c + 1][0], s[2 * c + 1][1]),
+                           Bf16Pair(s[2 * c + 1][2], s[2 * c + 1][3])};
+#pragma unroll
+    for (int i = 0; i < DT; i += 2) {
+      uint32_t b[4];
+      LdMatrixX4Trans(b,
+                      vs + (c * 16 + lane % 8 + ((lane / 8) % 2) * 8) * KR + (i + lane / 16) * 8);
+      Mma<bf16>(o[i], a, b[0], b[1]);
+      Mma<bf16>(o[i + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 // Block (tile of query rows of one sequence, kv head, group of 64 query vectors), as
-// TiledAttnKernel; warp w owns query vectors [16 w, 16 w + 16) as the rows of its mma tiles.
+// TiledAttnKernel; warp w owns query vectors [16 w, 16 w + 16) as the rows of its mma tiles
+// (over chunks, a block of at most 16 query vectors splits each key tile among its warps instead).
 // Keys and values in tiles of 64 (cp.async, two stages); S = Q K^T and O += P V on the tensor
 // cores (bf16 inputs, float32 accumulators), online softmax in float32 in log2 units. Over all
 // keys (no `part`), a query vector's arithmetic depends only on its own row and the keys: tiles
@@ -416,12 +510,17 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   const int32_t* table = TableOf(pages, seq, tile.row0);
   const int64_t cache0 = int64_t(kvh) * D;
 
+  // Over chunks, a block whose query vectors fit one warp's 16 (a decode row's heads of one KV
+  // group) would leave three warps idle: with split_keys every warp takes all of them against its
+  // own quarter of each key tile, and the warps' softmax partials are merged at the end.
+  const bool split_keys = part != nullptr && n_qv - qv0 <= 16;
+  static_assert(kFlashKeys == 16 * kTileWarps);
   // This lane's query vectors: rows g (h = 0) and g + 8 (h = 1) of the warp's 16.
   int qpos[2];
   int64_t qoff[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const int v = qv0 + warp * 16 + g + 8 * h;
+    const int v = qv0 + (split_keys ? 0 : warp * 16) + g + 8 * h;
     qpos[h] = -1;
     qoff[h] = -1;
     if (v < n_qv) {
@@ -495,85 +594,12 @@ __global__ void __launch_bounds__(kTileWarps * 32)
       __syncthreads();
       continue;
     }
-    // S = Q K^T: 8 tiles of 8 keys; s[j][e]: row e / 2 (g or g + 8), key 8 j + 2 t + e % 2.
-    // Columns outer, key tiles inner: the 8 products of one column chunk are independent, so the
-    // tensor cores need not wait for each to finish (each s[j] still sums its chunks in order).
-    // One ldmatrix loads two key tiles' B fragments: matrix lane / 8 = (tile j + m / 2, half m % 2).
-    float s[kFlashKeys / 8][4];
-#pragma unroll
-    for (int j = 0; j < kFlashKeys / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) s[j][e] = 0.0f;
-    }
-#pragma unroll
-    for (int c = 0; c < DC; ++c) {
-#pragma unroll
-      for (int j = 0; j < kFlashKeys / 8; j += 2) {
-        uint32_t b[4];
-        const int m = lane / 8;
-        LdMatrixX4(b, ks + ((j + m / 2) * 8 + lane % 8) * KR + c * 16 + (m % 2) * 8);
-        Mma<bf16>(s[j], qf[c], b[0], b[1]);
-        Mma<bf16>(s[j + 1], qf[c], b[2], b[3]);
-      }
-    }
-    const int key0 = kbeg + kb * kFlashKeys, last_key = key0 + kFlashKeys - 1;
-    if (last_key > first_pos || last_key >= kend) {  // (the warp takes the same branch)
-#pragma unroll
-      for (int j = 0; j < kFlashKeys / 8; ++j) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int key = key0 + j * 8 + 2 * t + e % 2;
-          if (key > qpos[e / 2] || key >= kend) s[j][e] = -INFINITY;
-        }
-      }
-    }
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < kFlashKeys / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) mx[e / 2] = fmaxf(mx[e / 2], s[j][e]);
-    }
-    float corr[2], rs[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
-      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
-      const float m_new = fmaxf(m[h], mx[h]);
-      corr[h] = m_new == -INFINITY ? 1.0f : exp2f(m[h] - m_new);
-      m[h] = m_new;
-    }
-#pragma unroll
-    for (int j = 0; j < kFlashKeys / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int h = e / 2;
-        s[j][e] = m[h] == -INFINITY ? 0.0f : exp2f(s[j][e] - m[h]);
-        rs[h] += s[j][e];
-      }
-    }
-#pragma unroll
-    for (int h = 0; h < 2; ++h) l[h] = l[h] * corr[h] + rs[h];  // this lane's keys
-#pragma unroll
-    for (int i = 0; i < DT; ++i) {
-      o[i][0] *= corr[0];
-      o[i][1] *= corr[0];
-      o[i][2] *= corr[1];
-      o[i][3] *= corr[1];
-    }
-    // O += P V, keys in chunks of 16: the S tiles 2c and 2c + 1 are P's A fragment.
-#pragma unroll
-    for (int c = 0; c < kFlashKeys / 16; ++c) {
-      const uint32_t a[4] = {Bf16Pair(s[2 * c][0], s[2 * c][1]), Bf16Pair(s[2 * c][2], s[2 * c][3]),
-                             Bf16Pair(s[2 * c + 1][0], s[2 * c + 1][1]),
-                             Bf16Pair(s[2 * c + 1][2], s[2 * c + 1][3])};
-#pragma unroll
-      for (int i = 0; i < DT; i += 2) {
-        uint32_t b[4];
-        LdMatrixX4Trans(b,
-                        vs + (c * 16 + lane % 8 + ((lane / 8) % 2) * 8) * KR + (i + lane / 16) * 8);
-        Mma<bf16>(o[i], a, b[0], b[1]);
-        Mma<bf16>(o[i + 1], a, b[2], b[3]);
-      }
+    const int key0 = kbeg + kb * kFlashKeys;
+    if (split_keys) {
+      FlashKeys<D, 2>(ks + warp * 16 * KR, vs + warp * 16 * KR, key0 + warp * 16, kend, qpos,
+                      first_pos, qf, o, m, l);
+    } else {
+      FlashKeys<D, kFlashKeys / 8>(ks, vs, key0, kend, qpos, first_pos, qf, o, m, l);
     }
     __syncthreads();  // every warp is done with this stage before it is refilled
   }
@@ -581,6 +607,59 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   for (int h = 0; h < 2; ++h) {
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 1);
     l[h] += __shfl_xor_sync(0xffffffffu, l[h], 2);
+  }
+  if (split_keys) {
+    // Warps 1 to 3 leave their partials in shared memory (the loop ended at a barrier: the K/V
+    // stages are free, and no copy is pending); warp 0 merges them into its own, in warp order.
+    constexpr int OR = D + 8;  // padded row of an output
+    float* ms = reinterpret_cast<float*>(smem_raw);  // [warp][16 query vectors]: max
+    float* ls = ms + kTileWarps * 16;                 // [warp][16]: sum
+    float* os = ls + kTileWarps * 16;                 // [warp][16][OR]: unnormalized output
+    static_assert(sizeof(float) * kTileWarps * 16 * (OR + 2) <= FlashSmemBytes<D>());
+    if (warp > 0) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = warp * 16 + g + 8 * h;
+        if (t == 0) {
+          ms[r] = m[h];
+          ls[r] = l[h];
+        }
+#pragma unroll
+        for (int i = 0; i < DT; ++i) {
+          *reinterpret_cast<float2*>(os + r * OR + i * 8 + 2 * t) =
+              make_float2(o[i][2 * h], o[i][2 * h + 1]);
+        }
+      }
+    }
+    __syncthreads();
+    if (warp > 0) return;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = g + 8 * h;
+      float mx = m[h];
+#pragma unroll
+      for (int w = 1; w < kTileWarps; ++w) mx = fmaxf(mx, ms[w * 16 + r]);
+      const float own = mx == -INFINITY ? 0.0f : exp2f(m[h] - mx);
+      l[h] *= own;
+#pragma unroll
+      for (int i = 0; i < DT; ++i) {
+        o[i][2 * h] *= own;
+        o[i][2 * h + 1] *= own;
+      }
+#pragma unroll
+      for (int w = 1; w < kTileWarps; ++w) {
+        const int rw = w * 16 + r;
+        const float sc = mx == -INFINITY ? 0.0f : exp2f(ms[rw] - mx);
+        l[h] += ls[rw] * sc;
+#pragma unroll
+        for (int i = 0; i < DT; ++i) {
+          const float2 v = *reinterpret_cast<const float2*>(os + rw * OR + i * 8 + 2 * t);
+          o[i][2 * h] += v.x * sc;
+          o[i][2 * h + 1] += v.y * sc;
+        }
+      }
+      m[h] = mx;
+    }
   }
   if (part != nullptr) {  // unnormalized, with max (natural log units) and sum, as SplitAttnKernel
 #pragma unroll
