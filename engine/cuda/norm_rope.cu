@@ -54,12 +54,16 @@ __global__ void RmsNormKernel(float* residual, const X* x, const float* w, float
 }
 
 // One warp per (row, head) of q, then of k (one launch for both): optional RMSNorm over the
-// head, then rotate-half RoPE.
+// head, then rotate-half RoPE. With J > 0 (head_dim = 32 J, J even) the head stays in registers,
+// read once and written once: lane l holds elements l + 32 j, so that element i and its RoPE
+// partner i + head_dim / 2 are in the same lane. J = 0: any head_dim, through memory. Both do the
+// same operations in the same order.
 struct QkArgs {
   float* t[2];
   const float* norm[2];
   int64_t heads[2];
 };
+template <int J>
 __global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, float theta,
                                  const int32_t* pos) {
   WaitForEarlierKernels();
@@ -72,24 +76,45 @@ __global__ void QkNormRopeKernel(QkArgs a, int64_t rows, int64_t hd, float eps, 
   const int64_t row = item / a.heads[which];
   float* x = a.t[which] + item * hd;  // rows are [heads * hd] back to back
   const float* norm = a.norm[which];
-  if (norm != nullptr) {
-    float ss = 0.0f;
-    for (int64_t i = lane; i < hd; i += 32) ss += x[i] * x[i];
-    ss = WarpSum(ss);
-    const float scale = rsqrtf(ss / float(hd) + eps);
-    __syncwarp();
-    for (int64_t i = lane; i < hd; i += 32) x[i] = norm[i] * (x[i] * scale);
-    __syncwarp();
-  }
-  const int64_t half = hd / 2;
   const float p = float(pos[row]);
-  for (int64_t i = lane; i < half; i += 32) {
+  const auto rotate = [&](int64_t i, float& u, float& v) {
     const float inv_freq = 1.0f / powf(theta, float(2 * i) / float(hd));
     const float angle = inv_freq * p;
     const float c = cosf(angle), s = sinf(angle);
-    const float u = x[i], v = x[i + half];
-    x[i] = u * c - v * s;
-    x[i + half] = v * c + u * s;
+    const float u0 = u;
+    u = u0 * c - v * s;
+    v = v * c + u0 * s;
+  };
+  if constexpr (J > 0) {
+    static_assert(J % 2 == 0);
+    float v[J];
+#pragma unroll
+    for (int j = 0; j < J; ++j) v[j] = x[lane + 32 * j];
+    if (norm != nullptr) {
+      float ss = 0.0f;
+#pragma unroll
+      for (int j = 0; j < J; ++j) ss += v[j] * v[j];
+      ss = WarpSum(ss);
+      const float scale = rsqrtf(ss / float(hd) + eps);
+#pragma unroll
+      for (int j = 0; j < J; ++j) v[j] = norm[lane + 32 * j] * (v[j] * scale);
+    }
+#pragma unroll
+    for (int j = 0; j < J / 2; ++j) rotate(lane + 32 * j, v[j], v[j + J / 2]);
+#pragma unroll
+    for (int j = 0; j < J; ++j) x[lane + 32 * j] = v[j];
+  } else {
+    if (norm != nullptr) {
+      float ss = 0.0f;
+      for (int64_t i = lane; i < hd; i += 32) ss += x[i] * x[i];
+      ss = WarpSum(ss);
+      const float scale = rsqrtf(ss / float(hd) + eps);
+      __syncwarp();
+      for (int64_t i = lane; i < hd; i += 32) x[i] = norm[i] * (x[i] * scale);
+      __syncwarp();
+    }
+    const int64_t half = hd / 2;
+    for (int64_t i = lane; i < half; i += 32) rotate(i, x[i], x[i + half]);
   }
 }
 
@@ -234,8 +259,24 @@ void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t k
   const int64_t items = rows * (heads + kv_heads);
   const int warps = 8;
   QkArgs a{{q, k}, {q_norm, k_norm}, {heads, kv_heads}};
-  LaunchChained(QkNormRopeKernel, unsigned((items + warps - 1) / warps), warps * 32, 0, s, a, rows,
-                head_dim, eps, float(theta), pos);
+  const unsigned grid = unsigned((items + warps - 1) / warps);
+  switch (head_dim) {
+    case 64:
+      LaunchChained(QkNormRopeKernel<2>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
+                    float(theta), pos);
+      break;
+    case 128:
+      LaunchChained(QkNormRopeKernel<4>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
+                    float(theta), pos);
+      break;
+    case 256:
+      LaunchChained(QkNormRopeKernel<8>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
+                    float(theta), pos);
+      break;
+    default:
+      LaunchChained(QkNormRopeKernel<0>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
+                    float(theta), pos);
+  }
 }
 
 void LaunchSiluMul(const float* gate, const float* up, int64_t n, float* out, HalfCopy copy,
