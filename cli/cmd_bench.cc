@@ -18,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "cli/commands.h"
 #include "cli/util.h"
+#include "common/kv_pages.h"
 #include "common/model_layout.h"
 #include "common/presets.h"
 #include "common/stage_memory.h"
@@ -70,10 +71,22 @@ uint64_t DecodeWeightBytes(const ModelConfig& c) {
   return n;
 }
 
-// Fails, before any allocation, when the slice these limits ask for (weights, a KV cache for
-// max_batch sequences of max_context positions, workspace; common/stage_memory.h's model) cannot
-// fit the device's free memory: a clear message instead of an abort at the first allocation
-// that fails.
+// The KV-cache blocks bench needs: the most that one of its runs holds at once (a decode batch
+// of prompt + decode positions a sequence, the long-context batch, one prefill), not a block run
+// of the longest context for every slot.
+int64_t BenchKvBlocks(const BenchOptions& o, int64_t max_batch, int64_t longest_prefill) {
+  const int64_t bt = o.kv_block_tokens;
+  int64_t blocks = max_batch * KvBlocksFor(o.prompt + o.decode, bt);
+  if (o.long_context > 0) {
+    blocks =
+        std::max(blocks, kLongContextBatch * KvBlocksFor(o.long_context + kLongContextSteps, bt));
+  }
+  return std::max(blocks, KvBlocksFor(o.prefill_after + longest_prefill, bt));
+}
+
+// Fails, before any allocation, when the slice these limits ask for (weights, the KV cache,
+// workspace; common/stage_memory.h's model) cannot fit the device's free memory: a clear
+// message instead of an abort at the first allocation that fails.
 void CheckFits(const std::string& name, const ModelConfig& c, const SliceLimits& limits) {
   const size_t free_bytes = cuda::FreeMemory();
   if (free_bytes == 0) return;  // unknown: let the allocations speak
@@ -84,16 +97,16 @@ void CheckFits(const std::string& name, const ModelConfig& c, const SliceLimits&
   cl.max_context = limits.max_context;
   cl.max_step_tokens = limits.max_step_tokens;
   cl.kv_block_tokens = limits.kv_block_tokens;
-  const StageBytes one = StageCost(c, *sizes, cl).Bytes(true, 0, c.num_layers, true, true, false);
-  const uint64_t kv = one.kv * uint64_t(limits.max_batch);
-  const uint64_t need = one.total() - one.kv + kv;
+  const StageCost cost(c, *sizes, cl);
+  const StageBytes one = cost.Bytes(true, 0, c.num_layers, true, true, false);
+  const uint64_t kv = uint64_t(limits.kv_blocks) * cost.KvBlockBytes(true, 0, c.num_layers);
+  const uint64_t need = one.weight + kv + one.workspace + one.reserve;
   if (need <= free_bytes) return;
   Fail(absl::ResourceExhaustedError(absl::StrFormat(
-      "%s needs about %.1f GiB (weights %.1f, KV cache for %d sequences of %d positions %.1f, "
-      "workspace and reserve %.1f) but the GPU has %.1f GiB free: bench fewer or smaller "
-      "--batches, or shorter --prefill / --long-context, in separate runs",
-      name, double(need) / kGiB, double(one.weight) / kGiB, limits.max_batch, limits.max_context,
-      double(kv) / kGiB, double(one.workspace + one.reserve) / kGiB, double(free_bytes) / kGiB)));
+      "%s needs about %.1f GiB (weights %.1f, KV cache %.1f, workspace and reserve %.1f) but the "
+      "GPU has %.1f GiB free: bench smaller --batches, or a shorter --prefill / --long-context",
+      name, double(need) / kGiB, double(one.weight) / kGiB, double(kv) / kGiB,
+      double(one.workspace + one.reserve) / kGiB, double(free_bytes) / kGiB)));
 }
 
 // Prefills `batch` random prompts (steps of at most max_step_tokens), then runs greedy decode
@@ -101,17 +114,17 @@ void CheckFits(const std::string& name, const ModelConfig& c, const SliceLimits&
 json BenchBatch(Slice& slice, int64_t batch, const BenchOptions& o, std::mt19937& rng) {
   const int64_t vocab = slice.config().vocab_size;
   std::uniform_int_distribution<int32_t> tok(0, int32_t(vocab - 1));
-  // KV block tables: none (each slot its own run of blocks), or blocks shuffled over the pool.
+  // KV block tables of the blocks each sequence's positions need: runs of the pool in order, or
+  // blocks shuffled over it.
   const KvCacheShape& kv = slice.kv_shape();
+  const int64_t per_seq = KvBlocksFor(o.prompt + o.decode, kv.block_tokens);
+  std::vector<int32_t> pool(static_cast<size_t>(kv.num_blocks));
+  std::iota(pool.begin(), pool.end(), 0);
+  if (o.scatter_kv) std::shuffle(pool.begin(), pool.end(), rng);
   std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
-  if (o.scatter_kv) {
-    std::vector<int32_t> pool(static_cast<size_t>(kv.num_blocks));
-    std::iota(pool.begin(), pool.end(), 0);
-    std::shuffle(pool.begin(), pool.end(), rng);
-    for (int64_t b = 0; b < batch; ++b) {
-      const auto first = pool.begin() + b * kv.max_blocks_per_seq;
-      tables[size_t(b)].assign(first, first + kv.max_blocks_per_seq);
-    }
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto first = pool.begin() + b * per_seq;
+    tables[size_t(b)].assign(first, first + per_seq);
   }
   const auto t0 = Clock::now();
   for (int64_t first = 0; first < batch;) {
@@ -294,6 +307,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   limits.max_step_tokens =
       std::max({longest, o.prefill_after, o.prompt, o.long_context, limits.max_batch});
   limits.kv_block_tokens = o.kv_block_tokens;
+  limits.kv_blocks = BenchKvBlocks(o, limits.max_batch, longest);
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
   bo.batch_invariant = o.batch_invariant;
