@@ -301,13 +301,16 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   const int64_t longest =
       o.prefills.empty() ? 0 : *std::max_element(o.prefills.begin(), o.prefills.end());
   limits.max_batch = std::max(limits.max_batch, o.long_context > 0 ? kLongContextBatch : 0);
-  limits.max_context = std::max(
-      {o.prompt + o.decode, o.prefill_after + longest, o.long_context + kLongContextSteps});
+  limits.max_context =
+      std::max({o.prompt + o.decode, o.prefill_after + longest,
+                o.long_context > 0 ? o.long_context + kLongContextSteps : int64_t(0)});
   // A decode step of the largest batch is max_batch tokens.
   limits.max_step_tokens =
       std::max({longest, o.prefill_after, o.prompt, o.long_context, limits.max_batch});
   limits.kv_block_tokens = o.kv_block_tokens;
-  limits.kv_blocks = BenchKvBlocks(o, limits.max_batch, longest);
+  // (at least one sequence's whole context: a step without block tables gives slot 0 a run)
+  limits.kv_blocks = std::max(BenchKvBlocks(o, limits.max_batch, longest),
+                              KvBlocksFor(limits.max_context, o.kv_block_tokens));
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
   bo.batch_invariant = o.batch_invariant;
