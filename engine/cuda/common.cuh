@@ -119,8 +119,9 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch /* [32] */) {
 // 16 bytes of data read once (weights), past L1, which keeps what is read again (x); with a
 // 256-byte L2 prefetch when kPrefetch (the decode GEMV, matmul.cu: H200, batch-1 decode
 // Qwen3-8B 5.37 -> 5.30 ms, Qwen3-0.6B 1.22 -> 1.13 ms). asm volatile: the compiler keeps these
-// loads in their order among the other volatile asm (the 4-bit GEMV's mma), so that a set
-// loaded ahead is in flight while the previous one is multiplied.
+// loads in their order among the other volatile asm. The mma is not volatile (Mma): that the
+// 4-bit GEMV's set loaded ahead still goes out before the previous set's products is up to the
+// compiler's schedule (engine/cuda/NOTES.md, branch flash-split-keys-qknorm).
 template <bool kPrefetch>
 __device__ __forceinline__ uint4 LoadStreaming(const void* p) {
   uint4 v;
