@@ -611,10 +611,10 @@ __global__ void __launch_bounds__(kTileWarps * 32)
   if (split_keys) {
     // Warps 1 to 3 leave their partials in shared memory (the loop ended at a barrier: the K/V
     // stages are free, and no copy is pending); warp 0 merges them into its own, in warp order.
-    constexpr int OR = D + 8;  // padded row of an output
+    constexpr int OR = D + 8;                        // padded row of an output
     float* ms = reinterpret_cast<float*>(smem_raw);  // [warp][16 query vectors]: max
-    float* ls = ms + kTileWarps * 16;                 // [warp][16]: sum
-    float* os = ls + kTileWarps * 16;                 // [warp][16][OR]: unnormalized output
+    float* ls = ms + kTileWarps * 16;                // [warp][16]: sum
+    float* os = ls + kTileWarps * 16;                // [warp][16][OR]: unnormalized output
     static_assert(sizeof(float) * kTileWarps * 16 * (OR + 2) <= FlashSmemBytes<D>());
     if (warp > 0) {
 #pragma unroll
