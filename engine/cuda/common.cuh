@@ -121,7 +121,8 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch /* [32] */) {
 // Qwen3-8B 5.37 -> 5.30 ms, Qwen3-0.6B 1.22 -> 1.13 ms). asm volatile: the compiler keeps these
 // loads in their order among the other volatile asm. The mma is not volatile (Mma): that the
 // 4-bit GEMV's set loaded ahead still goes out before the previous set's products is up to the
-// compiler's schedule (engine/cuda/NOTES.md, branch flash-split-keys-qknorm).
+// compiler's schedule, which lost nothing on an H100 (engine/cuda/NOTES.md, "Branch
+// flash-split-keys-qknorm").
 template <bool kPrefetch>
 __device__ __forceinline__ uint4 LoadStreaming(const void* p) {
   uint4 v;
