@@ -72,16 +72,18 @@ uint64_t DecodeWeightBytes(const ModelConfig& c) {
 }
 
 // The KV-cache blocks bench needs: the most that one of its runs holds at once (a decode batch
-// of prompt + decode positions a sequence, the long-context batch, one prefill), not a block run
-// of the longest context for every slot.
-int64_t BenchKvBlocks(const BenchOptions& o, int64_t max_batch, int64_t longest_prefill) {
+// of prompt + decode positions a sequence, the long-context batch, one sequence of max_context:
+// a prefill, whose step has no block table and so takes slot 0's run), not a block run of the
+// longest context for every slot.
+int64_t BenchKvBlocks(const BenchOptions& o, const SliceLimits& limits) {
   const int64_t bt = o.kv_block_tokens;
-  int64_t blocks = max_batch * KvBlocksFor(o.prompt + o.decode, bt);
+  int64_t blocks = std::max(limits.max_batch * KvBlocksFor(o.prompt + o.decode, bt),
+                            KvBlocksFor(limits.max_context, bt));
   if (o.long_context > 0) {
     blocks =
         std::max(blocks, kLongContextBatch * KvBlocksFor(o.long_context + kLongContextSteps, bt));
   }
-  return std::max(blocks, KvBlocksFor(o.prefill_after + longest_prefill, bt));
+  return blocks;
 }
 
 // Fails, before any allocation, when the slice these limits ask for (weights, the KV cache,
@@ -308,9 +310,7 @@ json BenchPreset(const std::string& name, const BenchOptions& o,
   limits.max_step_tokens =
       std::max({longest, o.prefill_after, o.prompt, o.long_context, limits.max_batch});
   limits.kv_block_tokens = o.kv_block_tokens;
-  // (at least one sequence's whole context: a step without block tables gives slot 0 a run)
-  limits.kv_blocks = std::max(BenchKvBlocks(o, limits.max_batch, longest),
-                              KvBlocksFor(limits.max_context, o.kv_block_tokens));
+  limits.kv_blocks = BenchKvBlocks(o, limits);
   CudaBackendOptions bo;
   bo.graphs = o.graphs;
   bo.batch_invariant = o.batch_invariant;

@@ -259,23 +259,22 @@ void LaunchQkNormRope(float* q, float* k, int64_t rows, int64_t heads, int64_t k
   const int64_t items = rows * (heads + kv_heads);
   const int warps = 8;
   QkArgs a{{q, k}, {q_norm, k_norm}, {heads, kv_heads}};
-  const unsigned grid = unsigned((items + warps - 1) / warps);
-  switch (head_dim) {
+  const auto launch = [&](auto kernel) {
+    LaunchChained(kernel, unsigned((items + warps - 1) / warps), warps * 32, 0, s, a, rows,
+                  head_dim, eps, float(theta), pos);
+  };
+  switch (head_dim) {  // a head in registers where head_dim is 32 J with J even
     case 64:
-      LaunchChained(QkNormRopeKernel<2>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
-                    float(theta), pos);
+      launch(QkNormRopeKernel<2>);
       break;
     case 128:
-      LaunchChained(QkNormRopeKernel<4>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
-                    float(theta), pos);
+      launch(QkNormRopeKernel<4>);
       break;
     case 256:
-      LaunchChained(QkNormRopeKernel<8>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
-                    float(theta), pos);
+      launch(QkNormRopeKernel<8>);
       break;
     default:
-      LaunchChained(QkNormRopeKernel<0>, grid, warps * 32, 0, s, a, rows, head_dim, eps,
-                    float(theta), pos);
+      launch(QkNormRopeKernel<0>);
   }
 }
 
