@@ -12,7 +12,8 @@ B=$PWD/.device/bundle/bin
 export LP_FIXTURES=${LP_FIXTURES:-$PWD/tests/fixtures}
 
 gpu_tests() {  # gpu_tests [GTEST_FILTER]: the suite's log in $out/gpu_tests.log, its outcome printed
-  timeout 200 "$B/layerpipe_gpu_tests" ${1:+--gtest_filter="$1"} > "$out/gpu_tests.log" 2>&1
+  # (LP_BIN_DIR: the cluster tests start the bundle's programs.)
+  LP_BIN_DIR=$B timeout 300 "$B/layerpipe_gpu_tests" ${1:+--gtest_filter="$1"} > "$out/gpu_tests.log" 2>&1
   echo "gpu tests rc=$?" | tee -a "$out/gpu_tests.log"
   grep -E "^\[  FAILED|Failure|PASSED" "$out/gpu_tests.log" | head -30
 }

@@ -22,7 +22,7 @@ tar cJf "$dev/bundle.tar.xz" -C "$dev" bundle && rm -rf "$dev/bundle"
 tar cJf "$dev/tokenizer.tar.xz" -C tests/fixtures/qwen3-tiny tokenizer.json tokenizer_config.json
 cp tools/hf_baseline.py scripts/gpu-run.sh scripts/gpu-cluster-bench.sh scripts/gpu-resume.sh \
   scripts/gpu-int4-cluster.sh scripts/gpu-cluster-lib.sh scripts/gpu-timeline.sh scripts/gpu-kv-bench.sh \
-  scripts/gpu-ab-bench.sh scripts/gpu-kernel-times.sh scripts/gpu-kernel-detail.sh scripts/gpu-change.sh scripts/gpu-gap.sh "$dev/"
+  scripts/gpu-ab-bench.sh scripts/gpu-kernel-times.sh scripts/gpu-kernel-detail.sh scripts/gpu-kernel-source.sh scripts/gpu-change.sh scripts/gpu-gap.sh "$dev/"
 n=0
 for rev in ${LP_BASE:-}; do
   n=$((n + 1))
