@@ -8,7 +8,6 @@ body is the instructions that share its count).
 Usage: ncu_source_summary.py SASS_CSV [LABEL]
 """
 import csv
-import re
 import sys
 from collections import Counter, defaultdict
 
