@@ -2,9 +2,9 @@
 """Where a kernel's warps wait: Nsight Compute's SASS page (`ncu --page source --print-source
 sass --csv`) summed up.
 
-Prints the warp-stall samples by reason (every numeric column whose name says stall), by opcode,
-the instructions with the most samples, and how many instructions ran how many times (a loop's
-body is the instructions that share its count).
+Prints the warp-stall samples by reason (the stall_* columns, each a share of all samples), by
+opcode, the instructions with the most samples, and how many instructions ran how many times (a
+loop's body is the instructions that share its count).
 Usage: ncu_source_summary.py SASS_CSV [LABEL]
 """
 import csv
@@ -40,8 +40,8 @@ def main():
     total = sum(value(r, samples) for r in rows)
     print(f"# {label}: {len(rows)} SASS instructions, {total:.0f} warp-stall samples")
 
-    reasons = [i for i, n in enumerate(head) if "stall" in n.lower() and i != samples and
-               not n.startswith("Warp Stall Sampling")]
+    # The reasons' shares of all samples (their "(Not Issued)" columns are subsets of them).
+    reasons = [i for i, n in enumerate(head) if n.startswith("stall_") and "Not Issued" not in n]
     by_reason = sorted(((sum(value(r, i) for r in rows), head[i]) for i in reasons), reverse=True)
     print("\n## samples by stall reason")
     for v, name in by_reason[:16]:
