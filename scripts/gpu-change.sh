@@ -2,8 +2,9 @@
 # On the GPU machine: a change against the build it changes, in one call (`LP_BASE=HEAD
 # scripts/gpu-prepare.sh` packs both): the GPU tests (the cluster ones left out: they time
 # nothing the change alters), `layerpipe bench` of both builds with rounds interleaved
-# (gpu-ab-bench.sh), then the single products' probe. At most 7 files in $OUT (or
-# gpu-results/), 8 come back.
+# (gpu-ab-bench.sh), then the single products' probe. With `LP_BASE="REV REV2 REV3"`, the
+# bundle against each of them (base-cuda.xz = A, base2 = B, base3 = C, the bundle last: up to
+# four builds). At most 7 files in $OUT (or gpu-results/), 8 come back.
 #   gpu-change.sh [ROUNDS [BENCH_ARGS...]]
 # default: 2 --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
 set -uo pipefail
@@ -14,10 +15,18 @@ rounds=${1:-2}
 shift || true
 [ $# -gt 0 ] || set -- --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
 [ -f .device/base-cuda.xz ] || { echo "no .device/base-cuda.xz: LP_BASE=REV scripts/gpu-prepare.sh makes it"; exit 1; }
-xz -dc .device/base-cuda.xz > /tmp/base-cuda && chmod +x /tmp/base-cuda
+sides=(A B C D)
+n=0
+for base in .device/base-cuda.xz .device/base2-cuda.xz .device/base3-cuda.xz; do
+  [ -f "$base" ] || break
+  xz -dc "$base" > "/tmp/side$n" && chmod +x "/tmp/side$n"
+  export "LP_${sides[$n]}=/tmp/side$n"
+  n=$((n + 1))
+done
+export "LP_${sides[$n]}=$B/layerpipe-cuda"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 gpu_tests '-*GpuCluster*'
-LP_A=/tmp/base-cuda LP_B=$B/layerpipe-cuda "$here/gpu-ab-bench.sh" "$rounds" "$@"
+"$here/gpu-ab-bench.sh" "$rounds" "$@"
 timeout 120 "$B/layerpipe-cuda" bench --probe --preset qwen3-8b --batches 1 --decode 8 --prefill 0 \
   > "$out/probe.txt" 2>&1
 grep -E "matmul|error" "$out/probe.txt"
