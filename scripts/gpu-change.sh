@@ -2,9 +2,9 @@
 # On the GPU machine: a change against the build it changes, in one call (`LP_BASE=HEAD
 # scripts/gpu-prepare.sh` packs both): the GPU tests (the cluster ones left out: they time
 # nothing the change alters), `layerpipe bench` of both builds with rounds interleaved
-# (gpu-ab-bench.sh), then the single products' probe. With `LP_BASE="REV REV2 REV3"`, the
-# bundle against each of them (base-cuda.xz = A, base2 = B, base3 = C, the bundle last: up to
-# four builds). At most 7 files in $OUT (or gpu-results/), 8 come back.
+# (gpu-ab-bench.sh), then the single products' probe. With `LP_BASE="REV REV2 ..."`, the
+# bundle against each of them (base-cuda.xz = A, base2 = B..., the bundle last: up to six
+# builds). Three files in $OUT (or gpu-results/): the suite's log, the summary, the probe.
 #   gpu-change.sh [ROUNDS [BENCH_ARGS...]]
 # default: 2 --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
 set -uo pipefail
@@ -15,9 +15,9 @@ rounds=${1:-2}
 shift || true
 [ $# -gt 0 ] || set -- --preset qwen3-8b --batches 1,4,16,64 --prefill 32,2048
 [ -f .device/base-cuda.xz ] || { echo "no .device/base-cuda.xz: LP_BASE=REV scripts/gpu-prepare.sh makes it"; exit 1; }
-sides=(A B C D)
+sides=(A B C D E F)
 n=0
-for base in .device/base-cuda.xz .device/base2-cuda.xz .device/base3-cuda.xz; do
+for base in .device/base{,2,3,4,5}-cuda.xz; do
   [ -f "$base" ] || break
   xz -dc "$base" > "/tmp/side$n" && chmod +x "/tmp/side$n"
   export "LP_${sides[$n]}=/tmp/side$n"
