@@ -1,6 +1,7 @@
 # Shared by the GPU machine's scripts (gpu-run.sh, gpu-change.sh, the cluster ones...), sourced
 # from the checkout's root: sets $out (the results folder, $OUT or gpu-results/), $B (the
-# bundle's bin folder, unpacked if needed) and LP_FIXTURES (they travel with the working tree);
+# bundle's bin folder, unpacked if needed), $ncu (Nsight Compute's command) and LP_FIXTURES (they
+# travel with the working tree);
 # runs the GPU test suite; writes a cluster file of N workers on GPU 0, and starts and stops
 # `layerpipe serve`. The cluster functions need $port (the coordinator's; workers take the next
 # ones).
@@ -9,6 +10,7 @@ mkdir -p "$out"
 [ -d .device/bundle ] || tar xJf .device/bundle.tar.xz -C .device
 export LD_LIBRARY_PATH=$PWD/.device/bundle/lib:/usr/local/cuda/lib64
 B=$PWD/.device/bundle/bin
+ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 export LP_FIXTURES=${LP_FIXTURES:-$PWD/tests/fixtures}
 
 gpu_tests() {  # gpu_tests [GTEST_FILTER]: the suite's log in $out/gpu_tests.log, its outcome printed

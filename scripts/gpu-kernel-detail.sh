@@ -9,13 +9,12 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
-. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH
+. "$here/gpu-cluster-lib.sh"  # $out, $B, $ncu, LD_LIBRARY_PATH
 kernel=$1 label=$2; shift 2
 csv=$out/ncu_$label.csv
 [ -f "$csv" ] || { echo "no $csv: run gpu-kernel-times.sh $label first"; exit 1; }
 n=$(grep -c "$kernel" "$csv")
 [ "$n" -gt 0 ] || { echo "no launch of $kernel in $csv"; exit 1; }
-ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 timeout 300 "$ncu" --kernel-name "regex:$kernel" --launch-skip $((n - 1)) --launch-count 1 \
   --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
   --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \

@@ -9,9 +9,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
-. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH
+. "$here/gpu-cluster-lib.sh"  # $out, $B, $ncu, LD_LIBRARY_PATH
 kernel=$1 label=$2; shift 2
-ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 # Its launches first (only that kernel is timed), to profile the last one.
 n=$(timeout 200 "$ncu" --csv --metrics gpu__time_duration.sum --kernel-name "regex:$kernel" \
   "$B/layerpipe-cuda" bench "$@" 2> /dev/null | grep -c "gpu__time_duration")

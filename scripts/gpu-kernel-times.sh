@@ -8,9 +8,8 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)  # scripts/ or .device/
 cd "$here/.."
-. "$here/gpu-cluster-lib.sh"  # $out, $B, LD_LIBRARY_PATH
+. "$here/gpu-cluster-lib.sh"  # $out, $B, $ncu, LD_LIBRARY_PATH
 label=$1; shift
-ncu=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 timeout 300 "$ncu" --csv --metrics gpu__time_duration.sum "$B/layerpipe-cuda" bench "$@" --json \
   > "$out/ncu_$label.csv" 2>&1
 python3 tools/ncu_step_times.py "$out/ncu_$label.csv" "$label" | tee -a "$out/kernel-times.txt"

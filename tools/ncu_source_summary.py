@@ -65,7 +65,7 @@ def main():
         print(f"{c:12.0f}: {n}")
 
     print("\n## the 40 instructions with the most samples")
-    address = col.get("Address", 0)
+    address = col["Address"]
     top = sorted(rows, key=lambda r: -value(r, samples))[:40]
     for r in top:
         detail = ", ".join(f"{head[i]} {value(r, i):.0f}" for i in reasons if value(r, i) >= 0.2 * value(r, samples) > 0)
